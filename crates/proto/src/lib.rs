@@ -1,0 +1,317 @@
+//! Wire types shared by the chatbench server and its clients.
+//!
+//! The contract lives in `DESIGN.md` §2. The main types are [`Message`] (what
+//! every transport delivers), [`PublishRequest`] (the POST body, also the text
+//! of a WebSocket publish frame), [`PollResponse`], [`PublishAck`],
+//! [`ErrorBody`], [`Notice`] (out-of-band stream notices such as `missed`) and
+//! [`RoomName`]. [`MessageJson`] builds the one serialization of a message that
+//! every transport frames, and [`poll_response_json`] frames a batch of those
+//! bytes as a poll answer without re-serializing them.
+//!
+//! **This crate does no I/O.**
+#![deny(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+/// Longest accepted room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 64;
+
+/// A validated room name: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+/// Why a room name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomNameError {
+    /// The name is the empty string.
+    #[error("room name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_ROOM_NAME`] bytes.
+    #[error("room name is {0} bytes long; the limit is 64")]
+    TooLong(usize),
+    /// The name holds a character outside `[A-Za-z0-9_-]`.
+    #[error("room name holds {0:?}; only A-Z, a-z, 0-9, '_' and '-' are allowed")]
+    BadChar(char),
+}
+
+impl RoomName {
+    /// Validates `name` against `[A-Za-z0-9_-]{1,64}`.
+    pub fn new(name: &str) -> Result<RoomName, RoomNameError> {
+        if name.is_empty() {
+            return Err(RoomNameError::Empty);
+        }
+        if name.len() > MAX_ROOM_NAME {
+            return Err(RoomNameError::TooLong(name.len()));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(RoomNameError::BadChar(c));
+        }
+        Ok(RoomName(name.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The body of `POST /rooms/{room}/messages`, and the text of a WebSocket
+/// publish frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest<'a> {
+    /// Who sends; echoed unchanged.
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
+    /// The text; echoed unchanged.
+    #[serde(borrow)]
+    pub body: Cow<'a, str>,
+    /// An opaque sender clock value; echoed unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
+}
+
+/// A chat message as every transport delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message<'a> {
+    /// Per-room sequence number: starts at 1, strictly increasing, no gaps.
+    pub seq: u64,
+    /// The room the message was published to.
+    #[serde(borrow)]
+    pub room: Cow<'a, str>,
+    /// The sender, as given.
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
+    /// The text, as given.
+    #[serde(borrow)]
+    pub body: Cow<'a, str>,
+    /// The sender's opaque clock value, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<u64>,
+    /// When the server accepted the message, in µs since the UNIX epoch.
+    pub server_at: u64,
+}
+
+/// The answer to a short or long poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollResponse<'a> {
+    /// Messages with `seq` greater than the cursor, oldest first.
+    #[serde(borrow)]
+    pub messages: Vec<Message<'a>>,
+    /// The cursor to send as `after` next time.
+    pub next: u64,
+    /// Messages the cursor skipped because they left retention.
+    pub missed: u64,
+}
+
+/// The answer to a successful publish: `201 {"seq":N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishAck {
+    /// The sequence number given to the message.
+    pub seq: u64,
+}
+
+/// Every error answer: `{"error":"<reason>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A human-readable reason.
+    pub error: String,
+}
+
+impl ErrorBody {
+    /// The JSON bytes of an error body with `reason`.
+    pub fn json(reason: &str) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody {
+            error: reason.to_owned(),
+        })
+        .expect("serializing a string cannot fail")
+    }
+}
+
+/// An out-of-band notice on a stream (SSE event `missed`, or a WebSocket text
+/// frame): the cursor skipped `missed` messages that left retention and now
+/// continues after `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// How many messages were skipped.
+    pub missed: u64,
+    /// The cursor after the skip.
+    pub next: u64,
+}
+
+/// Builds the single JSON serialization of a message.
+///
+/// The parts that do not depend on `seq` and `server_at` are encoded once by
+/// [`MessageJson::new`], outside any lock; [`MessageJson::finish`] then adds
+/// the sequence number and the server time, which the room log assigns under
+/// its lock. The field order is `seq, room, from, body, sent_at, server_at`.
+#[derive(Debug, Clone)]
+pub struct MessageJson {
+    middle: String,
+}
+
+impl MessageJson {
+    /// Encodes the room, sender, body and `sent_at` of a message.
+    pub fn new(room: &str, req: &PublishRequest<'_>) -> MessageJson {
+        use std::fmt::Write;
+        let mut middle = String::with_capacity(48 + room.len() + req.from.len() + req.body.len());
+        middle.push_str(",\"room\":");
+        write_json_str(&mut middle, room);
+        middle.push_str(",\"from\":");
+        write_json_str(&mut middle, &req.from);
+        middle.push_str(",\"body\":");
+        write_json_str(&mut middle, &req.body);
+        if let Some(sent_at) = req.sent_at {
+            let _ = write!(middle, ",\"sent_at\":{sent_at}");
+        }
+        MessageJson { middle }
+    }
+
+    /// The finished JSON object for sequence number `seq`, accepted at
+    /// `server_at` µs since the epoch.
+    pub fn finish(&self, seq: u64, server_at: u64) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.middle.len() + 48);
+        let _ = write!(out, "{{\"seq\":{seq}{}", self.middle);
+        let _ = write!(out, ",\"server_at\":{server_at}}}");
+        out
+    }
+}
+
+fn write_json_str(out: &mut String, s: &str) {
+    // serde_json's string escaping is the one the clients parse with.
+    out.push_str(&serde_json::to_string(s).expect("serializing a string cannot fail"));
+}
+
+/// Frames already-serialized messages as a poll answer:
+/// `{"messages":[m1,m2,..],"next":N,"missed":K}`.
+pub fn poll_response_json<'a, I>(messages: I, next: u64, missed: u64) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"messages\":[");
+    for (i, m) in messages.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(m);
+    }
+    out.extend_from_slice(b"],\"next\":");
+    out.extend_from_slice(next.to_string().as_bytes());
+    out.extend_from_slice(b",\"missed\":");
+    out.extend_from_slice(missed.to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names() {
+        assert!(RoomName::new("lobby").is_ok());
+        assert!(RoomName::new("A-z_09").is_ok());
+        assert!(RoomName::new(&"a".repeat(64)).is_ok());
+        assert_eq!(RoomName::new(""), Err(RoomNameError::Empty));
+        assert_eq!(
+            RoomName::new(&"a".repeat(65)),
+            Err(RoomNameError::TooLong(65))
+        );
+        assert_eq!(RoomName::new("a b"), Err(RoomNameError::BadChar(' ')));
+        assert_eq!(RoomName::new("café"), Err(RoomNameError::BadChar('é')));
+        assert_eq!(
+            RoomNameError::BadChar('.').to_string(),
+            "room name holds '.'; only A-Z, a-z, 0-9, '_' and '-' are allowed"
+        );
+    }
+
+    #[test]
+    fn message_json_matches_the_contract_example() {
+        let req = PublishRequest {
+            from: "c17".into(),
+            body: "hello".into(),
+            sent_at: Some(123456),
+        };
+        let json = MessageJson::new("lobby", &req).finish(42, 1763935200123456);
+        assert_eq!(
+            json,
+            r#"{"seq":42,"room":"lobby","from":"c17","body":"hello","sent_at":123456,"server_at":1763935200123456}"#
+        );
+    }
+
+    #[test]
+    fn message_json_escapes_and_round_trips() {
+        let req = PublishRequest {
+            from: "q\"uote".into(),
+            body: "line\nbreak \u{1F600} \\ </script>".into(),
+            sent_at: None,
+        };
+        let json = MessageJson::new("r", &req).finish(1, 7);
+        let m: Message<'_> = serde_json::from_str(&json).unwrap();
+        assert_eq!(m.from, "q\"uote");
+        assert_eq!(m.body, req.body);
+        assert_eq!(m.sent_at, None);
+        assert!(!json.contains("sent_at"));
+    }
+
+    #[test]
+    fn poll_response_frames_raw_messages() {
+        let a = MessageJson::new(
+            "r",
+            &PublishRequest {
+                from: "a".into(),
+                body: "x".into(),
+                sent_at: Some(1),
+            },
+        )
+        .finish(1, 10);
+        let b = MessageJson::new(
+            "r",
+            &PublishRequest {
+                from: "b".into(),
+                body: "y".into(),
+                sent_at: None,
+            },
+        )
+        .finish(2, 11);
+        let json = poll_response_json([a.as_bytes(), b.as_bytes()], 2, 3);
+        let p: PollResponse<'_> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(p.messages.len(), 2);
+        assert_eq!(p.messages[1].seq, 2);
+        assert_eq!((p.next, p.missed), (2, 3));
+        let empty = poll_response_json(std::iter::empty(), 5, 0);
+        assert_eq!(empty, br#"{"messages":[],"next":5,"missed":0}"#);
+    }
+
+    #[test]
+    fn publish_request_rejects_unknown_and_ill_typed_fields() {
+        let e = serde_json::from_str::<PublishRequest<'_>>(r#"{"from":"a","body":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid type: integer `1`, expected a string"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<PublishRequest<'_>>(r#"{"from":"a","body":"b","x":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("unknown field `x`"), "{e}");
+        let e = serde_json::from_str::<PublishRequest<'_>>(r#"{"from":"a"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("missing field `body`"), "{e}");
+    }
+}

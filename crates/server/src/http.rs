@@ -1,0 +1,382 @@
+//! The router, error answers, publishing, and short and long polls.
+
+use crate::conn::{ConnGuard, ConnTag};
+use crate::metrics::{ActiveGuard, Metrics, Transport};
+use crate::room::{Batch, RoomLog, Rooms};
+use crate::{sse, ws, Config};
+use bytes::Bytes;
+use chatbench_proto::{poll_response_json, ErrorBody, PublishAck, PublishRequest, RoomName};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The response body type of every route.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct App {
+    pub(crate) config: Config,
+    pub(crate) rooms: Rooms,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+/// An error answer: a status and a reason, sent as `{"error":"<reason>"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+    allow: Option<&'static str>,
+    upgrade: bool,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            reason: reason.into(),
+            allow: None,
+            upgrade: false,
+        }
+    }
+
+    pub(crate) fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    fn method_not_allowed(method: &Method, allow: &'static str) -> ApiError {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            reason: format!("method {method} is not allowed here; use {allow}"),
+            allow: Some(allow),
+            upgrade: false,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut resp = json_response(self.status, ErrorBody::json(&self.reason));
+        if let Some(allow) = self.allow {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.upgrade {
+            resp.headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        resp
+    }
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn text_response(content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// The query parameters any route understands. Unknown parameters are
+/// ignored, as browsers and proxies add their own (cache busters).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Query {
+    pub after: Option<u64>,
+    pub wait_ms: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+impl Query {
+    pub(crate) fn parse(q: Option<&str>) -> Result<Query, ApiError> {
+        let mut out = Query::default();
+        for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+            let slot = match k.as_ref() {
+                "after" => &mut out.after,
+                "wait_ms" => &mut out.wait_ms,
+                "limit" => &mut out.limit,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter `{k}` is given more than once"
+                )));
+            }
+            *slot = Some(v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter `{k}` must be a non-negative integer, got {v:?}"
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+}
+
+/// Serves one request. Never fails: every error becomes a JSON answer.
+pub(crate) async fn handle(
+    app: Arc<App>,
+    tag: Arc<ConnTag>,
+    guard: Arc<ConnGuard>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let route = match segments.as_slice() {
+        [""] => Route::Page,
+        ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
+        ["rooms", room, "messages"] => Route::Messages(room),
+        ["rooms", room, "events"] => Route::Events(room),
+        ["rooms", room, "ws"] => Route::Ws(room),
+        _ => Route::NotFound,
+    };
+    let transport = route.transport(&req);
+    tag.set(transport);
+    app.metrics.of(transport).requests.inc();
+    let result = match route {
+        Route::Page => only_get(&req)
+            .map(|()| text_response("text/html; charset=utf-8", include_str!("page.html"))),
+        Route::Healthz => only_get(&req).map(|()| text_response("text/plain", "ok")),
+        Route::Metrics => only_get(&req).map(|()| {
+            app.metrics.rooms.set(app.rooms.len() as i64);
+            text_response(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                app.metrics.encode(),
+            )
+        }),
+        Route::Messages(room) => match *req.method() {
+            Method::GET => poll(&app, room, &req).await,
+            Method::POST => publish(&app, room, req).await,
+            ref m => Err(ApiError::method_not_allowed(m, "GET, POST")),
+        },
+        Route::Events(room) => match only_get(&req) {
+            Ok(()) => sse::open(&app, room, &req),
+            Err(e) => Err(e),
+        },
+        Route::Ws(room) => match only_get(&req) {
+            Ok(()) => ws::upgrade(&app, room, req, guard),
+            Err(e) => Err(e),
+        },
+        Route::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route for {path}"),
+        )),
+    };
+    Ok(result.unwrap_or_else(ApiError::into_response))
+}
+
+enum Route<'a> {
+    Page,
+    Healthz,
+    Metrics,
+    Messages(&'a str),
+    Events(&'a str),
+    Ws(&'a str),
+    NotFound,
+}
+
+impl Route<'_> {
+    fn transport(&self, req: &Request<Incoming>) -> Transport {
+        match self {
+            Route::Messages(_) if req.method() == Method::POST => Transport::Publish,
+            Route::Messages(_) => {
+                let has_wait = Query::parse(req.uri().query())
+                    .map(|q| q.wait_ms.is_some())
+                    .unwrap_or(false);
+                if has_wait {
+                    Transport::LongPoll
+                } else {
+                    Transport::ShortPoll
+                }
+            }
+            Route::Events(_) => Transport::Sse,
+            Route::Ws(_) => Transport::WebSocket,
+            _ => Transport::Other,
+        }
+    }
+}
+
+fn only_get<B>(req: &Request<B>) -> Result<(), ApiError> {
+    if req.method() == Method::GET {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed(req.method(), "GET"))
+    }
+}
+
+/// Validates the room name and finds or creates the room.
+pub(crate) fn room(app: &App, name: &str) -> Result<Arc<RoomLog>, ApiError> {
+    let name = RoomName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    app.rooms
+        .get_or_create(&name)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+async fn publish(
+    app: &App,
+    room_name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let limit = app.config.body_limit;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let log = room(app, room_name)?;
+    let body = Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("could not read the body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let seq = publish_json(app, &log, &body, Transport::Publish)?;
+    let ack = serde_json::to_vec(&PublishAck { seq }).unwrap_or_default();
+    Ok(json_response(StatusCode::CREATED, ack))
+}
+
+/// Parses a publish body (POST body or WebSocket text) and appends it.
+pub(crate) fn publish_json(
+    app: &App,
+    log: &RoomLog,
+    body: &[u8],
+    via: Transport,
+) -> Result<u64, ApiError> {
+    let req: PublishRequest<'_> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
+    let seq = log.publish(&req);
+    app.metrics.of(via).published.inc();
+    Ok(seq)
+}
+
+impl ApiError {
+    pub(crate) fn set_upgrade_header(&mut self) {
+        self.upgrade = true;
+    }
+
+    /// The reason, for WebSocket error frames.
+    pub(crate) fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+async fn poll(
+    app: &App,
+    room_name: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let q = Query::parse(req.uri().query())?;
+    let max_batch = app.config.max_batch as u64;
+    let limit = match q.limit {
+        None => max_batch,
+        Some(n) if (1..=max_batch).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter `limit` must be between 1 and {max_batch}, got {n}"
+            )))
+        }
+    } as usize;
+    let max_wait = app.config.long_poll_max_wait.as_millis() as u64;
+    if let Some(w) = q.wait_ms.filter(|&w| w > max_wait) {
+        return Err(ApiError::bad_request(format!(
+            "query parameter `wait_ms` must be at most {max_wait}, got {w}"
+        )));
+    }
+    let log = room(app, room_name)?;
+    let cursor = q.after.unwrap_or_else(|| log.head());
+    let mut batch = log.read_after(cursor, limit);
+    let transport = match q.wait_ms {
+        None => Transport::ShortPoll,
+        Some(wait) => {
+            if batch.is_empty() && wait > 0 {
+                batch = long_wait(app, &log, cursor, limit, Duration::from_millis(wait)).await;
+            }
+            Transport::LongPoll
+        }
+    };
+    app.metrics
+        .of(transport)
+        .delivered
+        .inc_by(batch.messages.len() as u64);
+    let body = poll_response_json(
+        batch.messages.iter().map(|m| m.as_bytes()),
+        batch.next,
+        batch.missed,
+    );
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// Holds a long poll until a message after `cursor` exists, `wait` passes, or
+/// the server shuts down (which answers the poll rather than dropping it).
+async fn long_wait(app: &App, log: &RoomLog, cursor: u64, limit: usize, wait: Duration) -> Batch {
+    let _active = ActiveGuard::new(&app.metrics, Transport::LongPoll);
+    let mut rx = log.subscribe();
+    tokio::select! {
+        _ = rx.wait_for(|&head| head > cursor) => {}
+        _ = tokio::time::sleep(wait) => {}
+        _ = app.shutdown.cancelled() => {}
+    }
+    log.read_after(cursor, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(Query::parse(None).unwrap(), Query::default());
+        let q = Query::parse(Some("after=5&wait_ms=100&_=123&limit=7")).unwrap();
+        assert_eq!(
+            q,
+            Query {
+                after: Some(5),
+                wait_ms: Some(100),
+                limit: Some(7)
+            }
+        );
+        assert_eq!(
+            Query::parse(Some("after=-1")).unwrap_err().reason,
+            "query parameter `after` must be a non-negative integer, got \"-1\""
+        );
+        assert_eq!(
+            Query::parse(Some("after=1&after=2")).unwrap_err().reason,
+            "query parameter `after` is given more than once"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! The chatbench chat server: one message log per room, served over HTTP
+//! short polling, long polling, Server-Sent Events and WebSocket.
+//!
+//! Modules, and what each owns:
+//! - [`room`]: [`RoomLog`], the only store of messages, and [`Rooms`].
+//! - `http`: the router, error answers, publishing and the two polls.
+//! - `sse` and `ws`: the streaming transports, each a cursor over a room log.
+//! - [`conn`]: [`CountedIo`](conn::CountedIo), which charges bytes written to
+//!   the transport of the request in flight and enforces the idle timeout.
+//! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
+//! - [`config`]: [`Config`] and the command-line flags [`ServerArgs`].
+//!
+//! The entry point is [`run`]`(listener, config, shutdown)`; [`serve`] binds
+//! from flags and runs until Ctrl-C or SIGTERM.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod conn;
+mod http;
+pub mod metrics;
+pub mod room;
+mod server;
+mod sse;
+mod ws;
+
+pub use config::{Config, ServerArgs};
+pub use metrics::{Metrics, Transport};
+pub use room::{RoomLog, Rooms};
+pub use server::{run, run_with_metrics, shutdown_signal};
+
+use std::io::Write;
+
+/// Binds `args.listen`, prints `listening on http://ADDR` as the first line on
+/// stdout (so a parent process can learn a port-0 address), and serves until
+/// Ctrl-C or SIGTERM.
+pub async fn serve(args: &ServerArgs) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!("listening on http://{addr}");
+    run(listener, args.config(), shutdown_signal()).await;
+    Ok(())
+}

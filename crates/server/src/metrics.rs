@@ -1,0 +1,210 @@
+//! Prometheus metrics, per transport, encoded by `prometheus-client`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::fmt::Write;
+
+/// What a request or connection is used for; the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Transport {
+    /// `GET /rooms/{room}/messages` without `wait_ms`.
+    ShortPoll = 0,
+    /// `GET /rooms/{room}/messages?wait_ms=W`.
+    LongPoll = 1,
+    /// `GET /rooms/{room}/events`.
+    Sse = 2,
+    /// `GET /rooms/{room}/ws` and everything on the upgraded socket.
+    WebSocket = 3,
+    /// `POST /rooms/{room}/messages`.
+    Publish = 4,
+    /// Anything else: the page, `/healthz`, `/metrics`, unknown paths.
+    Other = 5,
+}
+
+impl Transport {
+    /// Every label value, in `repr` order.
+    pub const ALL: [Transport; 6] = [
+        Transport::ShortPoll,
+        Transport::LongPoll,
+        Transport::Sse,
+        Transport::WebSocket,
+        Transport::Publish,
+        Transport::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::ShortPoll => "short_poll",
+            Transport::LongPoll => "long_poll",
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+            Transport::Publish => "publish",
+            Transport::Other => "other",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Transport {
+        Transport::ALL
+            .get(v as usize)
+            .copied()
+            .unwrap_or(Transport::Other)
+    }
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TransportLabel {
+    transport: Transport,
+}
+
+/// The counters of one transport label.
+#[derive(Debug, Clone, Default)]
+pub struct PerTransport {
+    /// Long polls waiting, SSE streams and WebSockets open now.
+    pub active: Gauge,
+    /// Requests received.
+    pub requests: Counter,
+    /// Messages published through this label.
+    pub published: Counter,
+    /// Messages handed to clients.
+    pub delivered: Counter,
+    /// Bytes written to sockets, HTTP and WebSocket framing included.
+    pub bytes_written: Counter,
+}
+
+/// Every metric of a server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// TCP connections open now.
+    pub connections_open: Gauge,
+    /// TCP connections accepted.
+    pub connections_accepted: Counter,
+    /// TCP connections refused with 503 at the connection limit.
+    pub connections_rejected: Counter,
+    /// Rooms that exist.
+    pub rooms: Gauge,
+    per: Vec<PerTransport>,
+}
+
+impl Metrics {
+    /// A fresh registry with every series at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("chatbench");
+        let connections_open = Gauge::default();
+        let connections_accepted = Counter::default();
+        let connections_rejected = Counter::default();
+        let rooms = Gauge::default();
+        registry.register(
+            "connections_open",
+            "TCP connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "TCP connections accepted",
+            connections_accepted.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "TCP connections refused with 503 at the connection limit",
+            connections_rejected.clone(),
+        );
+        registry.register("rooms", "Rooms that exist", rooms.clone());
+
+        let active = Family::<TransportLabel, Gauge>::default();
+        let requests = Family::<TransportLabel, Counter>::default();
+        let published = Family::<TransportLabel, Counter>::default();
+        let delivered = Family::<TransportLabel, Counter>::default();
+        let bytes_written = Family::<TransportLabel, Counter>::default();
+        // Handles are cloned once so the hot path never touches the family map.
+        let per = Transport::ALL
+            .iter()
+            .map(|&transport| {
+                let l = TransportLabel { transport };
+                PerTransport {
+                    active: active.get_or_create(&l).clone(),
+                    requests: requests.get_or_create(&l).clone(),
+                    published: published.get_or_create(&l).clone(),
+                    delivered: delivered.get_or_create(&l).clone(),
+                    bytes_written: bytes_written.get_or_create(&l).clone(),
+                }
+            })
+            .collect();
+        registry.register(
+            "active",
+            "Long polls waiting, SSE streams and WebSockets open now",
+            active,
+        );
+        registry.register("requests", "HTTP requests received", requests);
+        registry.register("messages_published", "Messages published", published);
+        registry.register(
+            "messages_delivered",
+            "Messages handed to clients",
+            delivered,
+        );
+        registry.register(
+            "bytes_written",
+            "Bytes written to client sockets, framing included",
+            bytes_written,
+        );
+        Metrics {
+            registry,
+            connections_open,
+            connections_accepted,
+            connections_rejected,
+            rooms,
+            per,
+        }
+    }
+
+    /// The counters of `t`.
+    pub fn of(&self, t: Transport) -> &PerTransport {
+        &self.per[t as usize]
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+/// Counts one open long poll, stream or WebSocket while it lives.
+#[derive(Debug)]
+pub struct ActiveGuard(Gauge);
+
+impl ActiveGuard {
+    /// Raises `t`'s `active` gauge until dropped.
+    pub fn new(metrics: &Metrics, t: Transport) -> ActiveGuard {
+        let g = metrics.of(t).active.clone();
+        g.inc();
+        ActiveGuard(g)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,217 @@
+//! WebSocket: `GET /rooms/{room}/ws`.
+//!
+//! The handshake is checked here and answered with `101`; the task that
+//! awaits `hyper::upgrade::on` is spawned on the server's task tracker before
+//! that, because hyper stops tracking the connection once it is upgraded. The
+//! session is a cursor over the room log, like every other transport: it
+//! sends one text frame per message, takes text frames as publishes, answers
+//! bad frames with `{"error":..}` and stays open, pings on an interval, and
+//! closes with `1001 Going Away` on shutdown.
+
+use crate::conn::ConnGuard;
+use crate::http::{publish_json, room, ApiError, App, Body, Query};
+use crate::metrics::{ActiveGuard, Transport};
+use crate::room::RoomLog;
+use chatbench_proto::{ErrorBody, Notice};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+/// Frames larger than this close the socket with 1009; frames between the
+/// body limit and this get an error frame and the socket stays open.
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+
+/// Buffer sizes chosen for many idle sockets rather than bulk throughput:
+/// tungstenite's defaults (128 KiB read buffer) would cost over a gigabyte
+/// at 10k connections. Chat frames are a few hundred bytes.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(HARD_FRAME_LIMIT)
+        .max_message_size(Some(HARD_FRAME_LIMIT))
+        .max_frame_size(Some(HARD_FRAME_LIMIT))
+}
+
+fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    req.headers().get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+pub(crate) fn upgrade(
+    app: &Arc<App>,
+    room_name: &str,
+    mut req: Request<Incoming>,
+    guard: Arc<ConnGuard>,
+) -> Result<Response<Body>, ApiError> {
+    if !header_has(&req, header::UPGRADE, "websocket")
+        || !header_has(&req, header::CONNECTION, "upgrade")
+    {
+        let mut e = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket: send a GET with `Connection: Upgrade` and `Upgrade: websocket`",
+        );
+        e.set_upgrade_header();
+        return Err(e);
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(ApiError::bad_request(
+            "header Sec-WebSocket-Version must be 13",
+        ));
+    }
+    let key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| ApiError::bad_request("header Sec-WebSocket-Key is missing"))?;
+    let accept = derive_accept_key(key.as_bytes());
+    let q = Query::parse(req.uri().query())?;
+    let log = room(app, room_name)?;
+    let cursor = q.after.unwrap_or_else(|| log.head());
+
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let session_app = app.clone();
+    app.tracker.spawn(async move {
+        // Keep the connection slot until the session ends.
+        let _guard = guard;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config()),
+                )
+                .await;
+                session(&session_app, &log, ws, cursor).await;
+            }
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    });
+
+    let mut resp = Response::new(crate::http::full(bytes::Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|_| ApiError::bad_request("bad key"))?,
+    );
+    Ok(resp)
+}
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+fn error_frame(reason: &str) -> WsMessage {
+    WsMessage::Text(Utf8Bytes::from(
+        String::from_utf8_lossy(&ErrorBody::json(reason)).into_owned(),
+    ))
+}
+
+async fn session(app: &App, log: &RoomLog, mut ws: Socket, mut cursor: u64) {
+    let _active = ActiveGuard::new(&app.metrics, Transport::WebSocket);
+    let metrics = app.metrics.of(Transport::WebSocket);
+    let mut rx = log.subscribe();
+    let period = app.config.ws_ping_interval;
+    let mut ping = interval_at(Instant::now() + period, period);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let batch = log.read_after(cursor, app.config.max_batch);
+        if !batch.is_empty() {
+            if batch.missed > 0 {
+                let notice = Notice {
+                    missed: batch.missed,
+                    next: batch.next - batch.messages.len() as u64,
+                };
+                let text = serde_json::to_string(&notice).unwrap_or_default();
+                if ws.feed(WsMessage::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            let n = batch.messages.len() as u64;
+            for m in batch.messages {
+                if ws.feed(WsMessage::Text(m)).await.is_err() {
+                    return;
+                }
+            }
+            if ws.flush().await.is_err() {
+                return;
+            }
+            metrics.delivered.inc_by(n);
+            cursor = batch.next;
+            continue;
+        }
+        let reply = tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => {
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "server shutting down".into(),
+                })).await;
+                // Let the peer's close reply arrive, briefly.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }).await;
+                return;
+            }
+            incoming = ws.next() => match incoming {
+                None => return,
+                Some(Ok(WsMessage::Text(text))) => {
+                    if text.len() > app.config.body_limit {
+                        Some(error_frame(&format!(
+                            "frame is larger than the limit of {} bytes", app.config.body_limit
+                        )))
+                    } else {
+                        publish_json(app, log, text.as_bytes(), Transport::WebSocket)
+                            .err()
+                            .map(|e| error_frame(e.reason()))
+                    }
+                }
+                Some(Ok(WsMessage::Binary(_))) => Some(error_frame(
+                    "binary frames are not accepted; publish with a text frame holding {\"from\":..,\"body\":..}",
+                )),
+                // tungstenite answers pings and close frames itself.
+                Some(Ok(_)) => None,
+                Some(Err(WsError::Capacity(e))) => {
+                    let _ = ws.close(Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: format!("{e}").into(),
+                    })).await;
+                    return;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("websocket read error: {e}");
+                    return;
+                }
+            },
+            ok = async { rx.wait_for(|&head| head > cursor).await.is_ok() } => {
+                if !ok {
+                    return;
+                }
+                None
+            }
+            _ = ping.tick() => Some(WsMessage::Ping(Default::default())),
+        };
+        if let Some(frame) = reply {
+            if ws.send(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
