@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1:0, real clients.
+
+mod util;
+
+mod errors;
+mod lifecycle;
+mod long_poll;
+mod resume;
+mod transports;
