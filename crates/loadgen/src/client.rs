@@ -1,0 +1,651 @@
+//! Simulated chat clients: one receive driver per transport, one open-loop
+//! send loop, and the [`Inbox`] every driver hands messages to.
+//!
+//! A client is a tokio task. Receivers read the room from `after=0` until
+//! they see the control message that ends the run; senders follow their
+//! [`SendSchedule`] and publish by POST on a second keep-alive connection, or
+//! over the WebSocket itself.
+
+use crate::record::{Metric, Receipt, Recorder, SeqTracker};
+use crate::scenario::Scenario;
+use crate::schedule::SendSchedule;
+use crate::wire::{WireCounter, WireStats};
+use crate::Transport;
+use bytes::Bytes;
+use chatbench_proto::{Message, Notice, PollResponse, PublishRequest};
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+/// `from` of the control message that tells receivers the run is over.
+pub const STOP_FROM: &str = "chatbench-stop";
+
+/// Everything the clients of one transport run share.
+#[derive(Debug)]
+pub struct RunCtx {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Transport under test.
+    pub transport: Transport,
+    /// The scenario.
+    pub scenario: Arc<Scenario>,
+    /// Room names, by room index.
+    pub rooms: Vec<String>,
+    /// Start of traffic; intended send times are offsets from it.
+    pub t0: Instant,
+    /// Client-side counters.
+    pub wire: Arc<WireStats>,
+    /// Histograms and audit counters.
+    pub rec: Arc<Recorder>,
+    /// Fired when the run must end now (server died, or teardown timed out).
+    pub abort: CancellationToken,
+    /// Message body, shared by all senders.
+    pub body: String,
+}
+
+impl RunCtx {
+    fn now_us(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.t0)
+            .as_micros() as u64
+    }
+
+    fn window_us(&self) -> (u64, u64) {
+        let start = self.scenario.warmup.as_micros() as u64;
+        (start, start + self.scenario.duration.as_micros() as u64)
+    }
+
+    fn in_window(&self, at_us: u64) -> bool {
+        let (a, b) = self.window_us();
+        at_us >= a && at_us < b
+    }
+
+    /// End of sending, as an offset from `t0`.
+    pub fn send_end(&self) -> Duration {
+        self.scenario.warmup + self.scenario.duration
+    }
+
+    fn count_error(&self, what: &str, e: impl std::fmt::Display) {
+        self.rec.audit.errors.fetch_add(1, Relaxed);
+        tracing::debug!("{} {what}: {e}", self.transport.as_str());
+    }
+
+    async fn backoff(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = self.abort.cancelled() => {}
+        }
+    }
+}
+
+/// One client: `id` is global, its room is `id / clients_per_room`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSpec {
+    /// Global client number.
+    pub id: u64,
+    /// Room index.
+    pub room: usize,
+    /// Global sender number (its schedule stream), when the client sends.
+    pub sender: Option<u64>,
+}
+
+impl ClientSpec {
+    /// The `id`-th client of `s`.
+    pub fn nth(s: &Scenario, id: u64) -> ClientSpec {
+        let cpr = s.clients.clients_per_room as u64;
+        let room = id / cpr;
+        let i = id % cpr;
+        ClientSpec {
+            id,
+            room: room as usize,
+            sender: (i < s.clients.senders_per_room as u64)
+                .then_some(room * s.clients.senders_per_room as u64 + i),
+        }
+    }
+}
+
+/// Takes a receiver's messages: latency, audit, and the end-of-run signal.
+struct Inbox {
+    ctx: Arc<RunCtx>,
+    key: u64,
+    seqs: SeqTracker,
+    stopped: bool,
+}
+
+impl Inbox {
+    fn new(ctx: Arc<RunCtx>, key: u64) -> Inbox {
+        Inbox {
+            ctx,
+            key,
+            seqs: SeqTracker::starting_at(1),
+            stopped: false,
+        }
+    }
+
+    fn message(&mut self, m: &Message<'_>) {
+        let now = self.ctx.now_us();
+        let audit = &self.ctx.rec.audit;
+        audit.receipts.fetch_add(1, Relaxed);
+        if m.from == STOP_FROM {
+            self.stopped = true;
+            return;
+        }
+        match self.seqs.see(m.seq) {
+            Receipt::Duplicate => {
+                audit.duplicated.fetch_add(1, Relaxed);
+                return;
+            }
+            Receipt::Reordered => {
+                audit.reordered.fetch_add(1, Relaxed);
+            }
+            Receipt::InOrder => {}
+        }
+        let Some(sent) = m.sent_at else { return };
+        if self.ctx.in_window(sent) {
+            audit.delivered.fetch_add(1, Relaxed);
+            audit.live_delivered.fetch_add(1, Relaxed);
+            let second = ((sent - self.ctx.window_us().0) / 1_000_000) as usize;
+            self.ctx
+                .rec
+                .latency(self.key, now.saturating_sub(sent), second);
+        }
+    }
+
+    fn missed(&mut self, n: &Notice) {
+        self.ctx.rec.audit.missed.fetch_add(n.missed, Relaxed);
+        self.seqs.skip_to(n.next);
+    }
+
+    fn json(&mut self, text: &[u8]) {
+        if let Ok(m) = serde_json::from_slice::<Message<'_>>(text) {
+            self.message(&m);
+        } else if let Ok(n) = serde_json::from_slice::<Notice>(text) {
+            self.missed(&n);
+        } else {
+            self.ctx
+                .count_error("unparseable message", String::from_utf8_lossy(text));
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.stopped || self.ctx.abort.is_cancelled()
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection through hyper over a [`WireCounter`].
+struct HttpConn {
+    sender: SendRequest<Full<Bytes>>,
+    task: JoinHandle<()>,
+    ctx: Arc<RunCtx>,
+}
+
+type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+impl HttpConn {
+    async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
+        let start = Instant::now();
+        let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        ctx.rec
+            .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+        Ok(HttpConn {
+            sender,
+            task,
+            ctx: ctx.clone(),
+        })
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> HttpResult<hyper::Response<hyper::body::Incoming>> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.ctx.addr.to_string())
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        self.sender.ready().await?;
+        self.ctx.wire.requests.fetch_add(1, Relaxed);
+        Ok(self.sender.send_request(req).await?)
+    }
+
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> HttpResult<(StatusCode, Bytes)> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// Closes the connection and waits until its socket is closed, so its
+    /// segment counts are in.
+    async fn close(self) {
+        drop(self.sender);
+        let _ = self.task.await;
+    }
+}
+
+/// Runs one client until the run ends.
+pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
+    let t = ctx.transport;
+    let room = ctx.rooms[spec.room].clone();
+    match t {
+        Transport::WebSocket => websocket_client(ctx, spec, &room).await,
+        Transport::ShortPoll | Transport::LongPoll | Transport::Sse => {
+            let sender = spec.sender.map(|s| {
+                let ctx = ctx.clone();
+                let room = room.clone();
+                tokio::spawn(async move { http_sender(ctx, spec.id, s, &room).await })
+            });
+            match t {
+                Transport::Sse => sse_receiver(ctx.clone(), spec, &room).await,
+                _ => poll_receiver(ctx.clone(), spec, &room).await,
+            }
+            if let Some(s) = sender {
+                // Sending ended before the drain, unless the run was aborted.
+                let _ = s.await;
+            }
+        }
+    }
+}
+
+fn publish_body(ctx: &RunCtx, id: u64, at_us: u64) -> String {
+    serde_json::to_string(&PublishRequest {
+        from: format!("c{id}").into(),
+        body: ctx.body.as_str().into(),
+        sent_at: Some(at_us),
+    })
+    .unwrap_or_default()
+}
+
+/// Counts a publish the server accepted.
+fn sent_ok(ctx: &RunCtx, at_us: u64) {
+    if ctx.in_window(at_us) {
+        let a = &ctx.rec.audit;
+        a.sent.fetch_add(1, Relaxed);
+        a.expected
+            .fetch_add(ctx.scenario.clients.clients_per_room as u64, Relaxed);
+    }
+}
+
+/// Waits for the next intended send time; returns it (µs after `t0`) and
+/// records the lag of the actual send behind it, or None when the schedule
+/// is over or the run aborted.
+async fn next_send(ctx: &RunCtx, key: u64, schedule: &mut SendSchedule) -> Option<u64> {
+    let at = schedule.next()?;
+    tokio::select! {
+        _ = tokio::time::sleep_until(ctx.t0 + at) => {}
+        _ = ctx.abort.cancelled() => return None,
+    }
+    let at_us = at.as_micros() as u64;
+    let lag = ctx.now_us().saturating_sub(at_us);
+    if ctx.in_window(at_us) {
+        ctx.rec.record(key, Metric::SendLag, lag);
+    }
+    Some(at_us)
+}
+
+fn schedule_for(ctx: &RunCtx, sender: u64) -> SendSchedule {
+    SendSchedule::new(
+        ctx.scenario.seed,
+        sender,
+        &ctx.scenario.messages,
+        ctx.send_end(),
+    )
+}
+
+async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
+    let path = format!("/rooms/{room}/messages");
+    let mut schedule = schedule_for(&ctx, sender);
+    let mut conn: Option<HttpConn> = None;
+    while let Some(at_us) = next_send(&ctx, id, &mut schedule).await {
+        let c = match conn.take() {
+            Some(c) => c,
+            None => match HttpConn::connect(&ctx, id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    ctx.count_error("connect", e);
+                    continue;
+                }
+            },
+        };
+        let mut c = c;
+        let body = Bytes::from(publish_body(&ctx, id, at_us));
+        match c.call(Method::POST, &path, body).await {
+            Ok((StatusCode::CREATED, _)) => {
+                sent_ok(&ctx, at_us);
+                conn = Some(c);
+            }
+            Ok((status, b)) => {
+                ctx.count_error(
+                    "publish",
+                    format!("{status} {}", String::from_utf8_lossy(&b)),
+                );
+                conn = Some(c);
+            }
+            Err(e) => {
+                ctx.count_error("publish", e);
+                c.close().await;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
+    let long = ctx.transport == Transport::LongPoll;
+    let wait_ms = ctx.scenario.long_poll.wait.as_millis();
+    let interval = ctx.scenario.short_poll.interval;
+    let mut inbox = Inbox::new(ctx.clone(), spec.id);
+    let mut cursor = 0u64;
+    // Short pollers keep a fixed schedule with a per-client phase, as
+    // browsers on independent timers would.
+    let phase = interval.mul_f64((spec.id as f64 * 0.618_033_988_75).fract());
+    let mut ticks = tokio::time::interval_at(Instant::now() + phase, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut conn: Option<HttpConn> = None;
+    while !inbox.done() {
+        if !long {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = ctx.abort.cancelled() => break,
+            }
+        }
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match HttpConn::connect(&ctx, spec.id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    ctx.count_error("connect", e);
+                    ctx.backoff().await;
+                    continue;
+                }
+            },
+        };
+        let path = if long {
+            format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
+        } else {
+            format!("/rooms/{room}/messages?after={cursor}")
+        };
+        let start = Instant::now();
+        let result = tokio::select! {
+            r = c.call(Method::GET, &path, Bytes::new()) => r,
+            _ = ctx.abort.cancelled() => break,
+        };
+        match result {
+            Ok((StatusCode::OK, body)) => {
+                ctx.rec
+                    .record(spec.id, Metric::Request, start.elapsed().as_micros() as u64);
+                match serde_json::from_slice::<PollResponse<'_>>(&body) {
+                    Ok(p) => {
+                        if p.messages.is_empty() {
+                            ctx.wire.empty_polls.fetch_add(1, Relaxed);
+                        }
+                        if p.missed > 0 {
+                            inbox.missed(&Notice {
+                                missed: p.missed,
+                                next: p.next - p.messages.len() as u64,
+                            });
+                        }
+                        for m in &p.messages {
+                            inbox.message(m);
+                        }
+                        cursor = p.next;
+                    }
+                    Err(e) => ctx.count_error("poll answer", e),
+                }
+                conn = Some(c);
+            }
+            Ok((status, b)) => {
+                ctx.count_error("poll", format!("{status} {}", String::from_utf8_lossy(&b)));
+                conn = Some(c);
+                ctx.backoff().await;
+            }
+            Err(e) => {
+                ctx.count_error("poll", e);
+                c.close().await;
+                ctx.backoff().await;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
+    let mut inbox = Inbox::new(ctx.clone(), spec.id);
+    let mut last_id: Option<u64> = None;
+    while !inbox.done() {
+        let mut c = match HttpConn::connect(&ctx, spec.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.count_error("connect", e);
+                ctx.backoff().await;
+                continue;
+            }
+        };
+        // Resume as EventSource does: same URL, plus Last-Event-ID.
+        let path = format!("/rooms/{room}/events?after={}", last_id.unwrap_or(0));
+        let resp = tokio::select! {
+            r = c.send(Method::GET, &path, Bytes::new()) => r,
+            _ = ctx.abort.cancelled() => { c.close().await; break }
+        };
+        let mut body = match resp {
+            Ok(r) if r.status() == StatusCode::OK => r.into_body(),
+            Ok(r) => {
+                ctx.count_error("sse", r.status());
+                c.close().await;
+                ctx.backoff().await;
+                continue;
+            }
+            Err(e) => {
+                ctx.count_error("sse", e);
+                c.close().await;
+                ctx.backoff().await;
+                continue;
+            }
+        };
+        let mut parser = SseParser::default();
+        while !inbox.done() {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = ctx.abort.cancelled() => break,
+            };
+            match frame {
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        parser.feed(&data, |ev| {
+                            if let Some(id) = ev.id {
+                                last_id = Some(id);
+                            }
+                            inbox.json(ev.data);
+                        });
+                    }
+                }
+                Some(Err(e)) => {
+                    ctx.count_error("sse stream", e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        drop(body);
+        c.close().await;
+    }
+}
+
+/// One parsed SSE event.
+pub struct SseEvent<'a> {
+    /// The `id:` field.
+    pub id: Option<u64>,
+    /// The `data:` field (single line; the server never splits JSON).
+    pub data: &'a [u8],
+}
+
+/// An incremental `text/event-stream` parser for the server's events.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+}
+
+impl SseParser {
+    /// Adds bytes and calls `on_event` for every complete event.
+    pub fn feed(&mut self, bytes: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = find(&self.buf[start..], b"\n\n") {
+            let block = &self.buf[start..start + end];
+            let mut id = None;
+            let mut data: &[u8] = &[];
+            for line in block.split(|&b| b == b'\n') {
+                if let Some(v) = line.strip_prefix(b"id: ") {
+                    id = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok());
+                } else if let Some(v) = line.strip_prefix(b"data: ") {
+                    data = v;
+                }
+            }
+            if !data.is_empty() {
+                on_event(SseEvent { id, data });
+            }
+            start += end + 2;
+        }
+        self.buf.drain(..start);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
+    let mut inbox = Inbox::new(ctx.clone(), spec.id);
+    let url = format!("ws://{}/rooms/{room}/ws?after=0", ctx.addr);
+    let start = Instant::now();
+    let ws = loop {
+        let attempt = async {
+            let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+            ctx.wire.requests.fetch_add(1, Relaxed);
+            let (ws, _) = tokio_tungstenite::client_async(url.as_str(), io).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ws)
+        };
+        match attempt.await {
+            Ok(ws) => break ws,
+            Err(e) => {
+                ctx.count_error("connect", e);
+                if ctx.abort.is_cancelled() {
+                    return;
+                }
+                ctx.backoff().await;
+            }
+        }
+    };
+    ctx.rec
+        .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
+    let (mut sink, mut stream) = ws.split();
+    let send_loop = async {
+        let Some(sender) = spec.sender else { return };
+        let mut schedule = schedule_for(&ctx, sender);
+        while let Some(at_us) = next_send(&ctx, spec.id, &mut schedule).await {
+            let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
+            match sink.send(frame).await {
+                Ok(()) => sent_ok(&ctx, at_us),
+                Err(e) => {
+                    ctx.count_error("publish", e);
+                    return;
+                }
+            }
+        }
+    };
+    let recv_loop = async {
+        while !inbox.done() {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                _ = ctx.abort.cancelled() => break,
+            };
+            match next {
+                Some(Ok(WsMessage::Text(t))) => inbox.json(t.as_bytes()),
+                Some(Ok(WsMessage::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    ctx.count_error("websocket", e);
+                    break;
+                }
+            }
+        }
+    };
+    tokio::join!(send_loop, recv_loop);
+    // A clean close: send ours, read the server's reply.
+    let _ = sink.send(WsMessage::Close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_parser_handles_split_frames_and_comments() {
+        let mut p = SseParser::default();
+        let mut got = Vec::new();
+        let mut push =
+            |ev: SseEvent<'_>| got.push((ev.id, String::from_utf8(ev.data.to_vec()).unwrap()));
+        p.feed(b": keep-alive\n\nid: 1\ndata: {\"a\"", &mut push);
+        p.feed(b":1}\n\nid: 2\ndata: x\n", &mut push);
+        p.feed(
+            b"\nevent: missed\ndata: {\"missed\":3,\"next\":5}\n\n",
+            &mut push,
+        );
+        assert_eq!(
+            got,
+            vec![
+                (Some(1), "{\"a\":1}".to_owned()),
+                (Some(2), "x".to_owned()),
+                (None, "{\"missed\":3,\"next\":5}".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn client_specs_split_rooms_and_senders() {
+        let s = crate::scenario::Scenario::parse(
+            "name='t'\ntransports=['sse']\nduration='1s'\n[clients]\nrooms=2\nclients_per_room=3\nsenders_per_room=2\n[messages]\nrate=1.0\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let specs: Vec<_> = (0..6).map(|i| ClientSpec::nth(&s, i)).collect();
+        assert_eq!(
+            specs.iter().map(|c| c.room).collect::<Vec<_>>(),
+            vec![0, 0, 0, 1, 1, 1]
+        );
+        assert_eq!(
+            specs.iter().map(|c| c.sender).collect::<Vec<_>>(),
+            vec![Some(0), Some(1), None, Some(2), Some(3), None]
+        );
+    }
+}

@@ -1,0 +1,346 @@
+//! One transport run: ramp, warm-up, measure, drain, teardown (DESIGN §3).
+//!
+//! The engine is the same for every transport; only the client driver
+//! differs ([`crate::client`]). Teardown publishes a control message to every
+//! room: receivers read up to it and close cleanly, so every byte the server
+//! wrote has been read and the byte cross-check can be exact.
+
+use crate::client::{run_client, ClientSpec, RunCtx, STOP_FROM};
+use crate::record::{Histograms, Recorder};
+use crate::resources::{self, ProcSample, Sampler};
+use crate::results::{
+    Audit, CrossCheck, LoadgenCost, Percentiles, Second, ServerCost, TransportRun, WireResult,
+};
+use crate::scenario::Scenario;
+use crate::server::{control, RunningServer, ServerCounters};
+use crate::wire::WireStats;
+use crate::Transport;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How a transport run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The results.
+    pub run: TransportRun,
+    /// Merged histograms.
+    pub histograms: Histograms,
+    /// Set when the server died during the run.
+    pub server_died: bool,
+}
+
+/// Runs `transport` once against `server`.
+pub async fn run_transport(
+    server: &mut RunningServer,
+    scenario: &Arc<Scenario>,
+    transport: Transport,
+    repetition: u32,
+    room_prefix: &str,
+    loadgen_cpus: usize,
+    progress: Option<&ProgressBar>,
+) -> Outcome {
+    let s = scenario.clone();
+    let rooms: Vec<String> = (0..s.clients.rooms)
+        .map(|r| format!("{room_prefix}-{}-{}-{r}", transport.short(), repetition))
+        .collect();
+    let before = ServerCounters::scrape(server.addr).await.ok();
+    let n = s.total_clients();
+    let ramp_start = Instant::now();
+    // Traffic starts after the ramp and a short settle.
+    let t0 = ramp_start + s.clients.ramp + Duration::from_millis(300);
+    let ctx = Arc::new(RunCtx {
+        addr: server.addr,
+        transport,
+        scenario: s.clone(),
+        rooms: rooms.clone(),
+        t0,
+        wire: Arc::new(WireStats::default()),
+        rec: Arc::new(Recorder::new(16)),
+        abort: CancellationToken::new(),
+        body: "x".repeat(s.messages.body_bytes),
+    });
+
+    let sampler = server.pid.map(Sampler::spawn);
+    let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
+    let mut server_died = false;
+
+    // Ramp: connect clients evenly over the ramp.
+    let mut clients = Vec::with_capacity(n as usize);
+    for id in 0..n {
+        let at = ramp_start + s.clients.ramp.mul_f64(id as f64 / n as f64);
+        tokio::time::sleep_until(at).await;
+        let spec = ClientSpec::nth(&s, id);
+        clients.push(tokio::spawn(run_client(ctx.clone(), spec)));
+    }
+    tokio::time::sleep_until(t0).await;
+    let rss_before = proc_now(server.pid);
+
+    // Warm-up, measure and drain, watching the server and showing progress.
+    let measure_start = t0 + s.warmup;
+    let measure_end = measure_start + s.duration;
+    let drain_end = measure_end + s.grace;
+    let mut at_measure_start: Option<(
+        Option<ProcSample>,
+        Option<ProcSample>,
+        crate::wire::WireSnapshot,
+    )> = None;
+    let mut at_measure_end = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        if at_measure_start.is_none() && now >= measure_start {
+            at_measure_start = Some((
+                proc_now(server.pid),
+                resources::read(std::process::id(), 0),
+                ctx.wire.snapshot(),
+            ));
+        }
+        if at_measure_end.is_none() && now >= measure_end {
+            at_measure_end = Some((
+                proc_now(server.pid),
+                resources::read(std::process::id(), 0),
+                ctx.wire.snapshot(),
+            ));
+        }
+        if !server.is_alive() {
+            server_died = true;
+            ctx.abort.cancel();
+            break;
+        }
+        if let Some(pb) = progress {
+            let delivered = ctx.rec.audit.live_delivered.load(Relaxed);
+            let rate =
+                (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+            last = (now, delivered);
+            let phase = if now < t0 {
+                "ramp"
+            } else if now < measure_start {
+                "warm-up"
+            } else if now < measure_end {
+                "measure"
+            } else {
+                "drain"
+            };
+            pb.set_position(now.duration_since(ramp_start).as_millis() as u64);
+            pb.set_message(format!(
+                "{phase:<8} {rate:>8.0} msg/s  p99 {:>8}  errors {}",
+                fmt_us(ctx.rec.live_p99()),
+                ctx.rec.audit.errors.load(Relaxed)
+            ));
+        }
+        if now >= drain_end {
+            break;
+        }
+    }
+
+    // Teardown: the control message ends every receiver after what it read.
+    if !server_died {
+        let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
+        for room in &rooms {
+            if control(
+                server.addr,
+                "POST",
+                &format!("/rooms/{room}/messages"),
+                Some(body.clone()),
+            )
+            .await
+            .is_err()
+            {
+                server_died = !server.is_alive();
+            }
+        }
+    }
+    let teardown = async {
+        for c in &mut clients {
+            let _ = c.await;
+        }
+    };
+    let stuck = tokio::time::timeout(Duration::from_secs(10), teardown)
+        .await
+        .is_err();
+    if stuck {
+        ctx.abort.cancel();
+        for c in &clients {
+            c.abort();
+        }
+    }
+    let after = if server_died {
+        None
+    } else {
+        ServerCounters::scrape(server.addr).await.ok()
+    };
+    server_died |= !server.is_alive();
+    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+
+    // Results.
+    let hist = ctx.rec.merged();
+    let a = &ctx.rec.audit;
+    let expected = a.expected.load(Relaxed);
+    let delivered = a.delivered.load(Relaxed);
+    let audit = Audit {
+        sent: a.sent.load(Relaxed),
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicated: a.duplicated.load(Relaxed),
+        reordered: a.reordered.load(Relaxed),
+        missed: a.missed.load(Relaxed),
+        errors: a.errors.load(Relaxed),
+    };
+    let total = ctx.wire.snapshot();
+    let (srv0, lg0, w0) = at_measure_start.unwrap_or((None, None, Default::default()));
+    let (srv1, lg1, w1) = at_measure_end.unwrap_or((None, None, total));
+    let measured = w1 - w0;
+    let measured_secs = s.duration.as_secs_f64();
+    let wire = WireResult::new(measured, total, delivered);
+    let crosscheck = match (&before, &after) {
+        (Some(b), Some(a)) => {
+            let d = a.delta(b);
+            let server_bytes = ServerCounters::client_total(&d.bytes_written);
+            let server_delivered = ServerCounters::client_total(&d.delivered);
+            let receipts = ctx.rec.audit.receipts.load(Relaxed);
+            Some(CrossCheck {
+                server_bytes_written: server_bytes,
+                client_bytes_down: total.bytes_down,
+                server_delivered,
+                client_receipts: receipts,
+                bytes_match: server_bytes == total.bytes_down,
+                delivered_match: server_delivered == receipts,
+            })
+        }
+        _ => None,
+    };
+    let server_cost = match (server.pid, srv0, srv1) {
+        (Some(_), Some(a), Some(b)) => {
+            let cpu = b.cpu_ms().saturating_sub(a.cpu_ms());
+            let rss_before = rss_before.map(|r| r.rss_bytes).unwrap_or(0);
+            Some(ServerCost {
+                rss_before_traffic: rss_before,
+                rss_peak: samples
+                    .iter()
+                    .map(|x| x.rss_bytes)
+                    .max()
+                    .unwrap_or(b.rss_bytes),
+                rss_per_connection: rss_before as f64 / total.connections.max(1) as f64,
+                cpu_ms_measured: cpu,
+                cpu_ms_per_1k_msgs: per_1k(cpu, delivered),
+                threads_peak: samples.iter().map(|x| x.threads).max().unwrap_or(b.threads),
+                fds_peak: samples.iter().map(|x| x.fds).max().unwrap_or(b.fds),
+                samples: downsample(&samples, 1000),
+            })
+        }
+        _ => None,
+    };
+    let loadgen = match (lg0, lg1) {
+        (Some(a), Some(b)) => {
+            let cpu = b.cpu_ms().saturating_sub(a.cpu_ms());
+            LoadgenCost {
+                cpu_ms_measured: cpu,
+                cpu_share: cpu as f64 / (measured_secs * 1000.0 * loadgen_cpus.max(1) as f64),
+            }
+        }
+        _ => LoadgenCost::default(),
+    };
+    let latency = Percentiles::of(&hist.latency);
+    let send_lag = Percentiles::of(&hist.send_lag);
+    let mut flags = Vec::new();
+    if send_lag.p99 > s.limits.send_lag_p99.as_micros() as u64
+        || loadgen.cpu_share > s.limits.loadgen_cpu
+    {
+        flags.push("saturated".to_owned());
+    }
+    if server_died || stuck {
+        flags.push("incomplete".to_owned());
+    }
+    if crosscheck
+        .as_ref()
+        .is_some_and(|c| !c.bytes_match || !c.delivered_match)
+    {
+        flags.push("crosscheck_mismatch".to_owned());
+    }
+    let timeline = hist
+        .timeline
+        .iter()
+        .enumerate()
+        .take(s.duration.as_secs_f64().ceil() as usize)
+        .map(|(i, h)| Second {
+            second: i as u64,
+            delivered: h.len(),
+            p99_us: if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(0.99)
+            },
+        })
+        .collect();
+    let run = TransportRun {
+        transport,
+        repetition,
+        complete: !(server_died || stuck),
+        flags,
+        connections: total.connections,
+        measured_seconds: measured_secs,
+        latency_us: latency,
+        send_lag_us: send_lag,
+        connect_us: Percentiles::of(&hist.connect),
+        request_us: Percentiles::of(&hist.request),
+        audit,
+        wire,
+        crosscheck,
+        server: server_cost,
+        loadgen,
+        timeline,
+    };
+    Outcome {
+        run,
+        histograms: hist,
+        server_died,
+    }
+}
+
+fn per_1k(cpu_ms: u64, delivered: u64) -> f64 {
+    if delivered == 0 {
+        0.0
+    } else {
+        cpu_ms as f64 * 1000.0 / delivered as f64
+    }
+}
+
+fn downsample(samples: &[ProcSample], every_ms: u64) -> Vec<ProcSample> {
+    let mut out: Vec<ProcSample> = Vec::new();
+    for s in samples {
+        if out.last().is_none_or(|l| s.t_ms >= l.t_ms + every_ms) {
+            out.push(*s);
+        }
+    }
+    out
+}
+
+/// A progress bar for one transport run of `total` (ms).
+pub fn progress_bar(label: String, total: Duration) -> ProgressBar {
+    let pb = ProgressBar::new(total.as_millis() as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>18} [{bar:24}] {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label);
+    pb
+}
+
+/// Formats microseconds for people: `850µs`, `12.3ms`, `1.25s`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}

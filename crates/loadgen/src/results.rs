@@ -1,0 +1,552 @@
+//! The result files: `run.json` (schema [`SCHEMA`]), histogram logs, and the
+//! console table.
+
+use crate::resources::{Environment, ProcSample};
+use crate::scenario::Scenario;
+use crate::wire::{on_wire_bytes, WireSnapshot};
+use crate::Transport;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The schema name and version of `run.json`.
+pub const SCHEMA: &str = "chatbench-run/1";
+
+/// Everything `run.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFile {
+    /// [`SCHEMA`].
+    pub schema: String,
+    /// The run folder's name.
+    pub run_id: String,
+    /// When the run started (RFC 3339, UTC).
+    pub created: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Machine and build.
+    pub environment: Environment,
+    /// The resolved scenario (after command-line overrides).
+    pub scenario: Scenario,
+    /// `spawned` or `external`.
+    pub server_mode: String,
+    /// CPU sets the server and the load generator were pinned to.
+    pub cpus: CpuPlacement,
+    /// False when a run ended early.
+    pub complete: bool,
+    /// What went wrong, in words.
+    pub problems: Vec<String>,
+    /// One entry per transport and repetition, in run order.
+    pub runs: Vec<TransportRun>,
+    /// One entry per transport: medians over repetitions.
+    pub summary: Vec<TransportSummary>,
+}
+
+/// Where processes ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuPlacement {
+    /// The server's CPU list, when pinned.
+    pub server: Option<String>,
+    /// The load generator's CPU list, when pinned.
+    pub loadgen: Option<String>,
+}
+
+/// Percentiles of a histogram of microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of `h` (all zero when empty).
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
+            max: h.max(),
+        }
+    }
+}
+
+/// The delivery audit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Messages sent in the measured window.
+    pub sent: u64,
+    /// Deliveries expected: each sent message times the receivers in its room.
+    pub expected: u64,
+    /// First receipts of measured messages.
+    pub delivered: u64,
+    /// Expected but not delivered by the end of the grace period.
+    pub lost: u64,
+    /// Receipts of a message already received.
+    pub duplicated: u64,
+    /// Receipts after a later message.
+    pub reordered: u64,
+    /// Messages the server reported as skipped by retention.
+    pub missed: u64,
+    /// Failed requests, connects and publishes.
+    pub errors: u64,
+}
+
+/// Wire overhead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireResult {
+    /// Counters over the measured window.
+    pub measured: WireSnapshot,
+    /// Counters over the whole run (ramp to teardown).
+    pub total: WireSnapshot,
+    /// Per delivered message, measured window.
+    pub per_msg: PerMessage,
+}
+
+/// Costs per delivered message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerMessage {
+    /// Client-to-server bytes.
+    pub bytes_up: f64,
+    /// Server-to-client bytes.
+    pub bytes_down: f64,
+    /// Both directions.
+    pub bytes: f64,
+    /// HTTP requests.
+    pub requests: f64,
+    /// TCP segments, both directions (whole run, as segments are read at close).
+    pub segments: f64,
+    /// Estimated on-wire bytes including IPv4 and TCP headers (whole run).
+    pub on_wire_bytes: f64,
+}
+
+impl WireResult {
+    /// Derives per-message figures.
+    pub fn new(measured: WireSnapshot, total: WireSnapshot, delivered: u64) -> WireResult {
+        let d = delivered.max(1) as f64;
+        let segs = total.segs_in + total.segs_out;
+        // Segments are only known per connection at close, so the per-message
+        // figure uses the whole run and the whole run's deliveries scale.
+        let total_share = if total.bytes_up + total.bytes_down == 0 {
+            1.0
+        } else {
+            (measured.bytes_up + measured.bytes_down) as f64
+                / (total.bytes_up + total.bytes_down) as f64
+        };
+        WireResult {
+            measured,
+            total,
+            per_msg: PerMessage {
+                bytes_up: measured.bytes_up as f64 / d,
+                bytes_down: measured.bytes_down as f64 / d,
+                bytes: (measured.bytes_up + measured.bytes_down) as f64 / d,
+                requests: measured.requests as f64 / d,
+                segments: segs as f64 * total_share / d,
+                on_wire_bytes: on_wire_bytes(total.bytes_up + total.bytes_down, segs) as f64
+                    * total_share
+                    / d,
+            },
+        }
+    }
+}
+
+/// Client counts against the server's `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrossCheck {
+    /// Server `bytes_written` delta, every label but `other`.
+    pub server_bytes_written: u64,
+    /// Client bytes read, whole run.
+    pub client_bytes_down: u64,
+    /// Server `messages_delivered` delta.
+    pub server_delivered: u64,
+    /// Client message receipts, whole run.
+    pub client_receipts: u64,
+    /// The byte counts agree.
+    pub bytes_match: bool,
+    /// The message counts agree.
+    pub delivered_match: bool,
+}
+
+/// Server process cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCost {
+    /// RSS once all clients were connected, before traffic.
+    pub rss_before_traffic: u64,
+    /// Largest RSS seen.
+    pub rss_peak: u64,
+    /// RSS before traffic divided by connections.
+    pub rss_per_connection: f64,
+    /// CPU ms (user + system) in the measured window.
+    pub cpu_ms_measured: u64,
+    /// CPU ms per 1,000 delivered messages.
+    pub cpu_ms_per_1k_msgs: f64,
+    /// Most threads.
+    pub threads_peak: u64,
+    /// Most file descriptors.
+    pub fds_peak: u64,
+    /// Samples, about one a second.
+    pub samples: Vec<ProcSample>,
+}
+
+/// The load generator's own CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadgenCost {
+    /// CPU ms in the measured window.
+    pub cpu_ms_measured: u64,
+    /// Share of the CPUs it may use (0..1).
+    pub cpu_share: f64,
+}
+
+/// One second of measured time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds after the measured window began (by intended send time).
+    pub second: u64,
+    /// Deliveries of messages sent in that second.
+    pub delivered: u64,
+    /// Their p99 latency, µs.
+    pub p99_us: u64,
+}
+
+/// One transport, one repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransportRun {
+    /// The transport.
+    pub transport: Transport,
+    /// 0-based repetition.
+    pub repetition: u32,
+    /// False when it ended early.
+    pub complete: bool,
+    /// `saturated`, `incomplete`, `crosscheck_mismatch`.
+    pub flags: Vec<String>,
+    /// Connections opened.
+    pub connections: u64,
+    /// Length of the measured window, s.
+    pub measured_seconds: f64,
+    /// Delivery latency.
+    pub latency_us: Percentiles,
+    /// Send lag (actual minus intended send time).
+    pub send_lag_us: Percentiles,
+    /// Connect time.
+    pub connect_us: Percentiles,
+    /// Poll round trip (polling transports).
+    pub request_us: Percentiles,
+    /// Delivery audit.
+    pub audit: Audit,
+    /// Wire overhead.
+    pub wire: WireResult,
+    /// Against the server's metrics, when it could be scraped.
+    pub crosscheck: Option<CrossCheck>,
+    /// Server cost, when its pid is known.
+    pub server: Option<ServerCost>,
+    /// Load-generator cost.
+    pub loadgen: LoadgenCost,
+    /// Per-second deliveries and p99.
+    pub timeline: Vec<Second>,
+}
+
+/// Median, min and max over repetitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Stat {
+    /// Of the values (all zero when none).
+    pub fn of(mut v: Vec<f64>) -> Stat {
+        if v.is_empty() {
+            return Stat::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// One transport over all its repetitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransportSummary {
+    /// The transport.
+    pub transport: Transport,
+    /// Repetitions run.
+    pub repetitions: u32,
+    /// Latency p50, µs.
+    pub p50_us: Stat,
+    /// Latency p90, µs.
+    pub p90_us: Stat,
+    /// Latency p99, µs.
+    pub p99_us: Stat,
+    /// Latency p99.9, µs.
+    pub p999_us: Stat,
+    /// Latency max, µs.
+    pub max_us: Stat,
+    /// Bytes per delivered message, both directions.
+    pub bytes_per_msg: Stat,
+    /// Client-to-server bytes per message.
+    pub bytes_up_per_msg: Stat,
+    /// Server-to-client bytes per message.
+    pub bytes_down_per_msg: Stat,
+    /// Requests per delivered message.
+    pub requests_per_msg: Stat,
+    /// TCP segments per delivered message.
+    pub segments_per_msg: Stat,
+    /// Deliveries per second.
+    pub delivered_per_s: Stat,
+    /// Server CPU ms per 1,000 messages, when known.
+    pub server_cpu_ms_per_1k: Option<Stat>,
+    /// Server RSS per connection, bytes, when known.
+    pub rss_per_connection: Option<Stat>,
+    /// Lost, over all repetitions.
+    pub lost: u64,
+    /// Duplicated, over all repetitions.
+    pub duplicated: u64,
+    /// Reordered, over all repetitions.
+    pub reordered: u64,
+    /// Errors, over all repetitions.
+    pub errors: u64,
+    /// Every flag any repetition had.
+    pub flags: Vec<String>,
+}
+
+impl TransportSummary {
+    /// Summarizes the runs of `t`; None when there are none.
+    pub fn of(t: Transport, runs: &[TransportRun]) -> Option<TransportSummary> {
+        let rs: Vec<&TransportRun> = runs.iter().filter(|r| r.transport == t).collect();
+        if rs.is_empty() {
+            return None;
+        }
+        let st = |f: &dyn Fn(&TransportRun) -> f64| Stat::of(rs.iter().map(|r| f(r)).collect());
+        let opt = |f: &dyn Fn(&TransportRun) -> Option<f64>| {
+            let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| Stat::of(v))
+        };
+        let mut flags: Vec<String> = rs.iter().flat_map(|r| r.flags.iter().cloned()).collect();
+        flags.sort();
+        flags.dedup();
+        Some(TransportSummary {
+            transport: t,
+            repetitions: rs.len() as u32,
+            p50_us: st(&|r| r.latency_us.p50 as f64),
+            p90_us: st(&|r| r.latency_us.p90 as f64),
+            p99_us: st(&|r| r.latency_us.p99 as f64),
+            p999_us: st(&|r| r.latency_us.p999 as f64),
+            max_us: st(&|r| r.latency_us.max as f64),
+            bytes_per_msg: st(&|r| r.wire.per_msg.bytes),
+            bytes_up_per_msg: st(&|r| r.wire.per_msg.bytes_up),
+            bytes_down_per_msg: st(&|r| r.wire.per_msg.bytes_down),
+            requests_per_msg: st(&|r| r.wire.per_msg.requests),
+            segments_per_msg: st(&|r| r.wire.per_msg.segments),
+            delivered_per_s: st(&|r| r.audit.delivered as f64 / r.measured_seconds.max(1e-9)),
+            server_cpu_ms_per_1k: opt(&|r| r.server.as_ref().map(|s| s.cpu_ms_per_1k_msgs)),
+            rss_per_connection: opt(&|r| r.server.as_ref().map(|s| s.rss_per_connection)),
+            lost: rs.iter().map(|r| r.audit.lost).sum(),
+            duplicated: rs.iter().map(|r| r.audit.duplicated).sum(),
+            reordered: rs.iter().map(|r| r.audit.reordered).sum(),
+            errors: rs.iter().map(|r| r.audit.errors).sum(),
+            flags,
+        })
+    }
+}
+
+impl RunFile {
+    /// Recomputes `summary` from `runs`.
+    pub fn summarize(&mut self) {
+        self.summary = self
+            .scenario
+            .transports
+            .iter()
+            .filter_map(|&t| TransportSummary::of(t, &self.runs))
+            .collect();
+    }
+
+    /// Writes `run.json` into `dir` (through a temporary file, so a reader
+    /// never sees half a file).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join("run.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(tmp, dir.join("run.json"))
+    }
+
+    /// Reads `run.json` from a run folder.
+    pub fn read(dir: &Path) -> Result<RunFile, String> {
+        let p = dir.join("run.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+        if v["schema"] != SCHEMA {
+            return Err(format!(
+                "{}: schema is {}, this chatbench reads {SCHEMA}",
+                p.display(),
+                v["schema"]
+            ));
+        }
+        serde_json::from_value(v).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// The console table: one row per transport.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
+            "transport",
+            "p50",
+            "p99",
+            "p99.9",
+            "max",
+            "bytes/msg",
+            "req/msg",
+            "cpu-ms/1k",
+            "rss/conn",
+            "lost"
+        );
+        for s in &self.summary {
+            let opt = |o: Option<Stat>, f: &dyn Fn(f64) -> String| {
+                o.map(|x| f(x.median)).unwrap_or_else(|| "n/a".into())
+            };
+            let _ = writeln!(
+                out,
+                "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
+                s.transport.as_str(),
+                crate::engine::fmt_us(s.p50_us.median as u64),
+                crate::engine::fmt_us(s.p99_us.median as u64),
+                crate::engine::fmt_us(s.p999_us.median as u64),
+                crate::engine::fmt_us(s.max_us.median as u64),
+                s.bytes_per_msg.median,
+                s.requests_per_msg.median,
+                opt(s.server_cpu_ms_per_1k, &|v| format!("{v:.1}")),
+                opt(s.rss_per_connection, &|v| format!("{:.1}KiB", v / 1024.0)),
+                s.lost,
+                if s.flags.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.flags.join(",")
+                },
+            );
+        }
+        out
+    }
+}
+
+/// Writes `<name>.hgrm`: HdrHistogram's percentile distribution text, in
+/// milliseconds, as its own plotter reads it.
+pub fn write_hgrm(path: &Path, h: &Histogram<u64>) -> std::io::Result<()> {
+    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    if !h.is_empty() {
+        for v in h.iter_quantiles(1) {
+            let q = v.quantile_iterated_to();
+            let inv = if q < 1.0 {
+                format!("{:.2}", 1.0 / (1.0 - q))
+            } else {
+                "inf".into()
+            };
+            let _ = writeln!(
+                out,
+                "{:12.3} {:14.12} {:10} {:>14}",
+                v.value_iterated_to() as f64 / 1000.0,
+                q,
+                v.count_since_last_iteration(),
+                inv
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0,
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    std::fs::write(path, out)
+}
+
+/// Writes `<name>.hlog`: an HdrHistogram V2 interval log with one interval
+/// per repetition, tagged `rep<N>`. Histograms merge; percentiles do not.
+pub fn write_hlog(path: &Path, reps: &[(u32, &Histogram<u64>)]) -> std::io::Result<()> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    let mut buf = Vec::new();
+    let mut ser = V2DeflateSerializer::new();
+    {
+        let mut w = IntervalLogWriterBuilder::new()
+            .add_comment("chatbench delivery latency, microseconds; one interval per repetition")
+            .begin_log_with(&mut buf, &mut ser)
+            .map_err(std::io::Error::other)?;
+        for (rep, h) in reps {
+            let tag = format!("rep{rep}");
+            w.write_histogram(
+                h,
+                std::time::Duration::from_secs(*rep as u64),
+                std::time::Duration::from_secs(1),
+                Tag::new(&tag),
+            )
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        }
+    }
+    std::fs::write(path, buf)
+}
+
+/// Reads every interval of an `.hlog` file and merges them.
+pub fn read_hlog(path: &Path) -> std::io::Result<Histogram<u64>> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let data = std::fs::read(path)?;
+    let mut merged = crate::record::new_histogram();
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(&data) {
+        if let Ok(LogEntry::Interval(iv)) = entry {
+            let bytes = base64_decode(iv.encoded_histogram())
+                .ok_or_else(|| std::io::Error::other("bad base64"))?;
+            let h: Histogram<u64> = de
+                .deserialize(&mut std::io::Cursor::new(bytes))
+                .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            merged
+                .add(&h)
+                .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        }
+    }
+    Ok(merged)
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}

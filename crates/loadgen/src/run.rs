@@ -1,0 +1,216 @@
+//! A whole run: every transport and repetition, interleaved, into one run
+//! folder. `run.json` is rewritten after each transport run, so a run that
+//! is stopped or whose server dies still leaves its partial results.
+
+use crate::engine::{progress_bar, run_transport};
+use crate::record::Histograms;
+use crate::resources::Environment;
+use crate::results::{write_hgrm, write_hlog, CpuPlacement, RunFile, SCHEMA};
+use crate::scenario::Scenario;
+use crate::server::{RunningServer, ServerTarget};
+use crate::Transport;
+use indicatif::MultiProgress;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What to run and where results go.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario, with overrides already applied.
+    pub scenario: Scenario,
+    /// Results root; the run folder is `<out>/<scenario>/<run-id>/`.
+    pub out: PathBuf,
+    /// The server.
+    pub target: ServerTarget,
+    /// Stop at the first server death (else go on with the next transport).
+    pub keep_going: bool,
+    /// CPU placement, as pinned by the caller.
+    pub cpus: CpuPlacement,
+    /// CPUs the load generator may use.
+    pub loadgen_cpus: usize,
+    /// The command line, for the record.
+    pub command: Vec<String>,
+    /// The rustc that built the binary.
+    pub rustc: String,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The run folder could not be made or written.
+    #[error("cannot write results to {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server could not be started or reached.
+    #[error("{transport} repetition {repetition}: {source}; partial results are in {dir}")]
+    Server {
+        /// The transport.
+        transport: Transport,
+        /// The repetition.
+        repetition: u32,
+        /// Why.
+        source: crate::server::ServerError,
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// The server died during a run.
+    #[error("the server died during {transports}; partial results are in {dir}")]
+    ServerDied {
+        /// Where it died.
+        transports: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its contents.
+    pub file: RunFile,
+}
+
+fn run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("{compact}-{:04x}", std::process::id() & 0xffff)
+}
+
+/// Runs the scenario and writes its run folder.
+pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
+    let s = Arc::new(opts.scenario.clone());
+    let id = run_id();
+    let dir = opts.out.join(&s.name).join(&id);
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| RunError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir.parent().unwrap_or(&opts.out)).map_err(io(&dir))?;
+    // create_dir, not create_dir_all: a run folder is never reused.
+    std::fs::create_dir(&dir).map_err(io(&dir))?;
+    let target = match &opts.target {
+        ServerTarget::Spawn {
+            exe, args, cpus, ..
+        } => ServerTarget::Spawn {
+            exe: exe.clone(),
+            args: args.clone(),
+            cpus: cpus.clone(),
+            log: Some(dir.join("server.log")),
+        },
+        t => t.clone(),
+    };
+    let mut file = RunFile {
+        schema: SCHEMA.into(),
+        run_id: id.clone(),
+        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        command: opts.command.clone(),
+        environment: Environment::detect(&opts.rustc),
+        scenario: opts.scenario.clone(),
+        server_mode: match target {
+            ServerTarget::Spawn { .. } => "spawned".into(),
+            ServerTarget::External { .. } => "external".into(),
+        },
+        cpus: opts.cpus.clone(),
+        complete: true,
+        problems: Vec::new(),
+        runs: Vec::new(),
+        summary: Vec::new(),
+    };
+    file.write(&dir).map_err(io(&dir))?;
+    let bars = MultiProgress::new();
+    if !opts.progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut hists: Vec<(Transport, u32, Histograms)> = Vec::new();
+    let mut died: Vec<String> = Vec::new();
+    let per_run = s.clients.ramp + s.warmup + s.duration + s.grace;
+    'reps: for rep in 0..s.repeat {
+        for &t in &s.transports {
+            let label = format!("{t} {}/{}", rep + 1, s.repeat);
+            let mut server = match RunningServer::start(&target, s.connections_needed()).await {
+                Ok(srv) => srv,
+                Err(source) => {
+                    file.complete = false;
+                    file.problems.push(format!("{label}: {source}"));
+                    file.summarize();
+                    file.write(&dir).map_err(io(&dir))?;
+                    write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
+                    return Err(RunError::Server {
+                        transport: t,
+                        repetition: rep,
+                        source,
+                        dir,
+                    });
+                }
+            };
+            let pb = bars.add(progress_bar(label.clone(), per_run));
+            let prefix = format!("cb{}", &id[id.len() - 4..]);
+            let outcome = run_transport(
+                &mut server,
+                &s,
+                t,
+                rep,
+                &prefix,
+                opts.loadgen_cpus,
+                Some(&pb),
+            )
+            .await;
+            pb.finish();
+            server.stop().await;
+            if outcome.server_died {
+                file.complete = false;
+                file.problems
+                    .push(format!("{label}: the server died during the run"));
+                died.push(label);
+            }
+            file.runs.push(outcome.run);
+            hists.push((t, rep, outcome.histograms));
+            file.summarize();
+            file.write(&dir).map_err(io(&dir))?;
+            if !died.is_empty() && !opts.keep_going {
+                break 'reps;
+            }
+        }
+    }
+    write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
+    if !died.is_empty() {
+        return Err(RunError::ServerDied {
+            transports: died.join(", "),
+            dir,
+        });
+    }
+    Ok(Finished { dir, file })
+}
+
+fn write_histograms(
+    dir: &std::path::Path,
+    hists: &[(Transport, u32, Histograms)],
+    order: &[Transport],
+) -> std::io::Result<()> {
+    for &t in order {
+        let reps: Vec<(u32, &hdrhistogram::Histogram<u64>)> = hists
+            .iter()
+            .filter(|(x, _, _)| *x == t)
+            .map(|(_, r, h)| (*r, &h.latency))
+            .collect();
+        if reps.is_empty() {
+            continue;
+        }
+        let mut merged = crate::record::new_histogram();
+        for (_, h) in &reps {
+            let _ = merged.add(*h);
+        }
+        write_hgrm(&dir.join(format!("{t}.hgrm")), &merged)?;
+        write_hlog(&dir.join(format!("{t}.hlog")), &reps)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! Scenario files (TOML): what to compare and under which chat workload.
+//!
+//! [`Scenario::load`] parses with serde, rejects unknown fields, and then
+//! validates; every error names the file, the line and the field
+//! ([`ScenarioError`]). The format is documented in `scenarios/README.md`.
+
+use crate::Transport;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A parsed and validated scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; results go to `results/<name>/`.
+    pub name: String,
+    /// Which question the scenario answers, in a sentence or two.
+    #[serde(default)]
+    pub description: String,
+    /// Transports to compare, in run order.
+    pub transports: Vec<Transport>,
+    /// Length of the measured window.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Traffic before the measured window that is not recorded.
+    #[serde(with = "humantime_serde", default = "defaults::warmup")]
+    pub warmup: Duration,
+    /// Wait after the last send for in-flight messages (the drain).
+    #[serde(with = "humantime_serde", default = "defaults::grace")]
+    pub grace: Duration,
+    /// Seed of every send schedule.
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Repetitions of each transport, interleaved (A B C D A B C D).
+    #[serde(default = "defaults::repeat")]
+    pub repeat: u32,
+    /// Who connects.
+    pub clients: Clients,
+    /// What is sent.
+    pub messages: Messages,
+    /// Short-poll settings.
+    #[serde(default)]
+    pub short_poll: ShortPoll,
+    /// Long-poll settings.
+    #[serde(default)]
+    pub long_poll: LongPoll,
+    /// When a run is flagged saturated.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Rules for `chatbench check`, kept as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<toml::Table>,
+}
+
+/// `[clients]`: rooms, clients per room and senders per room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clients {
+    /// Rooms.
+    pub rooms: u32,
+    /// Clients in each room; every client receives.
+    pub clients_per_room: u32,
+    /// Of those, how many also send.
+    pub senders_per_room: u32,
+    /// Time over which all clients connect.
+    #[serde(with = "humantime_serde", default = "defaults::ramp")]
+    pub ramp: Duration,
+}
+
+/// How send times are spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrival {
+    /// Exponential gaps: a Poisson process at `rate`.
+    Poisson,
+    /// Even gaps of `1/rate`, each sender with its own random phase.
+    Constant,
+    /// Bursts of `burst_size` back-to-back messages; the bursts form a Poisson
+    /// process so that the average stays `rate`.
+    Burst,
+}
+
+/// `[messages]`: rate, arrival process and size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Messages {
+    /// Messages per second per sender (the average, for bursts).
+    pub rate: f64,
+    /// Arrival process.
+    #[serde(default = "defaults::arrival")]
+    pub arrival: Arrival,
+    /// Messages per burst (`arrival = "burst"` only).
+    #[serde(default = "defaults::burst_size")]
+    pub burst_size: u32,
+    /// Length of the message `body` in bytes.
+    #[serde(default = "defaults::body_bytes")]
+    pub body_bytes: usize,
+}
+
+/// `[short_poll]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShortPoll {
+    /// Time between polls, on a fixed schedule.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ShortPoll {
+    fn default() -> ShortPoll {
+        ShortPoll {
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[long_poll]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongPoll {
+    /// `wait_ms` of each long poll.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+}
+
+impl Default for LongPoll {
+    fn default() -> LongPoll {
+        LongPoll {
+            wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[limits]`: when the load generator, not the server, is the bottleneck.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Flag `saturated` when the p99 of send lag exceeds this.
+    #[serde(with = "humantime_serde")]
+    pub send_lag_p99: Duration,
+    /// Flag `saturated` when the load generator uses more than this share of
+    /// the CPUs it may run on (0..1).
+    pub loadgen_cpu: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            send_lag_p99: Duration::from_millis(20),
+            loadgen_cpu: 0.9,
+        }
+    }
+}
+
+mod defaults {
+    use super::Arrival;
+    use std::time::Duration;
+    pub fn warmup() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn grace() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn ramp() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn seed() -> u64 {
+        1
+    }
+    pub fn repeat() -> u32 {
+        1
+    }
+    pub fn arrival() -> Arrival {
+        Arrival::Poisson
+    }
+    pub fn burst_size() -> u32 {
+        10
+    }
+    pub fn body_bytes() -> usize {
+        64
+    }
+}
+
+/// A scenario file that could not be used: where, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted field path, when known (`messages.rate`).
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The most connections one process may hold (open-file limit 20,000, less
+/// room for the runtime, files and the control connection).
+pub const MAX_CONNECTIONS_PER_PROCESS: u64 = 19_000;
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_owned(),
+            line: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Scenario::parse(&src, path)
+    }
+
+    /// Parses and validates scenario text; `path` is used in errors.
+    pub fn parse(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let err = |line, field: Option<String>, message: String| ScenarioError {
+            file: path.to_owned(),
+            line,
+            field,
+            message,
+        };
+        let de = toml::de::Deserializer::parse(src).map_err(|e| {
+            err(
+                e.span().map(|s| line_of_offset(src, s.start)),
+                None,
+                e.message().trim().to_owned(),
+            )
+        })?;
+        let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.inner();
+            let line = inner
+                .span()
+                .map(|s| line_of_offset(src, s.start))
+                .or_else(|| line_of_field(src, &field));
+            // An error about the whole document (a missing top-level field)
+            // has no line worth naming.
+            let (line, field) = if field == "." {
+                (None, None)
+            } else {
+                (line, Some(field))
+            };
+            err(line, field, inner.message().trim().to_owned())
+        })?;
+        scenario.validate().map_err(|(field, message)| {
+            err(line_of_field(src, field), Some(field.to_owned()), message)
+        })?;
+        Ok(scenario)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let c = &self.clients;
+        let m = &self.messages;
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err((
+                "name",
+                format!(
+                    "must be non-empty and use only A-Z, a-z, 0-9, '-' and '_', got {:?}",
+                    self.name
+                ),
+            ));
+        }
+        if self.transports.is_empty() {
+            return Err(("transports", "must name at least one transport".into()));
+        }
+        for (i, t) in self.transports.iter().enumerate() {
+            if self.transports[..i].contains(t) {
+                return Err(("transports", format!("names {} twice", t.as_str())));
+            }
+        }
+        if self.duration.is_zero() {
+            return Err(("duration", "must be longer than 0s".into()));
+        }
+        if self.repeat == 0 {
+            return Err(("repeat", "must be at least 1".into()));
+        }
+        if c.rooms == 0 {
+            return Err(("clients.rooms", "must be at least 1".into()));
+        }
+        if c.clients_per_room == 0 {
+            return Err(("clients.clients_per_room", "must be at least 1".into()));
+        }
+        if c.senders_per_room > c.clients_per_room {
+            return Err((
+                "clients.senders_per_room",
+                format!(
+                    "is {} but a room has only {} clients",
+                    c.senders_per_room, c.clients_per_room
+                ),
+            ));
+        }
+        let conns = self.connections_needed();
+        if conns > MAX_CONNECTIONS_PER_PROCESS {
+            return Err((
+                "clients.clients_per_room",
+                format!(
+                    "the scenario needs up to {conns} connections; one load-generator process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000)"
+                ),
+            ));
+        }
+        if !(m.rate.is_finite() && m.rate > 0.0) {
+            return Err((
+                "messages.rate",
+                format!("must be a number above 0, got {}", m.rate),
+            ));
+        }
+        if m.arrival == Arrival::Burst && m.burst_size == 0 {
+            return Err(("messages.burst_size", "must be at least 1".into()));
+        }
+        if m.body_bytes > 60_000 {
+            return Err((
+                "messages.body_bytes",
+                format!(
+                    "must be at most 60000 (the server's body limit is 64 KiB), got {}",
+                    m.body_bytes
+                ),
+            ));
+        }
+        if self.short_poll.interval < Duration::from_millis(1) {
+            return Err(("short_poll.interval", "must be at least 1ms".into()));
+        }
+        if self.long_poll.wait > Duration::from_secs(120) {
+            return Err((
+                "long_poll.wait",
+                "must be at most 120s (the server's limit)".into(),
+            ));
+        }
+        if !(self.limits.loadgen_cpu > 0.0 && self.limits.loadgen_cpu <= 1.0) {
+            return Err((
+                "limits.loadgen_cpu",
+                format!("must be in (0, 1], got {}", self.limits.loadgen_cpu),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Clients in the whole scenario.
+    pub fn total_clients(&self) -> u64 {
+        self.clients.rooms as u64 * self.clients.clients_per_room as u64
+    }
+
+    /// Senders in the whole scenario.
+    pub fn total_senders(&self) -> u64 {
+        self.clients.rooms as u64 * self.clients.senders_per_room as u64
+    }
+
+    /// Connections the busiest transport needs: HTTP senders keep a second
+    /// connection for publishing.
+    pub fn connections_needed(&self) -> u64 {
+        self.total_clients() + self.total_senders()
+    }
+}
+
+fn line_of_offset(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+/// The line where a dotted field (or its table) is written, if it is.
+fn line_of_field(src: &str, field: &str) -> Option<usize> {
+    let root = toml::de::DeTable::parse(src).ok()?;
+    let mut parts = field.split('.');
+    let first = parts.next()?;
+    let mut cur = root.get_ref().get(first)?;
+    let mut span = cur.span();
+    for p in parts {
+        let Some(next) = cur.get_ref().get(p) else {
+            break;
+        };
+        cur = next;
+        span = cur.span();
+    }
+    Some(line_of_offset(src, span.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+transports = ["short_poll", "websocket"]
+duration = "5s"
+
+[clients]
+rooms = 2
+clients_per_room = 3
+senders_per_room = 1
+
+[messages]
+rate = 2.5
+"#;
+
+    fn parse(src: &str) -> Result<Scenario, String> {
+        Scenario::parse(src, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let s = parse(GOOD).unwrap();
+        assert_eq!(
+            s.transports,
+            vec![Transport::ShortPoll, Transport::WebSocket]
+        );
+        assert_eq!(s.duration, Duration::from_secs(5));
+        assert_eq!(s.warmup, Duration::from_secs(2));
+        assert_eq!(s.clients.ramp, Duration::from_secs(1));
+        assert_eq!(s.messages.arrival, Arrival::Poisson);
+        assert_eq!(s.short_poll.interval, Duration::from_secs(1));
+        assert_eq!(s.long_poll.wait, Duration::from_secs(30));
+        assert_eq!((s.total_clients(), s.total_senders()), (6, 2));
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let s = parse(&GOOD.replace("\"5s\"", "\"1m 30s\"").replace(
+            "[messages]",
+            "[short_poll]\ninterval = \"250ms\"\n[messages]",
+        ))
+        .unwrap();
+        assert_eq!(s.duration, Duration::from_secs(90));
+        assert_eq!(s.short_poll.interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_line() {
+        let cases: Vec<(String, &str)> = vec![
+            (GOOD.replace("rate = 2.5", "rate = \"fast\""),
+             "s.toml:12: field `messages.rate`: invalid type: string \"fast\", expected f64"),
+            (GOOD.replace("rate = 2.5", "rate = 2.5\nrat = 1"),
+             "s.toml:13: field `messages.rat`: unknown field `rat`, expected one of `rate`, `arrival`, `burst_size`, `body_bytes`"),
+            (GOOD.replace("duration = \"5s\"", "duration = \"5 parsecs\""),
+             "s.toml:4: field `duration`: invalid value: string \"5 parsecs\", expected a duration"),
+            (GOOD.replace("\"websocket\"", "\"carrier_pigeon\""),
+             "s.toml:3: field `transports[1]`: unknown variant `carrier_pigeon`, expected one of `short_poll`, `long_poll`, `sse`, `websocket`"),
+            (GOOD.replace("senders_per_room = 1", "senders_per_room = 4"),
+             "s.toml:9: field `clients.senders_per_room`: is 4 but a room has only 3 clients"),
+            (GOOD.replace("rate = 2.5", "rate = -1.0"),
+             "s.toml:12: field `messages.rate`: must be a number above 0, got -1"),
+            (GOOD.replace("\"websocket\"", "\"short_poll\""),
+             "s.toml:3: field `transports`: names short_poll twice"),
+            (GOOD.replace("rooms = 2", "rooms = 20000"),
+             "s.toml:8: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one load-generator process can hold 19000 (open-file limit 20,000)"),
+            (GOOD.replace("duration = \"5s\"\n", ""),
+             "s.toml: missing field `duration`"),
+            (GOOD.replace("[clients]", "[clients"),
+             "s.toml:6: unclosed table, expected `]`"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(parse(&src).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn missing_file() {
+        let e = Scenario::load(Path::new("/nonexistent/x.toml")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/x.toml: cannot read: No such file or directory (os error 2)"
+        );
+    }
+}

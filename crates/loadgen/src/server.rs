@@ -1,0 +1,328 @@
+//! The server under test: a spawned process per transport run, or an
+//! external URL; plus `/healthz` and `/metrics` over a control connection
+//! whose bytes are not counted as client traffic.
+
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// Where the server comes from.
+#[derive(Debug, Clone)]
+pub enum ServerTarget {
+    /// Spawn `exe args.. --listen 127.0.0.1:0 ..` for every transport run.
+    Spawn {
+        /// The executable.
+        exe: PathBuf,
+        /// Arguments before the server flags (`["serve"]` for `chatbench`).
+        args: Vec<String>,
+        /// CPUs to pin the server to (`--cpus`), when pinning.
+        cpus: Option<String>,
+        /// Where the server's stderr goes.
+        log: Option<PathBuf>,
+    },
+    /// A server that is already running.
+    External {
+        /// Its address.
+        addr: SocketAddr,
+        /// Its process id, for resource figures.
+        pid: Option<u32>,
+    },
+}
+
+/// Errors starting, reaching or scraping the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The executable could not be started.
+    #[error("cannot start {exe}: {source}")]
+    Spawn {
+        /// The executable.
+        exe: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The spawned server did not say where it listens.
+    #[error("the spawned server did not report its address: {0}")]
+    NoAddress(String),
+    /// `/healthz` did not answer in time.
+    #[error("server at {0} is not healthy after {1:?}")]
+    Unhealthy(SocketAddr, Duration),
+    /// A control request failed.
+    #[error("control request {path} to {addr} failed: {reason}")]
+    Control {
+        /// Server address.
+        addr: SocketAddr,
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A server ready for a transport run.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its process id, when known.
+    pub pid: Option<u32>,
+    child: Option<Child>,
+}
+
+impl RunningServer {
+    /// Starts (or reaches) the server and waits for `/healthz`.
+    pub async fn start(
+        target: &ServerTarget,
+        max_connections: u64,
+    ) -> Result<RunningServer, ServerError> {
+        let server = match target {
+            ServerTarget::External { addr, pid } => RunningServer {
+                addr: *addr,
+                pid: *pid,
+                child: None,
+            },
+            ServerTarget::Spawn {
+                exe,
+                args,
+                cpus,
+                log,
+            } => {
+                let mut cmd = Command::new(exe);
+                cmd.args(args)
+                    .args(["--listen", "127.0.0.1:0", "--max-connections"])
+                    .arg((max_connections + 100).to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .kill_on_drop(true);
+                if let Some(c) = cpus {
+                    cmd.args(["--cpus", c]);
+                }
+                match log.as_ref().map(|p| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                }) {
+                    Some(Ok(f)) => {
+                        cmd.stderr(f);
+                    }
+                    _ => {
+                        cmd.stderr(Stdio::null());
+                    }
+                }
+                let mut child = cmd.spawn().map_err(|source| ServerError::Spawn {
+                    exe: exe.display().to_string(),
+                    source,
+                })?;
+                let stdout = child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| ServerError::NoAddress("no stdout".into()))?;
+                let mut line = String::new();
+                let read = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    BufReader::new(stdout).read_line(&mut line),
+                )
+                .await;
+                if !matches!(read, Ok(Ok(n)) if n > 0) {
+                    let _ = child.kill().await;
+                    return Err(ServerError::NoAddress(format!("first line was {line:?}")));
+                }
+                let addr = line
+                    .trim()
+                    .strip_prefix("listening on http://")
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| ServerError::NoAddress(format!("first line was {line:?}")))?;
+                RunningServer {
+                    addr,
+                    pid: child.id(),
+                    child: Some(child),
+                }
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((200, _)) = control(server.addr, "GET", "/healthz", None).await {
+                return Ok(server);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ServerError::Unhealthy(server.addr, Duration::from_secs(10)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// False once a spawned server has exited.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Stops a spawned server with SIGTERM, then SIGKILL after 5 s.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                // SAFETY: kill(2) with a pid we spawned and still own.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+/// One control request on its own connection; returns status and body.
+pub async fn control(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), ServerError> {
+    let fail = |reason: String| ServerError::Control {
+        addr,
+        path: path.to_owned(),
+        reason,
+    };
+    let work = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", addr.to_string());
+        let resp = match body {
+            Some(b) => {
+                sender
+                    .send_request(
+                        req.header("content-type", "application/json")
+                            .body(Full::new(bytes::Bytes::from(b)).boxed())
+                            .map_err(|e| fail(e.to_string()))?,
+                    )
+                    .await
+            }
+            None => {
+                sender
+                    .send_request(
+                        req.body(Empty::new().map_err(|never| match never {}).boxed())
+                            .map_err(|e| fail(e.to_string()))?,
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .map_err(|_| fail("timed out after 5s".into()))?
+}
+
+/// The server's per-transport counters from `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServerCounters {
+    /// `chatbench_messages_delivered_total` by transport label.
+    pub delivered: HashMap<String, u64>,
+    /// `chatbench_messages_published_total` by transport label.
+    pub published: HashMap<String, u64>,
+    /// `chatbench_bytes_written_total` by transport label.
+    pub bytes_written: HashMap<String, u64>,
+    /// `chatbench_requests_total` by transport label.
+    pub requests: HashMap<String, u64>,
+}
+
+impl ServerCounters {
+    /// Parses the Prometheus text exposition.
+    pub fn parse(text: &str) -> ServerCounters {
+        let mut c = ServerCounters::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let Some((name, labels)) = key.split_once('{') else {
+                continue;
+            };
+            let Some(t) = labels
+                .strip_prefix("transport=\"")
+                .and_then(|l| l.strip_suffix("\"}"))
+            else {
+                continue;
+            };
+            let map = match name {
+                "chatbench_messages_delivered_total" => &mut c.delivered,
+                "chatbench_messages_published_total" => &mut c.published,
+                "chatbench_bytes_written_total" => &mut c.bytes_written,
+                "chatbench_requests_total" => &mut c.requests,
+                _ => continue,
+            };
+            map.insert(t.to_owned(), value as u64);
+        }
+        c
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn scrape(addr: SocketAddr) -> Result<ServerCounters, ServerError> {
+        let (status, body) = control(addr, "GET", "/metrics", None).await?;
+        if status != 200 {
+            return Err(ServerError::Control {
+                addr,
+                path: "/metrics".into(),
+                reason: format!("status {status}"),
+            });
+        }
+        Ok(ServerCounters::parse(&body))
+    }
+
+    /// Sum over every label but `other` (the page, health and metrics).
+    pub fn client_total(map: &HashMap<String, u64>) -> u64 {
+        map.iter()
+            .filter(|(k, _)| k.as_str() != "other")
+            .map(|(_, v)| *v)
+            .sum()
+    }
+
+    /// `self - before`, label by label.
+    pub fn delta(&self, before: &ServerCounters) -> ServerCounters {
+        let d = |a: &HashMap<String, u64>, b: &HashMap<String, u64>| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(*b.get(k).unwrap_or(&0))))
+                .collect()
+        };
+        ServerCounters {
+            delivered: d(&self.delivered, &before.delivered),
+            published: d(&self.published, &before.published),
+            bytes_written: d(&self.bytes_written, &before.bytes_written),
+            requests: d(&self.requests, &before.requests),
+        }
+    }
+}
