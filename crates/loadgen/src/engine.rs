@@ -12,7 +12,7 @@ use crate::results::{
     Audit, CrossCheck, LoadgenCost, Percentiles, Second, ServerCost, TransportRun, WireResult,
 };
 use crate::scenario::Scenario;
-use crate::server::{control, RunningServer, ServerCounters};
+use crate::server::{control_counted, RunningServer, ServerCounters};
 use crate::wire::WireStats;
 use crate::Transport;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,6 +48,10 @@ pub async fn run_transport(
         .map(|r| format!("{room_prefix}-{}-{}-{r}", transport.short(), repetition))
         .collect();
     let before = ServerCounters::scrape(server.addr).await.ok();
+    let rss_baseline = server
+        .pid
+        .and_then(|p| resources::read(p, 0))
+        .map(|r| r.rss_bytes);
     let n = s.total_clients();
     let ramp_start = Instant::now();
     // Traffic starts after the ramp and a short settle.
@@ -108,7 +112,7 @@ pub async fn run_transport(
                 ctx.wire.snapshot(),
             ));
         }
-        if !server.is_alive() {
+        if !server.is_alive().await {
             server_died = true;
             ctx.abort.cancel();
             break;
@@ -140,19 +144,23 @@ pub async fn run_transport(
     }
 
     // Teardown: the control message ends every receiver after what it read.
+    // Its answers are bytes the server writes that no client reads, so they
+    // are counted apart and left out of the cross-check.
+    let control_wire = Arc::new(WireStats::default());
     if !server_died {
         let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
         for room in &rooms {
-            if control(
+            let path = format!("/rooms/{room}/messages");
+            let sent = control_counted(
                 server.addr,
                 "POST",
-                &format!("/rooms/{room}/messages"),
+                &path,
                 Some(body.clone()),
+                &control_wire,
             )
-            .await
-            .is_err()
-            {
-                server_died = !server.is_alive();
+            .await;
+            if sent.is_err() {
+                server_died = !server.is_alive().await;
             }
         }
     }
@@ -175,7 +183,7 @@ pub async fn run_transport(
     } else {
         ServerCounters::scrape(server.addr).await.ok()
     };
-    server_died |= !server.is_alive();
+    server_died |= !server.is_alive().await;
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
     // Results.
@@ -202,7 +210,8 @@ pub async fn run_transport(
     let crosscheck = match (&before, &after) {
         (Some(b), Some(a)) => {
             let d = a.delta(b);
-            let server_bytes = ServerCounters::client_total(&d.bytes_written);
+            let server_bytes = ServerCounters::client_total(&d.bytes_written)
+                .saturating_sub(control_wire.snapshot().bytes_down);
             let server_delivered = ServerCounters::client_total(&d.delivered);
             let receipts = ctx.rec.audit.receipts.load(Relaxed);
             Some(CrossCheck {
@@ -220,14 +229,17 @@ pub async fn run_transport(
         (Some(_), Some(a), Some(b)) => {
             let cpu = b.cpu_ms().saturating_sub(a.cpu_ms());
             let rss_before = rss_before.map(|r| r.rss_bytes).unwrap_or(0);
+            let baseline = rss_baseline.unwrap_or(rss_before);
             Some(ServerCost {
+                rss_baseline: baseline,
                 rss_before_traffic: rss_before,
                 rss_peak: samples
                     .iter()
                     .map(|x| x.rss_bytes)
                     .max()
                     .unwrap_or(b.rss_bytes),
-                rss_per_connection: rss_before as f64 / total.connections.max(1) as f64,
+                rss_per_connection: rss_before.saturating_sub(baseline) as f64
+                    / total.connections.max(1) as f64,
                 cpu_ms_measured: cpu,
                 cpu_ms_per_1k_msgs: per_1k(cpu, delivered),
                 threads_peak: samples.iter().map(|x| x.threads).max().unwrap_or(b.threads),

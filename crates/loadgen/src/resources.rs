@@ -34,6 +34,9 @@ impl ProcSample {
 pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
     let p = procfs::process::Process::new(pid as i32).ok()?;
     let stat = p.stat().ok()?;
+    if stat.state == 'Z' || stat.state == 'X' {
+        return None;
+    }
     let tps = procfs::ticks_per_second().max(1);
     let page = procfs::page_size();
     Some(ProcSample {

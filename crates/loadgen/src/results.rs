@@ -193,11 +193,14 @@ pub struct CrossCheck {
 /// Server process cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerCost {
+    /// RSS before any client connected.
+    pub rss_baseline: u64,
     /// RSS once all clients were connected, before traffic.
     pub rss_before_traffic: u64,
     /// Largest RSS seen.
     pub rss_peak: u64,
-    /// RSS before traffic divided by connections.
+    /// RSS growth from the baseline to before traffic, per connection:
+    /// the memory cost of an idle connection.
     pub rss_per_connection: f64,
     /// CPU ms (user + system) in the measured window.
     pub cpu_ms_measured: u64,

@@ -478,3 +478,9 @@ rate = 2.5
         );
     }
 }
+
+/// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
+/// and flags write them.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}

@@ -2,15 +2,16 @@
 //! external URL; plus `/healthz` and `/metrics` over a control connection
 //! whose bytes are not counted as client traffic.
 
+use crate::wire::{WireCounter, WireStats};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// Where the server comes from.
@@ -73,6 +74,7 @@ pub struct RunningServer {
     /// Its process id, when known.
     pub pid: Option<u32>,
     child: Option<Child>,
+    health_failures: u32,
 }
 
 impl RunningServer {
@@ -86,6 +88,7 @@ impl RunningServer {
                 addr: *addr,
                 pid: *pid,
                 child: None,
+                health_failures: 0,
             },
             ServerTarget::Spawn {
                 exe,
@@ -143,6 +146,7 @@ impl RunningServer {
                     addr,
                     pid: child.id(),
                     child: Some(child),
+                    health_failures: 0,
                 }
             }
         };
@@ -158,12 +162,26 @@ impl RunningServer {
         }
     }
 
-    /// False once a spawned server has exited.
-    pub fn is_alive(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => true,
+    /// False once the server is gone: a spawned one has exited, an external
+    /// one's process has ended, or (without a pid) `/healthz` failed three
+    /// times in a row.
+    pub async fn is_alive(&mut self) -> bool {
+        if let Some(c) = self.child.as_mut() {
+            return matches!(c.try_wait(), Ok(None));
         }
+        if let Some(pid) = self.pid {
+            return crate::resources::read(pid, 0).is_some();
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            control(self.addr, "GET", "/healthz", None),
+        )
+        .await
+        {
+            Ok(Ok((200, _))) => self.health_failures = 0,
+            _ => self.health_failures += 1,
+        }
+        self.health_failures < 3
     }
 
     /// Stops a spawned server with SIGTERM, then SIGKILL after 5 s.
@@ -192,13 +210,24 @@ pub async fn control(
     path: &str,
     body: Option<String>,
 ) -> Result<(u16, String), ServerError> {
+    control_counted(addr, method, path, body, &Arc::new(WireStats::default())).await
+}
+
+/// [`control`], counting the connection's bytes into `wire`.
+pub async fn control_counted(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    wire: &Arc<WireStats>,
+) -> Result<(u16, String), ServerError> {
     let fail = |reason: String| ServerError::Control {
         addr,
         path: path.to_owned(),
         reason,
     };
     let work = async {
-        let stream = TcpStream::connect(addr)
+        let stream = WireCounter::connect(addr, wire.clone())
             .await
             .map_err(|e| fail(e.to_string()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -83,6 +83,9 @@ pub struct ServerArgs {
     /// Time shutdown waits for open connections to finish.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Pin the server to these CPUs (Linux), e.g. `0` or `0-1`.
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
 }
 
 impl ServerArgs {

@@ -8,12 +8,14 @@
 //! - [`conn`]: [`CountedIo`](conn::CountedIo), which charges bytes written to
 //!   the transport of the request in flight and enforces the idle timeout.
 //! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
+//! - [`affinity`]: CPU lists and pinning (`--cpus`).
 //! - [`config`]: [`Config`] and the command-line flags [`ServerArgs`].
 //!
 //! The entry point is [`run`]`(listener, config, shutdown)`; [`serve`] binds
 //! from flags and runs until Ctrl-C or SIGTERM.
 #![deny(missing_docs)]
 
+pub mod affinity;
 pub mod config;
 pub mod conn;
 mod http;

@@ -10,6 +10,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(list) = &args.cpus {
+        let pinned = chatbench_server::affinity::parse_cpu_list(list)
+            .and_then(|c| chatbench_server::affinity::pin(&c).map_err(|e| e.to_string()));
+        if let Err(e) = pinned {
+            eprintln!("chatbench-server: --cpus {list}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,0 +1,192 @@
+//! `chatbench`: a thin front end over the chatbench libraries.
+
+use anyhow::{bail, Context};
+use chatbench_loadgen::results::CpuPlacement;
+use chatbench_loadgen::run::{run, RunOptions};
+use chatbench_loadgen::server::ServerTarget;
+use chatbench_loadgen::{Scenario, Transport};
+use chatbench_server::affinity;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatbench",
+    version,
+    about = "What does real-time chat cost over HTTP short polling, long polling, SSE and WebSocket?"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario and write results/<scenario>/<run-id>/.
+    Run(RunArgs),
+    /// Run the chat server (same flags as chatbench-server).
+    Serve(chatbench_server::ServerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The scenario file (TOML), e.g. scenarios/quick.toml.
+    scenario: PathBuf,
+    /// Only these transports (comma-separated: short_poll,long_poll,sse,websocket).
+    #[arg(long, value_delimiter = ',')]
+    transports: Option<Vec<Transport>>,
+    /// Results root.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Use this running server (http://127.0.0.1:PORT) instead of spawning one.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Process id of the --server, for its CPU and memory figures.
+    #[arg(long, requires = "server")]
+    server_pid: Option<u32>,
+    /// Repetitions (overrides the scenario).
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// Seed (overrides the scenario).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Measured duration (overrides the scenario), e.g. 5s.
+    #[arg(long, value_parser = humantime_parse)]
+    duration: Option<std::time::Duration>,
+    /// Go on with the next transport when the server dies.
+    #[arg(long)]
+    keep_going: bool,
+    /// Do not pin the server and the load generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
+    chatbench_loadgen::scenario::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,chatbench_server=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chatbench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the tokio runtime")
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(list) = &args.cpus {
+                let cpus = affinity::parse_cpu_list(list).map_err(anyhow::Error::msg)?;
+                affinity::pin(&cpus).with_context(|| format!("cannot pin to CPUs {list}"))?;
+            }
+            runtime()?
+                .block_on(chatbench_server::serve(&args))
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => cmd_run(args),
+    }
+}
+
+fn parse_server_url(url: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = url
+        .strip_prefix("http://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let addr: SocketAddr = hostport.parse().with_context(|| {
+        format!("--server {url}: expected http://IP:PORT, e.g. http://127.0.0.1:8080")
+    })?;
+    if !addr.ip().is_loopback() {
+        bail!("--server {url}: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)");
+    }
+    Ok(addr)
+}
+
+fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(t) = args.transports {
+        scenario.transports = t;
+    }
+    if let Some(r) = args.repeat {
+        scenario.repeat = r.max(1);
+    }
+    if let Some(s) = args.seed {
+        scenario.seed = s;
+    }
+    if let Some(d) = args.duration {
+        scenario.duration = d;
+    }
+    // Pin before the runtime starts, so every worker thread inherits it:
+    // the server gets the first half of the allowed CPUs, we get the rest.
+    let allowed = affinity::allowed_cpus();
+    let mut cpus = CpuPlacement::default();
+    let mut loadgen_cpus = allowed.len();
+    let spawn = args.server.is_none();
+    if spawn && !args.no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
+        let (server, ours) = allowed.split_at(allowed.len() / 2);
+        affinity::pin(ours).context("cannot pin the load generator")?;
+        cpus.server = Some(affinity::format_cpu_list(server));
+        cpus.loadgen = Some(affinity::format_cpu_list(ours));
+        loadgen_cpus = ours.len();
+    }
+    let target = match &args.server {
+        Some(url) => ServerTarget::External {
+            addr: parse_server_url(url)?,
+            pid: args.server_pid,
+        },
+        None => ServerTarget::Spawn {
+            exe: std::env::current_exe().context("cannot find my own executable")?,
+            args: vec!["serve".into()],
+            cpus: cpus.server.clone(),
+            log: None,
+        },
+    };
+    let opts = RunOptions {
+        scenario,
+        out: args.out,
+        target,
+        keep_going: args.keep_going,
+        cpus,
+        loadgen_cpus,
+        command: std::env::args().collect(),
+        rustc: env!("CHATBENCH_RUSTC").into(),
+        progress: true,
+    };
+    let result = runtime()?.block_on(run(opts));
+    match result {
+        Ok(done) => {
+            print!("{}", done.file.table());
+            for s in &done.file.summary {
+                if s.flags.iter().any(|f| f == "saturated") {
+                    eprintln!(
+                        "WARNING: {} is flagged SATURATED: the load generator, not the server, limited this run; its latencies are not trustworthy",
+                        s.transport
+                    );
+                }
+            }
+            println!("results: {}", done.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("chatbench: error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
