@@ -1,1 +1,8 @@
+//! Integration tests of the load generator and the `chatbench` binary, each
+//! against a real server on 127.0.0.1:0.
 
+mod util;
+
+mod accounting;
+mod end_to_end;
+mod failures;

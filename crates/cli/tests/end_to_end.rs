@@ -1,0 +1,137 @@
+//! A tiny scenario on each transport against an in-process server: the
+//! audit must be exact and the bytes must agree with the server's metrics.
+
+use crate::util::*;
+use chatbench_loadgen::results::{read_hlog, RunFile};
+use chatbench_loadgen::run::run;
+use chatbench_loadgen::server::ServerTarget;
+use chatbench_loadgen::Transport;
+
+async fn one(transport: Transport) {
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let scenario = tiny(&format!("\"{}\"", transport.as_str()));
+    let done = run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External { addr, pid: None },
+    ))
+    .await
+    .unwrap();
+    let r = &done.file.runs[0];
+    let a = r.audit;
+    assert!(a.sent > 0, "{transport}: nothing sent");
+    // Every message reaches all 4 clients of its room.
+    assert_eq!(a.expected, a.sent * 4, "{transport}");
+    assert_eq!(a.delivered, a.expected, "{transport}: {a:?}");
+    assert_eq!(
+        (a.lost, a.duplicated, a.reordered, a.missed, a.errors),
+        (0, 0, 0, 0, 0),
+        "{transport}"
+    );
+    assert_eq!(
+        r.latency_us.count, a.delivered,
+        "{transport}: one latency per delivery"
+    );
+    assert!(r.latency_us.p50 > 0);
+    let cc = r.crosscheck.expect("metrics were scraped");
+    assert_eq!(
+        cc.server_bytes_written, cc.client_bytes_down,
+        "{transport}: {cc:?}"
+    );
+    assert_eq!(
+        cc.server_delivered, cc.client_receipts,
+        "{transport}: {cc:?}"
+    );
+    assert!(
+        r.flags.is_empty() || r.flags == ["saturated"],
+        "{transport}: {:?}",
+        r.flags
+    );
+    assert!(r.complete);
+    // Result files: run.json reads back, histograms are there and merge.
+    let back = RunFile::read(&done.dir).unwrap();
+    assert_eq!(back, done.file);
+    let h = read_hlog(&done.dir.join(format!("{transport}.hlog"))).unwrap();
+    assert_eq!(h.len(), a.delivered);
+    let hgrm = std::fs::read_to_string(done.dir.join(format!("{transport}.hgrm"))).unwrap();
+    assert!(
+        hgrm.contains(&format!("Total count    = {:>12}", a.delivered)),
+        "{hgrm}"
+    );
+    // Requests per message follow the transport's shape.
+    let w = r.wire.total;
+    // (4 receivers per message: one POST per message is 0.25 per delivery.)
+    let per_msg = r.wire.per_msg.requests;
+    match transport {
+        Transport::WebSocket => assert_eq!(w.requests, 8, "one handshake per client"),
+        Transport::Sse => {
+            assert!(
+                w.requests >= 8 + a.sent,
+                "a GET per client plus a POST per message: {w:?}"
+            );
+            assert!((0.2..0.3).contains(&per_msg), "{per_msg}");
+        }
+        // Polls add requests on top of the POSTs.
+        _ => assert!(per_msg > 0.3, "{per_msg}"),
+    }
+    assert!(w.segs_in > 0 && w.segs_out > 0, "TCP_INFO segments: {w:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_poll() {
+    one(Transport::ShortPoll).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll() {
+    one(Transport::LongPoll).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse() {
+    one(Transport::Sse).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket() {
+    one(Transport::WebSocket).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_server_reports_server_cost_and_interleaves_repetitions() {
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny("\"sse\", \"websocket\"");
+    scenario.repeat = 2;
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = run(options(scenario, out.path(), target)).await.unwrap();
+    let order: Vec<(Transport, u32)> = done
+        .file
+        .runs
+        .iter()
+        .map(|r| (r.transport, r.repetition))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (Transport::Sse, 0),
+            (Transport::WebSocket, 0),
+            (Transport::Sse, 1),
+            (Transport::WebSocket, 1)
+        ]
+    );
+    for r in &done.file.runs {
+        let cost = r.server.as_ref().expect("a spawned server has a pid");
+        assert!(cost.rss_before_traffic > 0 && cost.rss_peak >= cost.rss_before_traffic);
+        assert!(cost.threads_peak >= 1 && cost.fds_peak >= 8, "{cost:?}");
+        assert_eq!(r.audit.lost, 0);
+    }
+    assert_eq!(done.file.summary.len(), 2);
+    assert_eq!(done.file.summary[0].repetitions, 2);
+    assert!(done.dir.join("server.log").exists());
+}
