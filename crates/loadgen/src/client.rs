@@ -151,13 +151,20 @@ impl Inbox {
             Receipt::InOrder => {}
         }
         let Some(sent) = m.sent_at else { return };
-        if self.ctx.in_window(sent) {
+        let (start, end) = self.ctx.window_us();
+        if sent >= end {
+            return;
+        }
+        // The timeline counts seconds from the start of traffic, warm-up
+        // included; the histograms only take the measured window.
+        let second = (sent / 1_000_000) as usize;
+        let latency = now.saturating_sub(sent);
+        if sent >= start {
             audit.delivered.fetch_add(1, Relaxed);
             audit.live_delivered.fetch_add(1, Relaxed);
-            let second = ((sent - self.ctx.window_us().0) / 1_000_000) as usize;
-            self.ctx
-                .rec
-                .latency(self.key, now.saturating_sub(sent), second);
+            self.ctx.rec.latency(self.key, latency, second);
+        } else {
+            self.ctx.rec.timeline(self.key, latency, second);
         }
     }
 

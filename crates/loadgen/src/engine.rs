@@ -280,7 +280,7 @@ pub async fn run_transport(
         .timeline
         .iter()
         .enumerate()
-        .take(s.duration.as_secs_f64().ceil() as usize)
+        .take((s.warmup + s.duration).as_secs_f64().ceil() as usize)
         .map(|(i, h)| Second {
             second: i as u64,
             delivered: h.len(),

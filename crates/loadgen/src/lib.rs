@@ -13,6 +13,7 @@ pub mod engine;
 pub mod record;
 pub mod resources;
 pub mod results;
+pub mod rules;
 pub mod run;
 pub mod scenario;
 pub mod schedule;

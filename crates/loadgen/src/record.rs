@@ -34,7 +34,8 @@ pub struct Histograms {
     pub connect: Histogram<u64>,
     /// Round trip of each poll request (short and long).
     pub request: Histogram<u64>,
-    /// Per second of measured time: delivery latency (2 significant digits).
+    /// Per second since traffic started (warm-up included): delivery latency
+    /// by intended send time (2 significant digits).
     pub timeline: Vec<Histogram<u64>>,
 }
 
@@ -129,6 +130,16 @@ impl Recorder {
         let v = us.clamp(1, HIST_MAX_US);
         let mut h = self.shard(key);
         let _ = h.latency.record(v);
+        while h.timeline.len() <= second {
+            h.timeline.push(timeline_histogram());
+        }
+        let _ = h.timeline[second].record(v);
+    }
+
+    /// Records a warm-up latency in the timeline only.
+    pub fn timeline(&self, key: u64, us: u64, second: usize) {
+        let v = us.clamp(1, HIST_MAX_US);
+        let mut h = self.shard(key);
         while h.timeline.len() <= second {
             h.timeline.push(timeline_histogram());
         }

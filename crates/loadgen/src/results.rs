@@ -223,10 +223,11 @@ pub struct LoadgenCost {
     pub cpu_share: f64,
 }
 
-/// One second of measured time.
+/// One second of traffic (warm-up included).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Second {
-    /// Seconds after the measured window began (by intended send time).
+    /// Seconds after traffic began, by intended send time; seconds below the
+    /// scenario's `warmup` are warm-up.
     pub second: u64,
     /// Deliveries of messages sent in that second.
     pub delivered: u64,
@@ -267,7 +268,7 @@ pub struct TransportRun {
     pub server: Option<ServerCost>,
     /// Load-generator cost.
     pub loadgen: LoadgenCost,
-    /// Per-second deliveries and p99.
+    /// Per-second deliveries and p99, warm-up included.
     pub timeline: Vec<Second>,
 }
 

@@ -259,6 +259,12 @@ impl Scenario {
         scenario.validate().map_err(|(field, message)| {
             err(line_of_field(src, field), Some(field.to_owned()), message)
         })?;
+        for (i, table) in scenario.expect.iter().enumerate() {
+            if let Err((field, message)) = crate::rules::Rule::from_table(table) {
+                let line = line_of_field(src, &format!("expect.{i}.{field}"));
+                return Err(err(line, Some(format!("expect[{i}].{field}")), message));
+            }
+        }
         Ok(scenario)
     }
 
@@ -382,7 +388,11 @@ fn line_of_field(src: &str, field: &str) -> Option<usize> {
     let mut cur = root.get_ref().get(first)?;
     let mut span = cur.span();
     for p in parts {
-        let Some(next) = cur.get_ref().get(p) else {
+        let next = match p.parse::<usize>() {
+            Ok(i) => cur.get_ref().get(i),
+            Err(_) => cur.get_ref().get(p),
+        };
+        let Some(next) = next else {
             break;
         };
         cur = next;
@@ -461,6 +471,8 @@ rate = 2.5
              "s.toml:8: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one load-generator process can hold 19000 (open-file limit 20,000)"),
             (GOOD.replace("duration = \"5s\"\n", ""),
              "s.toml: missing field `duration`"),
+            (format!("{GOOD}\n[[expect]]\nmetric = \"lost\"\nmax = 0\n\n[[expect]]\nmetric = \"lost\"\nmax = \"1s\"\n"),
+             "s.toml:20: field `expect[1].max`: \"1s\" is a duration, but lost is not a latency"),
             (GOOD.replace("[clients]", "[clients"),
              "s.toml:6: unclosed table, expected `]`"),
         ];

@@ -1,0 +1,523 @@
+//! The charts, each drawn once per backend: SVG and PNG.
+//!
+//! Text uses DejaVu Sans from this crate, registered with plotters'
+//! `ab_glyph` feature, so no system font is looked up and a PNG renders the
+//! same on any machine.
+
+use crate::ReportError;
+use chatbench_loadgen::results::{RunFile, TransportRun, TransportSummary};
+use chatbench_loadgen::Transport;
+use hdrhistogram::Histogram;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (1000, 560);
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in; failing to parse it is a build defect.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// The colour of a transport in every chart.
+pub fn color(t: Transport) -> RGBColor {
+    match t {
+        Transport::ShortPoll => RGBColor(214, 39, 40),
+        Transport::LongPoll => RGBColor(255, 127, 14),
+        Transport::Sse => RGBColor(31, 119, 180),
+        Transport::WebSocket => RGBColor(44, 160, 44),
+    }
+}
+
+type DrawResult = Result<(), String>;
+
+/// A chart that can draw itself on any backend.
+trait Chart {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
+}
+
+fn e<E: std::fmt::Display>(err: E) -> String {
+    err.to_string()
+}
+
+/// Draws `chart` to `<dir>/<name>.svg` and `<dir>/<name>.png`.
+fn render(chart: &impl Chart, dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReportError> {
+    register_font();
+    let svg = dir.join(format!("{name}.svg"));
+    let png = dir.join(format!("{name}.png"));
+    let fail = |path: &Path, reason: String| ReportError::Chart {
+        path: path.to_owned(),
+        reason,
+    };
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        chart.draw(&root).map_err(|r| fail(&svg, r))?;
+        root.present().map_err(|x| fail(&svg, x.to_string()))?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        chart.draw(&root).map_err(|r| fail(&png, r))?;
+        root.present().map_err(|x| fail(&png, x.to_string()))?;
+    }
+    Ok(vec![svg, png])
+}
+
+/// 1. Latency percentile spectrum, HdrHistogram style.
+struct Spectrum<'a> {
+    lines: Vec<(Transport, Vec<(f64, f64)>)>,
+    subtitle: &'a str,
+}
+
+/// Points (log10(1/(1-p)), latency ms) of a histogram.
+pub fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let mut pts = Vec::new();
+    for v in h.iter_quantiles(5) {
+        let q = v.quantile_iterated_to();
+        if q >= 1.0 {
+            break;
+        }
+        let x = (1.0 / (1.0 - q)).log10();
+        if x > 6.0 {
+            break;
+        }
+        pts.push((x, v.value_iterated_to().max(1) as f64 / 1000.0));
+    }
+    pts.push((pts.last().map_or(0.0, |p| p.0).max(0.0), h.max().max(1) as f64 / 1000.0));
+    pts
+}
+
+impl Chart for Spectrum<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let xmax = self
+            .lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.0))
+            .fold(2.0f64, f64::max)
+            .ceil();
+        let (ymin, ymax) = y_range(self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)));
+        let mut c = ChartBuilder::on(root)
+            .caption(format!("Delivery latency by percentile — {}", self.subtitle), ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("Percentile (log scale of 1/(1-p))")
+            .y_desc("Latency (ms, log scale)")
+            .x_labels(xmax as usize + 1)
+            .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| fmt_ms(*y))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(e)?;
+        for (t, pts) in &self.lines {
+            let col = color(*t);
+            c.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(3)))
+                .map_err(e)?
+                .label(t.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
+        }
+        legend(&mut c)
+    }
+}
+
+fn legend<DB: DrawingBackend, X: plotters::coord::ranged1d::Ranged, Y: plotters::coord::ranged1d::Ranged>(
+    c: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+) -> DrawResult {
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
+        .map_err(e)
+}
+
+fn percentile_label(x: f64) -> String {
+    let k = x.round() as i32;
+    if (x - k as f64).abs() > 1e-6 {
+        return String::new();
+    }
+    match k {
+        0 => "0%".into(),
+        1 => "90%".into(),
+        2 => "99%".into(),
+        k => format!("99.{}%", "9".repeat((k - 2) as usize)),
+    }
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.0}s", ms / 1000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.0}µs", ms * 1000.0)
+    }
+}
+
+/// A log-scale range around the values, in whole decades.
+fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        return (0.1, 10.0);
+    }
+    (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil()).max(lo * 10.0))
+}
+
+/// A two-panel bar chart with one bar (or stack) per transport.
+struct Bars<'a> {
+    title: String,
+    panels: Vec<Panel<'a>>,
+}
+
+struct Panel<'a> {
+    title: &'a str,
+    y_desc: &'a str,
+    log: bool,
+    /// Per transport: stacked segments (value, label); None when unknown.
+    bars: Vec<(Transport, Option<Vec<(f64, &'a str)>>)>,
+}
+
+impl Chart for Bars<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root.titled(&self.title, ("sans-serif", 22)).map_err(e)?;
+        let areas = root.split_evenly((1, self.panels.len()));
+        for (area, p) in areas.iter().zip(&self.panels) {
+            p.draw(area)?;
+        }
+        Ok(())
+    }
+}
+
+impl Panel<'_> {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult {
+        let n = self.bars.len();
+        let totals: Vec<f64> = self
+            .bars
+            .iter()
+            .map(|(_, b)| b.as_ref().map_or(0.0, |s| s.iter().map(|x| x.0).sum()))
+            .collect();
+        let top = totals.iter().copied().fold(0.0, f64::max);
+        let names: Vec<&str> = self.bars.iter().map(|(t, _)| t.as_str()).collect();
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(self.title, ("sans-serif", 17))
+            .margin(14)
+            .x_label_area_size(36)
+            .y_label_area_size(72);
+        let label_fmt = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).map(|s| s.to_string()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        if self.log {
+            let (lo, hi) = y_range(
+                self.bars
+                    .iter()
+                    .filter_map(|(_, b)| b.as_ref())
+                    .flat_map(|s| s.iter().map(|x| x.0)),
+            );
+            let mut c = builder
+                .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+                .map_err(e)?;
+            c.configure_mesh()
+                .disable_x_mesh()
+                .y_desc(self.y_desc)
+                .x_label_formatter(&label_fmt)
+                .y_label_formatter(&|y| trim_num(*y))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(e)?;
+            for (i, (t, b)) in self.bars.iter().enumerate() {
+                if let Some(segs) = b {
+                    let v = segs.iter().map(|x| x.0).sum::<f64>().max(lo);
+                    c.draw_series(std::iter::once(bar(i, lo, v, color(*t).filled())))
+                        .map_err(e)?;
+                    c.draw_series(std::iter::once(value_label(i, v, trim_num(v))))
+                        .map_err(e)?;
+                }
+            }
+        } else {
+            let mut c = builder
+                .build_cartesian_2d((0..n).into_segmented(), 0f64..(top * 1.18).max(1e-9))
+                .map_err(e)?;
+            c.configure_mesh()
+                .disable_x_mesh()
+                .y_desc(self.y_desc)
+                .x_label_formatter(&label_fmt)
+                .y_label_formatter(&|y| trim_num(*y))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(e)?;
+            for (i, (t, b)) in self.bars.iter().enumerate() {
+                let Some(segs) = b else {
+                    c.draw_series(std::iter::once(value_label(i, 0.0, "n/a".into())))
+                        .map_err(e)?;
+                    continue;
+                };
+                let mut base = 0.0;
+                for (k, (v, _)) in segs.iter().enumerate() {
+                    // Lower segment solid, upper one lighter: up, then down.
+                    let style = if k == 0 { color(*t).filled() } else { color(*t).mix(0.45).filled() };
+                    c.draw_series(std::iter::once(bar(i, base, base + v, style)))
+                        .map_err(e)?;
+                    base += v;
+                }
+                c.draw_series(std::iter::once(value_label(i, base, trim_num(base))))
+                    .map_err(e)?;
+            }
+            if let Some((_, Some(segs))) = self.bars.first() {
+                if segs.len() > 1 {
+                    let names: Vec<&str> = segs.iter().map(|s| s.1).collect();
+                    let caption = format!("solid: {}, light: {}", names[0], names[1]);
+                    area.draw(&Text::new(caption, (90, 40), ("sans-serif", 13)))
+                        .map_err(e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bar(i: usize, y0: f64, y1: f64, style: ShapeStyle) -> Rectangle<(SegmentValue<usize>, f64)> {
+    let mut r = Rectangle::new([(SegmentValue::Exact(i), y0), (SegmentValue::Exact(i + 1), y1)], style);
+    r.set_margin(0, 0, 18, 18);
+    r
+}
+
+fn value_label(i: usize, y: f64, text: String) -> Text<'static, (SegmentValue<usize>, f64), String> {
+    Text::new(
+        text,
+        (SegmentValue::CenterOf(i), y),
+        ("sans-serif", 13).into_font().pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Bottom,
+        )),
+    )
+}
+
+fn trim_num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// 4. Per-second deliveries and p99 over the run, warm-up shaded.
+struct Timeline {
+    warmup_s: f64,
+    lines: Vec<(Transport, Vec<(f64, f64, f64)>)>, // (second, msg/s, p99 ms)
+}
+
+impl Chart for Timeline {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root
+            .titled("Throughput and p99 latency over the run (first repetition)", ("sans-serif", 22))
+            .map_err(e)?;
+        let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
+        let xmax = self
+            .lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.0 + 1.0))
+            .fold(1.0, f64::max);
+        let ymax = self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(1.0, f64::max);
+        let mut c = ChartBuilder::on(&top)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
+            .map_err(e)?;
+        c.configure_mesh()
+            .y_desc("delivered msg/s")
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, 0.0), (self.warmup_s, ymax * 1.15)],
+            RGBColor(200, 200, 200).mix(0.5).filled(),
+        )))
+        .map_err(e)?
+        .label("warm-up (not measured)")
+        .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], RGBColor(200, 200, 200).filled()));
+        for (t, pts) in &self.lines {
+            let col = color(*t);
+            c.draw_series(LineSeries::new(pts.iter().map(|p| (p.0 + 0.5, p.1)), col.stroke_width(2)))
+                .map_err(e)?
+                .label(t.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(e)?;
+        let (lo, hi) = y_range(self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)));
+        let mut c = ChartBuilder::on(&bottom)
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..xmax, (lo..hi).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc("seconds since traffic started (by intended send time)")
+            .y_desc("p99 latency (log)")
+            .y_label_formatter(&|y| fmt_ms(*y))
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        c.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, lo), (self.warmup_s, hi)],
+            RGBColor(200, 200, 200).mix(0.5).filled(),
+        )))
+        .map_err(e)?;
+        for (t, pts) in &self.lines {
+            let col = color(*t);
+            c.draw_series(LineSeries::new(
+                pts.iter().filter(|p| p.2 > 0.0).map(|p| (p.0 + 0.5, p.2)),
+                col.stroke_width(2),
+            ))
+            .map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every chart of a run, written under `dir`. Returns the files written.
+pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_owned(), source })?;
+    let mut files = Vec::new();
+    let s = &run.scenario;
+    let subtitle = format!(
+        "{} clients in {} rooms, {} msg/s per sender",
+        s.total_clients(),
+        s.clients.rooms,
+        s.messages.rate
+    );
+    let spectrum = Spectrum {
+        lines: histograms.iter().map(|(t, h)| (*t, spectrum_points(h))).collect(),
+        subtitle: &subtitle,
+    };
+    files.extend(render(&spectrum, dir, "latency")?);
+
+    let sum: Vec<&TransportSummary> = run.summary.iter().collect();
+    let overhead = Bars {
+        title: "Wire overhead per delivered message (measured window)".into(),
+        panels: vec![
+            Panel {
+                title: "bytes per message (both directions)",
+                y_desc: "bytes",
+                log: false,
+                bars: sum
+                    .iter()
+                    .map(|x| {
+                        (x.transport, Some(vec![(x.bytes_up_per_msg.median, "client to server"), (x.bytes_down_per_msg.median, "server to client")]))
+                    })
+                    .collect(),
+            },
+            Panel {
+                title: "HTTP requests per message (log scale)",
+                y_desc: "requests",
+                log: true,
+                bars: sum
+                    .iter()
+                    .map(|x| (x.transport, Some(vec![(x.requests_per_msg.median.max(1e-4), "requests")])))
+                    .collect(),
+            },
+        ],
+    };
+    files.extend(render(&overhead, dir, "overhead")?);
+
+    let cost = Bars {
+        title: "Server cost".into(),
+        panels: vec![
+            Panel {
+                title: "server CPU-ms per 1,000 delivered messages",
+                y_desc: "CPU ms",
+                log: false,
+                bars: sum
+                    .iter()
+                    .map(|x| (x.transport, x.server_cpu_ms_per_1k.map(|v| vec![(v.median, "cpu")])))
+                    .collect(),
+            },
+            Panel {
+                title: "server memory per idle connection",
+                y_desc: "KiB",
+                log: false,
+                bars: sum
+                    .iter()
+                    .map(|x| (x.transport, x.rss_per_connection.map(|v| vec![(v.median / 1024.0, "rss")])))
+                    .collect(),
+            },
+        ],
+    };
+    files.extend(render(&cost, dir, "server-cost")?);
+
+    let first: Vec<&TransportRun> = s
+        .transports
+        .iter()
+        .filter_map(|t| run.runs.iter().find(|r| r.transport == *t))
+        .collect();
+    let timeline = Timeline {
+        warmup_s: s.warmup.as_secs_f64(),
+        lines: first
+            .iter()
+            .map(|r| {
+                (
+                    r.transport,
+                    r.timeline
+                        .iter()
+                        .map(|x| (x.second as f64, x.delivered as f64, x.p99_us as f64 / 1000.0))
+                        .collect(),
+                )
+            })
+            .collect(),
+    };
+    files.extend(render(&timeline, dir, "timeline")?);
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_labels() {
+        assert_eq!(percentile_label(0.0), "0%");
+        assert_eq!(percentile_label(1.0), "90%");
+        assert_eq!(percentile_label(2.0), "99%");
+        assert_eq!(percentile_label(4.0), "99.99%");
+        assert_eq!(percentile_label(1.5), "");
+    }
+
+    #[test]
+    fn log_ranges_cover_whole_decades() {
+        assert_eq!(y_range([1.7, 250.0].into_iter()), (1.0, 1000.0));
+        assert_eq!(y_range(std::iter::empty()), (0.1, 10.0));
+    }
+}
