@@ -28,6 +28,23 @@ enum Command {
     Run(RunArgs),
     /// Run the chat server (same flags as chatbench-server).
     Serve(chatbench_server::ServerArgs),
+    /// Draw the charts and write REPORT.md for a run folder.
+    Report {
+        /// The run folder (results/<scenario>/<run-id>).
+        run_dir: PathBuf,
+    },
+    /// Evaluate the scenario's [[expect]] rules on a run; exit 1 if any fails.
+    Check {
+        /// The run folder.
+        run_dir: PathBuf,
+    },
+    /// Compare two runs transport by transport (A is the baseline).
+    Compare {
+        /// The baseline run folder.
+        run_a: PathBuf,
+        /// The run folder to compare with it.
+        run_b: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +78,9 @@ struct RunArgs {
     /// Do not pin the server and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Do not draw charts and REPORT.md at the end.
+    #[arg(long)]
+    no_report: bool,
 }
 
 fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
@@ -102,6 +122,35 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cmd_run(args),
+        Command::Report { run_dir } => {
+            let written = chatbench_report::report(&run_dir)?;
+            println!("report: {}", written.report.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { run_dir } => {
+            let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
+            if run.scenario.expect.is_empty() {
+                println!(
+                    "no [[expect]] rules in scenario {:?}; nothing to check",
+                    run.scenario.name
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let verdicts = chatbench_report::check::check(&run).map_err(anyhow::Error::msg)?;
+            print!("{}", chatbench_report::check::render(&verdicts));
+            Ok(if verdicts.iter().all(|v| v.pass) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Compare { run_a, run_b } => {
+            let a = chatbench_loadgen::RunFile::read(&run_a).map_err(anyhow::Error::msg)?;
+            let b = chatbench_loadgen::RunFile::read(&run_b).map_err(anyhow::Error::msg)?;
+            let rows = chatbench_report::compare::compare(&a, &b);
+            print!("{}", chatbench_report::compare::render(&a, &b, &rows));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -160,7 +209,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = RunOptions {
         scenario,
-        out: args.out,
+        out: args.out.clone(),
         target,
         keep_going: args.keep_going,
         cpus,
@@ -173,6 +222,10 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(done) => {
             print!("{}", done.file.table());
+            if !args.no_report {
+                let written = chatbench_report::report(&done.dir)?;
+                println!("report: {}", written.report.display());
+            }
             for s in &done.file.summary {
                 if s.flags.iter().any(|f| f == "saturated") {
                     eprintln!(

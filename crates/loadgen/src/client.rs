@@ -159,6 +159,7 @@ impl Inbox {
         // included; the histograms only take the measured window.
         let second = (sent / 1_000_000) as usize;
         let latency = now.saturating_sub(sent);
+        self.ctx.rec.received(self.key, (now / 1_000_000) as usize);
         if sent >= start {
             audit.delivered.fetch_add(1, Relaxed);
             audit.live_delivered.fetch_add(1, Relaxed);

@@ -284,6 +284,7 @@ pub async fn run_transport(
         .map(|(i, h)| Second {
             second: i as u64,
             delivered: h.len(),
+            received: hist.received.get(i).copied().unwrap_or(0),
             p99_us: if h.is_empty() {
                 0
             } else {

@@ -37,6 +37,8 @@ pub struct Histograms {
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
     pub timeline: Vec<Histogram<u64>>,
+    /// Per second since traffic started: messages received in that second.
+    pub received: Vec<u64>,
 }
 
 impl Histograms {
@@ -47,6 +49,7 @@ impl Histograms {
             connect: new_histogram(),
             request: new_histogram(),
             timeline: Vec::new(),
+            received: Vec::new(),
         }
     }
 
@@ -61,6 +64,12 @@ impl Histograms {
                 self.timeline.push(timeline_histogram());
             }
             let _ = self.timeline[i].add(h);
+        }
+        if self.received.len() < o.received.len() {
+            self.received.resize(o.received.len(), 0);
+        }
+        for (i, n) in o.received.iter().enumerate() {
+            self.received[i] += n;
         }
     }
 }
@@ -134,6 +143,15 @@ impl Recorder {
             h.timeline.push(timeline_histogram());
         }
         let _ = h.timeline[second].record(v);
+    }
+
+    /// Counts a receipt in second `second` of receive time.
+    pub fn received(&self, key: u64, second: usize) {
+        let mut h = self.shard(key);
+        if h.received.len() <= second {
+            h.received.resize(second + 1, 0);
+        }
+        h.received[second] += 1;
     }
 
     /// Records a warm-up latency in the timeline only.

@@ -231,6 +231,8 @@ pub struct Second {
     pub second: u64,
     /// Deliveries of messages sent in that second.
     pub delivered: u64,
+    /// Messages received in that second (by receive time).
+    pub received: u64,
     /// Their p99 latency, µs.
     pub p99_us: u64,
 }

@@ -87,7 +87,10 @@ pub fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
         }
         pts.push((x, v.value_iterated_to().max(1) as f64 / 1000.0));
     }
-    pts.push((pts.last().map_or(0.0, |p| p.0).max(0.0), h.max().max(1) as f64 / 1000.0));
+    pts.push((
+        pts.last().map_or(0.0, |p| p.0).max(0.0),
+        h.max().max(1) as f64 / 1000.0,
+    ));
     pts
 }
 
@@ -102,7 +105,10 @@ impl Chart for Spectrum<'_> {
             .ceil();
         let (ymin, ymax) = y_range(self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)));
         let mut c = ChartBuilder::on(root)
-            .caption(format!("Delivery latency by percentile — {}", self.subtitle), ("sans-serif", 22))
+            .caption(
+                format!("Delivery latency by percentile — {}", self.subtitle),
+                ("sans-serif", 22),
+            )
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(80)
@@ -123,14 +129,21 @@ impl Chart for Spectrum<'_> {
             c.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(3)))
                 .map_err(e)?
                 .label(t.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3))
+                });
         }
         legend(&mut c)
     }
 }
 
-fn legend<DB: DrawingBackend, X: plotters::coord::ranged1d::Ranged, Y: plotters::coord::ranged1d::Ranged>(
-    c: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+fn legend<
+    'a,
+    DB: DrawingBackend + 'a,
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+>(
+    c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
 ) -> DrawResult {
     c.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -174,7 +187,10 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo > hi {
         return (0.1, 10.0);
     }
-    (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil()).max(lo * 10.0))
+    (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()).max(lo * 10.0),
+    )
 }
 
 /// A two-panel bar chart with one bar (or stack) per transport.
@@ -231,7 +247,7 @@ impl Panel<'_> {
                     .flat_map(|s| s.iter().map(|x| x.0)),
             );
             let mut c = builder
-                .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+                .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())
                 .map_err(e)?;
             c.configure_mesh()
                 .disable_x_mesh()
@@ -244,16 +260,19 @@ impl Panel<'_> {
                 .map_err(e)?;
             for (i, (t, b)) in self.bars.iter().enumerate() {
                 if let Some(segs) = b {
-                    let v = segs.iter().map(|x| x.0).sum::<f64>().max(lo);
-                    c.draw_series(std::iter::once(bar(i, lo, v, color(*t).filled())))
+                    // A zero cannot sit on a log axis: draw it at the floor,
+                    // but label it with its true value.
+                    let v = segs.iter().map(|x| x.0).sum::<f64>();
+                    let h = v.max(lo);
+                    c.draw_series(std::iter::once(bar(i, lo, h, color(*t).filled())))
                         .map_err(e)?;
-                    c.draw_series(std::iter::once(value_label(i, v, trim_num(v))))
+                    c.draw_series(std::iter::once(value_label(i, h, trim_num(v))))
                         .map_err(e)?;
                 }
             }
         } else {
             let mut c = builder
-                .build_cartesian_2d((0..n).into_segmented(), 0f64..(top * 1.18).max(1e-9))
+                .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..(top * 1.18).max(1e-9))
                 .map_err(e)?;
             c.configure_mesh()
                 .disable_x_mesh()
@@ -273,7 +292,11 @@ impl Panel<'_> {
                 let mut base = 0.0;
                 for (k, (v, _)) in segs.iter().enumerate() {
                     // Lower segment solid, upper one lighter: up, then down.
-                    let style = if k == 0 { color(*t).filled() } else { color(*t).mix(0.45).filled() };
+                    let style = if k == 0 {
+                        color(*t).filled()
+                    } else {
+                        color(*t).mix(0.45).filled()
+                    };
                     c.draw_series(std::iter::once(bar(i, base, base + v, style)))
                         .map_err(e)?;
                     base += v;
@@ -295,19 +318,31 @@ impl Panel<'_> {
 }
 
 fn bar(i: usize, y0: f64, y1: f64, style: ShapeStyle) -> Rectangle<(SegmentValue<usize>, f64)> {
-    let mut r = Rectangle::new([(SegmentValue::Exact(i), y0), (SegmentValue::Exact(i + 1), y1)], style);
+    let mut r = Rectangle::new(
+        [
+            (SegmentValue::Exact(i), y0),
+            (SegmentValue::Exact(i + 1), y1),
+        ],
+        style,
+    );
     r.set_margin(0, 0, 18, 18);
     r
 }
 
-fn value_label(i: usize, y: f64, text: String) -> Text<'static, (SegmentValue<usize>, f64), String> {
+fn value_label(
+    i: usize,
+    y: f64,
+    text: String,
+) -> Text<'static, (SegmentValue<usize>, f64), String> {
     Text::new(
         text,
         (SegmentValue::CenterOf(i), y),
-        ("sans-serif", 13).into_font().pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Center,
-            plotters::style::text_anchor::VPos::Bottom,
-        )),
+        TextStyle::from(("sans-serif", 13).into_font()).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Bottom,
+            ),
+        ),
     )
 }
 
@@ -334,15 +369,23 @@ impl Chart for Timeline {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let root = root
-            .titled("Throughput and p99 latency over the run (first repetition)", ("sans-serif", 22))
+            .titled(
+                "Throughput and p99 latency over the run (first repetition)",
+                ("sans-serif", 22),
+            )
             .map_err(e)?;
         let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
         let xmax = self
             .lines
             .iter()
             .flat_map(|(_, p)| p.iter().map(|x| x.0 + 1.0))
+            .fold(1.0, f64::max)
+            .ceil();
+        let ymax = self
+            .lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.1))
             .fold(1.0, f64::max);
-        let ymax = self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(1.0, f64::max);
         let mut c = ChartBuilder::on(&top)
             .margin(10)
             .x_label_area_size(30)
@@ -350,7 +393,9 @@ impl Chart for Timeline {
             .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
             .map_err(e)?;
         c.configure_mesh()
-            .y_desc("delivered msg/s")
+            .y_desc("received msg/s")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14))
             .draw()
@@ -361,13 +406,21 @@ impl Chart for Timeline {
         )))
         .map_err(e)?
         .label("warm-up (not measured)")
-        .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], RGBColor(200, 200, 200).filled()));
+        .legend(|(x, y)| {
+            Rectangle::new(
+                [(x, y - 6), (x + 24, y + 6)],
+                RGBColor(200, 200, 200).filled(),
+            )
+        });
         for (t, pts) in &self.lines {
             let col = color(*t);
-            c.draw_series(LineSeries::new(pts.iter().map(|p| (p.0 + 0.5, p.1)), col.stroke_width(2)))
-                .map_err(e)?
-                .label(t.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
+            c.draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0 + 0.5, p.1)),
+                col.stroke_width(2),
+            ))
+            .map_err(e)?
+            .label(t.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
         }
         c.configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
@@ -384,7 +437,8 @@ impl Chart for Timeline {
             .build_cartesian_2d(0f64..xmax, (lo..hi).log_scale())
             .map_err(e)?;
         c.configure_mesh()
-            .x_desc("seconds since traffic started (by intended send time)")
+            .x_desc("seconds since traffic started (p99: by intended send time)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc("p99 latency (log)")
             .y_label_formatter(&|y| fmt_ms(*y))
             .label_style(("sans-serif", 13))
@@ -409,8 +463,15 @@ impl Chart for Timeline {
 }
 
 /// Every chart of a run, written under `dir`. Returns the files written.
-pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io { path: dir.to_owned(), source })?;
+pub fn draw_all(
+    run: &RunFile,
+    histograms: &[(Transport, Histogram<u64>)],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut files = Vec::new();
     let s = &run.scenario;
     let subtitle = format!(
@@ -420,7 +481,10 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
         s.messages.rate
     );
     let spectrum = Spectrum {
-        lines: histograms.iter().map(|(t, h)| (*t, spectrum_points(h))).collect(),
+        lines: histograms
+            .iter()
+            .map(|(t, h)| (*t, spectrum_points(h)))
+            .collect(),
         subtitle: &subtitle,
     };
     files.extend(render(&spectrum, dir, "latency")?);
@@ -436,7 +500,13 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
                 bars: sum
                     .iter()
                     .map(|x| {
-                        (x.transport, Some(vec![(x.bytes_up_per_msg.median, "client to server"), (x.bytes_down_per_msg.median, "server to client")]))
+                        (
+                            x.transport,
+                            Some(vec![
+                                (x.bytes_up_per_msg.median, "client to server"),
+                                (x.bytes_down_per_msg.median, "server to client"),
+                            ]),
+                        )
                     })
                     .collect(),
             },
@@ -446,7 +516,12 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
                 log: true,
                 bars: sum
                     .iter()
-                    .map(|x| (x.transport, Some(vec![(x.requests_per_msg.median.max(1e-4), "requests")])))
+                    .map(|x| {
+                        (
+                            x.transport,
+                            Some(vec![(x.requests_per_msg.median, "requests")]),
+                        )
+                    })
                     .collect(),
             },
         ],
@@ -462,7 +537,12 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
                 log: false,
                 bars: sum
                     .iter()
-                    .map(|x| (x.transport, x.server_cpu_ms_per_1k.map(|v| vec![(v.median, "cpu")])))
+                    .map(|x| {
+                        (
+                            x.transport,
+                            x.server_cpu_ms_per_1k.map(|v| vec![(v.median, "cpu")]),
+                        )
+                    })
                     .collect(),
             },
             Panel {
@@ -471,7 +551,13 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
                 log: false,
                 bars: sum
                     .iter()
-                    .map(|x| (x.transport, x.rss_per_connection.map(|v| vec![(v.median / 1024.0, "rss")])))
+                    .map(|x| {
+                        (
+                            x.transport,
+                            x.rss_per_connection
+                                .map(|v| vec![(v.median / 1024.0, "rss")]),
+                        )
+                    })
                     .collect(),
             },
         ],
@@ -492,7 +578,7 @@ pub fn draw_all(run: &RunFile, histograms: &[(Transport, Histogram<u64>)], dir: 
                     r.transport,
                     r.timeline
                         .iter()
-                        .map(|x| (x.second as f64, x.delivered as f64, x.p99_us as f64 / 1000.0))
+                        .map(|x| (x.second as f64, x.received as f64, x.p99_us as f64 / 1000.0))
                         .collect(),
                 )
             })

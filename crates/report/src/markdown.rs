@@ -35,7 +35,11 @@ pub(crate) fn render(run: &RunFile) -> String {
     if !run.complete || !flagged.is_empty() {
         let _ = writeln!(o, "> [!WARNING]");
         if !run.complete {
-            let _ = writeln!(o, "> **This run is incomplete.** {}", run.problems.join("; "));
+            let _ = writeln!(
+                o,
+                "> **This run is incomplete.** {}",
+                run.problems.join("; ")
+            );
         }
         for f in &flagged {
             let _ = writeln!(o, "> Flagged {f}.");
@@ -84,7 +88,10 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         o,
         "| transport | p50 | p99 | p99.9 | max | bytes/msg (up + down) | requests/msg | segments/msg | server CPU-ms/1k msgs | RSS/idle conn | delivered msg/s | flags |"
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for x in &run.summary {
         let r = x.repetitions;
         let _ = writeln!(
@@ -109,7 +116,10 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         );
     }
     if run.scenario.repeat > 1 {
-        let _ = writeln!(o, "\nLatencies show the median over repetitions, with min–max in brackets.");
+        let _ = writeln!(
+            o,
+            "\nLatencies show the median over repetitions, with min–max in brackets."
+        );
     }
     let _ = writeln!(o, "\n## Charts\n");
     for (file, what) in [
@@ -129,13 +139,26 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         o,
         "| transport | rep | sent | expected | delivered | lost | duplicated | reordered | missed | errors | server bytes = client bytes | server deliveries = client receipts |"
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
     for r in &run.runs {
         let a = r.audit;
         let (b, d) = match r.crosscheck {
             Some(c) => (
-                format!("{} {} {}", c.server_bytes_written, if c.bytes_match { "=" } else { "≠" }, c.client_bytes_down),
-                format!("{} {} {}", c.server_delivered, if c.delivered_match { "=" } else { "≠" }, c.client_receipts),
+                format!(
+                    "{} {} {}",
+                    c.server_bytes_written,
+                    if c.bytes_match { "=" } else { "≠" },
+                    c.client_bytes_down
+                ),
+                format!(
+                    "{} {} {}",
+                    c.server_delivered,
+                    if c.delivered_match { "=" } else { "≠" },
+                    c.client_receipts
+                ),
             ),
             None => ("n/a".into(), "n/a".into()),
         };
@@ -165,7 +188,11 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
     let _ = writeln!(o, "| chatbench | {} ({}) |", e.chatbench_version, e.rustc);
     let _ = writeln!(o, "| OS, kernel | {}, {} |", e.os, e.kernel);
     let _ = writeln!(o, "| CPU | {} × {} |", e.cpus, e.cpu_model);
-    let _ = writeln!(o, "| memory | {:.1} GiB |", e.memory_bytes as f64 / (1u64 << 30) as f64);
+    let _ = writeln!(
+        o,
+        "| memory | {:.1} GiB |",
+        e.memory_bytes as f64 / (1u64 << 30) as f64
+    );
     let _ = writeln!(
         o,
         "| server | {}, CPUs {} (load generator CPUs {}) |",

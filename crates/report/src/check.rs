@@ -1,0 +1,177 @@
+//! `chatbench check`: evaluates a run's `[[expect]]` rules.
+
+use chatbench_loadgen::results::{RunFile, TransportSummary};
+use chatbench_loadgen::rules::{Metric, Rule, RuleKind};
+use chatbench_loadgen::Transport;
+use std::fmt::Write;
+
+/// One evaluated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The rule in words.
+    pub rule: String,
+    /// The measured values.
+    pub measured: String,
+    /// Whether it held.
+    pub pass: bool,
+}
+
+/// The value of `m` for one transport: the median over repetitions, or for
+/// audit counters the sum.
+pub fn value(s: &TransportSummary, m: Metric) -> Option<f64> {
+    Some(match m {
+        Metric::P50Latency => s.p50_us.median,
+        Metric::P90Latency => s.p90_us.median,
+        Metric::P99Latency => s.p99_us.median,
+        Metric::P999Latency => s.p999_us.median,
+        Metric::MaxLatency => s.max_us.median,
+        Metric::BytesPerMsg => s.bytes_per_msg.median,
+        Metric::BytesUpPerMsg => s.bytes_up_per_msg.median,
+        Metric::BytesDownPerMsg => s.bytes_down_per_msg.median,
+        Metric::RequestsPerMsg => s.requests_per_msg.median,
+        Metric::SegmentsPerMsg => s.segments_per_msg.median,
+        Metric::DeliveredPerS => s.delivered_per_s.median,
+        Metric::ServerCpuMsPer1k => s.server_cpu_ms_per_1k?.median,
+        Metric::RssPerConnection => s.rss_per_connection?.median,
+        Metric::Lost => s.lost as f64,
+        Metric::Duplicated => s.duplicated as f64,
+        Metric::Reordered => s.reordered as f64,
+        Metric::Errors => s.errors as f64,
+    })
+}
+
+fn show(m: Metric, v: f64) -> String {
+    if m.is_latency() {
+        if v >= 1000.0 {
+            format!("{:.1}ms", v / 1000.0)
+        } else {
+            format!("{v:.0}µs")
+        }
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn bounds_text(m: Metric, min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("between {} and {}", show(m, a), show(m, b)),
+        (Some(a), None) => format!(">= {}", show(m, a)),
+        (None, Some(b)) => format!("<= {}", show(m, b)),
+        (None, None) => String::new(),
+    }
+}
+
+fn within(v: f64, min: Option<f64>, max: Option<f64>) -> bool {
+    min.is_none_or(|a| v >= a) && max.is_none_or(|b| v <= b)
+}
+
+/// Evaluates every rule of the run's scenario. A rule about a transport or a
+/// figure the run lacks fails.
+pub fn check(run: &RunFile) -> Result<Vec<Verdict>, String> {
+    let get = |t: Transport| run.summary.iter().find(|s| s.transport == t);
+    let mut out = Vec::new();
+    for (i, table) in run.scenario.expect.iter().enumerate() {
+        let rule = Rule::from_table(table).map_err(|(f, m)| format!("expect[{i}].{f}: {m}"))?;
+        let kind = rule
+            .kind()
+            .map_err(|(f, m)| format!("expect[{i}].{f}: {m}"))?;
+        let m = rule.metric;
+        let name = m.as_str();
+        let v = |t: Transport| get(t).and_then(|s| value(s, m));
+        let verdict = match kind {
+            RuleKind::Order(order) => {
+                let vals: Vec<Option<f64>> = order.iter().map(|t| v(*t)).collect();
+                let pass = vals.iter().all(Option::is_some)
+                    && vals
+                        .windows(2)
+                        .all(|w| w[0].unwrap_or(f64::NAN) < w[1].unwrap_or(f64::NAN));
+                Verdict {
+                    rule: format!(
+                        "{name}: {}",
+                        order
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" < ")
+                    ),
+                    measured: order
+                        .iter()
+                        .zip(&vals)
+                        .map(|(t, x)| format!("{t} {}", x.map_or("n/a".into(), |x| show(m, x))))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    pass,
+                }
+            }
+            RuleKind::Bounds(t, min, max) => {
+                let ts: Vec<Transport> = match t {
+                    Some(t) => vec![t],
+                    None => run.summary.iter().map(|s| s.transport).collect(),
+                };
+                let vals: Vec<Option<f64>> = ts.iter().map(|t| v(*t)).collect();
+                Verdict {
+                    rule: format!(
+                        "{name} {} for {}",
+                        bounds_text(m, min, max),
+                        t.map_or("every transport".into(), |t| t.to_string())
+                    ),
+                    measured: ts
+                        .iter()
+                        .zip(&vals)
+                        .map(|(t, x)| format!("{t} {}", x.map_or("n/a".into(), |x| show(m, x))))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    pass: !vals.is_empty()
+                        && vals.iter().all(|x| x.is_some_and(|x| within(x, min, max))),
+                }
+            }
+            RuleKind::Ratio(a, b, min, max) => {
+                let r = match (v(a), v(b)) {
+                    (Some(x), Some(y)) if y != 0.0 => Some(x / y),
+                    (Some(x), Some(_)) if x > 0.0 => Some(f64::INFINITY),
+                    _ => None,
+                };
+                let fmt = |x: Option<f64>| x.map_or("n/a".into(), |x| show(m, x));
+                Verdict {
+                    rule: format!(
+                        "{a}.{name} / {b}.{name} {}",
+                        match (min, max) {
+                            (Some(x), Some(y)) => format!("between {x} and {y}"),
+                            (Some(x), None) => format!(">= {x}"),
+                            (None, Some(y)) => format!("<= {y}"),
+                            (None, None) => String::new(),
+                        }
+                    ),
+                    measured: format!(
+                        "{} / {} = {}",
+                        fmt(v(a)),
+                        fmt(v(b)),
+                        r.map_or("n/a".into(), |r| format!("{r:.2}"))
+                    ),
+                    pass: r.is_some_and(|r| within(r, min, max)),
+                }
+            }
+        };
+        out.push(verdict);
+    }
+    Ok(out)
+}
+
+/// The verdicts as text, one line each.
+pub fn render(verdicts: &[Verdict]) -> String {
+    let mut o = String::new();
+    for v in verdicts {
+        let _ = writeln!(
+            o,
+            "{}  {}  ({})",
+            if v.pass { "PASS" } else { "FAIL" },
+            v.rule,
+            v.measured
+        );
+    }
+    let failed = verdicts.iter().filter(|v| !v.pass).count();
+    let _ = writeln!(o, "{} passed, {} failed", verdicts.len() - failed, failed);
+    o
+}
