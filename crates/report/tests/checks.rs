@@ -1,0 +1,168 @@
+use crate::*;
+use chatbench_loadgen::Transport;
+use chatbench_report::{check, compare};
+
+fn with_rules(rules: &str) -> chatbench_loadgen::RunFile {
+    let mut run = load("run-a");
+    let doc: toml::Table = toml::from_str(rules).unwrap();
+    run.scenario.expect = doc["expect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_table().unwrap().clone())
+        .collect();
+    run
+}
+
+fn verdicts(rules: &str) -> Vec<(bool, String)> {
+    check::check(&with_rules(rules))
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.pass, format!("{} ({})", v.rule, v.measured)))
+        .collect()
+}
+
+#[test]
+fn order_rules() {
+    let v = verdicts(
+        r#"
+[[expect]]
+metric = "bytes_per_msg"
+order = ["websocket", "sse", "short_poll", "long_poll"]
+[[expect]]
+metric = "bytes_per_msg"
+order = ["websocket", "sse", "long_poll", "short_poll"]
+"#,
+    );
+    assert_eq!(v[0], (true, "bytes_per_msg: websocket < sse < short_poll < long_poll (websocket 175.1847, sse 203.7679, short_poll 254.7012, long_poll 475.7847)".into()));
+    assert!(!v[1].0, "{:?}", v[1]);
+}
+
+#[test]
+fn bound_rules() {
+    let v = verdicts(
+        r#"
+[[expect]]
+metric = "lost"
+max = 0
+[[expect]]
+metric = "p50_latency"
+transport = "short_poll"
+min = "200ms"
+[[expect]]
+metric = "p50_latency"
+transport = "websocket"
+min = "200ms"
+[[expect]]
+metric = "requests_per_msg"
+max = 0.5
+"#,
+    );
+    assert_eq!(
+        v[0],
+        (
+            true,
+            "lost <= 0 for every transport (short_poll 0, long_poll 0, sse 0, websocket 0)".into()
+        )
+    );
+    assert_eq!(
+        v[1],
+        (
+            true,
+            "p50_latency >= 200.0ms for short_poll (short_poll 247.6ms)".into()
+        )
+    );
+    assert_eq!(
+        v[2],
+        (
+            false,
+            "p50_latency >= 200.0ms for websocket (websocket 1.7ms)".into()
+        )
+    );
+    // long_poll makes about one request per message.
+    assert!(!v[3].0, "{:?}", v[3]);
+}
+
+#[test]
+fn ratio_rules() {
+    let v = verdicts(
+        r#"
+[[expect]]
+metric = "p50_latency"
+ratio = ["short_poll", "sse"]
+min = 10
+[[expect]]
+metric = "bytes_per_msg"
+ratio = ["long_poll", "websocket"]
+max = 2
+[[expect]]
+metric = "requests_per_msg"
+ratio = ["short_poll", "websocket"]
+min = 10
+"#,
+    );
+    assert_eq!(v[0].0, true, "{:?}", v[0]);
+    assert!(
+        v[0].1
+            .starts_with("short_poll.p50_latency / sse.p50_latency >= 10 (247.6ms / 1.7ms = 145.3"),
+        "{:?}",
+        v[0]
+    );
+    assert_eq!(
+        v[1],
+        (
+            false,
+            "long_poll.bytes_per_msg / websocket.bytes_per_msg <= 2 (475.7847 / 175.1847 = 2.72)"
+                .into()
+        )
+    );
+    // WebSocket made no request in the window: the ratio is infinite and passes.
+    assert_eq!(
+        v[2],
+        (
+            true,
+            "short_poll.requests_per_msg / websocket.requests_per_msg >= 10 (0.2375 / 0 = inf)"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn rules_about_missing_transports_fail_and_render_counts() {
+    let mut run = with_rules("[[expect]]\nmetric = \"lost\"\ntransport = \"sse\"\nmax = 0\n");
+    run.summary.retain(|s| s.transport != Transport::Sse);
+    let v = check::check(&run).unwrap();
+    assert!(!v[0].pass);
+    assert_eq!(v[0].measured, "sse n/a");
+    assert_eq!(
+        check::render(&v).lines().last().unwrap(),
+        "0 passed, 1 failed"
+    );
+}
+
+#[test]
+fn compare_gives_ratios_and_marks_changes() {
+    let (a, b) = (load("run-a"), load("run-b"));
+    let rows = compare::compare(&a, &b);
+    assert_eq!(rows.len(), 4 * 10);
+    let find = |t: Transport, m: &str| {
+        rows.iter()
+            .find(|r| r.transport == t && r.metric.as_str() == m)
+            .unwrap()
+    };
+    let ws = find(Transport::WebSocket, "bytes_per_msg");
+    assert!((ws.ratio.unwrap() - 2.0).abs() < 1e-9 && ws.stands_out);
+    let sse = find(Transport::Sse, "p50_latency");
+    assert!((sse.ratio.unwrap() - 0.5).abs() < 1e-9 && sse.stands_out);
+    let same = find(Transport::LongPoll, "bytes_per_msg");
+    assert_eq!(same.ratio, Some(1.0));
+    assert!(!same.stands_out);
+    assert_eq!(rows.iter().filter(|r| r.stands_out).count(), 2);
+    let text = compare::render(&a, &b, &rows);
+    assert!(text.contains("commit bbbbbbbbbb"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("2 change(s) beyond x1.25 either way"),
+        "{text}"
+    );
+}

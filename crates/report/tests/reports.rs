@@ -1,0 +1,130 @@
+use crate::*;
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    (w, h)
+}
+
+#[test]
+fn every_chart_is_written_as_valid_svg_and_png() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let written = chatbench_report::report(&dir).unwrap();
+    let mut names: Vec<String> = written
+        .charts
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "latency.png",
+            "latency.svg",
+            "overhead.png",
+            "overhead.svg",
+            "server-cost.png",
+            "server-cost.svg",
+            "timeline.png",
+            "timeline.svg"
+        ]
+    );
+    for p in &written.charts {
+        let bytes = std::fs::read(p).unwrap();
+        if p.extension().unwrap() == "png" {
+            assert_eq!(png_size(&bytes), (1000, 560), "{}", p.display());
+            // A blank image compresses to almost nothing.
+            assert!(
+                bytes.len() > 20_000,
+                "{} is only {} bytes",
+                p.display(),
+                bytes.len()
+            );
+        } else {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(
+                text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+                "{}",
+                p.display()
+            );
+            // Titles, axis labels and the legend are there as text.
+            for t in ["short_poll", "long_poll", "sse", "websocket"] {
+                assert!(text.contains(t), "{} lacks {t}", p.display());
+            }
+        }
+    }
+    let svg = std::fs::read_to_string(dir.join("charts/latency.svg")).unwrap();
+    for label in [
+        "Delivery latency by percentile",
+        "99.9%",
+        "Latency (ms, log scale)",
+    ] {
+        assert!(svg.contains(label), "latency.svg lacks {label:?}");
+    }
+    // The same colour for the same transport in every chart: websocket green.
+    for chart in ["latency", "overhead", "server-cost", "timeline"] {
+        let svg = std::fs::read_to_string(dir.join(format!("charts/{chart}.svg"))).unwrap();
+        assert!(
+            svg.contains("#2CA02C"),
+            "{chart}.svg has no websocket green"
+        );
+    }
+}
+
+#[test]
+fn report_md_has_every_section() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    for needle in [
+        "# chatbench: quick",
+        "## Scenario",
+        "4 rooms of 25 clients each (100 in all)",
+        "## Summary",
+        "| websocket | 1.7 ms (1.7 ms–1.8 ms) | 2.9 ms (2.9 ms–3.0 ms)",
+        "![latency](charts/latency.png)",
+        "![overhead](charts/overhead.png)",
+        "![server-cost](charts/server-cost.png)",
+        "![timeline](charts/timeline.png)",
+        "## Delivery audit",
+        "## Environment",
+        "| commit |",
+    ] {
+        assert!(md.contains(needle), "REPORT.md lacks {needle:?}\n{md}");
+    }
+    assert!(!md.contains("[!WARNING]"), "a clean run has no warning");
+    // One audit row per transport and repetition.
+    assert_eq!(md.lines().filter(|l| l.starts_with("| sse | ")).count(), 3);
+}
+
+#[test]
+fn flags_and_incomplete_runs_are_shown_prominently() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = chatbench_loadgen::RunFile::read(&dir).unwrap();
+    run.complete = false;
+    run.problems = vec!["sse 2/2: the server died during the run".into()];
+    run.summary[2].flags = vec!["incomplete".into(), "saturated".into()];
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    let head: String = md.lines().take(6).collect::<Vec<_>>().join("\n");
+    assert!(
+        head.contains("> **This run is incomplete.** sse 2/2: the server died during the run"),
+        "{head}"
+    );
+    assert!(
+        head.contains("> Flagged **sse**: incomplete, saturated."),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_missing_run_folder_is_a_clear_error() {
+    let e = chatbench_report::report(std::path::Path::new("/nonexistent/run")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/nonexistent/run/run.json: No such file or directory (os error 2)"
+    );
+}
