@@ -4,5 +4,6 @@
 mod util;
 
 mod accounting;
+mod commands;
 mod end_to_end;
 mod failures;

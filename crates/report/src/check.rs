@@ -42,7 +42,9 @@ pub fn value(s: &TransportSummary, m: Metric) -> Option<f64> {
 
 fn show(m: Metric, v: f64) -> String {
     if m.is_latency() {
-        if v >= 1000.0 {
+        if v >= 1_000_000.0 {
+            format!("{:.2}s", v / 1e6)
+        } else if v >= 1000.0 {
             format!("{:.1}ms", v / 1000.0)
         } else {
             format!("{v:.0}µs")
