@@ -135,3 +135,51 @@ async fn spawned_server_reports_server_cost_and_interleaves_repetitions() {
     assert_eq!(done.file.summary[0].repetitions, 2);
     assert!(done.dir.join("server.log").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_run_every_point_and_chart_them() {
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny("\"short_poll\"");
+    scenario.duration = std::time::Duration::from_secs(1);
+    scenario.sweep = Some(chatbench_loadgen::scenario::Sweep {
+        parameter: "short_poll.interval".into(),
+        values: vec!["40ms".into(), "200ms".into()],
+    });
+    let done = run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External { addr, pid: None },
+    ))
+    .await
+    .unwrap();
+    let points: Vec<(usize, Option<&str>)> = done
+        .file
+        .summary
+        .iter()
+        .map(|s| (s.point, s.point_label.as_deref()))
+        .collect();
+    assert_eq!(points, vec![(0, Some("40ms")), (1, Some("200ms"))]);
+    let (fast, slow) = (&done.file.summary[0], &done.file.summary[1]);
+    assert_eq!(fast.lost + slow.lost, 0);
+    // Short-poll latency grows with the interval; requests per second fall.
+    assert!(
+        slow.p50_us.median > fast.p50_us.median,
+        "{} vs {}",
+        slow.p50_us.median,
+        fast.p50_us.median
+    );
+    assert!(slow.requests_per_s.median < fast.requests_per_s.median);
+    assert!(
+        done.dir.join("short_poll-p0.hlog").exists()
+            && done.dir.join("short_poll-p1.hgrm").exists()
+    );
+    let written = chatbench_report::report(&done.dir).unwrap();
+    assert!(written.charts.iter().any(|p| p.ends_with("sweep.png")));
+    let md = std::fs::read_to_string(&written.report).unwrap();
+    assert!(
+        md.contains("This run sweeps `short_poll.interval` over 2 values"),
+        "{md}"
+    );
+    assert!(md.contains("| 200ms | short_poll |"), "{md}");
+}

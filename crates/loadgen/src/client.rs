@@ -174,8 +174,17 @@ impl Inbox {
         self.seqs.skip_to(n.next);
     }
 
+    fn payload(&self, bytes: u64, count: u64) {
+        let a = &self.ctx.rec.audit;
+        a.payload_bytes.fetch_add(bytes, Relaxed);
+        a.payload_count.fetch_add(count, Relaxed);
+    }
+
     fn json(&mut self, text: &[u8]) {
         if let Ok(m) = serde_json::from_slice::<Message<'_>>(text) {
+            if m.from != STOP_FROM {
+                self.payload(text.len() as u64, 1);
+            }
             self.message(&m);
         } else if let Ok(n) = serde_json::from_slice::<Notice>(text) {
             self.missed(&n);
@@ -416,6 +425,18 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                                 missed: p.missed,
                                 next: p.next - p.messages.len() as u64,
                             });
+                        }
+                        // The answer is `{"messages":[m1,..,mn],"next":N,"missed":K}`
+                        // around the messages' own bytes: what is left after
+                        // the envelope and commas is their exact size.
+                        let chat = p.messages.iter().filter(|m| m.from != STOP_FROM).count() as u64;
+                        if chat == p.messages.len() as u64 && chat > 0 {
+                            let envelope = format!(
+                                "{{\"messages\":[],\"next\":{},\"missed\":{}}}",
+                                p.next, p.missed
+                            )
+                            .len() as u64;
+                            inbox.payload(body.len() as u64 - envelope - (chat - 1), chat);
                         }
                         for m in &p.messages {
                             inbox.message(m);

@@ -38,6 +38,7 @@ pub async fn run_transport(
     server: &mut RunningServer,
     scenario: &Arc<Scenario>,
     transport: Transport,
+    point: usize,
     repetition: u32,
     room_prefix: &str,
     loadgen_cpus: usize,
@@ -45,7 +46,12 @@ pub async fn run_transport(
 ) -> Outcome {
     let s = scenario.clone();
     let rooms: Vec<String> = (0..s.clients.rooms)
-        .map(|r| format!("{room_prefix}-{}-{}-{r}", transport.short(), repetition))
+        .map(|r| {
+            format!(
+                "{room_prefix}-{}-{point}-{repetition}-{r}",
+                transport.short()
+            )
+        })
         .collect();
     let before = ServerCounters::scrape(server.addr).await.ok();
     let rss_baseline = server
@@ -206,7 +212,9 @@ pub async fn run_transport(
     let (srv1, lg1, w1) = at_measure_end.unwrap_or((None, None, total));
     let measured = w1 - w0;
     let measured_secs = s.duration.as_secs_f64();
-    let wire = WireResult::new(measured, total, delivered);
+    let payload =
+        a.payload_bytes.load(Relaxed) as f64 / a.payload_count.load(Relaxed).max(1) as f64;
+    let wire = WireResult::new(measured, total, delivered, payload);
     let crosscheck = match (&before, &after) {
         (Some(b), Some(a)) => {
             let d = a.delta(b);
@@ -294,6 +302,7 @@ pub async fn run_transport(
         .collect();
     let run = TransportRun {
         transport,
+        point,
         repetition,
         complete: !(server_died || stuck),
         flags,

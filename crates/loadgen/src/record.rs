@@ -113,6 +113,10 @@ pub struct AuditCounters {
     pub receipts: AtomicU64,
     /// Failed requests, connects and publishes.
     pub errors: AtomicU64,
+    /// Sum of the JSON sizes of received chat messages (not control ones).
+    pub payload_bytes: AtomicU64,
+    /// How many sizes `payload_bytes` sums.
+    pub payload_count: AtomicU64,
     /// Receipts in the measured window so far (for the progress bar).
     pub live_delivered: AtomicU64,
 }

@@ -141,11 +141,20 @@ pub struct PerMessage {
     pub segments: f64,
     /// Estimated on-wire bytes including IPv4 and TCP headers (whole run).
     pub on_wire_bytes: f64,
+    /// Mean size of the message itself (its JSON), whole run: everything
+    /// else in `bytes` is framing, headers and requests.
+    #[serde(default)]
+    pub payload_bytes: f64,
 }
 
 impl WireResult {
     /// Derives per-message figures.
-    pub fn new(measured: WireSnapshot, total: WireSnapshot, delivered: u64) -> WireResult {
+    pub fn new(
+        measured: WireSnapshot,
+        total: WireSnapshot,
+        delivered: u64,
+        payload_bytes: f64,
+    ) -> WireResult {
         let d = delivered.max(1) as f64;
         let segs = total.segs_in + total.segs_out;
         // Segments are only known per connection at close, so the per-message
@@ -168,6 +177,7 @@ impl WireResult {
                 on_wire_bytes: on_wire_bytes(total.bytes_up + total.bytes_down, segs) as f64
                     * total_share
                     / d,
+                payload_bytes,
             },
         }
     }
@@ -242,6 +252,9 @@ pub struct Second {
 pub struct TransportRun {
     /// The transport.
     pub transport: Transport,
+    /// Sweep point (0 without a sweep).
+    #[serde(default)]
+    pub point: usize,
     /// 0-based repetition.
     pub repetition: u32,
     /// False when it ended early.
@@ -311,6 +324,12 @@ impl Stat {
 pub struct TransportSummary {
     /// The transport.
     pub transport: Transport,
+    /// Sweep point (0 without a sweep).
+    #[serde(default)]
+    pub point: usize,
+    /// The swept value at this point, as written.
+    #[serde(default)]
+    pub point_label: Option<String>,
     /// Repetitions run.
     pub repetitions: u32,
     /// Latency p50, µs.
@@ -335,6 +354,12 @@ pub struct TransportSummary {
     pub segments_per_msg: Stat,
     /// Deliveries per second.
     pub delivered_per_s: Stat,
+    /// Bytes per second on all client sockets, both directions.
+    pub bytes_per_s: Stat,
+    /// HTTP requests per second.
+    pub requests_per_s: Stat,
+    /// Mean size of a message as delivered (its JSON), bytes.
+    pub payload_bytes: Stat,
     /// Server CPU ms per 1,000 messages, when known.
     pub server_cpu_ms_per_1k: Option<Stat>,
     /// Server RSS per connection, bytes, when known.
@@ -352,9 +377,13 @@ pub struct TransportSummary {
 }
 
 impl TransportSummary {
-    /// Summarizes the runs of `t`; None when there are none.
-    pub fn of(t: Transport, runs: &[TransportRun]) -> Option<TransportSummary> {
-        let rs: Vec<&TransportRun> = runs.iter().filter(|r| r.transport == t).collect();
+    /// Summarizes the runs of `t` at sweep point `point`; None when there
+    /// are none.
+    pub fn of(t: Transport, point: usize, runs: &[TransportRun]) -> Option<TransportSummary> {
+        let rs: Vec<&TransportRun> = runs
+            .iter()
+            .filter(|r| r.transport == t && r.point == point)
+            .collect();
         if rs.is_empty() {
             return None;
         }
@@ -368,6 +397,14 @@ impl TransportSummary {
         flags.dedup();
         Some(TransportSummary {
             transport: t,
+            point,
+            point_label: None,
+            bytes_per_s: st(&|r| {
+                (r.wire.measured.bytes_up + r.wire.measured.bytes_down) as f64
+                    / r.measured_seconds.max(1e-9)
+            }),
+            requests_per_s: st(&|r| r.wire.measured.requests as f64 / r.measured_seconds.max(1e-9)),
+            payload_bytes: st(&|r| r.wire.per_msg.payload_bytes),
             repetitions: rs.len() as u32,
             p50_us: st(&|r| r.latency_us.p50 as f64),
             p90_us: st(&|r| r.latency_us.p90 as f64),
@@ -392,14 +429,24 @@ impl TransportSummary {
 }
 
 impl RunFile {
-    /// Recomputes `summary` from `runs`.
+    /// Recomputes `summary` from `runs`: one entry per sweep point and
+    /// transport.
     pub fn summarize(&mut self) {
-        self.summary = self
-            .scenario
-            .transports
-            .iter()
-            .filter_map(|&t| TransportSummary::of(t, &self.runs))
-            .collect();
+        let mut out = Vec::new();
+        for p in 0..self.scenario.points() {
+            for &t in &self.scenario.transports {
+                if let Some(mut s) = TransportSummary::of(t, p, &self.runs) {
+                    s.point_label = self.scenario.point_label(p);
+                    out.push(s);
+                }
+            }
+        }
+        self.summary = out;
+    }
+
+    /// The summaries of sweep point `p`.
+    pub fn at_point(&self, p: usize) -> impl Iterator<Item = &TransportSummary> {
+        self.summary.iter().filter(move |s| s.point == p)
     }
 
     /// Writes `run.json` into `dir` (through a temporary file, so a reader
@@ -429,9 +476,13 @@ impl RunFile {
     /// The console table: one row per transport.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        if let Some(sweep) = &self.scenario.sweep {
+            let _ = writeln!(out, "sweep over {}", sweep.parameter);
+        }
         let _ = writeln!(
             out,
-            "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
+            "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
+            "",
             "transport",
             "p50",
             "p99",
@@ -449,7 +500,8 @@ impl RunFile {
             };
             let _ = writeln!(
                 out,
-                "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
+                "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
+                s.point_label.as_deref().unwrap_or(""),
                 s.transport.as_str(),
                 crate::engine::fmt_us(s.p50_us.median as u64),
                 crate::engine::fmt_us(s.p99_us.median as u64),

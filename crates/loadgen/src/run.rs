@@ -130,54 +130,69 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     if !opts.progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut hists: Vec<(Transport, u32, Histograms)> = Vec::new();
+    let mut hists: Vec<(Transport, usize, u32, Histograms)> = Vec::new();
     let mut died: Vec<String> = Vec::new();
     let per_run = s.clients.ramp + s.warmup + s.duration + s.grace;
+    let points: Vec<Arc<Scenario>> = (0..s.points())
+        .map(|p| s.at_point(p).map(Arc::new))
+        .collect::<Result<_, _>>()
+        .map_err(|e| RunError::Io {
+            path: dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
     'reps: for rep in 0..s.repeat {
-        for &t in &s.transports {
-            let label = format!("{t} {}/{}", rep + 1, s.repeat);
-            let mut server = match RunningServer::start(&target, s.connections_needed()).await {
-                Ok(srv) => srv,
-                Err(source) => {
+        for (point, sp) in points.iter().enumerate() {
+            for &t in &s.transports {
+                let at = s
+                    .point_label(point)
+                    .map(|v| format!(" @{v}"))
+                    .unwrap_or_default();
+                let label = format!("{t}{at} {}/{}", rep + 1, s.repeat);
+                let mut server = match RunningServer::start(&target, sp.connections_needed()).await
+                {
+                    Ok(srv) => srv,
+                    Err(source) => {
+                        file.complete = false;
+                        file.problems.push(format!("{label}: {source}"));
+                        file.summarize();
+                        file.write(&dir).map_err(io(&dir))?;
+                        write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
+                        return Err(RunError::Server {
+                            transport: t,
+                            repetition: rep,
+                            source,
+                            dir,
+                        });
+                    }
+                };
+                let pb = bars.add(progress_bar(label.clone(), per_run));
+                let prefix = format!("cb{}", &id[id.len() - 4..]);
+                let outcome = run_transport(
+                    &mut server,
+                    sp,
+                    t,
+                    point,
+                    rep,
+                    &prefix,
+                    opts.loadgen_cpus,
+                    Some(&pb),
+                )
+                .await;
+                pb.finish();
+                server.stop().await;
+                if outcome.server_died {
                     file.complete = false;
-                    file.problems.push(format!("{label}: {source}"));
-                    file.summarize();
-                    file.write(&dir).map_err(io(&dir))?;
-                    write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
-                    return Err(RunError::Server {
-                        transport: t,
-                        repetition: rep,
-                        source,
-                        dir,
-                    });
+                    file.problems
+                        .push(format!("{label}: the server died during the run"));
+                    died.push(label);
                 }
-            };
-            let pb = bars.add(progress_bar(label.clone(), per_run));
-            let prefix = format!("cb{}", &id[id.len() - 4..]);
-            let outcome = run_transport(
-                &mut server,
-                &s,
-                t,
-                rep,
-                &prefix,
-                opts.loadgen_cpus,
-                Some(&pb),
-            )
-            .await;
-            pb.finish();
-            server.stop().await;
-            if outcome.server_died {
-                file.complete = false;
-                file.problems
-                    .push(format!("{label}: the server died during the run"));
-                died.push(label);
-            }
-            file.runs.push(outcome.run);
-            hists.push((t, rep, outcome.histograms));
-            file.summarize();
-            file.write(&dir).map_err(io(&dir))?;
-            if !died.is_empty() && !opts.keep_going {
-                break 'reps;
+                file.runs.push(outcome.run);
+                hists.push((t, point, rep, outcome.histograms));
+                file.summarize();
+                file.write(&dir).map_err(io(&dir))?;
+                if !died.is_empty() && !opts.keep_going {
+                    break 'reps;
+                }
             }
         }
     }
@@ -191,26 +206,41 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     Ok(Finished { dir, file })
 }
 
+/// One `.hlog` (every repetition) and `.hgrm` (merged) per transport, and
+/// per sweep point when there is a sweep: `<transport>[-p<point>].hlog`.
 fn write_histograms(
     dir: &std::path::Path,
-    hists: &[(Transport, u32, Histograms)],
+    hists: &[(Transport, usize, u32, Histograms)],
     order: &[Transport],
 ) -> std::io::Result<()> {
-    for &t in order {
-        let reps: Vec<(u32, &hdrhistogram::Histogram<u64>)> = hists
-            .iter()
-            .filter(|(x, _, _)| *x == t)
-            .map(|(_, r, h)| (*r, &h.latency))
-            .collect();
-        if reps.is_empty() {
-            continue;
+    let points = hists.iter().map(|h| h.1 + 1).max().unwrap_or(0);
+    for point in 0..points {
+        for &t in order {
+            let reps: Vec<(u32, &hdrhistogram::Histogram<u64>)> = hists
+                .iter()
+                .filter(|(x, p, _, _)| *x == t && *p == point)
+                .map(|(_, _, r, h)| (*r, &h.latency))
+                .collect();
+            if reps.is_empty() {
+                continue;
+            }
+            let mut merged = crate::record::new_histogram();
+            for (_, h) in &reps {
+                let _ = merged.add(*h);
+            }
+            let name = histogram_name(t, point, points > 1);
+            write_hgrm(&dir.join(format!("{name}.hgrm")), &merged)?;
+            write_hlog(&dir.join(format!("{name}.hlog")), &reps)?;
         }
-        let mut merged = crate::record::new_histogram();
-        for (_, h) in &reps {
-            let _ = merged.add(*h);
-        }
-        write_hgrm(&dir.join(format!("{t}.hgrm")), &merged)?;
-        write_hlog(&dir.join(format!("{t}.hlog")), &reps)?;
     }
     Ok(())
+}
+
+/// The file stem of a transport's histograms at a sweep point.
+pub fn histogram_name(t: Transport, point: usize, sweep: bool) -> String {
+    if sweep {
+        format!("{t}-p{point}")
+    } else {
+        t.to_string()
+    }
 }

@@ -52,6 +52,32 @@ pub struct Scenario {
     /// Rules for `chatbench check`, kept as written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect: Vec<toml::Table>,
+    /// Vary one field over a list of values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+    /// Extra report sections.
+    #[serde(default)]
+    pub report: ReportOptions,
+}
+
+/// `[sweep]`: run the scenario once per value of one field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Dotted field path, e.g. `short_poll.interval` or `clients.clients_per_room`.
+    pub parameter: String,
+    /// The values, written as the field would be.
+    pub values: Vec<toml::Value>,
+}
+
+/// `[report]`: extra sections of `REPORT.md`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportOptions {
+    /// Add the table of "HTML5 Web Sockets: A Quantum Leap in Scalability
+    /// for the Web" (Lubbers and Greco) beside chatbench's measured figures.
+    #[serde(default)]
+    pub kaazing: bool,
 }
 
 /// `[clients]`: rooms, clients per room and senders per room.
@@ -259,6 +285,21 @@ impl Scenario {
         scenario.validate().map_err(|(field, message)| {
             err(line_of_field(src, field), Some(field.to_owned()), message)
         })?;
+        if let Some(sweep) = &scenario.sweep {
+            if sweep.values.is_empty() {
+                return Err(err(
+                    line_of_field(src, "sweep.values"),
+                    Some("sweep.values".into()),
+                    "must list at least one value".into(),
+                ));
+            }
+            for i in 0..sweep.values.len() {
+                if let Err(message) = scenario.at_point(i) {
+                    let line = line_of_field(src, &format!("sweep.values.{i}"));
+                    return Err(err(line, Some(format!("sweep.values[{i}]")), message));
+                }
+            }
+        }
         for (i, table) in scenario.expect.iter().enumerate() {
             if let Err((field, message)) = crate::rules::Rule::from_table(table) {
                 let line = line_of_field(src, &format!("expect.{i}.{field}"));
@@ -357,6 +398,55 @@ impl Scenario {
             ));
         }
         Ok(())
+    }
+
+    /// Sweep points (1 without a sweep).
+    pub fn points(&self) -> usize {
+        self.sweep.as_ref().map_or(1, |s| s.values.len())
+    }
+
+    /// The value of sweep point `i` as written (None without a sweep).
+    pub fn point_label(&self, i: usize) -> Option<String> {
+        let v = self.sweep.as_ref()?.values.get(i)?;
+        Some(match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// The scenario at sweep point `i`: the swept field set to its value,
+    /// validated, with no sweep of its own. Without a sweep, a copy.
+    pub fn at_point(&self, i: usize) -> Result<Scenario, String> {
+        let Some(sweep) = &self.sweep else {
+            return Ok(self.clone());
+        };
+        let value = sweep
+            .values
+            .get(i)
+            .ok_or_else(|| format!("no sweep point {i}"))?
+            .clone();
+        let mut base = self.clone();
+        base.sweep = None;
+        let mut doc = toml::Value::try_from(&base).map_err(|e| e.to_string())?;
+        let mut slot = &mut doc;
+        for part in sweep.parameter.split('.') {
+            slot = slot
+                .as_table_mut()
+                .and_then(|t| t.get_mut(part))
+                .ok_or_else(|| {
+                    format!(
+                        "sweep.parameter `{}` is not a field of this scenario",
+                        sweep.parameter
+                    )
+                })?;
+        }
+        *slot = value;
+        let at: Scenario = doc.try_into().map_err(|e: toml::de::Error| {
+            format!("`{}`: {}", sweep.parameter, e.message().trim())
+        })?;
+        at.validate()
+            .map_err(|(field, m)| format!("at this value, `{field}` {m}"))?;
+        Ok(at)
     }
 
     /// Clients in the whole scenario.
@@ -479,6 +569,35 @@ rate = 2.5
         for (src, want) in cases {
             assert_eq!(parse(&src).unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn sweeps_set_any_field_and_are_validated() {
+        let src = format!(
+            "{GOOD}\n[sweep]\nparameter = \"short_poll.interval\"\nvalues = [\"100ms\", \"2s\"]\n"
+        );
+        let s = parse(&src).unwrap();
+        assert_eq!(s.points(), 2);
+        assert_eq!(s.point_label(1).as_deref(), Some("2s"));
+        let p = s.at_point(1).unwrap();
+        assert_eq!(p.short_poll.interval, Duration::from_secs(2));
+        assert_eq!(p.sweep, None);
+        let src =
+            format!("{GOOD}\n[sweep]\nparameter = \"clients.clients_per_room\"\nvalues = [3, 0]\n");
+        assert_eq!(
+            parse(&src).unwrap_err(),
+            "s.toml:16: field `sweep.values[1]`: at this value, `clients.clients_per_room` must be at least 1"
+        );
+        let src = format!("{GOOD}\n[sweep]\nparameter = \"clients.colour\"\nvalues = [1]\n");
+        assert_eq!(
+            parse(&src).unwrap_err(),
+            "s.toml:16: field `sweep.values[0]`: sweep.parameter `clients.colour` is not a field of this scenario"
+        );
+        let src = format!("{GOOD}\n[sweep]\nparameter = \"messages.rate\"\nvalues = [\"fast\"]\n");
+        assert_eq!(
+            parse(&src).unwrap_err(),
+            "s.toml:16: field `sweep.values[0]`: `messages.rate`: invalid type: string \"fast\", expected f64"
+        );
     }
 
     #[test]

@@ -489,7 +489,7 @@ pub fn draw_all(
     };
     files.extend(render(&spectrum, dir, "latency")?);
 
-    let sum: Vec<&TransportSummary> = run.summary.iter().collect();
+    let sum: Vec<&TransportSummary> = run.at_point(0).collect();
     let overhead = Bars {
         title: "Wire overhead per delivered message (measured window)".into(),
         panels: vec![
@@ -567,7 +567,7 @@ pub fn draw_all(
     let first: Vec<&TransportRun> = s
         .transports
         .iter()
-        .filter_map(|t| run.runs.iter().find(|r| r.transport == *t))
+        .filter_map(|t| run.runs.iter().find(|r| r.transport == *t && r.point == 0))
         .collect();
     let timeline = Timeline {
         warmup_s: s.warmup.as_secs_f64(),
@@ -585,7 +585,113 @@ pub fn draw_all(
             .collect(),
     };
     files.extend(render(&timeline, dir, "timeline")?);
+    if let Some(sweep) = &s.sweep {
+        let chart = SweepChart {
+            parameter: &sweep.parameter,
+            labels: (0..s.points())
+                .map(|p| s.point_label(p).unwrap_or_default())
+                .collect(),
+            summaries: &run.summary,
+            transports: &s.transports,
+        };
+        files.extend(render(&chart, dir, "sweep")?);
+    }
     Ok(files)
+}
+
+/// 5. Each metric against the swept parameter, one line per transport;
+/// points flagged `saturated` are ringed.
+struct SweepChart<'a> {
+    parameter: &'a str,
+    labels: Vec<String>,
+    summaries: &'a [TransportSummary],
+    transports: &'a [Transport],
+}
+
+impl Chart for SweepChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root
+            .titled(
+                &format!("Sweep over {}", self.parameter),
+                ("sans-serif", 22),
+            )
+            .map_err(e)?;
+        let panels: [(&str, &dyn Fn(&TransportSummary) -> f64); 4] = [
+            ("p50 latency (ms, log)", &|s| s.p50_us.median / 1000.0),
+            ("p99 latency (ms, log)", &|s| s.p99_us.median / 1000.0),
+            ("client bytes/s, both directions (log)", &|s| {
+                s.bytes_per_s.median
+            }),
+            ("HTTP requests/s (log)", &|s| s.requests_per_s.median),
+        ];
+        let n = self.labels.len();
+        for (area, (title, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
+            let (lo, hi) = y_range(self.summaries.iter().map(|s| f(s)));
+            let mut c = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 15))
+                .margin(8)
+                .x_label_area_size(28)
+                .y_label_area_size(64)
+                .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), (lo..hi).log_scale())
+                .map_err(e)?;
+            let labels = &self.labels;
+            c.configure_mesh()
+                .x_labels(n)
+                .x_label_formatter(&|x| {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-6 && i >= 0.0 {
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|y| trim_num(*y))
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(e)?;
+            for &t in self.transports {
+                let col = color(t);
+                let pts: Vec<(f64, f64, bool)> = self
+                    .summaries
+                    .iter()
+                    .filter(|s| s.transport == t)
+                    .map(|s| {
+                        (
+                            s.point as f64,
+                            f(s).max(lo),
+                            s.flags.iter().any(|f| f == "saturated"),
+                        )
+                    })
+                    .collect();
+                c.draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    col.stroke_width(2),
+                ))
+                .map_err(e)?
+                .label(t.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
+                });
+                c.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, col.filled())))
+                    .map_err(e)?;
+                c.draw_series(
+                    pts.iter()
+                        .filter(|p| p.2)
+                        .map(|p| Circle::new((p.0, p.1), 8, BLACK.stroke_width(2))),
+                )
+                .map_err(e)?;
+            }
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 11))
+                .draw()
+                .map_err(e)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -72,7 +72,32 @@ fn within(v: f64, min: Option<f64>, max: Option<f64>) -> bool {
 /// Evaluates every rule of the run's scenario. A rule about a transport or a
 /// figure the run lacks fails.
 pub fn check(run: &RunFile) -> Result<Vec<Verdict>, String> {
-    let get = |t: Transport| run.summary.iter().find(|s| s.transport == t);
+    let mut out = Vec::new();
+    // With a sweep, every rule is checked at every point.
+    for point in 0..run.scenario.points() {
+        let prefix = run
+            .scenario
+            .point_label(point)
+            .map(|v| {
+                format!(
+                    "[{} = {v}] ",
+                    run.scenario
+                        .sweep
+                        .as_ref()
+                        .map_or("", |s| s.parameter.as_str())
+                )
+            })
+            .unwrap_or_default();
+        for mut v in check_point(run, point)? {
+            v.rule = format!("{prefix}{}", v.rule);
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn check_point(run: &RunFile, point: usize) -> Result<Vec<Verdict>, String> {
+    let get = |t: Transport| run.at_point(point).find(|s| s.transport == t);
     let mut out = Vec::new();
     for (i, table) in run.scenario.expect.iter().enumerate() {
         let rule = Rule::from_table(table).map_err(|(f, m)| format!("expect[{i}].{f}: {m}"))?;
@@ -110,7 +135,7 @@ pub fn check(run: &RunFile) -> Result<Vec<Verdict>, String> {
             RuleKind::Bounds(t, min, max) => {
                 let ts: Vec<Transport> = match t {
                     Some(t) => vec![t],
-                    None => run.summary.iter().map(|s| s.transport).collect(),
+                    None => run.at_point(point).map(|s| s.transport).collect(),
                 };
                 let vals: Vec<Option<f64>> = ts.iter().map(|t| v(*t)).collect();
                 Verdict {

@@ -42,7 +42,11 @@ const METRICS: [Metric; 10] = [
 pub fn compare(a: &RunFile, b: &RunFile) -> Vec<Row> {
     let mut rows = Vec::new();
     for sa in &a.summary {
-        let Some(sb) = b.summary.iter().find(|s| s.transport == sa.transport) else {
+        let Some(sb) = b
+            .summary
+            .iter()
+            .find(|s| s.transport == sa.transport && s.point == sa.point)
+        else {
             continue;
         };
         for m in METRICS {

@@ -50,15 +50,16 @@ pub struct Written {
     pub report: PathBuf,
 }
 
-/// Reads a run folder: `run.json` and each transport's merged histogram
-/// (from `<transport>.hlog`; empty when the file is missing).
+/// Reads a run folder: `run.json` and each transport's merged histogram at
+/// the first sweep point (from its `.hlog`; empty when the file is missing).
 pub fn load(dir: &Path) -> Result<(RunFile, Vec<(Transport, Histogram<u64>)>), ReportError> {
     let run = RunFile::read(dir).map_err(ReportError::Run)?;
+    let sweep = run.scenario.sweep.is_some();
     let hists = run
-        .summary
-        .iter()
+        .at_point(0)
         .map(|s| {
-            let path = dir.join(format!("{}.hlog", s.transport));
+            let name = chatbench_loadgen::run::histogram_name(s.transport, 0, sweep);
+            let path = dir.join(format!("{name}.hlog"));
             let h = read_hlog(&path).unwrap_or_else(|_| chatbench_loadgen::record::new_histogram());
             (s.transport, h)
         })

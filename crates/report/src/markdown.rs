@@ -84,19 +84,33 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         if s.repeat == 1 { "" } else { "s" },
     );
     let _ = writeln!(o, "## Summary\n");
+    let sweep = s.sweep.as_ref();
+    if let Some(sw) = sweep {
+        let _ = writeln!(
+            o,
+            "This run sweeps `{}` over {} values; each row is one transport at one value.\n",
+            sw.parameter,
+            sw.values.len()
+        );
+    }
+    let first_col = sweep.map_or(String::new(), |sw| format!("| {} ", sw.parameter));
     let _ = writeln!(
         o,
-        "| transport | p50 | p99 | p99.9 | max | bytes/msg (up + down) | requests/msg | segments/msg | server CPU-ms/1k msgs | RSS/idle conn | delivered msg/s | flags |"
+        "{first_col}| transport | p50 | p99 | p99.9 | max | bytes/msg (up + down) | requests/msg | segments/msg | bytes/s | requests/s | server CPU-ms/1k msgs | RSS/idle conn | delivered msg/s | flags |"
     );
     let _ = writeln!(
         o,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "{}|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        if sweep.is_some() { "|---" } else { "" }
     );
     for x in &run.summary {
         let r = x.repetitions;
+        if sweep.is_some() {
+            let _ = write!(o, "| {} ", x.point_label.as_deref().unwrap_or(""));
+        }
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {:.0} ({:.0} + {:.0}) | {:.4} | {:.2} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} ({:.0} + {:.0}) | {:.4} | {:.2} | {:.0} | {:.1} | {} | {} | {:.0} | {} |",
             x.transport,
             spread(&x.p50_us, &us, r),
             spread(&x.p99_us, &us, r),
@@ -107,6 +121,8 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             x.bytes_down_per_msg.median,
             x.requests_per_msg.median,
             x.segments_per_msg.median,
+            x.bytes_per_s.median,
+            x.requests_per_s.median,
             x.server_cpu_ms_per_1k.map(|v| format!("{:.1}", v.median)).unwrap_or_else(|| "n/a".into()),
             x.rss_per_connection
                 .map(|v| format!("{:.1} KiB", v.median / 1024.0))
@@ -121,12 +137,23 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             "\nLatencies show the median over repetitions, with min–max in brackets."
         );
     }
+    if s.report.kaazing {
+        kaazing(&mut o, run);
+    }
     let _ = writeln!(o, "\n## Charts\n");
+    if let Some(sw) = sweep {
+        let _ = writeln!(
+            o,
+            "Each metric against `{}`, one line per transport; a black ring marks a point flagged `saturated`. The charts after it show the first value, {}.\n\n![sweep](charts/sweep.png)\n",
+            sw.parameter,
+            s.point_label(0).unwrap_or_default()
+        );
+    }
     for (file, what) in [
         ("latency", "Latency by percentile: each line is one transport; further right is rarer. Lower is better."),
         ("overhead", "Bytes and HTTP requests per delivered message, headers and framing included."),
         ("server-cost", "What the server spends: CPU per 1,000 delivered messages, and memory per idle connection."),
-        ("timeline", "Delivered messages per second and p99 latency for each second of traffic; the grey band is warm-up."),
+        ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
     ] {
         let _ = writeln!(o, "{what}\n\n![{file}](charts/{file}.png)\n");
     }
@@ -164,8 +191,11 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         };
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.transport,
+            s.point_label(r.point)
+                .map(|v| format!(" @ {v}"))
+                .unwrap_or_default(),
             r.repetition + 1,
             a.sent,
             a.expected,
@@ -201,4 +231,78 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         run.cpus.loadgen.as_deref().unwrap_or("not pinned")
     );
     o
+}
+
+/// The paper's figures: header bytes per poll and per WebSocket frame, and
+/// the resulting Mbps (Mbit = 2^20 bits) at 1,000, 10,000 and 100,000
+/// clients that each poll, or receive one message, per second.
+const KAAZING_POLL_BYTES: f64 = 871.0;
+const KAAZING_WS_BYTES: f64 = 2.0;
+const KAAZING_CLIENTS: [u64; 3] = [1_000, 10_000, 100_000];
+const KAAZING_POLL_MBPS: [&str; 3] = ["6.6", "66", "665"];
+const KAAZING_WS_MBPS: [&str; 3] = ["0.015", "0.153", "1.526"];
+
+fn mbps(bytes_per_client_s: f64, clients: u64) -> f64 {
+    bytes_per_client_s * 8.0 * clients as f64 / (1u64 << 20) as f64
+}
+
+fn kaazing(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
+    let measured_clients = s.total_clients();
+    let _ = writeln!(
+        o,
+        "\n## Against \"HTML5 Web Sockets: A Quantum Leap in Scalability for the Web\"\n"
+    );
+    let _ = writeln!(
+        o,
+        "The paper (Lubbers and Greco, Kaazing, 2010) counted 871 bytes of HTTP headers per poll and 2 bytes per WebSocket frame (pre-RFC framing; RFC 6455 frames are 2 bytes from server to client and 6 from client to server), \
+for clients that each poll, or receive one message, per second. chatbench's columns use its *measured* overhead per delivered message: all bytes on the client sockets, both directions, minus the message itself ({:.0} bytes here). \
+Each client here receives one message per second. This run measured {} clients; the rows for other counts scale the measured per-message overhead linearly, which is the same assumption the paper makes. Mbps are 2^20 bits per second, as in the paper.\n",
+        run.at_point(0).next().map_or(0.0, |x| x.payload_bytes.median),
+        measured_clients
+    );
+    let get = |t: chatbench_loadgen::Transport| run.at_point(0).find(|x| x.transport == t);
+    use chatbench_loadgen::Transport::*;
+    let overhead = |t| get(t).map(|x| (x.bytes_per_msg.median - x.payload_bytes.median).max(0.0));
+    let _ = writeln!(
+        o,
+        "| | paper: polling | short_poll | long_poll | sse | paper: WebSocket | websocket |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
+    let cell = |t, n| overhead(t).map_or("n/a".to_owned(), |b| format!("{:.3}", mbps(b, n)));
+    let _ = writeln!(
+        o,
+        "| overhead bytes per message | {KAAZING_POLL_BYTES:.0} | {} | {} | {} | {KAAZING_WS_BYTES:.0} | {} |",
+        overhead(ShortPoll).map_or("n/a".into(), |b| format!("{b:.0}")),
+        overhead(LongPoll).map_or("n/a".into(), |b| format!("{b:.0}")),
+        overhead(Sse).map_or("n/a".into(), |b| format!("{b:.0}")),
+        overhead(WebSocket).map_or("n/a".into(), |b| format!("{b:.1}")),
+    );
+    for (i, n) in KAAZING_CLIENTS.iter().enumerate() {
+        let note = if *n == measured_clients {
+            " (measured)"
+        } else {
+            " (extrapolated)"
+        };
+        let _ = writeln!(
+            o,
+            "| {n} clients, Mbps{note} | {} | {} | {} | {} | {} | {} |",
+            KAAZING_POLL_MBPS[i],
+            cell(ShortPoll, *n),
+            cell(LongPoll, *n),
+            cell(Sse, *n),
+            KAAZING_WS_MBPS[i],
+            cell(WebSocket, *n),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "| {measured_clients} clients, Mbps (measured) | {:.3} | {} | {} | {} | {:.3} | {} |",
+        mbps(KAAZING_POLL_BYTES, measured_clients),
+        cell(ShortPoll, measured_clients),
+        cell(LongPoll, measured_clients),
+        cell(Sse, measured_clients),
+        mbps(KAAZING_WS_BYTES, measured_clients),
+        cell(WebSocket, measured_clients),
+    );
 }

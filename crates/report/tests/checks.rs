@@ -34,7 +34,7 @@ metric = "bytes_per_msg"
 order = ["websocket", "sse", "long_poll", "short_poll"]
 "#,
     );
-    assert_eq!(v[0], (true, "bytes_per_msg: websocket < sse < short_poll < long_poll (websocket 175.1847, sse 203.7679, short_poll 254.7012, long_poll 475.7847)".into()));
+    assert_eq!(v[0], (true, "bytes_per_msg: websocket < sse < short_poll < long_poll (websocket 177.1847, sse 205.9047, short_poll 257.4180, long_poll 479.8647)".into()));
     assert!(!v[1].0, "{:?}", v[1]);
 }
 
@@ -69,7 +69,7 @@ max = 0.5
         v[1],
         (
             true,
-            "p50_latency >= 200.0ms for short_poll (short_poll 247.6ms)".into()
+            "p50_latency >= 200.0ms for short_poll (short_poll 246.8ms)".into()
         )
     );
     assert_eq!(
@@ -104,7 +104,7 @@ min = 10
     assert_eq!(v[0].0, true, "{:?}", v[0]);
     assert!(
         v[0].1
-            .starts_with("short_poll.p50_latency / sse.p50_latency >= 10 (247.6ms / 1.7ms = 145.3"),
+            .starts_with("short_poll.p50_latency / sse.p50_latency >= 10 (246.8ms / 1.5ms = 162.5"),
         "{:?}",
         v[0]
     );
@@ -112,7 +112,7 @@ min = 10
         v[1],
         (
             false,
-            "long_poll.bytes_per_msg / websocket.bytes_per_msg <= 2 (475.7847 / 175.1847 = 2.72)"
+            "long_poll.bytes_per_msg / websocket.bytes_per_msg <= 2 (479.8647 / 177.1847 = 2.71)"
                 .into()
         )
     );
