@@ -37,6 +37,10 @@ enum Command {
     Check {
         /// The run folder.
         run_dir: PathBuf,
+        /// Also fail if any transport run lost or duplicated a message, or
+        /// ended incomplete, whatever the rules say.
+        #[arg(long)]
+        no_loss: bool,
     },
     /// Compare two runs transport by transport (A is the baseline).
     Compare {
@@ -127,16 +131,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("report: {}", written.report.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { run_dir } => {
+        Command::Check { run_dir, no_loss } => {
             let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
-            if run.scenario.expect.is_empty() {
+            if run.scenario.expect.is_empty() && !no_loss {
                 println!(
                     "no [[expect]] rules in scenario {:?}; nothing to check",
                     run.scenario.name
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let verdicts = chatbench_report::check::check(&run).map_err(anyhow::Error::msg)?;
+            let mut verdicts = chatbench_report::check::check(&run).map_err(anyhow::Error::msg)?;
+            if no_loss {
+                verdicts.push(chatbench_report::check::no_loss(&run));
+            }
             print!("{}", chatbench_report::check::render(&verdicts));
             Ok(if verdicts.iter().all(|v| v.pass) {
                 ExitCode::SUCCESS

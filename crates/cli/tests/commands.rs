@@ -94,3 +94,18 @@ fn compare_prints_ratios() {
         "{out}"
     );
 }
+
+#[test]
+fn check_no_loss_fails_on_a_lost_message() {
+    let (_t, dir) = run_with_rules("[]");
+    let (code, out, _) = chatbench(&["check", "--no-loss", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "PASS  no message lost or duplicated, every run complete  (8 transport runs clean)\n1 passed, 0 failed\n");
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    run["runs"][5]["audit"]["lost"] = 3.into();
+    std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+    let (code, out, _) = chatbench(&["check", "--no-loss", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("FAIL  no message lost or duplicated, every run complete  (long_poll rep 2: lost 3, duplicated 0)"), "{out}");
+}

@@ -186,6 +186,39 @@ fn check_point(run: &RunFile, point: usize) -> Result<Vec<Verdict>, String> {
     Ok(out)
 }
 
+/// "Nothing lost, duplicated or cut short": over every transport run (each
+/// repetition and sweep point), lost = 0, duplicated = 0, and complete.
+pub fn no_loss(run: &RunFile) -> Verdict {
+    let bad: Vec<String> = run
+        .runs
+        .iter()
+        .filter(|r| r.audit.lost > 0 || r.audit.duplicated > 0 || !r.complete)
+        .map(|r| {
+            format!(
+                "{} rep {}{}: lost {}, duplicated {}{}",
+                r.transport,
+                r.repetition + 1,
+                run.scenario
+                    .point_label(r.point)
+                    .map(|v| format!(" @ {v}"))
+                    .unwrap_or_default(),
+                r.audit.lost,
+                r.audit.duplicated,
+                if r.complete { "" } else { ", incomplete" }
+            )
+        })
+        .collect();
+    Verdict {
+        rule: "no message lost or duplicated, every run complete".into(),
+        measured: if bad.is_empty() {
+            format!("{} transport runs clean", run.runs.len())
+        } else {
+            bad.join("; ")
+        },
+        pass: bad.is_empty() && !run.runs.is_empty(),
+    }
+}
+
 /// The verdicts as text, one line each.
 pub fn render(verdicts: &[Verdict]) -> String {
     let mut o = String::new();
