@@ -183,3 +183,34 @@ async fn sweeps_run_every_point_and_chart_them() {
     );
     assert!(md.contains("| 200ms | short_poll |"), "{md}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_closed_by_the_server_are_replaced() {
+    // The server closes keep-alive connections idle for 150 ms; senders send
+    // about every 500 ms, so most publishes find their connection closed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = chatbench_server::Config {
+        header_read_timeout: std::time::Duration::from_millis(150),
+        ..chatbench_server::Config::default()
+    };
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chatbench_server::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny("\"sse\"");
+    scenario.messages.rate = 2.0;
+    let done = run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External { addr, pid: None },
+    ))
+    .await
+    .unwrap();
+    let r = &done.file.runs[0];
+    assert_eq!((r.audit.errors, r.audit.lost), (0, 0), "{:?}", r.audit);
+    assert_eq!(r.audit.delivered, r.audit.expected);
+    // 8 SSE streams, plus the senders' POST connections, reopened often.
+    assert!(r.wire.total.connections > 8 + 4 * 2, "{:?}", r.wire.total);
+}

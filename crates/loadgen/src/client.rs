@@ -254,6 +254,12 @@ impl HttpConn {
         Ok((status, body))
     }
 
+    /// True once the server has closed the connection (servers close idle
+    /// keep-alive connections; browsers then open a new one, and so do we).
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// Closes the connection and waits until its socket is closed, so its
     /// segment counts are in.
     async fn close(self) {
@@ -336,7 +342,10 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
     let mut schedule = schedule_for(&ctx, sender);
     let mut conn: Option<HttpConn> = None;
     while let Some(at_us) = next_send(&ctx, id, &mut schedule).await {
-        let c = match conn.take() {
+        if let Some(stale) = conn.take_if(|c| c.is_closed()) {
+            stale.close().await;
+        }
+        let mut c = match conn.take() {
             Some(c) => c,
             None => match HttpConn::connect(&ctx, id).await {
                 Ok(c) => c,
@@ -346,7 +355,6 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
                 }
             },
         };
-        let mut c = c;
         let body = Bytes::from(publish_body(&ctx, id, at_us));
         match c.call(Method::POST, &path, body).await {
             Ok((StatusCode::CREATED, _)) => {
@@ -389,6 +397,9 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 _ = ticks.tick() => {}
                 _ = ctx.abort.cancelled() => break,
             }
+        }
+        if let Some(stale) = conn.take_if(|c| c.is_closed()) {
+            stale.close().await;
         }
         let mut c = match conn.take() {
             Some(c) => c,

@@ -15,7 +15,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Rooms at most; publishing to or reading a new room past it gets `503`.
     pub max_rooms: usize,
-    /// How long a client may take to send a request's headers (slowloris).
+    /// How long a client may take to send a request's headers (slowloris);
+    /// also how long a keep-alive connection may idle between requests.
     pub header_read_timeout: Duration,
     /// A connection with no bytes read or written for this long is closed.
     pub idle_timeout: Duration,
@@ -62,8 +63,10 @@ pub struct ServerArgs {
     /// Rooms at most; more get 503.
     #[arg(long, default_value_t = 100_000)]
     pub max_rooms: usize,
-    /// Time allowed to send a request's headers.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Time allowed to send a request's headers. hyper starts this clock when
+    /// it waits for the next request, so it is also how long a keep-alive
+    /// connection may sit idle between requests.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
     /// Close a connection after this long without any bytes in or out.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
