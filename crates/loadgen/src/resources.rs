@@ -107,7 +107,7 @@ pub struct Environment {
     pub kernel: String,
     /// CPU model.
     pub cpu_model: String,
-    /// Logical CPUs.
+    /// Logical CPUs of the machine (whatever this process is pinned to).
     pub cpus: usize,
     /// Total memory, bytes.
     pub memory_bytes: u64,
@@ -137,34 +137,27 @@ impl Environment {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("model name")
-                        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-                })
-            })
+        use procfs::Current;
+        let cpuinfo = procfs::CpuInfo::current().ok();
+        let cpu_model = cpuinfo
+            .as_ref()
+            .and_then(|c| c.model_name(0).map(str::to_owned))
             .unwrap_or_else(|| "unknown".into());
-        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("MemTotal:")
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                })
-            })
-            .map(|kb| kb * 1024)
-            .unwrap_or(0);
+        // The machine's CPUs, not the ones this process is pinned to.
+        let cpus = cpuinfo.map(|c| c.num_cores()).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        // procfs reports MemTotal in bytes.
+        let memory_bytes = procfs::Meminfo::current().map(|m| m.mem_total).unwrap_or(0);
         Environment {
             commit,
             rustc: rustc.to_owned(),
             os,
             kernel,
             cpu_model,
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cpus,
             memory_bytes,
             chatbench_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
