@@ -10,6 +10,7 @@ use chatbench_loadgen::Transport;
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -349,7 +350,11 @@ fn value_label(
 fn trim_num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
-    } else if v.abs() >= 100.0 {
+    } else if v.abs() >= 1e6 && (v / 1e6).fract() == 0.0 {
+        format!("{}M", v / 1e6)
+    } else if v.abs() >= 1e4 && (v / 1e3).fract() == 0.0 {
+        format!("{}k", v / 1e3)
+    } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
@@ -358,6 +363,9 @@ fn trim_num(v: f64) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }
+
+/// The shade of the warm-up band.
+const WARMUP: RGBColor = RGBColor(200, 200, 200);
 
 /// 4. Per-second deliveries and p99 over the run, warm-up shaded.
 struct Timeline {
@@ -374,7 +382,15 @@ impl Chart for Timeline {
                 ("sans-serif", 22),
             )
             .map_err(e)?;
-        let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
+        let (key, root) = root.split_vertically(30);
+        let mut entries = vec![(Key::Shade(WARMUP), "warm-up (not measured)")];
+        entries.extend(
+            self.lines
+                .iter()
+                .map(|(t, _)| (Key::Line(color(*t)), t.as_str())),
+        );
+        legend_row(&key, &entries).map_err(e)?;
+        let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 35);
         let xmax = self
             .lines
             .iter()
@@ -402,33 +418,17 @@ impl Chart for Timeline {
             .map_err(e)?;
         c.draw_series(std::iter::once(Rectangle::new(
             [(0.0, 0.0), (self.warmup_s, ymax * 1.15)],
-            RGBColor(200, 200, 200).mix(0.5).filled(),
+            WARMUP.mix(0.5).filled(),
         )))
-        .map_err(e)?
-        .label("warm-up (not measured)")
-        .legend(|(x, y)| {
-            Rectangle::new(
-                [(x, y - 6), (x + 24, y + 6)],
-                RGBColor(200, 200, 200).filled(),
-            )
-        });
+        .map_err(e)?;
         for (t, pts) in &self.lines {
             let col = color(*t);
             c.draw_series(LineSeries::new(
                 pts.iter().map(|p| (p.0 + 0.5, p.1)),
                 col.stroke_width(2),
             ))
-            .map_err(e)?
-            .label(t.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3)));
-        }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
             .map_err(e)?;
+        }
         let (lo, hi) = y_range(self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)));
         let mut c = ChartBuilder::on(&bottom)
             .margin(10)
@@ -447,7 +447,7 @@ impl Chart for Timeline {
             .map_err(e)?;
         c.draw_series(std::iter::once(Rectangle::new(
             [(0.0, lo), (self.warmup_s, hi)],
-            RGBColor(200, 200, 200).mix(0.5).filled(),
+            WARMUP.mix(0.5).filled(),
         )))
         .map_err(e)?;
         for (t, pts) in &self.lines {
@@ -617,33 +617,29 @@ impl Chart for SweepChart<'_> {
                 ("sans-serif", 22),
             )
             .map_err(e)?;
+        // One legend for all four panels, in a row of its own: lines rise or
+        // fall with the parameter, so no corner of a panel is reliably free.
+        let (key, root) = root.split_vertically(30);
+        let mut entries: Vec<(Key, &str)> = self
+            .transports
+            .iter()
+            .map(|&t| (Key::Line(color(t)), t.as_str()))
+            .collect();
+        entries.push((Key::Ring, "ringed point: saturated"));
+        legend_row(&key, &entries).map_err(e)?;
         type Metric<'m> = &'m dyn Fn(&TransportSummary) -> f64;
-        // Latency rises to the right when polling slows, traffic falls:
-        // each legend goes where its lines are not.
-        let panels: [(&str, Metric<'_>, SeriesLabelPosition); 4] = [
-            (
-                "p50 latency (ms, log)",
-                &|s| s.p50_us.median / 1000.0,
-                SeriesLabelPosition::UpperLeft,
-            ),
-            (
-                "p99 latency (ms, log)",
-                &|s| s.p99_us.median / 1000.0,
-                SeriesLabelPosition::UpperLeft,
-            ),
-            (
-                "client bytes/s, both directions (log)",
-                &|s| s.bytes_per_s.median,
-                SeriesLabelPosition::UpperRight,
-            ),
-            (
-                "HTTP requests/s (log; 0 sits on the floor)",
-                &|s| s.requests_per_s.median,
-                SeriesLabelPosition::UpperRight,
-            ),
+        let panels: [(&str, Metric<'_>); 4] = [
+            ("p50 latency (ms, log)", &|s| s.p50_us.median / 1000.0),
+            ("p99 latency (ms, log)", &|s| s.p99_us.median / 1000.0),
+            ("client bytes/s, both directions (log)", &|s| {
+                s.bytes_per_s.median
+            }),
+            ("HTTP requests/s (log; 0 sits on the floor)", &|s| {
+                s.requests_per_s.median
+            }),
         ];
         let n = self.labels.len();
-        for (area, (title, f, legend_at)) in root.split_evenly((2, 2)).iter().zip(panels) {
+        for (area, (title, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
             let (lo, hi) = y_range(self.summaries.iter().map(|s| f(s)));
             let mut c = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 15))
@@ -685,11 +681,7 @@ impl Chart for SweepChart<'_> {
                     pts.iter().map(|p| (p.0, p.1)),
                     col.stroke_width(2),
                 ))
-                .map_err(e)?
-                .label(t.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
-                });
+                .map_err(e)?;
                 c.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, col.filled())))
                     .map_err(e)?;
                 c.draw_series(
@@ -699,21 +691,73 @@ impl Chart for SweepChart<'_> {
                 )
                 .map_err(e)?;
             }
-            c.configure_series_labels()
-                .position(legend_at)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 11))
-                .draw()
-                .map_err(e)?;
         }
         Ok(())
     }
 }
 
+/// What a legend entry shows beside its label.
+enum Key {
+    Line(RGBColor),
+    Shade(RGBColor),
+    Ring,
+}
+
+/// A centred row of legend entries, for charts whose lines leave no corner
+/// reliably free.
+fn legend_row<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(Key, &str)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let font =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let width = |text: &str| {
+        area.estimate_text_size(text, &font)
+            .map_or(8 * text.len() as i32, |(w, _)| w as i32)
+    };
+    // Each entry: a 24 px key, 6 px gap, its label, then 24 px to the next.
+    let total: i32 = entries.iter().map(|(_, l)| 54 + width(l)).sum::<i32>() - 24;
+    let (w, h) = area.dim_in_pixel();
+    let y = h as i32 / 2;
+    let mut x = (w as i32 - total).max(0) / 2;
+    for (key, label) in entries {
+        match key {
+            Key::Line(col) => area.draw(&PathElement::new(
+                vec![(x, y), (x + 24, y)],
+                col.stroke_width(3),
+            ))?,
+            Key::Shade(col) => {
+                area.draw(&Rectangle::new([(x, y - 6), (x + 24, y + 6)], col.filled()))?
+            }
+            Key::Ring => area.draw(&Circle::new((x + 12, y), 8, BLACK.stroke_width(2)))?,
+        }
+        area.draw(&Text::new(*label, (x + 30, y), font.clone()))?;
+        x += 54 + width(label);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_numbers() {
+        let got: Vec<String> = [
+            0.0, 0.04, 0.2469, 1.0, 2.5, 10.0, 246.3, 1000.0, 10_000.0, 20_000.0, 12_345.0, 1e6,
+            1e7,
+        ]
+        .iter()
+        .map(|&v| trim_num(v))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "0", "0.04", "0.2469", "1", "2.5", "10", "246", "1000", "10k", "20k", "12345",
+                "1M", "10M"
+            ]
+        );
+    }
 
     #[test]
     fn percentile_labels() {

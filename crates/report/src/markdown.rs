@@ -1,6 +1,7 @@
 //! `REPORT.md`: environment, scenario in words, summary, charts, audit, flags.
 
 use chatbench_loadgen::results::{RunFile, Stat};
+use chatbench_loadgen::scenario::Arrival;
 use std::fmt::Write;
 
 fn us(v: f64) -> String {
@@ -56,7 +57,7 @@ pub(crate) fn render(run: &RunFile) -> String {
     let senders = s.clients.senders_per_room;
     let _ = writeln!(
         o,
-        "{} rooms of {} clients each ({} in all); in each room {} client{} send{} {} messages per second on average ({:?} arrivals{}), with {}-byte bodies. \
+        "{} rooms of {} clients each ({} in all); in each room {} client{} send{} {} message{} per second on average ({}), with {}-byte bodies. \
 Every client receives every message of its room. Clients connect over {}, then traffic runs {} of warm-up and {} measured, with {} to drain. \
 Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} per transport, interleaved.\n",
         s.clients.rooms,
@@ -66,11 +67,11 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         if senders == 1 { "" } else { "s" },
         if senders == 1 { "s" } else { "" },
         s.messages.rate,
-        s.messages.arrival,
-        if matches!(s.messages.arrival, chatbench_loadgen::scenario::Arrival::Burst) {
-            format!(", bursts of {}", s.messages.burst_size)
-        } else {
-            String::new()
+        if s.messages.rate == 1.0 { "" } else { "s" },
+        match s.messages.arrival {
+            Arrival::Poisson => "Poisson arrivals".to_string(),
+            Arrival::Constant => "evenly spaced".to_string(),
+            Arrival::Burst => format!("in bursts of {}", s.messages.burst_size),
         },
         s.messages.body_bytes,
         humantime::format_duration(s.clients.ramp),
