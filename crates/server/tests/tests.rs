@@ -2,6 +2,7 @@
 
 mod util;
 
+mod curl;
 mod errors;
 mod lifecycle;
 mod long_poll;
