@@ -49,6 +49,19 @@ enum Command {
         /// The run folder to compare with it.
         run_b: PathBuf,
     },
+    /// Join run folders of one scenario (same build and machine) into a new
+    /// one: more repetitions, or transports that were run separately.
+    Merge {
+        /// Two or more run folders, in order.
+        #[arg(required = true, num_args = 2..)]
+        run_dirs: Vec<PathBuf>,
+        /// Results root; the new folder is <out>/<scenario>/<run-id>.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Do not draw charts and REPORT.md.
+        #[arg(long)]
+        no_report: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +169,21 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let b = chatbench_loadgen::RunFile::read(&run_b).map_err(anyhow::Error::msg)?;
             let rows = chatbench_report::compare::compare(&a, &b);
             print!("{}", chatbench_report::compare::render(&a, &b, &rows));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge {
+            run_dirs,
+            out,
+            no_report,
+        } => {
+            let merged =
+                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?;
+            print!("{}", merged.file.table());
+            if !no_report {
+                let written = chatbench_report::report(&merged.dir)?;
+                println!("report: {}", written.report.display());
+            }
+            println!("results: {}", merged.dir.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -109,3 +109,167 @@ fn check_no_loss_fails_on_a_lost_message() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("FAIL  no message lost or duplicated, every run complete  (long_poll rep 2: lost 3, duplicated 0)"), "{out}");
 }
+
+/// A copy of fixture `name` at `dir`, with `edit` applied to its run.json and
+/// only the histogram logs of the transports it still lists.
+fn copy_run(name: &str, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("run.json")).unwrap())
+            .unwrap();
+    edit(&mut run);
+    for t in run["scenario"]["transports"].as_array().unwrap() {
+        let f = format!("{}.hlog", t.as_str().unwrap());
+        std::fs::copy(fixture(name).join(&f), dir.join(&f)).unwrap();
+    }
+    std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+}
+
+/// The one run folder under `root/<scenario>/`.
+fn only_run(root: &Path, scenario: &str) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root.join(scenario))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn hlog_tags(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("Tag="))
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect()
+}
+
+fn hgrm_total(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text.lines().find(|l| l.contains("Total count")).unwrap();
+    line.rsplit('=')
+        .next()
+        .unwrap()
+        .trim_end_matches(']')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn merge_joins_repetitions_and_transports_run_separately() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A: only sse and websocket (as with --transports sse,websocket);
+    // B: all four. Each has 2 repetitions of 2025 latencies per transport.
+    let a = tmp.path().join("a");
+    copy_run("run-a", &a, |r| {
+        r["scenario"]["transports"] = serde_json::json!(["websocket", "sse"]);
+        let runs = r["runs"].as_array_mut().unwrap();
+        runs.retain(|x| x["transport"] == "sse" || x["transport"] == "websocket");
+    });
+    let b = tmp.path().join("b");
+    copy_run("run-a", &b, |r| r["run_id"] = "fixture-a2".into());
+    let out = tmp.path().join("merged");
+    let (code, stdout, stderr) = chatbench(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let dir = only_run(&out, "quick");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        run["merged_from"],
+        serde_json::json!(["fixture-a", "fixture-a2"])
+    );
+    assert_eq!(
+        run["scenario"]["transports"],
+        serde_json::json!(["short_poll", "long_poll", "sse", "websocket"])
+    );
+    assert_eq!(run["scenario"]["repeat"], 4);
+    let reps = |t: &str| -> Vec<u64> {
+        run["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["transport"] == t)
+            .map(|x| x["repetition"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(reps("sse"), vec![0, 1, 2, 3]);
+    assert_eq!(reps("websocket"), vec![0, 1, 2, 3]);
+    assert_eq!(reps("short_poll"), vec![0, 1]);
+    let summary = |t: &str| {
+        run["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["transport"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(summary("sse")["repetitions"], 4);
+    assert_eq!(summary("long_poll")["repetitions"], 2);
+    // Histograms are merged as histograms: every interval kept, renumbered.
+    assert_eq!(
+        hlog_tags(&dir.join("sse.hlog")),
+        ["rep0", "rep1", "rep2", "rep3"]
+    );
+    assert_eq!(hlog_tags(&dir.join("short_poll.hlog")), ["rep0", "rep1"]);
+    assert_eq!(hgrm_total(&dir.join("sse.hgrm")), 4 * 2025);
+    assert_eq!(hgrm_total(&dir.join("short_poll.hgrm")), 2 * 2025);
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(
+        report.contains(
+            "| merged from | `fixture-a`, `fixture-a2` (repetitions renumbered in this order; not interleaved across them) |"
+        ),
+        "{report}"
+    );
+    assert!(dir.join("charts/latency.png").exists());
+}
+
+#[test]
+fn merge_refuses_runs_of_another_scenario_build_or_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let a = fixture("run-a");
+    let seed = tmp.path().join("seed");
+    copy_run("run-a", &seed, |r| r["scenario"]["seed"] = 43.into());
+    let (code, _, stderr) = chatbench(&[
+        "merge",
+        a.to_str().unwrap(),
+        seed.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "chatbench: error: cannot merge {} into {}: their scenarios differ in seed (42 against 43) (only transports and repeat may differ)",
+            seed.display(),
+            a.display()
+        )
+    );
+    // run-b was made at another commit.
+    let b = fixture("run-b");
+    let (code, _, stderr) = chatbench(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("they ran on different builds or machines (environment commit (\"06c85a801c87dc650a96c6f6160551d3e288d727\" against \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\")); put them side by side with `chatbench compare` instead"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing is written when a merge is refused");
+    // One folder is not a merge.
+    let (code, _, stderr) = chatbench(&["merge", a.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+}

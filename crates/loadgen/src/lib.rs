@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod engine;
+pub mod merge;
 pub mod record;
 pub mod resources;
 pub mod results;

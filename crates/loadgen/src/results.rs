@@ -40,6 +40,9 @@ pub struct RunFile {
     pub runs: Vec<TransportRun>,
     /// One entry per transport: medians over repetitions.
     pub summary: Vec<TransportSummary>,
+    /// For a folder made by `chatbench merge`: the run ids it joined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 /// Where processes ran.
@@ -584,24 +587,35 @@ pub fn write_hlog(path: &Path, reps: &[(u32, &Histogram<u64>)]) -> std::io::Resu
 
 /// Reads every interval of an `.hlog` file and merges them.
 pub fn read_hlog(path: &Path) -> std::io::Result<Histogram<u64>> {
+    let mut merged = crate::record::new_histogram();
+    for (_, h) in read_hlog_intervals(path)? {
+        merged
+            .add(&h)
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    }
+    Ok(merged)
+}
+
+/// Reads the intervals of an `.hlog` file, each with its tag (`rep<N>`).
+pub fn read_hlog_intervals(path: &Path) -> std::io::Result<Vec<(String, Histogram<u64>)>> {
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
     use hdrhistogram::serialization::Deserializer;
     let data = std::fs::read(path)?;
-    let mut merged = crate::record::new_histogram();
+    let mut out = Vec::new();
     let mut de = Deserializer::new();
     for entry in IntervalLogIterator::new(&data) {
-        if let Ok(LogEntry::Interval(iv)) = entry {
+        let entry = entry.map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        if let LogEntry::Interval(iv) = entry {
             let bytes = base64_decode(iv.encoded_histogram())
                 .ok_or_else(|| std::io::Error::other("bad base64"))?;
             let h: Histogram<u64> = de
                 .deserialize(&mut std::io::Cursor::new(bytes))
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-            merged
-                .add(&h)
-                .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            let tag = iv.tag().map(|t| t.as_str().to_owned()).unwrap_or_default();
+            out.push((tag, h));
         }
     }
-    Ok(merged)
+    Ok(out)
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {

@@ -79,7 +79,8 @@ pub struct Finished {
     pub file: RunFile,
 }
 
-fn run_id() -> String {
+/// A new run folder name: UTC time and the process id.
+pub(crate) fn run_id() -> String {
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     format!("{compact}-{:04x}", std::process::id() & 0xffff)
@@ -124,6 +125,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         problems: Vec::new(),
         runs: Vec::new(),
         summary: Vec::new(),
+        merged_from: Vec::new(),
     };
     file.write(&dir).map_err(io(&dir))?;
     let bars = MultiProgress::new();

@@ -215,6 +215,17 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
     let _ = writeln!(o, "| | |\n|---|---|");
     let _ = writeln!(o, "| run | `{}` ({}) |", run.run_id, run.created);
     let _ = writeln!(o, "| command | `{}` |", run.command.join(" "));
+    if !run.merged_from.is_empty() {
+        let _ = writeln!(
+            o,
+            "| merged from | {} (repetitions renumbered in this order; not interleaved across them) |",
+            run.merged_from
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(o, "| commit | `{}` |", e.commit);
     let _ = writeln!(o, "| chatbench | {} ({}) |", e.chatbench_version, e.rustc);
     let _ = writeln!(o, "| OS, kernel | {}, {} |", e.os, e.kernel);
