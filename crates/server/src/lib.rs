@@ -4,7 +4,8 @@
 //! Modules, and what each owns:
 //! - [`room`]: [`RoomLog`], the only store of messages, and [`Rooms`].
 //! - `http`: the router, error answers, publishing and the two polls.
-//! - `sse` and `ws`: the streaming transports, each a cursor over a room log.
+//! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log
+//!   ([`sse::frame_events`] is public for the benchmarks).
 //! - [`conn`]: [`CountedIo`](conn::CountedIo), which charges bytes written to
 //!   the transport of the request in flight and enforces the idle timeout.
 //! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
@@ -22,7 +23,7 @@ mod http;
 pub mod metrics;
 pub mod room;
 mod server;
-mod sse;
+pub mod sse;
 mod ws;
 
 pub use config::{Config, ServerArgs};
