@@ -5,14 +5,7 @@ use chatbench_loadgen::scenario::Arrival;
 use std::fmt::Write;
 
 fn us(v: f64) -> String {
-    let v = v as u64;
-    if v < 1_000 {
-        format!("{v} µs")
-    } else if v < 1_000_000 {
-        format!("{:.1} ms", v as f64 / 1e3)
-    } else {
-        format!("{:.2} s", v as f64 / 1e6)
-    }
+    chatbench_loadgen::engine::fmt_us_sep(v as u64, " ")
 }
 
 fn spread(s: &Stat, f: &dyn Fn(f64) -> String, reps: u32) -> String {
