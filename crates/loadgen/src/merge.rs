@@ -45,6 +45,9 @@ pub enum MergeError {
     },
 }
 
+/// A transport at a sweep point.
+type Key = (Transport, usize);
+
 /// The merged run folder.
 #[derive(Debug)]
 pub struct Merged {
@@ -83,17 +86,17 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     }
     transports.sort();
     let sweep = first.scenario.points() > 1;
-    let mut next_rep: HashMap<(Transport, usize), u32> = HashMap::new();
+    let mut next_rep: HashMap<Key, u32> = HashMap::new();
     let mut runs: Vec<TransportRun> = Vec::new();
     // Per (transport, point): the latency histogram of each new repetition.
-    let mut hists: HashMap<(Transport, usize), Vec<(u32, Histogram<u64>)>> = HashMap::new();
+    let mut hists: HashMap<Key, Vec<(u32, Histogram<u64>)>> = HashMap::new();
     let mut problems = Vec::new();
     for (dir, f) in inputs.iter().zip(&files) {
-        let mut intervals: HashMap<(Transport, usize), HashMap<String, Histogram<u64>>> =
-            HashMap::new();
+        // This input's latency histograms, by tag (`rep<N>`).
+        let mut intervals: HashMap<Key, HashMap<String, Histogram<u64>>> = HashMap::new();
         for run in &f.runs {
             let key = (run.transport, run.point);
-            if !intervals.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = intervals.entry(key) {
                 let name = histogram_name(run.transport, run.point, sweep);
                 let path = dir.join(format!("{name}.hlog"));
                 let found = if path.exists() {
@@ -107,7 +110,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
                 } else {
                     HashMap::new()
                 };
-                intervals.insert(key, found);
+                slot.insert(found);
             }
             let rep = next_rep.entry(key).or_insert(0);
             let mut run = run.clone();

@@ -491,6 +491,12 @@ fn line_of_field(src: &str, field: &str) -> Option<usize> {
     Some(line_of_offset(src, span.start))
 }
 
+/// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
+/// and flags write them.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,10 +614,4 @@ rate = 2.5
             "/nonexistent/x.toml: cannot read: No such file or directory (os error 2)"
         );
     }
-}
-
-/// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
-/// and flags write them.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }

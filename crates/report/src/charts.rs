@@ -640,7 +640,7 @@ impl Chart for SweepChart<'_> {
         ];
         let n = self.labels.len();
         for (area, (title, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
-            let (lo, hi) = y_range(self.summaries.iter().map(|s| f(s)));
+            let (lo, hi) = y_range(self.summaries.iter().map(f));
             let mut c = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 15))
                 .margin(8)

@@ -101,7 +101,7 @@ ratio = ["short_poll", "websocket"]
 min = 10
 "#,
     );
-    assert_eq!(v[0].0, true, "{:?}", v[0]);
+    assert!(v[0].0, "{:?}", v[0]);
     assert!(
         v[0].1
             .starts_with("short_poll.p50_latency / sse.p50_latency >= 10 (246.8ms / 1.5ms = 162.5"),
