@@ -231,31 +231,8 @@ fn merge_joins_repetitions_and_transports_run_separately() {
     assert!(dir.join("charts/latency.png").exists());
 }
 
-#[test]
-fn merge_refuses_runs_of_another_scenario_build_or_machine() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("merged");
-    let a = fixture("run-a");
-    let seed = tmp.path().join("seed");
-    copy_run("run-a", &seed, |r| r["scenario"]["seed"] = 43.into());
-    let (code, _, stderr) = chatbench(&[
-        "merge",
-        a.to_str().unwrap(),
-        seed.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        stderr.trim_end(),
-        format!(
-            "chatbench: error: cannot merge {} into {}: their scenarios differ in seed (42 against 43) (only transports and repeat may differ)",
-            seed.display(),
-            a.display()
-        )
-    );
-    // run-b was made at another commit.
-    let b = fixture("run-b");
+/// `chatbench merge a b --out out`, expected to be refused: its stderr.
+fn refused_merge(a: &Path, b: &Path, out: &Path) -> String {
     let (code, _, stderr) = chatbench(&[
         "merge",
         a.to_str().unwrap(),
@@ -263,12 +240,32 @@ fn merge_refuses_runs_of_another_scenario_build_or_machine() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!out.exists(), "nothing is written when a merge is refused");
+    stderr
+}
+
+#[test]
+fn merge_refuses_runs_of_another_scenario_build_or_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("merged");
+    let a = fixture("run-a");
+    let seed = tmp.path().join("seed");
+    copy_run("run-a", &seed, |r| r["scenario"]["seed"] = 43.into());
+    assert_eq!(
+        refused_merge(&a, &seed, &out).trim_end(),
+        format!(
+            "chatbench: error: cannot merge {} into {}: their scenarios differ in seed (42 against 43) (only transports and repeat may differ)",
+            seed.display(),
+            a.display()
+        )
+    );
+    // run-b was made at another commit.
+    let stderr = refused_merge(&a, &fixture("run-b"), &out);
     assert!(
         stderr.contains("they ran on different builds or machines (environment commit (\"06c85a801c87dc650a96c6f6160551d3e288d727\" against \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\")); put them side by side with `chatbench compare` instead"),
         "{stderr}"
     );
-    assert!(!out.exists(), "nothing is written when a merge is refused");
     // One folder is not a merge.
     let (code, _, stderr) = chatbench(&["merge", a.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");
