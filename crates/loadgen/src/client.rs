@@ -585,7 +585,7 @@ impl SseParser {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     // memchr's SIMD search: a byte-by-byte window scan made the SSE receive
-    // path 3.7 times the cost of WebSocket's (see benches/receive_paths.rs).
+    // path about 3 times the cost of WebSocket's (see benches/receive_paths.rs).
     memchr::memmem::find(hay, needle)
 }
 
