@@ -33,17 +33,31 @@ pub struct Outcome {
     pub server_died: bool,
 }
 
+/// Where one transport run sits in a whole run.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    /// Index of the sweep point (0 without a sweep).
+    pub point: usize,
+    /// Repetition, from 0.
+    pub repetition: u32,
+    /// Prefix of this run's room names, so runs against one server never share a room.
+    pub room_prefix: &'a str,
+}
+
 /// Runs `transport` once against `server`.
 pub async fn run_transport(
     server: &mut RunningServer,
     scenario: &Arc<Scenario>,
     transport: Transport,
-    point: usize,
-    repetition: u32,
-    room_prefix: &str,
+    slot: Slot<'_>,
     loadgen_cpus: usize,
     progress: Option<&ProgressBar>,
 ) -> Outcome {
+    let Slot {
+        point,
+        repetition,
+        room_prefix,
+    } = slot;
     let s = scenario.clone();
     let rooms: Vec<String> = (0..s.clients.rooms)
         .map(|r| {

@@ -2,7 +2,7 @@
 //! folder. `run.json` is rewritten after each transport run, so a run that
 //! is stopped or whose server dies still leaves its partial results.
 
-use crate::engine::{progress_bar, run_transport};
+use crate::engine::{progress_bar, run_transport, Slot};
 use crate::record::Histograms;
 use crate::resources::Environment;
 use crate::results::{write_hgrm, write_hlog, CpuPlacement, RunFile, SCHEMA};
@@ -173,9 +173,11 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     &mut server,
                     sp,
                     t,
-                    point,
-                    rep,
-                    &prefix,
+                    Slot {
+                        point,
+                        repetition: rep,
+                        room_prefix: &prefix,
+                    },
                     opts.loadgen_cpus,
                     Some(&pb),
                 )

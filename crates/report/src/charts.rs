@@ -200,12 +200,15 @@ struct Bars<'a> {
     panels: Vec<Panel<'a>>,
 }
 
+/// Stacked bar segments, bottom first: (value, label).
+type Stack<'a> = Vec<(f64, &'a str)>;
+
 struct Panel<'a> {
     title: &'a str,
     y_desc: &'a str,
     log: bool,
     /// Per transport: stacked segments (value, label); None when unknown.
-    bars: Vec<(Transport, Option<Vec<(f64, &'a str)>>)>,
+    bars: Vec<(Transport, Option<Stack<'a>>)>,
 }
 
 impl Chart for Bars<'_> {
@@ -367,10 +370,13 @@ fn trim_num(v: f64) -> String {
 /// The shade of the warm-up band.
 const WARMUP: RGBColor = RGBColor(200, 200, 200);
 
+/// One transport's points over a run: (second, msg/s, p99 ms).
+type Series = Vec<(f64, f64, f64)>;
+
 /// 4. Per-second deliveries and p99 over the run, warm-up shaded.
 struct Timeline {
     warmup_s: f64,
-    lines: Vec<(Transport, Vec<(f64, f64, f64)>)>, // (second, msg/s, p99 ms)
+    lines: Vec<(Transport, Series)>,
 }
 
 impl Chart for Timeline {
@@ -600,7 +606,7 @@ pub fn draw_all(
 }
 
 /// 5. Each metric against the swept parameter, one line per transport;
-/// points flagged `saturated` are ringed.
+///    points flagged `saturated` are ringed.
 struct SweepChart<'a> {
     parameter: &'a str,
     labels: Vec<String>,

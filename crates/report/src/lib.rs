@@ -50,9 +50,12 @@ pub struct Written {
     pub report: PathBuf,
 }
 
+/// Each transport's merged latency histogram.
+pub type TransportHistograms = Vec<(Transport, Histogram<u64>)>;
+
 /// Reads a run folder: `run.json` and each transport's merged histogram at
 /// the first sweep point (from its `.hlog`; empty when the file is missing).
-pub fn load(dir: &Path) -> Result<(RunFile, Vec<(Transport, Histogram<u64>)>), ReportError> {
+pub fn load(dir: &Path) -> Result<(RunFile, TransportHistograms), ReportError> {
     let run = RunFile::read(dir).map_err(ReportError::Run)?;
     let sweep = run.scenario.sweep.is_some();
     let hists = run
