@@ -170,13 +170,7 @@ fn merge_joins_repetitions_and_transports_run_separately() {
     let b = tmp.path().join("b");
     copy_run("run-a", &b, |r| r["run_id"] = "fixture-a2".into());
     let out = tmp.path().join("merged");
-    let (code, stdout, stderr) = chatbench(&[
-        "merge",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = merge(&a, &b, &out);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let dir = only_run(&out, "quick");
     let run: serde_json::Value =
@@ -231,15 +225,20 @@ fn merge_joins_repetitions_and_transports_run_separately() {
     assert!(dir.join("charts/latency.png").exists());
 }
 
-/// `chatbench merge a b --out out`, expected to be refused: its stderr.
-fn refused_merge(a: &Path, b: &Path, out: &Path) -> String {
-    let (code, _, stderr) = chatbench(&[
+/// `chatbench merge a b --out out`: exit code, stdout and stderr.
+fn merge(a: &Path, b: &Path, out: &Path) -> (Option<i32>, String, String) {
+    chatbench(&[
         "merge",
         a.to_str().unwrap(),
         b.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ])
+}
+
+/// `chatbench merge a b --out out`, expected to be refused: its stderr.
+fn refused_merge(a: &Path, b: &Path, out: &Path) -> String {
+    let (code, _, stderr) = merge(a, b, out);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!out.exists(), "nothing is written when a merge is refused");
     stderr
