@@ -185,6 +185,34 @@ async fn sweeps_run_every_point_and_chart_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_value_sweep_names_its_files_as_a_sweep_and_the_report_reads_them() {
+    // Histogram file names follow the scenario (does it sweep?), not how
+    // many points the run reached, so the report finds them.
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny("\"websocket\"");
+    scenario.duration = std::time::Duration::from_secs(1);
+    scenario.sweep = Some(chatbench_loadgen::scenario::Sweep {
+        parameter: "messages.rate".into(),
+        values: vec![2.0.into()],
+    });
+    let done = run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External { addr, pid: None },
+    ))
+    .await
+    .unwrap();
+    let delivered = done.file.runs[0].audit.delivered;
+    assert!(delivered > 0);
+    assert!(done.dir.join("websocket-p0.hlog").exists());
+    assert!(!done.dir.join("websocket.hlog").exists());
+    let (_, hists) = chatbench_report::load(&done.dir).unwrap();
+    assert_eq!(hists.len(), 1);
+    assert_eq!(hists[0].1.len(), delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_keep_alive_connections_closed_by_the_server_are_replaced() {
     // The server closes keep-alive connections idle for 150 ms; senders send
     // about every 500 ms, so most publishes find their connection closed.

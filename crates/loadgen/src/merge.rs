@@ -8,8 +8,11 @@
 //! Runs from different commits or machines are refused: that is what
 //! `compare` is for.
 
-use crate::results::{read_hlog_intervals, write_hgrm, write_hlog, RunFile, TransportRun, SCHEMA};
-use crate::run::{histogram_name, run_id};
+use crate::results::{
+    histogram_name, read_hlog_intervals, write_latency_histograms, LatencyRep, RunFile,
+    TransportRun, SCHEMA,
+};
+use crate::run::run_id;
 use crate::Transport;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -85,11 +88,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         }
     }
     transports.sort();
-    let sweep = first.scenario.points() > 1;
     let mut next_rep: HashMap<Key, u32> = HashMap::new();
     let mut runs: Vec<TransportRun> = Vec::new();
-    // Per (transport, point): the latency histogram of each new repetition.
-    let mut hists: HashMap<Key, Vec<(u32, Histogram<u64>)>> = HashMap::new();
+    // The latency histogram of each repetition, renumbered.
+    let mut hists: Vec<LatencyRep> = Vec::new();
     let mut problems = Vec::new();
     for (dir, f) in inputs.iter().zip(&files) {
         // This input's latency histograms, by tag (`rep<N>`).
@@ -97,7 +99,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         for run in &f.runs {
             let key = (run.transport, run.point);
             if let std::collections::hash_map::Entry::Vacant(slot) = intervals.entry(key) {
-                let name = histogram_name(run.transport, run.point, sweep);
+                let name = histogram_name(&f.scenario, run.transport, run.point);
                 let path = dir.join(format!("{name}.hlog"));
                 let found = if path.exists() {
                     read_hlog_intervals(&path)
@@ -118,7 +120,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
             run.repetition = *rep;
             *rep += 1;
             match intervals.get_mut(&key).and_then(|m| m.remove(&tag)) {
-                Some(h) => hists.entry(key).or_default().push((run.repetition, h)),
+                Some(h) => hists.push((run.transport, run.point, run.repetition, h)),
                 None => problems.push(format!(
                     "{}: no latency histogram for {} repetition {}",
                     dir.display(),
@@ -159,26 +161,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     };
     file.summarize();
 
-    for point in 0..file.scenario.points() {
-        for &t in &transports {
-            let Some(reps) = hists.get(&(t, point)) else {
-                continue;
-            };
-            let mut all = crate::record::new_histogram();
-            for (_, h) in reps {
-                all.add(h).map_err(|e| MergeError::Io {
-                    path: dir.clone(),
-                    source: std::io::Error::other(format!("{e:?}")),
-                })?;
-            }
-            let name = histogram_name(t, point, sweep);
-            let refs: Vec<(u32, &Histogram<u64>)> = reps.iter().map(|(r, h)| (*r, h)).collect();
-            let hgrm = dir.join(format!("{name}.hgrm"));
-            write_hgrm(&hgrm, &all).map_err(io(&hgrm))?;
-            let hlog = dir.join(format!("{name}.hlog"));
-            write_hlog(&hlog, &refs).map_err(io(&hlog))?;
-        }
-    }
+    write_latency_histograms(&dir, &file.scenario, &hists).map_err(io(&dir))?;
     let mut log = String::new();
     for (d, f) in inputs.iter().zip(&files) {
         if let Ok(text) = std::fs::read_to_string(d.join("server.log")) {

@@ -526,6 +526,54 @@ impl RunFile {
     }
 }
 
+/// The file stem of a transport's histograms at a sweep point: `sse`, or
+/// `sse-p2` when the scenario sweeps (even over one value). It depends on the
+/// scenario alone, so writers and readers agree whatever points a partial run
+/// reached.
+pub fn histogram_name(scenario: &Scenario, t: Transport, point: usize) -> String {
+    if scenario.sweep.is_some() {
+        format!("{t}-p{point}")
+    } else {
+        t.to_string()
+    }
+}
+
+/// One repetition's delivery-latency histogram: transport, sweep point,
+/// repetition and the histogram.
+pub type LatencyRep = (Transport, usize, u32, Histogram<u64>);
+
+/// Writes the latency files of a run folder: for each transport (in the
+/// scenario's order) and sweep point that has repetitions, `<name>.hlog` with
+/// one interval per repetition and `<name>.hgrm` with them merged.
+pub fn write_latency_histograms(
+    dir: &Path,
+    scenario: &Scenario,
+    reps: &[LatencyRep],
+) -> std::io::Result<()> {
+    for point in 0..scenario.points() {
+        for &t in &scenario.transports {
+            let mine: Vec<(u32, &Histogram<u64>)> = reps
+                .iter()
+                .filter(|(x, p, _, _)| *x == t && *p == point)
+                .map(|(_, _, r, h)| (*r, h))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut merged = crate::record::new_histogram();
+            for (_, h) in &mine {
+                merged
+                    .add(*h)
+                    .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+            }
+            let name = histogram_name(scenario, t, point);
+            write_hgrm(&dir.join(format!("{name}.hgrm")), &merged)?;
+            write_hlog(&dir.join(format!("{name}.hlog")), &mine)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `<name>.hgrm`: HdrHistogram's percentile distribution text, in
 /// milliseconds, as its own plotter reads it.
 pub fn write_hgrm(path: &Path, h: &Histogram<u64>) -> std::io::Result<()> {

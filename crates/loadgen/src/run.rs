@@ -3,9 +3,8 @@
 //! is stopped or whose server dies still leaves its partial results.
 
 use crate::engine::{progress_bar, run_transport, Slot};
-use crate::record::Histograms;
 use crate::resources::Environment;
-use crate::results::{write_hgrm, write_hlog, CpuPlacement, RunFile, SCHEMA};
+use crate::results::{write_latency_histograms, CpuPlacement, LatencyRep, RunFile, SCHEMA};
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
 use crate::Transport;
@@ -132,7 +131,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     if !opts.progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut hists: Vec<(Transport, usize, u32, Histograms)> = Vec::new();
+    let mut hists: Vec<LatencyRep> = Vec::new();
     let mut died: Vec<String> = Vec::new();
     let per_run = s.clients.ramp + s.warmup + s.duration + s.grace;
     let points: Vec<Arc<Scenario>> = (0..s.points())
@@ -158,7 +157,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         file.problems.push(format!("{label}: {source}"));
                         file.summarize();
                         file.write(&dir).map_err(io(&dir))?;
-                        write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
+                        write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
                         return Err(RunError::Server {
                             transport: t,
                             repetition: rep,
@@ -191,7 +190,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     died.push(label);
                 }
                 file.runs.push(outcome.run);
-                hists.push((t, point, rep, outcome.histograms));
+                hists.push((t, point, rep, outcome.histograms.latency));
                 file.summarize();
                 file.write(&dir).map_err(io(&dir))?;
                 if !died.is_empty() && !opts.keep_going {
@@ -200,7 +199,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             }
         }
     }
-    write_histograms(&dir, &hists, &s.transports).map_err(io(&dir))?;
+    write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
     if !died.is_empty() {
         return Err(RunError::ServerDied {
             transports: died.join(", "),
@@ -208,43 +207,4 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         });
     }
     Ok(Finished { dir, file })
-}
-
-/// One `.hlog` (every repetition) and `.hgrm` (merged) per transport, and
-/// per sweep point when there is a sweep: `<transport>[-p<point>].hlog`.
-fn write_histograms(
-    dir: &std::path::Path,
-    hists: &[(Transport, usize, u32, Histograms)],
-    order: &[Transport],
-) -> std::io::Result<()> {
-    let points = hists.iter().map(|h| h.1 + 1).max().unwrap_or(0);
-    for point in 0..points {
-        for &t in order {
-            let reps: Vec<(u32, &hdrhistogram::Histogram<u64>)> = hists
-                .iter()
-                .filter(|(x, p, _, _)| *x == t && *p == point)
-                .map(|(_, _, r, h)| (*r, &h.latency))
-                .collect();
-            if reps.is_empty() {
-                continue;
-            }
-            let mut merged = crate::record::new_histogram();
-            for (_, h) in &reps {
-                let _ = merged.add(*h);
-            }
-            let name = histogram_name(t, point, points > 1);
-            write_hgrm(&dir.join(format!("{name}.hgrm")), &merged)?;
-            write_hlog(&dir.join(format!("{name}.hlog")), &reps)?;
-        }
-    }
-    Ok(())
-}
-
-/// The file stem of a transport's histograms at a sweep point.
-pub fn histogram_name(t: Transport, point: usize, sweep: bool) -> String {
-    if sweep {
-        format!("{t}-p{point}")
-    } else {
-        t.to_string()
-    }
 }

@@ -12,7 +12,7 @@ pub mod check;
 pub mod compare;
 mod markdown;
 
-use chatbench_loadgen::results::{read_hlog, RunFile};
+use chatbench_loadgen::results::{histogram_name, read_hlog, RunFile};
 use chatbench_loadgen::Transport;
 use hdrhistogram::Histogram;
 use std::path::{Path, PathBuf};
@@ -57,11 +57,10 @@ pub type TransportHistograms = Vec<(Transport, Histogram<u64>)>;
 /// the first sweep point (from its `.hlog`; empty when the file is missing).
 pub fn load(dir: &Path) -> Result<(RunFile, TransportHistograms), ReportError> {
     let run = RunFile::read(dir).map_err(ReportError::Run)?;
-    let sweep = run.scenario.sweep.is_some();
     let hists = run
         .at_point(0)
         .map(|s| {
-            let name = chatbench_loadgen::run::histogram_name(s.transport, 0, sweep);
+            let name = histogram_name(&run.scenario, s.transport, 0);
             let path = dir.join(format!("{name}.hlog"));
             let h = read_hlog(&path).unwrap_or_else(|_| chatbench_loadgen::record::new_histogram());
             (s.transport, h)
