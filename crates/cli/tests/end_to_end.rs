@@ -3,7 +3,8 @@
 
 use crate::util::*;
 use chatbench_loadgen::results::{read_hlog, RunFile};
-use chatbench_loadgen::run::run;
+use chatbench_loadgen::run::{run, Finished};
+use chatbench_loadgen::scenario::Sweep;
 use chatbench_loadgen::server::ServerTarget;
 use chatbench_loadgen::Transport;
 
@@ -136,16 +137,15 @@ async fn spawned_server_reports_server_cost_and_interleaves_repetitions() {
     assert!(done.dir.join("server.log").exists());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweeps_run_every_point_and_chart_them() {
+/// A 1-second tiny scenario on `transport` with `sweep`, against an
+/// in-process server. Keep the temporary folder alive while reading the run
+/// folder.
+async fn sweep_run(transport: &str, sweep: Sweep) -> (Finished, tempfile::TempDir) {
     let (addr, _stop) = in_process_server().await;
     let out = tempfile::tempdir().unwrap();
-    let mut scenario = tiny("\"short_poll\"");
+    let mut scenario = tiny(&format!("\"{transport}\""));
     scenario.duration = std::time::Duration::from_secs(1);
-    scenario.sweep = Some(chatbench_loadgen::scenario::Sweep {
-        parameter: "short_poll.interval".into(),
-        values: vec!["40ms".into(), "200ms".into()],
-    });
+    scenario.sweep = Some(sweep);
     let done = run(options(
         scenario,
         out.path(),
@@ -153,6 +153,16 @@ async fn sweeps_run_every_point_and_chart_them() {
     ))
     .await
     .unwrap();
+    (done, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_run_every_point_and_chart_them() {
+    let sweep = Sweep {
+        parameter: "short_poll.interval".into(),
+        values: vec!["40ms".into(), "200ms".into()],
+    };
+    let (done, _out) = sweep_run("short_poll", sweep).await;
     let points: Vec<(usize, Option<&str>)> = done
         .file
         .summary
@@ -188,21 +198,11 @@ async fn sweeps_run_every_point_and_chart_them() {
 async fn a_one_value_sweep_names_its_files_as_a_sweep_and_the_report_reads_them() {
     // Histogram file names follow the scenario (does it sweep?), not how
     // many points the run reached, so the report finds them.
-    let (addr, _stop) = in_process_server().await;
-    let out = tempfile::tempdir().unwrap();
-    let mut scenario = tiny("\"websocket\"");
-    scenario.duration = std::time::Duration::from_secs(1);
-    scenario.sweep = Some(chatbench_loadgen::scenario::Sweep {
+    let sweep = Sweep {
         parameter: "messages.rate".into(),
         values: vec![2.0.into()],
-    });
-    let done = run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External { addr, pid: None },
-    ))
-    .await
-    .unwrap();
+    };
+    let (done, _out) = sweep_run("websocket", sweep).await;
     let delivered = done.file.runs[0].audit.delivered;
     assert!(delivered > 0);
     assert!(done.dir.join("websocket-p0.hlog").exists());
