@@ -6,7 +6,8 @@
 //! [`SendSchedule`] and publish by POST on a second keep-alive connection, or
 //! over the WebSocket itself.
 
-use crate::record::{Metric, Receipt, Recorder, SeqTracker};
+use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
 use crate::schedule::SendSchedule;
 use crate::wire::{WireCounter, WireStats};
@@ -19,9 +20,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -41,8 +43,19 @@ pub struct RunCtx {
     pub scenario: Arc<Scenario>,
     /// Room names, by room index.
     pub rooms: Vec<String>,
-    /// Start of traffic; intended send times are offsets from it.
-    pub t0: Instant,
+    /// Start of traffic, set by the engine once every client is ready;
+    /// intended send times are offsets from it.
+    pub clock: OnceLock<RunClock>,
+    /// Tells waiting clients that [`RunCtx::clock`] is set.
+    pub start: watch::Sender<bool>,
+    /// Clients connected and subscribed so far.
+    pub ready: AtomicU64,
+    /// Notified when a client becomes ready.
+    pub ready_changed: Notify,
+    /// Wakes senders and short pollers at their intended times.
+    pub timer: SendTimer,
+    /// Where sender tasks run.
+    pub sends: SendThread,
     /// Client-side counters.
     pub wire: Arc<WireStats>,
     /// Histograms and audit counters.
@@ -54,10 +67,27 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
-    fn now_us(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.t0)
-            .as_micros() as u64
+    /// The run clock (zero at a far-future instant before the start).
+    pub fn run_clock(&self) -> RunClock {
+        self.clock
+            .get()
+            .copied()
+            .unwrap_or(RunClock::starting_at(u64::MAX))
+    }
+
+    /// Marks one client as connected and subscribed.
+    fn client_ready(&self) {
+        self.ready.fetch_add(1, Relaxed);
+        self.ready_changed.notify_one();
+    }
+
+    /// Waits for the start of traffic; None when the run aborted first.
+    async fn started(&self) -> Option<RunClock> {
+        let mut rx = self.start.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|s| *s) => r.ok().and_then(|_| self.clock.get().copied()),
+            _ = self.abort.cancelled() => None,
+        }
     }
 
     fn window_us(&self) -> (u64, u64) {
@@ -120,6 +150,8 @@ struct Inbox {
     key: u64,
     seqs: SeqTracker,
     stopped: bool,
+    /// The current connection's last-read stamp ([`WireCounter::read_at`]).
+    read_at: Option<Arc<AtomicU64>>,
 }
 
 impl Inbox {
@@ -129,11 +161,16 @@ impl Inbox {
             key,
             seqs: SeqTracker::starting_at(1),
             stopped: false,
+            read_at: None,
         }
     }
 
-    fn message(&mut self, m: &Message<'_>) {
-        let now = self.ctx.now_us();
+    /// Takes a message fetched by a poll sent at `poll_at` (run clock, µs),
+    /// or pushed on a stream (`None`).
+    fn message(&mut self, m: &Message<'_>, poll_at: Option<u64>) {
+        let unix_now = unix_now_us();
+        let clock = self.ctx.run_clock();
+        let now = unix_now.saturating_sub(clock.t0_unix_us);
         let audit = &self.ctx.rec.audit;
         audit.receipts.fetch_add(1, Relaxed);
         if m.from == STOP_FROM {
@@ -157,16 +194,32 @@ impl Inbox {
         }
         // The timeline counts seconds from the start of traffic, warm-up
         // included; the histograms only take the measured window.
-        let second = (sent / 1_000_000) as usize;
-        let latency = now.saturating_sub(sent);
-        self.ctx.rec.received(self.key, (now / 1_000_000) as usize);
-        if sent >= start {
+        let measured = sent >= start;
+        let parts = clock
+            .from_unix(m.server_at)
+            .and_then(|server| Parts::split(sent, server, poll_at, now));
+        if measured {
             audit.delivered.fetch_add(1, Relaxed);
             audit.live_delivered.fetch_add(1, Relaxed);
-            self.ctx.rec.latency(self.key, latency, second);
-        } else {
-            self.ctx.rec.timeline(self.key, latency, second);
+            if parts.is_none() {
+                audit.clock_skewed.fetch_add(1, Relaxed);
+            }
         }
+        let receive = self.read_at.as_ref().and_then(|r| {
+            let read = r.load(Relaxed);
+            (read > 0).then(|| unix_now.saturating_sub(read))
+        });
+        self.ctx.rec.delivery(
+            self.key,
+            &Delivery {
+                latency: now.saturating_sub(sent),
+                sent_second: (sent / 1_000_000) as usize,
+                received_second: (now / 1_000_000) as usize,
+                measured,
+                parts,
+                receive,
+            },
+        );
     }
 
     fn missed(&mut self, n: &Notice) {
@@ -185,7 +238,7 @@ impl Inbox {
             if m.from != STOP_FROM {
                 self.payload(text.len() as u64, 1);
             }
-            self.message(&m);
+            self.message(&m, None);
         } else if let Ok(n) = serde_json::from_slice::<Notice>(text) {
             self.missed(&n);
         } else {
@@ -204,6 +257,8 @@ struct HttpConn {
     sender: SendRequest<Full<Bytes>>,
     task: JoinHandle<()>,
     ctx: Arc<RunCtx>,
+    read_at: Arc<AtomicU64>,
+    host: http::HeaderValue,
 }
 
 type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -212,6 +267,7 @@ impl HttpConn {
     async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
         let start = Instant::now();
         let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+        let read_at = io.read_at();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         let task = tokio::spawn(async move {
             let _ = conn.await;
@@ -222,6 +278,8 @@ impl HttpConn {
             sender,
             task,
             ctx: ctx.clone(),
+            read_at,
+            host: http::HeaderValue::from_str(&ctx.addr.to_string())?,
         })
     }
 
@@ -234,8 +292,11 @@ impl HttpConn {
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.ctx.addr.to_string())
-            .header("content-type", "application/json")
+            .header(http::header::HOST, self.host.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )
             .body(Full::new(body))?;
         self.sender.ready().await?;
         self.ctx.wire.requests.fetch_add(1, Relaxed);
@@ -278,7 +339,8 @@ pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
             let sender = spec.sender.map(|s| {
                 let ctx = ctx.clone();
                 let room = room.clone();
-                tokio::spawn(async move { http_sender(ctx, spec.id, s, &room).await })
+                let sends = ctx.sends.handle().clone();
+                sends.spawn(async move { http_sender(ctx, spec.id, s, &room).await })
             });
             match t {
                 Transport::Sse => sse_receiver(ctx.clone(), spec, &room).await,
@@ -311,17 +373,29 @@ fn sent_ok(ctx: &RunCtx, at_us: u64) {
     }
 }
 
-/// Waits for the next intended send time; returns it (µs after `t0`) and
-/// records the lag of the actual send behind it, or None when the schedule
-/// is over or the run aborted.
-async fn next_send(ctx: &RunCtx, key: u64, schedule: &mut SendSchedule) -> Option<u64> {
-    let at = schedule.next()?;
+/// Waits for `at_us` on the run clock with the precise timer; false when
+/// the run aborted first.
+async fn wait_until(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep_until(ctx.t0 + at) => {}
-        _ = ctx.abort.cancelled() => return None,
+        _ = ctx.timer.wait_until(clock, at_us) => !ctx.abort.is_cancelled(),
+        _ = ctx.abort.cancelled() => false,
     }
-    let at_us = at.as_micros() as u64;
-    let lag = ctx.now_us().saturating_sub(at_us);
+}
+
+/// Waits for the next intended send time; returns it (µs after the start
+/// of traffic) and records the lag of the actual send behind it, or None
+/// when the schedule is over or the run aborted.
+async fn next_send(
+    ctx: &RunCtx,
+    clock: &RunClock,
+    key: u64,
+    schedule: &mut SendSchedule,
+) -> Option<u64> {
+    let at_us = schedule.next()?.as_micros() as u64;
+    if !wait_until(ctx, clock, at_us).await {
+        return None;
+    }
+    let lag = clock.now_us().saturating_sub(at_us);
     if ctx.in_window(at_us) {
         ctx.rec.record(key, Metric::SendLag, lag);
     }
@@ -337,11 +411,39 @@ fn schedule_for(ctx: &RunCtx, sender: u64) -> SendSchedule {
     )
 }
 
+/// Connects, retrying until it works or the run aborts.
+async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64) -> Option<HttpConn> {
+    loop {
+        match HttpConn::connect(ctx, key).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                ctx.count_error("connect", e);
+                if ctx.abort.is_cancelled() {
+                    return None;
+                }
+                ctx.backoff().await;
+            }
+        }
+    }
+}
+
 async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
     let path = format!("/rooms/{room}/messages");
     let mut schedule = schedule_for(&ctx, sender);
-    let mut conn: Option<HttpConn> = None;
-    while let Some(at_us) = next_send(&ctx, id, &mut schedule).await {
+    // Connected before the start, as a browser's page is: the first send
+    // must not pay a connect.
+    let mut conn = connect_retrying(&ctx, id).await;
+    if conn.is_none() {
+        return;
+    }
+    ctx.client_ready();
+    let Some(clock) = ctx.started().await else {
+        if let Some(c) = conn {
+            c.close().await;
+        }
+        return;
+    };
+    while let Some(at_us) = next_send(&ctx, &clock, id, &mut schedule).await {
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
             stale.close().await;
         }
@@ -386,16 +488,32 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let mut cursor = 0u64;
     // Short pollers keep a fixed schedule with a per-client phase, as
-    // browsers on independent timers would.
-    let phase = interval.mul_f64((spec.id as f64 * 0.618_033_988_75).fract());
-    let mut ticks = tokio::time::interval_at(Instant::now() + phase, interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut conn: Option<HttpConn> = None;
+    // browsers on independent timers would, on the precise timer.
+    let interval_us = (interval.as_micros() as u64).max(1);
+    let phase_us = (interval_us as f64 * (spec.id as f64 * 0.618_033_988_75).fract()) as u64;
+    let mut conn = connect_retrying(&ctx, spec.id).await;
+    if conn.is_none() {
+        return;
+    }
+    ctx.client_ready();
+    let Some(clock) = ctx.started().await else {
+        if let Some(c) = conn {
+            c.close().await;
+        }
+        return;
+    };
+    let mut tick_us = phase_us;
     while !inbox.done() {
         if !long {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = ctx.abort.cancelled() => break,
+            if !wait_until(&ctx, &clock, tick_us).await {
+                break;
+            }
+            // The next tick; ticks missed while a poll was out are skipped,
+            // as a browser's setInterval does.
+            let now = clock.now_us();
+            tick_us += interval_us;
+            if tick_us <= now {
+                tick_us += (now - tick_us) / interval_us * interval_us + interval_us;
             }
         }
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
@@ -412,12 +530,14 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 }
             },
         };
+        inbox.read_at = Some(c.read_at.clone());
         let path = if long {
             format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
         } else {
             format!("/rooms/{room}/messages?after={cursor}")
         };
         let start = Instant::now();
+        let poll_at = clock.now_us();
         let result = tokio::select! {
             r = c.call(Method::GET, &path, Bytes::new()) => r,
             _ = ctx.abort.cancelled() => break,
@@ -450,7 +570,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                             inbox.payload(body.len() as u64 - envelope - (chat - 1), chat);
                         }
                         for m in &p.messages {
-                            inbox.message(m);
+                            inbox.message(m, Some(poll_at));
                         }
                         cursor = p.next;
                     }
@@ -478,6 +598,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
 async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let mut last_id: Option<u64> = None;
+    let mut ready = false;
     while !inbox.done() {
         let mut c = match HttpConn::connect(&ctx, spec.id).await {
             Ok(c) => c,
@@ -508,6 +629,12 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 continue;
             }
         };
+        // The 200 came after the server set the stream's cursor: subscribed.
+        if !ready {
+            ready = true;
+            ctx.client_ready();
+        }
+        inbox.read_at = Some(c.read_at.clone());
         let mut parser = SseParser::default();
         while !inbox.done() {
             let frame = tokio::select! {
@@ -596,12 +723,16 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let ws = loop {
         let attempt = async {
             let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+            let read_at = io.read_at();
             ctx.wire.requests.fetch_add(1, Relaxed);
             let (ws, _) = tokio_tungstenite::client_async(url.as_str(), io).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(ws)
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((ws, read_at))
         };
         match attempt.await {
-            Ok(ws) => break ws,
+            Ok((ws, read_at)) => {
+                inbox.read_at = Some(read_at);
+                break ws;
+            }
             Err(e) => {
                 ctx.count_error("connect", e);
                 if ctx.abort.is_cancelled() {
@@ -613,21 +744,32 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     };
     ctx.rec
         .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
-    let (mut sink, mut stream) = ws.split();
-    let send_loop = async {
-        let Some(sender) = spec.sender else { return };
-        let mut schedule = schedule_for(&ctx, sender);
-        while let Some(at_us) = next_send(&ctx, spec.id, &mut schedule).await {
-            let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
-            match sink.send(frame).await {
-                Ok(()) => sent_ok(&ctx, at_us),
-                Err(e) => {
-                    ctx.count_error("publish", e);
-                    return;
+    // The 101 came after the server set the socket's cursor: subscribed.
+    ctx.client_ready();
+    let (sink, mut stream) = ws.split();
+    let mut sink = Some(sink);
+    // The send half runs on the send thread and comes back when done.
+    let send_task = spec.sender.zip(sink.take()).map(|(sender, mut sink)| {
+        let ctx = ctx.clone();
+        let sends = ctx.sends.handle().clone();
+        sends.spawn(async move {
+            let Some(clock) = ctx.started().await else {
+                return sink;
+            };
+            let mut schedule = schedule_for(&ctx, sender);
+            while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
+                let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
+                match sink.send(frame).await {
+                    Ok(()) => sent_ok(&ctx, at_us),
+                    Err(e) => {
+                        ctx.count_error("publish", e);
+                        break;
+                    }
                 }
             }
-        }
-    };
+            sink
+        })
+    });
     let recv_loop = async {
         while !inbox.done() {
             let next = tokio::select! {
@@ -645,9 +787,14 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             }
         }
     };
-    tokio::join!(send_loop, recv_loop);
+    recv_loop.await;
+    if let Some(t) = send_task {
+        sink = t.await.ok();
+    }
     // A clean close: send ours, read the server's reply.
-    let _ = sink.send(WsMessage::Close(None)).await;
+    if let Some(mut sink) = sink {
+        let _ = sink.send(WsMessage::Close(None)).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(_)) = stream.next().await {}
     })

@@ -6,19 +6,23 @@
 //! wrote has been read and the byte cross-check can be exact.
 
 use crate::client::{run_client, ClientSpec, RunCtx, STOP_FROM};
+use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
 use crate::record::{Histograms, Recorder};
 use crate::resources::{self, ProcSample, Sampler};
 use crate::results::{
-    Audit, CrossCheck, LoadgenCost, Percentiles, Second, ServerCost, TransportRun, WireResult,
+    Audit, Breakdown, CrossCheck, LoadgenCost, Percentiles, Readiness, Second, ServerCost,
+    TransportRun, WireResult,
 };
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
 use crate::wire::WireStats;
 use crate::Transport;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +56,7 @@ pub async fn run_transport(
     slot: Slot<'_>,
     loadgen_cpus: usize,
     progress: Option<&ProgressBar>,
-) -> Outcome {
+) -> std::io::Result<Outcome> {
     let Slot {
         point,
         repetition,
@@ -72,16 +76,19 @@ pub async fn run_transport(
         .pid
         .and_then(|p| resources::read(p, 0))
         .map(|r| r.rss_bytes);
-    let n = s.total_clients();
     let ramp_start = Instant::now();
-    // Traffic starts after the ramp and a short settle.
-    let t0 = ramp_start + s.clients.ramp + Duration::from_millis(300);
+    let (start, _) = watch::channel(false);
     let ctx = Arc::new(RunCtx {
         addr: server.addr,
         transport,
         scenario: s.clone(),
         rooms: rooms.clone(),
-        t0,
+        clock: OnceLock::new(),
+        start,
+        ready: AtomicU64::new(0),
+        ready_changed: Notify::new(),
+        timer: SendTimer::start()?,
+        sends: SendThread::start()?,
         wire: Arc::new(WireStats::default()),
         rec: Arc::new(Recorder::new(16)),
         abort: CancellationToken::new(),
@@ -92,14 +99,18 @@ pub async fn run_transport(
     let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
     let mut server_died = false;
 
-    // Ramp: connect clients evenly over the ramp.
-    let mut clients = Vec::with_capacity(n as usize);
-    for id in 0..n {
-        let at = ramp_start + s.clients.ramp.mul_f64(id as f64 / n as f64);
-        tokio::time::sleep_until(at).await;
-        let spec = ClientSpec::nth(&s, id);
-        clients.push(tokio::spawn(run_client(ctx.clone(), spec)));
-    }
+    let mut clients = ramp(&ctx, &s, ramp_start).await;
+    let (readiness, alive) =
+        await_ready(&ctx, server, expected_ready(&s, transport), ramp_start).await;
+    server_died |= !alive;
+    // Traffic starts a short settle after the barrier, on one clock for
+    // every client.
+    let settle = Duration::from_millis(300);
+    let t0 = Instant::now() + settle;
+    let _ = ctx.clock.set(RunClock::starting_at(
+        unix_now_us() + settle.as_micros() as u64,
+    ));
+    ctx.start.send_replace(true);
     tokio::time::sleep_until(t0).await;
     let rss_before = proc_now(server.pid);
 
@@ -132,7 +143,7 @@ pub async fn run_transport(
                 ctx.wire.snapshot(),
             ));
         }
-        if !server.is_alive().await {
+        if server_died || !server.is_alive().await {
             server_died = true;
             ctx.abort.cancel();
             break;
@@ -198,6 +209,7 @@ pub async fn run_transport(
             c.abort();
         }
     }
+    ctx.timer.close();
     let after = if server_died {
         None
     } else {
@@ -283,6 +295,13 @@ pub async fn run_transport(
     };
     let latency = Percentiles::of(&hist.latency);
     let send_lag = Percentiles::of(&hist.send_lag);
+    let breakdown = Breakdown {
+        clock: "one_host".into(),
+        up_leg_us: Percentiles::of(&hist.up_leg),
+        poll_wait_us: Percentiles::of(&hist.poll_wait),
+        down_leg_us: Percentiles::of(&hist.down_leg),
+        skewed: a.clock_skewed.load(Relaxed),
+    };
     let mut flags = Vec::new();
     if send_lag.p99 > s.limits.send_lag_p99.as_micros() as u64
         || loadgen.cpu_share > s.limits.loadgen_cpu
@@ -291,6 +310,9 @@ pub async fn run_transport(
     }
     if server_died || stuck {
         flags.push("incomplete".to_owned());
+    }
+    if readiness.ready < readiness.expected {
+        flags.push("not_ready".to_owned());
     }
     if crosscheck
         .as_ref()
@@ -332,12 +354,78 @@ pub async fn run_transport(
         server: server_cost,
         loadgen,
         timeline,
+        breakdown: Some(breakdown),
+        receive_us: Percentiles::of(&hist.receive),
+        ready: Some(readiness),
     };
-    Outcome {
+    Ok(Outcome {
         run,
         histograms: hist,
         server_died,
+    })
+}
+
+/// Connections that must be up and subscribed before traffic: every
+/// receiver, plus the publish connection of each sender on the HTTP
+/// transports (WebSocket senders publish on their own socket).
+fn expected_ready(s: &Scenario, t: Transport) -> u64 {
+    s.total_clients()
+        + match t {
+            Transport::WebSocket => 0,
+            _ => s.total_senders(),
+        }
+}
+
+/// Ramp: starts every client, evenly spread over the ramp.
+async fn ramp(ctx: &Arc<RunCtx>, s: &Arc<Scenario>, ramp_start: Instant) -> Vec<JoinHandle<()>> {
+    let n = s.total_clients();
+    let mut clients = Vec::with_capacity(n as usize);
+    for id in 0..n {
+        let at = ramp_start + s.clients.ramp.mul_f64(id as f64 / n as f64);
+        tokio::time::sleep_until(at).await;
+        clients.push(tokio::spawn(run_client(
+            ctx.clone(),
+            ClientSpec::nth(s, id),
+        )));
     }
+    clients
+}
+
+/// How long the barrier waits beyond the ramp for the last clients.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The barrier: waits until `expected` connections are up and subscribed,
+/// the server dies, or [`READY_TIMEOUT`] passes after the ramp. Returns how
+/// far it got, and false when the server died.
+async fn await_ready(
+    ctx: &RunCtx,
+    server: &mut RunningServer,
+    expected: u64,
+    ramp_start: Instant,
+) -> (Readiness, bool) {
+    let deadline = ramp_start + ctx.scenario.clients.ramp + READY_TIMEOUT;
+    let mut alive = true;
+    loop {
+        let ready = ctx.ready.load(Relaxed);
+        if ready >= expected || Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = ctx.ready_changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if !server.is_alive().await {
+                    alive = false;
+                    break;
+                }
+            }
+        }
+    }
+    let readiness = Readiness {
+        expected,
+        ready: ctx.ready.load(Relaxed),
+        ramp_ms: ramp_start.elapsed().as_millis() as u64,
+    };
+    (readiness, alive)
 }
 
 fn per_1k(cpu_ms: u64, delivered: u64) -> f64 {

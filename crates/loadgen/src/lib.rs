@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod clock;
 pub mod engine;
 pub mod merge;
 pub mod record;

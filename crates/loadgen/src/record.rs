@@ -16,6 +16,9 @@ pub const HIST_MAX_US: u64 = 3_600_000_000;
 
 /// A histogram of microseconds, 1 µs to 1 h, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
+    // The lowest discernible value is 1 µs, but values of 0 are recorded
+    // as they are (HdrHistogram keeps a 0 bucket), so breakdown parts that
+    // are exactly 0 (a poll already waiting) add up.
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("static bounds are valid")
 }
 
@@ -34,6 +37,18 @@ pub struct Histograms {
     pub connect: Histogram<u64>,
     /// Round trip of each poll request (short and long).
     pub request: Histogram<u64>,
+    /// Breakdown, up-leg: intended send time to the server's `server_at`
+    /// stamp (send lag included).
+    pub up_leg: Histogram<u64>,
+    /// Breakdown, polls only: `server_at` to the send of the poll that
+    /// fetched the message (0 when a poll was already waiting).
+    pub poll_wait: Histogram<u64>,
+    /// Breakdown, down-leg: the later of `server_at` and the fetching poll's
+    /// send, to receipt.
+    pub down_leg: Histogram<u64>,
+    /// The load generator's own receive time: from the socket read that
+    /// returned a message's last bytes to the end of its parsing.
+    pub receive: Histogram<u64>,
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
     pub timeline: Vec<Histogram<u64>>,
@@ -48,6 +63,10 @@ impl Histograms {
             send_lag: new_histogram(),
             connect: new_histogram(),
             request: new_histogram(),
+            up_leg: new_histogram(),
+            poll_wait: new_histogram(),
+            down_leg: new_histogram(),
+            receive: new_histogram(),
             timeline: Vec::new(),
             received: Vec::new(),
         }
@@ -59,6 +78,10 @@ impl Histograms {
         let _ = self.send_lag.add(&o.send_lag);
         let _ = self.connect.add(&o.connect);
         let _ = self.request.add(&o.request);
+        let _ = self.up_leg.add(&o.up_leg);
+        let _ = self.poll_wait.add(&o.poll_wait);
+        let _ = self.down_leg.add(&o.down_leg);
+        let _ = self.receive.add(&o.receive);
         for (i, h) in o.timeline.iter().enumerate() {
             while self.timeline.len() <= i {
                 self.timeline.push(timeline_histogram());
@@ -83,6 +106,50 @@ pub enum Metric {
     Connect,
     /// Poll round trip.
     Request,
+}
+
+/// The parts of one delivery's latency, in µs, on one clock. They add up to
+/// the latency exactly: `up + wait + down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Intended send time to the server stamp.
+    pub up: u64,
+    /// Server stamp to the send of the poll that fetched the message.
+    pub wait: u64,
+    /// From there to receipt.
+    pub down: u64,
+}
+
+impl Parts {
+    /// Splits a delivery of a message intended at `sent`, stamped by the
+    /// server at `server` and received at `received` (µs on the run clock),
+    /// fetched by a poll sent at `poll` (None for streams). None when the
+    /// stamps are out of order, which only differing clocks produce.
+    pub fn split(sent: u64, server: u64, poll: Option<u64>, received: u64) -> Option<Parts> {
+        let fetch = poll.map_or(server, |p| p.max(server));
+        (sent <= server && fetch <= received).then_some(Parts {
+            up: server - sent,
+            wait: fetch - server,
+            down: received - fetch,
+        })
+    }
+}
+
+/// One receipt of a chat message, as a receiver records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// Receipt time minus intended send time, µs.
+    pub latency: u64,
+    /// Second of the intended send time, from the start of traffic.
+    pub sent_second: usize,
+    /// Second of the receipt, from the start of traffic.
+    pub received_second: usize,
+    /// Sent in the measured window (else warm-up: timeline only).
+    pub measured: bool,
+    /// The breakdown, when the stamps allow one.
+    pub parts: Option<Parts>,
+    /// The load generator's own receive time, µs, when known.
+    pub receive: Option<u64>,
 }
 
 /// Shared recording state of one transport run.
@@ -119,6 +186,11 @@ pub struct AuditCounters {
     pub payload_count: AtomicU64,
     /// Receipts in the measured window so far (for the progress bar).
     pub live_delivered: AtomicU64,
+    /// Measured deliveries whose stamps were out of order (server stamp
+    /// before the intended send, or receipt before the fetch): the clocks
+    /// of sender, server and receiver differ, and the breakdown leaves them
+    /// out.
+    pub clock_skewed: AtomicU64,
 }
 
 impl Recorder {
@@ -138,34 +210,33 @@ impl Recorder {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a delivery latency of `us` in measured second `second`.
-    pub fn latency(&self, key: u64, us: u64, second: usize) {
-        let v = us.clamp(1, HIST_MAX_US);
+    /// Records one receipt under a single lock: the timeline always, the
+    /// latency and its breakdown when it was measured.
+    pub fn delivery(&self, key: u64, d: &Delivery) {
+        let v = d.latency.clamp(1, HIST_MAX_US);
         let mut h = self.shard(key);
+        if h.received.len() <= d.received_second {
+            h.received.resize(d.received_second + 1, 0);
+        }
+        h.received[d.received_second] += 1;
+        while h.timeline.len() <= d.sent_second {
+            h.timeline.push(timeline_histogram());
+        }
+        let _ = h.timeline[d.sent_second].record(v);
+        if !d.measured {
+            return;
+        }
         let _ = h.latency.record(v);
-        while h.timeline.len() <= second {
-            h.timeline.push(timeline_histogram());
+        // Parts are recorded as they are (0 included, which the histogram
+        // holds), so their means add up to the latency's mean.
+        if let Some(p) = d.parts {
+            let _ = h.up_leg.record(p.up.min(HIST_MAX_US));
+            let _ = h.poll_wait.record(p.wait.min(HIST_MAX_US));
+            let _ = h.down_leg.record(p.down.min(HIST_MAX_US));
         }
-        let _ = h.timeline[second].record(v);
-    }
-
-    /// Counts a receipt in second `second` of receive time.
-    pub fn received(&self, key: u64, second: usize) {
-        let mut h = self.shard(key);
-        if h.received.len() <= second {
-            h.received.resize(second + 1, 0);
+        if let Some(r) = d.receive {
+            let _ = h.receive.record(r.min(HIST_MAX_US));
         }
-        h.received[second] += 1;
-    }
-
-    /// Records a warm-up latency in the timeline only.
-    pub fn timeline(&self, key: u64, us: u64, second: usize) {
-        let v = us.clamp(1, HIST_MAX_US);
-        let mut h = self.shard(key);
-        while h.timeline.len() <= second {
-            h.timeline.push(timeline_histogram());
-        }
-        let _ = h.timeline[second].record(v);
     }
 
     /// Records `us` into the histogram `m`.
@@ -293,7 +364,17 @@ mod tests {
     fn recorder_merges_shards() {
         let r = Recorder::new(4);
         for i in 0..100u64 {
-            r.latency(i, 1000 + i, (i / 50) as usize);
+            r.delivery(
+                i,
+                &Delivery {
+                    latency: 1000 + i,
+                    sent_second: (i / 50) as usize,
+                    received_second: (i / 50) as usize,
+                    measured: true,
+                    parts: Parts::split(0, 400, Some(600), 1000 + i),
+                    receive: Some(3),
+                },
+            );
             r.record(i, Metric::SendLag, 5);
         }
         let h = r.merged();
@@ -302,5 +383,30 @@ mod tests {
         assert_eq!(h.timeline.len(), 2);
         assert_eq!(h.timeline[0].len() + h.timeline[1].len(), 100);
         assert_eq!(h.latency.min(), 1000);
+        assert_eq!(h.up_leg.len(), 100);
+        assert_eq!(h.poll_wait.min(), 200);
+        assert_eq!(h.receive.max(), 3);
+    }
+
+    #[test]
+    fn parts_add_up_and_refuse_out_of_order_stamps() {
+        // A stream: no poll, so no wait.
+        assert_eq!(
+            Parts::split(100, 150, None, 190),
+            Some(Parts {
+                up: 50,
+                wait: 0,
+                down: 40
+            })
+        );
+        // A poll sent after the message arrived at the server waited for it.
+        let p = Parts::split(100, 150, Some(400), 450).unwrap();
+        assert_eq!((p.up, p.wait, p.down), (50, 250, 50));
+        assert_eq!(p.up + p.wait + p.down, 450 - 100);
+        // A poll that was already waiting: no wait.
+        assert_eq!(Parts::split(100, 150, Some(120), 170).unwrap().wait, 0);
+        // A server stamp before the intended send: clocks differ.
+        assert_eq!(Parts::split(100, 90, None, 190), None);
+        assert_eq!(Parts::split(100, 150, None, 140), None);
     }
 }

@@ -288,6 +288,53 @@ pub struct TransportRun {
     pub loadgen: LoadgenCost,
     /// Per-second deliveries and p99, warm-up included.
     pub timeline: Vec<Second>,
+    /// Where each delivery's latency went, on the host clock the server's
+    /// `server_at` stamp shares (None in runs made before it existed).
+    #[serde(default)]
+    pub breakdown: Option<Breakdown>,
+    /// The load generator's own receive time per delivery: from the socket
+    /// read that returned the message's last bytes to the end of its
+    /// parsing. With `send_lag_us`, the instrument's error bar.
+    #[serde(default)]
+    pub receive_us: Percentiles,
+    /// The readiness barrier before traffic.
+    #[serde(default)]
+    pub ready: Option<Readiness>,
+}
+
+/// The parts of delivery latency. For every delivery
+/// `up_leg + poll_wait + down_leg = latency` exactly, so the means add up
+/// to the latency's mean within the histograms' precision (3 significant
+/// digits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// `one_host`: sender, server and receiver stamp with one host's
+    /// `CLOCK_REALTIME`, so the parts are exact. A breakdown across hosts
+    /// would need clock offsets, and says so here.
+    pub clock: String,
+    /// Intended send time to the server's `server_at` stamp (send lag
+    /// included; it is shown apart in `send_lag_us`).
+    pub up_leg_us: Percentiles,
+    /// Polls: `server_at` to the send of the poll that fetched the message
+    /// (0 when a poll was already waiting). Streams: always 0.
+    pub poll_wait_us: Percentiles,
+    /// The later of `server_at` and the fetching poll's send, to receipt.
+    pub down_leg_us: Percentiles,
+    /// Measured deliveries left out because their stamps were out of order
+    /// (clocks that differ); 0 on one host.
+    pub skewed: u64,
+}
+
+/// How the clients came up before traffic started.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Connections that had to be up and subscribed (receivers, plus the
+    /// publish connections of HTTP senders).
+    pub expected: u64,
+    /// How many were when traffic started.
+    pub ready: u64,
+    /// From the first connect to the last client ready, ms.
+    pub ramp_ms: u64,
 }
 
 /// Median, min and max over repetitions.
@@ -345,6 +392,25 @@ pub struct TransportSummary {
     pub p999_us: Stat,
     /// Latency max, µs.
     pub max_us: Stat,
+    /// Send lag p50, µs: the instrument's error on the send side.
+    #[serde(default)]
+    pub send_lag_p50_us: Stat,
+    /// Send lag p99, µs.
+    #[serde(default)]
+    pub send_lag_p99_us: Stat,
+    /// The load generator's receive time p50, µs: its error on the
+    /// receive side.
+    #[serde(default)]
+    pub receive_p50_us: Stat,
+    /// Mean up-leg, µs (see [`Breakdown`]).
+    #[serde(default)]
+    pub up_leg_mean_us: Stat,
+    /// Mean poll wait, µs.
+    #[serde(default)]
+    pub poll_wait_mean_us: Stat,
+    /// Mean down-leg, µs.
+    #[serde(default)]
+    pub down_leg_mean_us: Stat,
     /// Bytes per delivered message, both directions.
     pub bytes_per_msg: Stat,
     /// Client-to-server bytes per message.
@@ -414,6 +480,12 @@ impl TransportSummary {
             p99_us: st(&|r| r.latency_us.p99 as f64),
             p999_us: st(&|r| r.latency_us.p999 as f64),
             max_us: st(&|r| r.latency_us.max as f64),
+            send_lag_p50_us: st(&|r| r.send_lag_us.p50 as f64),
+            send_lag_p99_us: st(&|r| r.send_lag_us.p99 as f64),
+            receive_p50_us: st(&|r| r.receive_us.p50 as f64),
+            up_leg_mean_us: st(&|r| r.breakdown.as_ref().map_or(0.0, |b| b.up_leg_us.mean)),
+            poll_wait_mean_us: st(&|r| r.breakdown.as_ref().map_or(0.0, |b| b.poll_wait_us.mean)),
+            down_leg_mean_us: st(&|r| r.breakdown.as_ref().map_or(0.0, |b| b.down_leg_us.mean)),
             bytes_per_msg: st(&|r| r.wire.per_msg.bytes),
             bytes_up_per_msg: st(&|r| r.wire.per_msg.bytes_up),
             bytes_down_per_msg: st(&|r| r.wire.per_msg.bytes_down),
@@ -484,13 +556,15 @@ impl RunFile {
         }
         let _ = writeln!(
             out,
-            "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
+            "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
             "",
             "transport",
             "p50",
             "p99",
             "p99.9",
             "max",
+            "send-lag 50/99",
+            "recv50",
             "bytes/msg",
             "req/msg",
             "cpu-ms/1k",
@@ -503,13 +577,19 @@ impl RunFile {
             };
             let _ = writeln!(
                 out,
-                "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
+                "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
                 s.point_label.as_deref().unwrap_or(""),
                 s.transport.as_str(),
                 crate::engine::fmt_us(s.p50_us.median as u64),
                 crate::engine::fmt_us(s.p99_us.median as u64),
                 crate::engine::fmt_us(s.p999_us.median as u64),
                 crate::engine::fmt_us(s.max_us.median as u64),
+                format!(
+                    "{}/{}",
+                    crate::engine::fmt_us(s.send_lag_p50_us.median as u64),
+                    crate::engine::fmt_us(s.send_lag_p99_us.median as u64)
+                ),
+                crate::engine::fmt_us(s.receive_p50_us.median as u64),
                 s.bytes_per_msg.median,
                 s.requests_per_msg.median,
                 opt(s.server_cpu_ms_per_1k, &|v| format!("{v:.1}")),

@@ -183,6 +183,19 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 .await;
                 pb.finish();
                 server.stop().await;
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(source) => {
+                        // Only the send timer's thread can fail to start.
+                        file.complete = false;
+                        file.problems
+                            .push(format!("{label}: cannot start the send timer: {source}"));
+                        file.summarize();
+                        file.write(&dir).map_err(io(&dir))?;
+                        write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
+                        return Err(RunError::Io { path: dir, source });
+                    }
+                };
                 if outcome.server_died {
                     file.complete = false;
                     file.problems

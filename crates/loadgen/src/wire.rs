@@ -86,6 +86,7 @@ impl std::ops::Sub for WireSnapshot {
 pub struct WireCounter {
     inner: TcpStream,
     stats: Arc<WireStats>,
+    read_at: Arc<AtomicU64>,
 }
 
 impl WireCounter {
@@ -97,7 +98,18 @@ impl WireCounter {
         let inner = TcpStream::connect(addr).await?;
         inner.set_nodelay(true)?;
         stats.connections.fetch_add(1, Relaxed);
-        Ok(WireCounter { inner, stats })
+        Ok(WireCounter {
+            inner,
+            stats,
+            read_at: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// When this socket last returned bytes, in µs since the UNIX epoch
+    /// (`CLOCK_REALTIME`): a receiver subtracts it from the time it finished
+    /// parsing a message to get the load generator's own receive time.
+    pub fn read_at(&self) -> Arc<AtomicU64> {
+        self.read_at.clone()
     }
 }
 
@@ -145,9 +157,11 @@ impl AsyncRead for WireCounter {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        this.stats
-            .bytes_down
-            .fetch_add((buf.filled().len() - before) as u64, Relaxed);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            this.read_at.store(crate::clock::unix_now_us(), Relaxed);
+            this.stats.bytes_down.fetch_add(n, Relaxed);
+        }
         Poll::Ready(Ok(()))
     }
 }
