@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use chatbench_loadgen::results::CpuPlacement;
 use chatbench_loadgen::run::{run, RunOptions};
 use chatbench_loadgen::server::ServerTarget;
+use chatbench_loadgen::scenario::Overrides;
 use chatbench_loadgen::{Scenario, Transport};
 use chatbench_server::affinity;
 use clap::{Parser, Subcommand};
@@ -204,19 +205,13 @@ fn parse_server_url(url: &str) -> anyhow::Result<SocketAddr> {
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut scenario = Scenario::load(&args.scenario)?;
-    if let Some(t) = args.transports {
-        scenario.transports = t;
-    }
-    if let Some(r) = args.repeat {
-        scenario.repeat = r.max(1);
-    }
-    if let Some(s) = args.seed {
-        scenario.seed = s;
-    }
-    if let Some(d) = args.duration {
-        scenario.duration = d;
-    }
+    let overrides = Overrides {
+        transports: args.transports.clone(),
+        repeat: args.repeat,
+        seed: args.seed,
+        duration: args.duration,
+    };
+    let scenario = Scenario::load(&args.scenario)?.with_overrides(&overrides, &args.scenario)?;
     // Pin before the runtime starts, so every worker thread inherits it:
     // the server gets the first half of the allowed CPUs, we get the rest.
     let allowed = affinity::allowed_cpus();

@@ -218,6 +218,8 @@ pub struct ScenarioError {
     pub line: Option<usize>,
     /// Dotted field path, when known (`messages.rate`).
     pub field: Option<String>,
+    /// The command-line flag that set the field, when one did.
+    pub flag: Option<String>,
     /// What is wrong.
     pub message: String,
 }
@@ -231,6 +233,9 @@ impl fmt::Display for ScenarioError {
         if let Some(field) = &self.field {
             write!(f, ": field `{field}`")?;
         }
+        if let Some(flag) = &self.flag {
+            write!(f, " (set by {flag})")?;
+        }
         write!(f, ": {}", self.message)
     }
 }
@@ -239,13 +244,71 @@ impl fmt::Display for ScenarioError {
 /// room for the runtime, files and the control connection).
 pub const MAX_CONNECTIONS_PER_PROCESS: u64 = 19_000;
 
+/// Values given on the command line in place of the scenario's own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--transports`.
+    pub transports: Option<Vec<Transport>>,
+    /// `--repeat`.
+    pub repeat: Option<u32>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+}
+
+impl Overrides {
+    /// The flag that sets scenario field `field`, if any.
+    fn flag_of(&self, field: &str) -> Option<&'static str> {
+        match field {
+            "transports" if self.transports.is_some() => Some("--transports"),
+            "repeat" if self.repeat.is_some() => Some("--repeat"),
+            "seed" if self.seed.is_some() => Some("--seed"),
+            "duration" if self.duration.is_some() => Some("--duration"),
+            _ => None,
+        }
+    }
+}
+
 impl Scenario {
+    /// Applies command-line overrides and validates the result exactly as a
+    /// scenario file's fields are validated, with the same messages; an
+    /// error names the flag and the field it sets.
+    pub fn with_overrides(mut self, o: &Overrides, path: &Path) -> Result<Scenario, ScenarioError> {
+        if let Some(t) = &o.transports {
+            self.transports = t.clone();
+        }
+        if let Some(r) = o.repeat {
+            self.repeat = r;
+        }
+        if let Some(s) = o.seed {
+            self.seed = s;
+        }
+        if let Some(d) = o.duration {
+            self.duration = d;
+        }
+        let err = |field: &str, message: String| ScenarioError {
+            file: path.to_owned(),
+            line: None,
+            field: Some(field.to_owned()),
+            flag: o.flag_of(field).map(str::to_owned),
+            message,
+        };
+        self.validate().map_err(|(field, message)| err(field, message))?;
+        for i in 0..self.points() {
+            self.at_point(i)
+                .map_err(|message| err("sweep.values", message))?;
+        }
+        Ok(self)
+    }
+
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let src = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.to_owned(),
             line: None,
             field: None,
+            flag: None,
             message: format!("cannot read: {e}"),
         })?;
         Scenario::parse(&src, path)
@@ -257,6 +320,7 @@ impl Scenario {
             file: path.to_owned(),
             line,
             field,
+            flag: None,
             message,
         };
         let de = toml::de::Deserializer::parse(src).map_err(|e| {
@@ -603,6 +667,60 @@ rate = 2.5
         assert_eq!(
             parse(&src).unwrap_err(),
             "s.toml:16: field `sweep.values[0]`: `messages.rate`: invalid type: string \"fast\", expected f64"
+        );
+    }
+
+    #[test]
+    fn overrides_are_validated_like_the_file_and_name_their_flag() {
+        let base = parse(
+            "name='t'\ntransports=['sse','websocket']\nduration='5s'\n[clients]\nrooms=1\nclients_per_room=2\nsenders_per_room=1\n[messages]\nrate=1.0\n",
+        )
+        .unwrap();
+        let path = Path::new("t.toml");
+        let refused = |o: Overrides| base.clone().with_overrides(&o, path).unwrap_err().to_string();
+        assert_eq!(
+            refused(Overrides {
+                duration: Some(Duration::ZERO),
+                ..Overrides::default()
+            }),
+            "t.toml: field `duration` (set by --duration): must be longer than 0s"
+        );
+        assert_eq!(
+            refused(Overrides {
+                transports: Some(vec![Transport::Sse, Transport::Sse]),
+                ..Overrides::default()
+            }),
+            "t.toml: field `transports` (set by --transports): names sse twice"
+        );
+        assert_eq!(
+            refused(Overrides {
+                transports: Some(vec![]),
+                ..Overrides::default()
+            }),
+            "t.toml: field `transports` (set by --transports): must name at least one transport"
+        );
+        assert_eq!(
+            refused(Overrides {
+                repeat: Some(0),
+                ..Overrides::default()
+            }),
+            "t.toml: field `repeat` (set by --repeat): must be at least 1"
+        );
+        let ok = base
+            .clone()
+            .with_overrides(
+                &Overrides {
+                    transports: Some(vec![Transport::WebSocket]),
+                    repeat: Some(3),
+                    seed: Some(9),
+                    duration: Some(Duration::from_secs(2)),
+                },
+                path,
+            )
+            .unwrap();
+        assert_eq!(
+            (ok.transports, ok.repeat, ok.seed, ok.duration),
+            (vec![Transport::WebSocket], 3, 9, Duration::from_secs(2))
         );
     }
 

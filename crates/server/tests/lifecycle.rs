@@ -231,3 +231,29 @@ async fn shutdown_completes_with_clients_connected() {
     }
     assert_eq!(m.connections_open.get(), 0);
 }
+
+#[tokio::test]
+async fn the_listen_backlog_holds_a_connect_storm() {
+    // Nobody accepts: every connect that completes sits in the backlog. With
+    // a backlog of 128 (or tokio's 1024), connects past it had their SYNs dropped and
+    // waited a second or more for a retransmit.
+    let listener = chatbench_server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    assert!(chatbench_server::listen_backlog() >= 2000);
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    // More than tokio's default backlog of 1024.
+    for _ in 0..2000 {
+        let c = tokio::time::timeout(
+            Duration::from_millis(900),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .expect("a connect waited on a SYN retransmit: the backlog overflowed")
+        .unwrap();
+        conns.push(c);
+    }
+    assert_eq!(conns.len(), 2000);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(listener);
+}
