@@ -3,8 +3,8 @@
 use anyhow::{bail, Context};
 use chatbench_loadgen::results::CpuPlacement;
 use chatbench_loadgen::run::{run, RunOptions};
-use chatbench_loadgen::server::ServerTarget;
 use chatbench_loadgen::scenario::Overrides;
+use chatbench_loadgen::server::ServerTarget;
 use chatbench_loadgen::{Scenario, Transport};
 use chatbench_server::affinity;
 use clap::{Parser, Subcommand};

@@ -716,6 +716,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 
+/// tungstenite zero-fills its whole read buffer before every read: at the
+/// default 128 KiB that memset was 31% of the load generator's CPU in the
+/// fan-out scenario (perf, cpu-clock). Chat frames are a few hundred bytes;
+/// the buffer still grows for a larger frame.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024)
+}
+
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let url = format!("ws://{}/rooms/{room}/ws?after=0", ctx.addr);
@@ -725,7 +733,9 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
             let read_at = io.read_at();
             ctx.wire.requests.fetch_add(1, Relaxed);
-            let (ws, _) = tokio_tungstenite::client_async(url.as_str(), io).await?;
+            let (ws, _) =
+                tokio_tungstenite::client_async_with_config(url.as_str(), io, Some(ws_config()))
+                    .await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((ws, read_at))
         };
         match attempt.await {

@@ -214,7 +214,10 @@ fn set_timer_slack_1ns() {
 }
 
 fn timer_thread(shared: &Shared) {
-    set_timer_slack_1ns();
+    // Real-time priority where allowed, like the send thread: on a CPU that
+    // the receive workers keep busy, a timer at normal priority fired over
+    // a millisecond late (fan-out scenario, WebSocket).
+    set_realtime_priority();
     let spin_us = SPIN.as_micros() as u64;
     let mut due: Vec<oneshot::Sender<()>> = Vec::new();
     let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);

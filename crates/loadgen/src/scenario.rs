@@ -294,7 +294,8 @@ impl Scenario {
             flag: o.flag_of(field).map(str::to_owned),
             message,
         };
-        self.validate().map_err(|(field, message)| err(field, message))?;
+        self.validate()
+            .map_err(|(field, message)| err(field, message))?;
         for i in 0..self.points() {
             self.at_point(i)
                 .map_err(|message| err("sweep.values", message))?;
@@ -677,7 +678,12 @@ rate = 2.5
         )
         .unwrap();
         let path = Path::new("t.toml");
-        let refused = |o: Overrides| base.clone().with_overrides(&o, path).unwrap_err().to_string();
+        let refused = |o: Overrides| {
+            base.clone()
+                .with_overrides(&o, path)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             refused(Overrides {
                 duration: Some(Duration::ZERO),
