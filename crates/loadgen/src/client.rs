@@ -375,9 +375,19 @@ fn sent_ok(ctx: &RunCtx, at_us: u64) {
 
 /// Waits for `at_us` on the run clock with the precise timer; false when
 /// the run aborted first.
+#[allow(dead_code)]
 async fn wait_until(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool {
     tokio::select! {
         _ = ctx.timer.wait_until(clock, at_us) => !ctx.abort.is_cancelled(),
+        _ = ctx.abort.cancelled() => false,
+    }
+}
+
+/// [`wait_until`] for tasks on the send thread, which spin the last
+/// microseconds ([`SendTimer::wait_until_spinning`]).
+async fn wait_until_spinning(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool {
+    tokio::select! {
+        _ = ctx.timer.wait_until_spinning(clock, at_us) => !ctx.abort.is_cancelled(),
         _ = ctx.abort.cancelled() => false,
     }
 }
@@ -392,7 +402,7 @@ async fn next_send(
     schedule: &mut SendSchedule,
 ) -> Option<u64> {
     let at_us = schedule.next()?.as_micros() as u64;
-    if !wait_until(ctx, clock, at_us).await {
+    if !wait_until_spinning(ctx, clock, at_us).await {
         return None;
     }
     let lag = clock.now_us().saturating_sub(at_us);
@@ -503,10 +513,15 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         return;
     };
     let mut tick_us = phase_us;
+    // One cancellation future for the client's life: a new one per request
+    // locked the token's shared mutex twice per poll.
+    let cancelled = ctx.abort.cancelled();
+    tokio::pin!(cancelled);
     while !inbox.done() {
         if !long {
-            if !wait_until(&ctx, &clock, tick_us).await {
-                break;
+            tokio::select! {
+                _ = ctx.timer.wait_until(&clock, tick_us) => {}
+                _ = &mut cancelled => break,
             }
             // The next tick; ticks missed while a poll was out are skipped,
             // as a browser's setInterval does.
@@ -540,7 +555,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         let poll_at = clock.now_us();
         let result = tokio::select! {
             r = c.call(Method::GET, &path, Bytes::new()) => r,
-            _ = ctx.abort.cancelled() => break,
+            _ = &mut cancelled => break,
         };
         match result {
             Ok((StatusCode::OK, body)) => {
@@ -636,10 +651,14 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         }
         inbox.read_at = Some(c.read_at.clone());
         let mut parser = SseParser::default();
+        // One cancellation future for the whole stream: a new one per frame
+        // locked the token's shared mutex for every message.
+        let cancelled = ctx.abort.cancelled();
+        tokio::pin!(cancelled);
         while !inbox.done() {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                _ = ctx.abort.cancelled() => break,
+                _ = &mut cancelled => break,
             };
             match frame {
                 Some(Ok(f)) => {
@@ -781,10 +800,12 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         })
     });
     let recv_loop = async {
+        let cancelled = ctx.abort.cancelled();
+        tokio::pin!(cancelled);
         while !inbox.done() {
             let next = tokio::select! {
                 n = stream.next() => n,
-                _ = ctx.abort.cancelled() => break,
+                _ = &mut cancelled => break,
             };
             match next {
                 Some(Ok(WsMessage::Text(t))) => inbox.json(t.as_bytes()),

@@ -11,7 +11,8 @@
 //! late on average, which put a millisecond of the tool's own error into every
 //! latency it measured. The timer is one thread per run with its timer slack
 //! at 1 ns: it sleeps on a condition variable (a futex with an hrtimer
-//! timeout) until [`SPIN`] before the next deadline, then spins on the clock
+//! timeout) until [`SPIN`] before the next deadline (unless deadlines come
+//! closer together than that), then spins on the clock
 //! with `sched_yield` between reads, so a load-generator thread that needs
 //! the CPU still gets it, and fires the deadline's oneshot when it passes.
 //! Deadlines never fire early: latency is still measured from the intended
@@ -27,7 +28,7 @@ use tokio::sync::oneshot;
 /// Waking from a sleep costs about 70 µs on these VMs (MACHINE-NOTES), so the
 /// margin covers it with room to spare; spinning costs at most this much CPU
 /// per send.
-pub const SPIN: Duration = Duration::from_micros(150);
+pub const SPIN: Duration = Duration::from_micros(100);
 
 /// How early the timer thread wakes a task that waits with
 /// [`SendTimer::wait_until`]: a tokio worker woken from another thread
@@ -167,10 +168,18 @@ impl SendTimer {
         let _ = fired.await;
     }
 
+    /// Waits until `at_us` on `clock`, woken by the timer thread at that
+    /// instant; the runtime's wake-up latency comes on top. For tasks on a
+    /// busy runtime, where spinning would hold up other tasks.
+    pub async fn wait_until(&self, clock: &RunClock, at_us: u64) {
+        self.wait_until_unix(clock.t0_unix_us + at_us).await
+    }
+
     /// Waits until `at_us` on `clock`: the timer thread fires
     /// [`WAKE_AHEAD`] early, and the woken task spins the rest on the clock,
     /// so the runtime's own wake-up latency does not land in the send lag.
-    pub async fn wait_until(&self, clock: &RunClock, at_us: u64) {
+    /// For the send thread, whose runtime has nothing else to do.
+    pub async fn wait_until_spinning(&self, clock: &RunClock, at_us: u64) {
         let at = clock.t0_unix_us + at_us;
         self.wait_until_unix(at.saturating_sub(WAKE_AHEAD.as_micros() as u64))
             .await;
@@ -220,6 +229,7 @@ fn timer_thread(shared: &Shared) {
     set_realtime_priority();
     let spin_us = SPIN.as_micros() as u64;
     let mut due: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut last_fire = 0u64;
     let mut q = shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         if q.closed {
@@ -235,8 +245,18 @@ fn timer_thread(shared: &Shared) {
             continue;
         };
         let now = unix_now_us();
-        if head > now + spin_us {
-            let sleep = Duration::from_micros(head - spin_us - now);
+        // Spin only before a deadline that stands apart from the last one.
+        // Deadlines closer together than the spin (50,000 short polls a
+        // second) find the CPU busy, where a sleep wakes on time anyway, and
+        // spinning before each of them kept this thread on the CPU all the
+        // time.
+        let spin = if head >= last_fire + spin_us {
+            spin_us
+        } else {
+            0
+        };
+        if head > now + spin {
+            let sleep = Duration::from_micros(head - spin - now);
             q = shared
                 .changed
                 .wait_timeout(q, sleep)
@@ -259,6 +279,7 @@ fn timer_thread(shared: &Shared) {
                 due.push(e.fire);
             }
         }
+        last_fire = now;
         drop(q);
         for f in due.drain(..) {
             let _ = f.send(());
