@@ -269,3 +269,34 @@ fn merge_refuses_runs_of_another_scenario_build_or_machine() {
     let (code, _, stderr) = chatbench(&["merge", a.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+#[test]
+fn run_refuses_bad_overrides_with_the_scenario_files_messages() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
+    let scenario = scenario.to_str().unwrap();
+    let o = out.path().to_str().unwrap();
+    for (flag, value, message) in [
+        (
+            "--duration",
+            "0s",
+            "field `duration` (set by --duration): must be longer than 0s",
+        ),
+        (
+            "--transports",
+            "sse,sse",
+            "field `transports` (set by --transports): names sse twice",
+        ),
+        (
+            "--repeat",
+            "0",
+            "field `repeat` (set by --repeat): must be at least 1",
+        ),
+    ] {
+        let (code, _, err) = chatbench(&["run", scenario, "--out", o, flag, value]);
+        assert_eq!(code, Some(1), "{flag} {value}: {err}");
+        assert!(err.contains(message), "{flag} {value}: {err}");
+    }
+    // Nothing ran, so no run folder was made.
+    assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
+}

@@ -50,6 +50,45 @@ async fn one(transport: Transport) {
         r.flags
     );
     assert!(r.complete);
+    // The barrier: every receiver, and each HTTP sender's publish
+    // connection, was up before traffic.
+    let ready = r.ready.expect("readiness recorded");
+    let senders = 4; // tiny(): 2 rooms, 2 senders each
+    let expected = 8 + if transport == Transport::WebSocket {
+        0
+    } else {
+        senders
+    };
+    assert_eq!(
+        (ready.expected, ready.ready),
+        (expected, expected),
+        "{transport}"
+    );
+    // The breakdown: one set of parts per delivery, on one clock, adding up
+    // to the latency (means agree within the histograms' 3 digits).
+    let b = r.breakdown.as_ref().expect("breakdown recorded");
+    assert_eq!(b.clock, "one_host");
+    assert_eq!(b.skewed, 0, "{transport}: one host, one clock");
+    for part in [&b.up_leg_us, &b.poll_wait_us, &b.down_leg_us] {
+        assert_eq!(part.count, a.delivered, "{transport}: {b:?}");
+    }
+    let sum = b.up_leg_us.mean + b.poll_wait_us.mean + b.down_leg_us.mean;
+    assert!(
+        (sum - r.latency_us.mean).abs() <= r.latency_us.mean * 2e-3 + 1.0,
+        "{transport}: parts {sum} vs latency {}",
+        r.latency_us.mean
+    );
+    match transport {
+        Transport::Sse | Transport::WebSocket => assert_eq!(b.poll_wait_us.max, 0),
+        // A short poller fetches most messages after they arrived.
+        Transport::ShortPoll => assert!(b.poll_wait_us.mean > 0.0, "{b:?}"),
+        Transport::LongPoll => {}
+    }
+    assert_eq!(r.receive_us.count, a.delivered, "{transport}: receive time");
+    assert_eq!(
+        r.send_lag_us.count, a.sent,
+        "{transport}: one send lag per send"
+    );
     // Result files: run.json reads back, histograms are there and merge.
     let back = RunFile::read(&done.dir).unwrap();
     assert_eq!(back, done.file);

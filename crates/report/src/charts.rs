@@ -275,8 +275,12 @@ impl Panel<'_> {
                 }
             }
         } else {
+            // A lone bar gets an empty segment beside it, so it is not clipped.
             let mut c = builder
-                .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..(top * 1.18).max(1e-9))
+                .build_cartesian_2d(
+                    (0..n.max(2) - 1).into_segmented(),
+                    0f64..(top * 1.18).max(1e-9),
+                )
                 .map_err(e)?;
             c.configure_mesh()
                 .disable_x_mesh()
@@ -295,12 +299,8 @@ impl Panel<'_> {
                 };
                 let mut base = 0.0;
                 for (k, (v, _)) in segs.iter().enumerate() {
-                    // Lower segment solid, upper one lighter: up, then down.
-                    let style = if k == 0 {
-                        color(*t).filled()
-                    } else {
-                        color(*t).mix(0.45).filled()
-                    };
+                    // Bottom segment solid, each one above it lighter.
+                    let style = color(*t).mix(SHADES[k.min(SHADES.len() - 1)]).filled();
                     c.draw_series(std::iter::once(bar(i, base, base + v, style)))
                         .map_err(e)?;
                     base += v;
@@ -309,9 +309,14 @@ impl Panel<'_> {
                     .map_err(e)?;
             }
             if let Some((_, Some(segs))) = self.bars.first() {
-                if segs.len() > 1 {
-                    let names: Vec<&str> = segs.iter().map(|s| s.1).collect();
-                    let caption = format!("solid: {}, light: {}", names[0], names[1]);
+                // Panels of one bar each carry the key in the chart's title.
+                if segs.len() > 1 && self.bars.len() > 1 {
+                    let caption = segs
+                        .iter()
+                        .zip(SHADE_NAMES)
+                        .map(|(s, shade)| format!("{shade}: {}", s.1))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     area.draw(&Text::new(caption, (90, 40), ("sans-serif", 13)))
                         .map_err(e)?;
                 }
@@ -320,6 +325,10 @@ impl Panel<'_> {
         Ok(())
     }
 }
+
+/// Opacity of stacked segments, bottom first, and what the caption calls them.
+const SHADES: [f64; 3] = [1.0, 0.45, 0.2];
+const SHADE_NAMES: [&str; 3] = ["solid", "light", "lightest"];
 
 fn bar(i: usize, y0: f64, y1: f64, style: ShapeStyle) -> Rectangle<(SegmentValue<usize>, f64)> {
     let mut r = Rectangle::new(
@@ -533,6 +542,30 @@ pub fn draw_all(
         ],
     };
     files.extend(render(&overhead, dir, "overhead")?);
+
+    // One panel per transport: each has its own scale, since short polling's
+    // wait is a thousand times the push transports' whole latency.
+    let breakdown = Bars {
+        title: "Mean latency per delivery: up-leg (solid), poll wait (light), down-leg (lightest)"
+            .into(),
+        panels: sum
+            .iter()
+            .map(|x| Panel {
+                title: x.transport.as_str(),
+                y_desc: "µs",
+                log: false,
+                bars: vec![(
+                    x.transport,
+                    Some(vec![
+                        (x.up_leg_mean_us.median, "up-leg"),
+                        (x.poll_wait_mean_us.median, "poll wait"),
+                        (x.down_leg_mean_us.median, "down-leg"),
+                    ]),
+                )],
+            })
+            .collect(),
+    };
+    files.extend(render(&breakdown, dir, "breakdown")?);
 
     let cost = Bars {
         title: "Server cost".into(),

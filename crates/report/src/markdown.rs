@@ -131,6 +131,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             "\nLatencies show the median over repetitions, with min–max in brackets."
         );
     }
+    breakdown(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
     }
@@ -145,6 +146,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
     }
     for (file, what) in [
         ("latency", "Latency by percentile: each line is one transport; further right is rarer. Lower is better."),
+        ("breakdown", "Where the latency goes, mean per delivery: up-leg (intended send to the server's stamp), poll wait (the message waiting at the server for the next poll) and down-leg (to receipt). Each panel has its own scale."),
         ("overhead", "Bytes and HTTP requests per delivered message, headers and framing included."),
         ("server-cost", "What the server spends: CPU per 1,000 delivered messages, and memory per idle connection."),
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
@@ -236,6 +238,66 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         run.cpus.loadgen.as_deref().unwrap_or("not pinned")
     );
     o
+}
+
+/// The latency breakdown and the instrument's own error bar, per run.
+fn breakdown(o: &mut String, run: &RunFile) {
+    if run.runs.iter().all(|r| r.breakdown.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n## Where the latency goes, and the instrument's floor\n"
+    );
+    let _ = writeln!(
+        o,
+        "Each delivery's latency is split with the server's `server_at` stamp, on the host clock that the load generator and the server share: \
+**up-leg** is intended send time to the server's stamp (it includes the send lag); **poll wait** is the time the message waited at the server for the poll that fetched it (0 on streams, and when a poll was already waiting); \
+**down-leg** is from then to receipt (for polls, the poll's round trip). The parts add up to the latency exactly, so their means add up to the mean. \
+**Send lag** (actual minus intended send time) and **receive** (from the socket read that returned a message to the end of its parsing) are the load generator's own error on each side.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| transport | rep | latency mean | up-leg mean (p50 / p99) | poll wait mean (p50 / p99) | down-leg mean (p50 / p99) | sum of means | send lag p50 / p99 | receive p50 / p99 | deliveries left out |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let m = |v: f64| us(v.round());
+    let pp = |p: &chatbench_loadgen::results::Percentiles| {
+        format!(
+            "{} ({} / {})",
+            m(p.mean),
+            us(p.p50 as f64),
+            us(p.p99 as f64)
+        )
+    };
+    for r in &run.runs {
+        let Some(b) = &r.breakdown else { continue };
+        let sum = b.up_leg_us.mean + b.poll_wait_us.mean + b.down_leg_us.mean;
+        let _ = writeln!(
+            o,
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+            r.transport,
+            run.scenario
+                .point_label(r.point)
+                .map(|v| format!(" @ {v}"))
+                .unwrap_or_default(),
+            r.repetition + 1,
+            m(r.latency_us.mean),
+            pp(&b.up_leg_us),
+            pp(&b.poll_wait_us),
+            pp(&b.down_leg_us),
+            m(sum),
+            us(r.send_lag_us.p50 as f64),
+            us(r.send_lag_us.p99 as f64),
+            us(r.receive_us.p50 as f64),
+            us(r.receive_us.p99 as f64),
+            if b.clock == "one_host" {
+                b.skewed.to_string()
+            } else {
+                format!("{} (clocks of {})", b.skewed, b.clock)
+            },
+        );
+    }
 }
 
 /// The paper's figures: header bytes per poll and per WebSocket frame, and
