@@ -565,7 +565,10 @@ pub fn draw_all(
             })
             .collect(),
     };
-    files.extend(render(&breakdown, dir, "breakdown")?);
+    // Runs made before the breakdown existed have none to draw.
+    if run.runs.iter().any(|r| r.breakdown.is_some()) {
+        files.extend(render(&breakdown, dir, "breakdown")?);
+    }
 
     let cost = Bars {
         title: "Server cost".into(),

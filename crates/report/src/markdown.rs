@@ -151,6 +151,9 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         ("server-cost", "What the server spends: CPU per 1,000 delivered messages, and memory per idle connection."),
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
     ] {
+        if file == "breakdown" && run.runs.iter().all(|r| r.breakdown.is_none()) {
+            continue;
+        }
         let _ = writeln!(o, "{what}\n\n![{file}](charts/{file}.png)\n");
     }
     let _ = writeln!(o, "## Delivery audit\n");
