@@ -447,8 +447,12 @@ impl Scenario {
                 ),
             ));
         }
-        if self.short_poll.interval < Duration::from_millis(1) {
-            return Err(("short_poll.interval", "must be at least 1ms".into()));
+        let iv = self.short_poll.interval;
+        if !iv.is_zero() && iv < Duration::from_millis(1) {
+            return Err((
+                "short_poll.interval",
+                "must be at least 1ms, or 0s for back-to-back polls".into(),
+            ));
         }
         if self.long_poll.wait > Duration::from_secs(120) {
             return Err((
