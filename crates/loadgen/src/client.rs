@@ -599,6 +599,10 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             // The next tick; ticks missed while a poll was out are skipped,
             // as a browser's setInterval does.
             let now = clock.now_us();
+            if ctx.in_window(tick_us) {
+                ctx.rec
+                    .record(spec.id, Metric::PollLag, now.saturating_sub(tick_us));
+            }
             tick_us += interval_us;
             if tick_us <= now {
                 tick_us += (now - tick_us) / interval_us * interval_us + interval_us;

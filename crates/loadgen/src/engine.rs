@@ -356,6 +356,7 @@ pub async fn run_transport(
         timeline,
         breakdown: Some(breakdown),
         receive_us: Percentiles::of(&hist.receive),
+        poll_lag_us: Percentiles::of(&hist.poll_lag),
         ready: Some(readiness),
     };
     Ok(Outcome {

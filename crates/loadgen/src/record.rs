@@ -37,6 +37,8 @@ pub struct Histograms {
     pub connect: Histogram<u64>,
     /// Round trip of each poll request (short and long).
     pub request: Histogram<u64>,
+    /// Short polls: actual poll time minus the tick it was scheduled for.
+    pub poll_lag: Histogram<u64>,
     /// Breakdown, up-leg: intended send time to the server's `server_at`
     /// stamp (send lag included).
     pub up_leg: Histogram<u64>,
@@ -63,6 +65,7 @@ impl Histograms {
             send_lag: new_histogram(),
             connect: new_histogram(),
             request: new_histogram(),
+            poll_lag: new_histogram(),
             up_leg: new_histogram(),
             poll_wait: new_histogram(),
             down_leg: new_histogram(),
@@ -78,6 +81,7 @@ impl Histograms {
         let _ = self.send_lag.add(&o.send_lag);
         let _ = self.connect.add(&o.connect);
         let _ = self.request.add(&o.request);
+        let _ = self.poll_lag.add(&o.poll_lag);
         let _ = self.up_leg.add(&o.up_leg);
         let _ = self.poll_wait.add(&o.poll_wait);
         let _ = self.down_leg.add(&o.down_leg);
@@ -106,6 +110,8 @@ pub enum Metric {
     Connect,
     /// Poll round trip.
     Request,
+    /// Short-poll tick lag.
+    PollLag,
 }
 
 /// The parts of one delivery's latency, in µs, on one clock. They add up to
@@ -247,6 +253,8 @@ impl Recorder {
             Metric::SendLag => h.send_lag.record(v),
             Metric::Connect => h.connect.record(v),
             Metric::Request => h.request.record(v),
+            // A tick can be exactly on time: keep the 0.
+            Metric::PollLag => h.poll_lag.record(us.min(HIST_MAX_US)),
         };
     }
 

@@ -297,6 +297,11 @@ pub struct TransportRun {
     /// parsing. With `send_lag_us`, the instrument's error bar.
     #[serde(default)]
     pub receive_us: Percentiles,
+    /// Short polls: how late each poll left after its scheduled tick (a
+    /// tick that passed while the previous poll was out counts how late it
+    /// was when that poll returned).
+    #[serde(default)]
+    pub poll_lag_us: Percentiles,
     /// The readiness barrier before traffic.
     #[serde(default)]
     pub ready: Option<Readiness>,
