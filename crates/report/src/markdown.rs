@@ -257,13 +257,13 @@ fn breakdown(o: &mut String, run: &RunFile) {
         "Each delivery's latency is split with the server's `server_at` stamp, on the host clock that the load generator and the server share: \
 **up-leg** is intended send time to the server's stamp (it includes the send lag); **poll wait** is the time the message waited at the server for the poll that fetched it (0 on streams, and when a poll was already waiting); \
 **down-leg** is from then to receipt (for polls, the poll's round trip). The parts add up to the latency exactly, so their means add up to the mean. \
-**Send lag** (actual minus intended send time) and **receive** (from the socket read that returned a message to the end of its parsing) are the load generator's own error on each side.\n"
+**Send lag** (actual minus intended send time), **poll tick lag** (short polls: actual poll time minus its tick) and **receive** (from the socket read that returned a message to the end of its parsing) are the load generator's own error on each side.\n"
     );
     let _ = writeln!(
         o,
-        "| transport | rep | latency mean | up-leg mean (p50 / p99) | poll wait mean (p50 / p99) | down-leg mean (p50 / p99) | sum of means | send lag p50 / p99 | receive p50 / p99 | deliveries left out |"
+        "| transport | rep | latency mean | up-leg mean (p50 / p99) | poll wait mean (p50 / p99) | down-leg mean (p50 / p99) | sum of means | send lag p50 / p99 | poll tick lag p50 / p99 | receive p50 / p99 | deliveries left out |"
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let m = |v: f64| us(v.round());
     let pp = |p: &chatbench_loadgen::results::Percentiles| {
         format!(
@@ -278,7 +278,7 @@ fn breakdown(o: &mut String, run: &RunFile) {
         let sum = b.up_leg_us.mean + b.poll_wait_us.mean + b.down_leg_us.mean;
         let _ = writeln!(
             o,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} |",
             r.transport,
             run.scenario
                 .point_label(r.point)
@@ -292,6 +292,15 @@ fn breakdown(o: &mut String, run: &RunFile) {
             m(sum),
             us(r.send_lag_us.p50 as f64),
             us(r.send_lag_us.p99 as f64),
+            if r.poll_lag_us.count > 0 {
+                format!(
+                    "{} / {}",
+                    us(r.poll_lag_us.p50 as f64),
+                    us(r.poll_lag_us.p99 as f64)
+                )
+            } else {
+                "—".into()
+            },
             us(r.receive_us.p50 as f64),
             us(r.receive_us.p99 as f64),
             if b.clock == "one_host" {
