@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use chatbench_loadgen::results::CpuPlacement;
-use chatbench_loadgen::run::{run, RunOptions};
+use chatbench_loadgen::run::{run, RunError, RunOptions};
 use chatbench_loadgen::scenario::Overrides;
 use chatbench_loadgen::server::ServerTarget;
 use chatbench_loadgen::{Scenario, Transport};
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -147,6 +148,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { run_dir, no_loss } => {
             let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
+            if !run.complete {
+                eprintln!(
+                    "chatbench: {} is incomplete ({}); an incomplete run checks nothing",
+                    run_dir.display(),
+                    run.problems.join("; ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             if run.scenario.expect.is_empty() && !no_loss {
                 println!(
                     "no [[expect]] rules in scenario {:?}; nothing to check",
@@ -170,6 +179,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let b = chatbench_loadgen::RunFile::read(&run_b).map_err(anyhow::Error::msg)?;
             let rows = chatbench_report::compare::compare(&a, &b);
             print!("{}", chatbench_report::compare::render(&a, &b, &rows));
+            let incomplete: Vec<String> = [(&run_a, &a), (&run_b, &b)]
+                .into_iter()
+                .filter(|(_, r)| !r.complete)
+                .map(|(dir, r)| format!("{} ({})", dir.display(), r.problems.join("; ")))
+                .collect();
+            if !incomplete.is_empty() {
+                eprintln!(
+                    "chatbench: incomplete run(s), the comparison proves nothing: {}",
+                    incomplete.join(", ")
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Merge {
@@ -247,8 +268,17 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         command: std::env::args().collect(),
         rustc: env!("CHATBENCH_RUSTC").into(),
         progress: true,
+        stop: CancellationToken::new(),
     };
-    let result = runtime()?.block_on(run(opts));
+    let rt = runtime()?;
+    let stop = opts.stop.clone();
+    // SIGINT and SIGTERM stop the run cleanly: the spawned server is torn
+    // down and the folder says `complete: false`.
+    rt.spawn(async move {
+        chatbench_server::shutdown_signal().await;
+        stop.cancel();
+    });
+    let result = rt.block_on(run(opts));
     match result {
         Ok(done) => {
             print!("{}", done.file.table());
@@ -266,6 +296,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             println!("results: {}", done.dir.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ RunError::Interrupted { .. }) => {
+            eprintln!("chatbench: {e}");
+            // 128 + SIGINT, as shells report a process stopped by Ctrl-C.
+            Ok(ExitCode::from(130))
         }
         Err(e) => {
             eprintln!("chatbench: error: {e}");

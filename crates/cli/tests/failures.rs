@@ -93,3 +93,78 @@ async fn killed_server_gives_partial_results_and_a_nonzero_exit() {
     );
     assert!(run_dir.join("websocket.hlog").exists());
 }
+
+#[test]
+fn sigint_stops_the_run_and_leaves_an_incomplete_folder_that_check_and_compare_refuse() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(out.path())
+        .arg("--no-report")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Into the first transport's traffic (ramp 1 s, then warm-up).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the run took {:?} to stop",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{stderr}");
+    let dirs: Vec<_> = std::fs::read_dir(out.path().join("quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let dir = &dirs[0];
+    assert!(
+        stderr.contains("interrupted during short_poll 1/1")
+            && stderr.contains(&dir.display().to_string()),
+        "{stderr}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["complete"], false);
+    assert_eq!(
+        run["problems"],
+        serde_json::json!(["short_poll 1/1: interrupted before it finished"])
+    );
+    assert_eq!(run["runs"][0]["complete"], false);
+    assert_eq!(run["runs"][0]["flags"], serde_json::json!(["incomplete"]));
+    let d = dir.to_str().unwrap();
+    for args in [
+        vec!["check", d],
+        vec!["check", "--no-loss", d],
+        vec!["compare", d, d],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("incomplete"), "{args:?}: {err}");
+    }
+    // The report still renders, and says the run is incomplete.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .args(["report", d])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("**This run is incomplete.**"), "{report}");
+}

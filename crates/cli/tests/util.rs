@@ -67,6 +67,7 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
         command: vec!["test".into()],
         rustc: "test".into(),
         progress: false,
+        stop: tokio_util::sync::CancellationToken::new(),
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Outcome {
     pub histograms: Histograms,
     /// Set when the server died during the run.
     pub server_died: bool,
+    /// Set when the run was stopped from outside (SIGINT, SIGTERM).
+    pub interrupted: bool,
 }
 
 /// Where one transport run sits in a whole run.
@@ -46,6 +48,8 @@ pub struct Slot<'a> {
     pub repetition: u32,
     /// Prefix of this run's room names, so runs against one server never share a room.
     pub room_prefix: &'a str,
+    /// Cancelled when the whole run must stop now (SIGINT, SIGTERM).
+    pub stop: &'a CancellationToken,
 }
 
 /// Runs `transport` once against `server`.
@@ -61,6 +65,7 @@ pub async fn run_transport(
         point,
         repetition,
         room_prefix,
+        stop,
     } = slot;
     let s = scenario.clone();
     let rooms: Vec<String> = (0..s.clients.rooms)
@@ -99,9 +104,15 @@ pub async fn run_transport(
     let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
     let mut server_died = false;
 
-    let mut clients = ramp(&ctx, &s, ramp_start).await;
-    let (readiness, alive) =
-        await_ready(&ctx, server, expected_ready(&s, transport), ramp_start).await;
+    let mut clients = ramp(&ctx, &s, ramp_start, stop).await;
+    let (readiness, alive) = await_ready(
+        &ctx,
+        server,
+        expected_ready(&s, transport),
+        ramp_start,
+        stop,
+    )
+    .await;
     server_died |= !alive;
     // Traffic starts a short settle after the barrier, on one clock for
     // every client.
@@ -126,8 +137,17 @@ pub async fn run_transport(
     let mut at_measure_end = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last = (Instant::now(), 0u64);
+    let mut interrupted = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => {}
+        }
+        if stop.is_cancelled() {
+            interrupted = true;
+            ctx.abort.cancel();
+            break;
+        }
         let now = Instant::now();
         if at_measure_start.is_none() && now >= measure_start {
             at_measure_start = Some((
@@ -178,7 +198,7 @@ pub async fn run_transport(
     // Its answers are bytes the server writes that no client reads, so they
     // are counted apart and left out of the cross-check.
     let control_wire = Arc::new(WireStats::default());
-    if !server_died {
+    if !server_died && !interrupted {
         let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
         for room in &rooms {
             let path = format!("/rooms/{room}/messages");
@@ -308,7 +328,7 @@ pub async fn run_transport(
     {
         flags.push("saturated".to_owned());
     }
-    if server_died || stuck {
+    if server_died || stuck || interrupted {
         flags.push("incomplete".to_owned());
     }
     if readiness.ready < readiness.expected {
@@ -340,7 +360,7 @@ pub async fn run_transport(
         transport,
         point,
         repetition,
-        complete: !(server_died || stuck),
+        complete: !(server_died || stuck || interrupted),
         flags,
         connections: total.connections,
         measured_seconds: measured_secs,
@@ -363,6 +383,7 @@ pub async fn run_transport(
         run,
         histograms: hist,
         server_died,
+        interrupted,
     })
 }
 
@@ -378,12 +399,20 @@ fn expected_ready(s: &Scenario, t: Transport) -> u64 {
 }
 
 /// Ramp: starts every client, evenly spread over the ramp.
-async fn ramp(ctx: &Arc<RunCtx>, s: &Arc<Scenario>, ramp_start: Instant) -> Vec<JoinHandle<()>> {
+async fn ramp(
+    ctx: &Arc<RunCtx>,
+    s: &Arc<Scenario>,
+    ramp_start: Instant,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let n = s.total_clients();
     let mut clients = Vec::with_capacity(n as usize);
     for id in 0..n {
         let at = ramp_start + s.clients.ramp.mul_f64(id as f64 / n as f64);
-        tokio::time::sleep_until(at).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = stop.cancelled() => break,
+        }
         clients.push(tokio::spawn(run_client(
             ctx.clone(),
             ClientSpec::nth(s, id),
@@ -403,16 +432,18 @@ async fn await_ready(
     server: &mut RunningServer,
     expected: u64,
     ramp_start: Instant,
+    stop: &CancellationToken,
 ) -> (Readiness, bool) {
     let deadline = ramp_start + ctx.scenario.clients.ramp + READY_TIMEOUT;
     let mut alive = true;
     loop {
         let ready = ctx.ready.load(Relaxed);
-        if ready >= expected || Instant::now() >= deadline {
+        if ready >= expected || Instant::now() >= deadline || stop.is_cancelled() {
             break;
         }
         tokio::select! {
             _ = ctx.ready_changed.notified() => {}
+            _ = stop.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
                 if !server.is_alive().await {
                     alive = false;

@@ -12,6 +12,7 @@ use indicatif::MultiProgress;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
 
 /// What to run and where results go.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct RunOptions {
     pub rustc: String,
     /// Show progress bars.
     pub progress: bool,
+    /// Cancelled to stop the run now (the CLI cancels it on SIGINT and
+    /// SIGTERM); the folder is then written with `complete: false`.
+    pub stop: CancellationToken,
 }
 
 /// Why a run failed.
@@ -59,6 +63,14 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
     },
+    /// The run was stopped from outside before it finished.
+    #[error("the run was interrupted during {transport}; partial results (complete: false) are in {dir}")]
+    Interrupted {
+        /// The transport run that was cut short.
+        transport: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
     /// The server died during a run.
     #[error("the server died during {transports}; partial results are in {dir}")]
     ServerDied {
@@ -67,6 +79,33 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
     },
+}
+
+/// The problem a run folder names while its run is still going.
+const NOT_FINISHED: &str = "the run has not finished";
+
+/// Writes the folder of an interrupted run: `complete: false`, the reason,
+/// the partial results. Returns the error that names it.
+fn finish_interrupted(
+    file: &mut RunFile,
+    dir: &PathBuf,
+    s: &Scenario,
+    hists: &[LatencyRep],
+    transport: String,
+) -> Result<RunError, RunError> {
+    let io = |source| RunError::Io {
+        path: dir.clone(),
+        source,
+    };
+    file.complete = false;
+    file.problems.retain(|p| p != NOT_FINISHED);
+    file.summarize();
+    file.write(dir).map_err(io)?;
+    write_latency_histograms(dir, s, hists).map_err(io)?;
+    Ok(RunError::Interrupted {
+        transport,
+        dir: dir.clone(),
+    })
 }
 
 /// A finished run.
@@ -120,8 +159,11 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             ServerTarget::External { .. } => "external".into(),
         },
         cpus: opts.cpus.clone(),
-        complete: true,
-        problems: Vec::new(),
+        // Until the last transport run is in, the folder says it is not
+        // complete, so even a run killed outright (SIGKILL) leaves an
+        // honest run.json.
+        complete: false,
+        problems: vec![NOT_FINISHED.into()],
         runs: Vec::new(),
         summary: Vec::new(),
         merged_from: Vec::new(),
@@ -176,6 +218,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         point,
                         repetition: rep,
                         room_prefix: &prefix,
+                        stop: &opts.stop,
                     },
                     opts.loadgen_cpus,
                     Some(&pb),
@@ -196,6 +239,13 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         return Err(RunError::Io { path: dir, source });
                     }
                 };
+                if outcome.interrupted {
+                    file.problems
+                        .push(format!("{label}: interrupted before it finished"));
+                    file.runs.push(outcome.run);
+                    hists.push((t, point, rep, outcome.histograms.latency));
+                    return Err(finish_interrupted(&mut file, &dir, &s, &hists, label)?);
+                }
                 if outcome.server_died {
                     file.complete = false;
                     file.problems
@@ -212,6 +262,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             }
         }
     }
+    file.problems.retain(|p| p != NOT_FINISHED);
+    file.complete = died.is_empty();
+    file.write(&dir).map_err(io(&dir))?;
     write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
     if !died.is_empty() {
         return Err(RunError::ServerDied {

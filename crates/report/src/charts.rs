@@ -46,8 +46,14 @@ fn e<E: std::fmt::Display>(err: E) -> String {
     err.to_string()
 }
 
-/// Draws `chart` to `<dir>/<name>.svg` and `<dir>/<name>.png`.
-fn render(chart: &impl Chart, dir: &Path, name: &str) -> Result<Vec<PathBuf>, ReportError> {
+/// Draws `chart` to `<dir>/<name>.svg` and `<dir>/<name>.png`; a run that
+/// did not finish gets a red banner on every chart.
+fn render(
+    chart: &impl Chart,
+    dir: &Path,
+    name: &str,
+    incomplete: bool,
+) -> Result<Vec<PathBuf>, ReportError> {
     register_font();
     let svg = dir.join(format!("{name}.svg"));
     let png = dir.join(format!("{name}.png"));
@@ -58,14 +64,29 @@ fn render(chart: &impl Chart, dir: &Path, name: &str) -> Result<Vec<PathBuf>, Re
     {
         let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
         chart.draw(&root).map_err(|r| fail(&svg, r))?;
+        if incomplete {
+            incomplete_banner(&root).map_err(|r| fail(&svg, r))?;
+        }
         root.present().map_err(|x| fail(&svg, x.to_string()))?;
     }
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
         chart.draw(&root).map_err(|r| fail(&png, r))?;
+        if incomplete {
+            incomplete_banner(&root).map_err(|r| fail(&png, r))?;
+        }
         root.present().map_err(|x| fail(&png, x.to_string()))?;
     }
     Ok(vec![svg, png])
+}
+
+fn incomplete_banner<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> DrawResult {
+    root.draw(&Text::new(
+        "INCOMPLETE RUN: it ended early; see REPORT.md",
+        (8, 6),
+        ("sans-serif", 16).into_font().color(&RED),
+    ))
+    .map_err(e)
 }
 
 /// 1. Latency percentile spectrum, HdrHistogram style.
@@ -502,7 +523,7 @@ pub fn draw_all(
             .collect(),
         subtitle: &subtitle,
     };
-    files.extend(render(&spectrum, dir, "latency")?);
+    files.extend(render(&spectrum, dir, "latency", !run.complete)?);
 
     let sum: Vec<&TransportSummary> = run.at_point(0).collect();
     let overhead = Bars {
@@ -541,7 +562,7 @@ pub fn draw_all(
             },
         ],
     };
-    files.extend(render(&overhead, dir, "overhead")?);
+    files.extend(render(&overhead, dir, "overhead", !run.complete)?);
 
     // One panel per transport: each has its own scale, since short polling's
     // wait is a thousand times the push transports' whole latency.
@@ -567,7 +588,7 @@ pub fn draw_all(
     };
     // Runs made before the breakdown existed have none to draw.
     if run.runs.iter().any(|r| r.breakdown.is_some()) {
-        files.extend(render(&breakdown, dir, "breakdown")?);
+        files.extend(render(&breakdown, dir, "breakdown", !run.complete)?);
     }
 
     let cost = Bars {
@@ -604,7 +625,7 @@ pub fn draw_all(
             },
         ],
     };
-    files.extend(render(&cost, dir, "server-cost")?);
+    files.extend(render(&cost, dir, "server-cost", !run.complete)?);
 
     let first: Vec<&TransportRun> = s
         .transports
@@ -626,7 +647,7 @@ pub fn draw_all(
             })
             .collect(),
     };
-    files.extend(render(&timeline, dir, "timeline")?);
+    files.extend(render(&timeline, dir, "timeline", !run.complete)?);
     if let Some(sweep) = &s.sweep {
         let chart = SweepChart {
             parameter: &sweep.parameter,
@@ -636,7 +657,7 @@ pub fn draw_all(
             summaries: &run.summary,
             transports: &s.transports,
         };
-        files.extend(render(&chart, dir, "sweep")?);
+        files.extend(render(&chart, dir, "sweep", !run.complete)?);
     }
     Ok(files)
 }
