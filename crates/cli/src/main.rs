@@ -1,6 +1,7 @@
 //! `chatbench`: a thin front end over the chatbench libraries.
 
 use anyhow::{bail, Context};
+use chatbench_loadgen::resources::BuildInfo;
 use chatbench_loadgen::results::CpuPlacement;
 use chatbench_loadgen::run::{run, RunError, RunOptions};
 use chatbench_loadgen::scenario::Overrides;
@@ -266,7 +267,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cpus,
         loadgen_cpus,
         command: std::env::args().collect(),
-        rustc: env!("CHATBENCH_RUSTC").into(),
+        build: BuildInfo {
+            commit: env!("CHATBENCH_COMMIT").into(),
+            dirty: env!("CHATBENCH_DIRTY") == "true",
+            rustc: env!("CHATBENCH_RUSTC").into(),
+            target: env!("CHATBENCH_TARGET").into(),
+            profile: env!("CHATBENCH_PROFILE").into(),
+        },
         progress: true,
         stop: CancellationToken::new(),
     };

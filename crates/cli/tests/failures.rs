@@ -105,6 +105,8 @@ fn sigint_stops_the_run_and_leaves_an_incomplete_folder_that_check_and_compare_r
         .arg("--out")
         .arg(out.path())
         .arg("--no-report")
+        // Outside the repository: the commit comes from the build.
+        .current_dir(out.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -139,6 +141,19 @@ fn sigint_stops_the_run_and_leaves_an_incomplete_folder_that_check_and_compare_r
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["complete"], false);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert_eq!(run["environment"]["commit"], head.as_str());
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    assert_eq!(run["environment"]["profile"], profile);
     assert_eq!(
         run["problems"],
         serde_json::json!(["short_poll 1/1: interrupted before it finished"])

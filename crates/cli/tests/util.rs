@@ -65,7 +65,11 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
         cpus: CpuPlacement::default(),
         loadgen_cpus: 1,
         command: vec!["test".into()],
-        rustc: "test".into(),
+        build: chatbench_loadgen::resources::BuildInfo {
+            commit: "test".into(),
+            rustc: "test".into(),
+            ..Default::default()
+        },
         progress: false,
         stop: tokio_util::sync::CancellationToken::new(),
     }

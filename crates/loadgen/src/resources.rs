@@ -94,13 +94,39 @@ impl Sampler {
     }
 }
 
+/// How the running binary was built: fixed at build time by the `chatbench`
+/// binary's build script, so a copied binary still says what it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildInfo {
+    /// The git commit of the source it was built from (`unknown` outside a
+    /// git checkout).
+    pub commit: String,
+    /// Tracked files differed from that commit.
+    pub dirty: bool,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// The target triple.
+    pub target: String,
+    /// `release` or `debug`.
+    pub profile: String,
+}
+
 /// The machine and build a run happened on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
-    /// `git rev-parse HEAD` of the working directory, if any.
+    /// The git commit chatbench was built from.
     pub commit: String,
+    /// The build had changes to tracked files beyond that commit.
+    #[serde(default)]
+    pub dirty: bool,
     /// The compiler that built chatbench.
     pub rustc: String,
+    /// The target triple it was built for.
+    #[serde(default)]
+    pub target: String,
+    /// The cargo profile (`release`, `debug`).
+    #[serde(default)]
+    pub profile: String,
     /// OS name (`PRETTY_NAME` of /etc/os-release).
     pub os: String,
     /// Kernel release.
@@ -116,15 +142,8 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Reads the environment of this process.
-    pub fn detect(rustc: &str) -> Environment {
-        let commit = std::process::Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
+    /// Reads the machine this process runs on; the build comes from `build`.
+    pub fn detect(build: &BuildInfo) -> Environment {
         let os = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|s| {
@@ -152,8 +171,11 @@ impl Environment {
         // procfs reports MemTotal in bytes.
         let memory_bytes = procfs::Meminfo::current().map(|m| m.mem_total).unwrap_or(0);
         Environment {
-            commit,
-            rustc: rustc.to_owned(),
+            commit: build.commit.clone(),
+            dirty: build.dirty,
+            rustc: build.rustc.clone(),
+            target: build.target.clone(),
+            profile: build.profile.clone(),
             os,
             kernel,
             cpu_model,

@@ -31,8 +31,8 @@ pub struct RunOptions {
     pub loadgen_cpus: usize,
     /// The command line, for the record.
     pub command: Vec<String>,
-    /// The rustc that built the binary.
-    pub rustc: String,
+    /// How the binary was built.
+    pub build: crate::resources::BuildInfo,
     /// Show progress bars.
     pub progress: bool,
     /// Cancelled to stop the run now (the CLI cancels it on SIGINT and
@@ -152,7 +152,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         run_id: id.clone(),
         created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         command: opts.command.clone(),
-        environment: Environment::detect(&opts.rustc),
+        environment: Environment::detect(&opts.build),
         scenario: opts.scenario.clone(),
         server_mode: match target {
             ServerTarget::Spawn { .. } => "spawned".into(),

@@ -224,8 +224,27 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
                 .join(", ")
         );
     }
-    let _ = writeln!(o, "| commit | `{}` |", e.commit);
-    let _ = writeln!(o, "| chatbench | {} ({}) |", e.chatbench_version, e.rustc);
+    let _ = writeln!(
+        o,
+        "| commit | `{}`{} |",
+        e.commit,
+        if e.dirty {
+            " (dirty: built with uncommitted changes)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        o,
+        "| chatbench | {} ({}{}) |",
+        e.chatbench_version,
+        e.rustc,
+        if e.profile.is_empty() {
+            String::new()
+        } else {
+            format!(", {} build for {}", e.profile, e.target)
+        }
+    );
     let _ = writeln!(o, "| OS, kernel | {}, {} |", e.os, e.kernel);
     let _ = writeln!(o, "| CPU | {} × {} |", e.cpus, e.cpu_model);
     let _ = writeln!(
