@@ -265,6 +265,15 @@ fn merge_refuses_runs_of_another_scenario_build_or_machine() {
         stderr.contains("they ran on different builds or machines (environment commit (\"06c85a801c87dc650a96c6f6160551d3e288d727\" against \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\")); put them side by side with `chatbench compare` instead"),
         "{stderr}"
     );
+    // The same run twice would claim repetitions that never ran.
+    assert_eq!(
+        refused_merge(&a, &a, &out).trim_end(),
+        format!(
+            "chatbench: error: {} is the same run as {} (run id fixture-a): merging it twice would claim repetitions that never ran",
+            a.display(),
+            a.display()
+        )
+    );
     // One folder is not a merge.
     let (code, _, stderr) = chatbench(&["merge", a.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{stderr}");

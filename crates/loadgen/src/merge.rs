@@ -25,6 +25,16 @@ pub enum MergeError {
     /// Fewer than two inputs.
     #[error("merge needs at least two run folders, got {0}")]
     TooFew(usize),
+    /// The same run was given twice (by the same or another path).
+    #[error("{b} is the same run as {a} (run id {run_id}): merging it twice would claim repetitions that never ran")]
+    Duplicate {
+        /// The first path to it.
+        a: String,
+        /// The second.
+        b: String,
+        /// Its run id.
+        run_id: String,
+    },
     /// A run folder could not be read.
     #[error("{0}")]
     Read(String),
@@ -79,6 +89,16 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
             b: dir.display().to_string(),
             why,
         })?;
+    }
+
+    for (i, f) in files.iter().enumerate() {
+        if let Some(j) = files[..i].iter().position(|g| g.run_id == f.run_id) {
+            return Err(MergeError::Duplicate {
+                a: inputs[j].display().to_string(),
+                b: inputs[i].display().to_string(),
+                run_id: f.run_id.clone(),
+            });
+        }
     }
 
     let mut transports: Vec<Transport> = Vec::new();

@@ -42,7 +42,9 @@ pub enum Metric {
     SegmentsPerMsg,
     /// Deliveries per second.
     DeliveredPerS,
-    /// Server CPU ms per 1,000 delivered messages.
+    /// Server CPU ms per 1,000 delivered messages. Spelled as run.json's
+    /// `server_cpu_ms_per_1k` (snake_case alone would say `per1k`).
+    #[serde(rename = "server_cpu_ms_per_1k")]
     ServerCpuMsPer1k,
     /// Server RSS per idle connection, bytes.
     RssPerConnection,
@@ -254,5 +256,26 @@ mod tests {
             rule("metric = \"lost\"\nratio = [\"sse\"]\nmin = 1").unwrap_err(),
             "ratio: invalid length 1, expected an array of length 2"
         );
+    }
+
+    #[test]
+    fn every_metric_named_in_the_scenario_docs_parses_and_the_list_is_whole() {
+        let doc = include_str!("../../../scenarios/README.md");
+        let list = doc
+            .split("\nMetrics: ")
+            .nth(1)
+            .and_then(|rest| rest.split(". A rule").next())
+            .expect("scenarios/README.md lists the metrics");
+        let named: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        assert_eq!(named.len(), 17, "{named:?}");
+        for name in &named {
+            let m: Metric = serde_json::from_value(serde_json::Value::from(*name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(m.as_str(), *name);
+        }
+        // The summary key in run.json has the same spelling.
+        let summary_key = "server_cpu_ms_per_1k";
+        assert!(named.contains(&summary_key));
+        assert_eq!(Metric::ServerCpuMsPer1k.as_str(), summary_key);
     }
 }
