@@ -103,6 +103,34 @@ async fn one(transport: Transport) {
         hgrm.contains(&format!("Total count    = {:>12}", a.delivered)),
         "{hgrm}"
     );
+    // HdrHistogram's percentile format: cumulative TotalCount, rising
+    // percentiles, the last row at percentile 1 holding every count.
+    let rows: Vec<Vec<&str>> = hgrm
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.len() > 10, "{hgrm}");
+    for w in rows.windows(2) {
+        let (q0, q1): (f64, f64) = (w[0][1].parse().unwrap(), w[1][1].parse().unwrap());
+        let (c0, c1): (u64, u64) = (w[0][2].parse().unwrap(), w[1][2].parse().unwrap());
+        assert!(q1 > q0 && c1 >= c0, "{hgrm}");
+        assert_eq!(w[0].len(), 4, "{hgrm}");
+    }
+    let last = rows.last().unwrap();
+    assert_eq!((last[1], last.len()), ("1.000000000000", 3), "{hgrm}");
+    assert_eq!(last[2].parse::<u64>().unwrap(), a.delivered, "{hgrm}");
+    // The interval log, read by hand: one interval, its real start and
+    // length, and every delivery in it.
+    let ivs = read_hlog_by_hand(&done.dir.join(format!("{transport}.hlog")));
+    assert_eq!(ivs.len(), 1, "{ivs:?}");
+    assert_eq!(ivs[0].tag, "rep0");
+    assert_eq!(ivs[0].total_count, a.delivered);
+    assert_eq!(ivs[0].significant_digits, 3);
+    assert_eq!(ivs[0].length_s, 2.0);
+    assert_eq!(ivs[0].start_s, r.measured_from_unix_ms as f64 / 1000.0);
+    assert!(ivs[0].start_s > 1.7e9, "a real time: {}", ivs[0].start_s);
     // Requests per message follow the transport's shape.
     let w = r.wire.total;
     // (4 receivers per message: one POST per message is 0.25 per delivery.)

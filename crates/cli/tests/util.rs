@@ -97,3 +97,87 @@ pub async fn spawn_server() -> (tokio::process::Child, SocketAddr) {
         .unwrap();
     (child, addr)
 }
+
+/// One interval of an `.hlog`, read by hand from HdrHistogram's log format
+/// (independently of the hdrhistogram crate that wrote it): the line
+/// `Tag=..,start,length,max,base64`, the base64 of a V2 compressed
+/// histogram (cookie base 0x1c849304, length, zlib), and inside it a V2
+/// histogram (cookie base 0x1c849303, payload length, normalizing offset, significant
+/// digits, lowest, highest, conversion ratio; then ZigZag LEB128 counts, a
+/// negative count being a run of empty buckets).
+#[derive(Debug)]
+pub struct RawInterval {
+    pub tag: String,
+    pub start_s: f64,
+    pub length_s: f64,
+    pub total_count: u64,
+    pub significant_digits: u32,
+}
+
+pub fn read_hlog_by_hand(path: &std::path::Path) -> Vec<RawInterval> {
+    use base64::Engine;
+    use std::io::Read;
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.starts_with("\"StartTimestamp\"") || line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 5, "{line}");
+        let tag = f[0]
+            .strip_prefix("Tag=")
+            .expect("a tagged interval")
+            .to_owned();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(f[4])
+            .unwrap();
+        // The cookie's second-lowest nibble carries flags (0x10: the V2
+        // encoding), so compare the base with it masked out.
+        assert_eq!(
+            u32::from_be_bytes(raw[0..4].try_into().unwrap()) & !0xf0,
+            0x1c84_9304
+        );
+        let len = u32::from_be_bytes(raw[4..8].try_into().unwrap()) as usize;
+        let mut v2 = Vec::new();
+        flate2::read::ZlibDecoder::new(&raw[8..8 + len])
+            .read_to_end(&mut v2)
+            .unwrap();
+        assert_eq!(
+            u32::from_be_bytes(v2[0..4].try_into().unwrap()) & !0xf0,
+            0x1c84_9303
+        );
+        let payload = u32::from_be_bytes(v2[4..8].try_into().unwrap()) as usize;
+        let significant_digits = u32::from_be_bytes(v2[12..16].try_into().unwrap());
+        let mut counts = &v2[40..40 + payload];
+        let mut total_count = 0u64;
+        while !counts.is_empty() {
+            let (mut v, mut shift, mut i) = (0u64, 0, 0);
+            loop {
+                let b = counts[i];
+                v |= ((b & 0x7f) as u64) << shift;
+                i += 1;
+                if b & 0x80 == 0 || i == 9 {
+                    if i == 9 && b & 0x80 != 0 {
+                        v |= (b as u64) << 56;
+                    }
+                    break;
+                }
+                shift += 7;
+            }
+            counts = &counts[i..];
+            let n = ((v >> 1) as i64) ^ -((v & 1) as i64);
+            if n > 0 {
+                total_count += n as u64;
+            }
+        }
+        out.push(RawInterval {
+            tag,
+            start_s: f[1].parse().unwrap(),
+            length_s: f[2].parse().unwrap(),
+            total_count,
+            significant_digits,
+        });
+    }
+    out
+}

@@ -364,6 +364,10 @@ pub async fn run_transport(
         flags,
         connections: total.connections,
         measured_seconds: measured_secs,
+        measured_from_unix_ms: ctx
+            .clock
+            .get()
+            .map_or(0, |c| (c.t0_unix_us + s.warmup.as_micros() as u64) / 1000),
         latency_us: latency,
         send_lag_us: send_lag,
         connect_us: Percentiles::of(&hist.connect),

@@ -181,7 +181,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     };
     file.summarize();
 
-    write_latency_histograms(&dir, &file.scenario, &hists).map_err(io(&dir))?;
+    write_latency_histograms(&dir, &file.scenario, &hists, &file.runs).map_err(io(&dir))?;
     let mut log = String::new();
     for (d, f) in inputs.iter().zip(&files) {
         if let Ok(text) = std::fs::read_to_string(d.join("server.log")) {

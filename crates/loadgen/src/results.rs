@@ -268,6 +268,10 @@ pub struct TransportRun {
     pub connections: u64,
     /// Length of the measured window, s.
     pub measured_seconds: f64,
+    /// Start of the measured window, ms since the UNIX epoch (0 in runs made
+    /// before it was recorded); the `.hlog` interval's start time.
+    #[serde(default)]
+    pub measured_from_unix_ms: u64,
     /// Delivery latency.
     pub latency_us: Percentiles,
     /// Send lag (actual minus intended send time).
@@ -634,21 +638,32 @@ pub fn write_latency_histograms(
     dir: &Path,
     scenario: &Scenario,
     reps: &[LatencyRep],
+    runs: &[TransportRun],
 ) -> std::io::Result<()> {
     for point in 0..scenario.points() {
         for &t in &scenario.transports {
-            let mine: Vec<(u32, &Histogram<u64>)> = reps
+            let mine: Vec<HlogInterval<'_>> = reps
                 .iter()
                 .filter(|(x, p, _, _)| *x == t && *p == point)
-                .map(|(_, _, r, h)| (*r, h))
+                .map(|(_, _, r, h)| {
+                    let run = runs
+                        .iter()
+                        .find(|x| x.transport == t && x.point == point && x.repetition == *r);
+                    HlogInterval {
+                        repetition: *r,
+                        start_unix_s: run.map_or(0.0, |x| x.measured_from_unix_ms as f64 / 1000.0),
+                        length_s: run.map_or(0.0, |x| x.measured_seconds),
+                        histogram: h,
+                    }
+                })
                 .collect();
             if mine.is_empty() {
                 continue;
             }
             let mut merged = crate::record::new_histogram();
-            for (_, h) in &mine {
+            for iv in &mine {
                 merged
-                    .add(*h)
+                    .add(iv.histogram)
                     .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
             }
             let name = histogram_name(scenario, t, point);
@@ -659,42 +674,72 @@ pub fn write_latency_histograms(
     Ok(())
 }
 
-/// Writes `<name>.hgrm`: HdrHistogram's percentile distribution text, in
-/// milliseconds, as its own plotter reads it.
+/// Writes `<name>.hgrm`: HdrHistogram's percentile distribution, in
+/// milliseconds, as `outputPercentileDistribution` prints it (5 ticks per
+/// half distance, cumulative TotalCount, `1/(1-Percentile)`, the last row
+/// at percentile 1 without it), so HdrHistogram's own plotter reads it.
 pub fn write_hgrm(path: &Path, h: &Histogram<u64>) -> std::io::Result<()> {
+    std::fs::write(path, hgrm_text(h))
+}
+
+/// The text [`write_hgrm`] writes.
+pub fn hgrm_text(h: &Histogram<u64>) -> String {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
     if !h.is_empty() {
-        for v in h.iter_quantiles(1) {
+        let mut total = 0u64;
+        let mut last_q = -1.0f64;
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
-            let inv = if q < 1.0 {
-                format!("{:.2}", 1.0 / (1.0 - q))
+            // The iterator can yield one quantile twice at a bucket edge;
+            // the Java writer prints each step once.
+            if q <= last_q {
+                continue;
+            }
+            last_q = q;
+            let value = v.value_iterated_to() as f64 / 1000.0;
+            if q < 1.0 {
+                let _ = writeln!(
+                    out,
+                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
-                "inf".into()
-            };
-            let _ = writeln!(
-                out,
-                "{:12.3} {:14.12} {:10} {:>14}",
-                v.value_iterated_to() as f64 / 1000.0,
-                q,
-                v.count_since_last_iteration(),
-                inv
-            );
+                let _ = writeln!(out, "{value:12.3} {q:2.12} {total:10}");
+            }
         }
     }
     let _ = writeln!(
         out,
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]",
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n#[Buckets = {:12}, SubBuckets     = {:12}]",
         h.mean() / 1000.0,
         h.stdev() / 1000.0,
         h.max() as f64 / 1000.0,
-        h.len()
+        h.len(),
+        h.buckets(),
+        h.distinct_values()
     );
-    std::fs::write(path, out)
+    out
+}
+
+/// One `.hlog` interval: a repetition's histogram and when it was measured.
+#[derive(Debug, Clone, Copy)]
+pub struct HlogInterval<'a> {
+    /// The repetition, for the interval's tag (`rep<N>`).
+    pub repetition: u32,
+    /// Start of the measured window, s since the UNIX epoch (0 when unknown).
+    pub start_unix_s: f64,
+    /// Length of the measured window, s.
+    pub length_s: f64,
+    /// The latencies.
+    pub histogram: &'a Histogram<u64>,
 }
 
 /// Writes `<name>.hlog`: an HdrHistogram V2 interval log with one interval
-/// per repetition, tagged `rep<N>`. Histograms merge; percentiles do not.
-pub fn write_hlog(path: &Path, reps: &[(u32, &Histogram<u64>)]) -> std::io::Result<()> {
+/// per repetition, tagged `rep<N>`, stamped with the measured window's real
+/// start (absolute, s since the epoch) and length. Histograms merge;
+/// percentiles do not.
+pub fn write_hlog(path: &Path, reps: &[HlogInterval<'_>]) -> std::io::Result<()> {
     use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
     use hdrhistogram::serialization::V2DeflateSerializer;
     let mut buf = Vec::new();
@@ -704,12 +749,12 @@ pub fn write_hlog(path: &Path, reps: &[(u32, &Histogram<u64>)]) -> std::io::Resu
             .add_comment("chatbench delivery latency, microseconds; one interval per repetition")
             .begin_log_with(&mut buf, &mut ser)
             .map_err(std::io::Error::other)?;
-        for (rep, h) in reps {
-            let tag = format!("rep{rep}");
+        for iv in reps {
+            let tag = format!("rep{}", iv.repetition);
             w.write_histogram(
-                h,
-                std::time::Duration::from_secs(*rep as u64),
-                std::time::Duration::from_secs(1),
+                iv.histogram,
+                std::time::Duration::from_secs_f64(iv.start_unix_s.max(0.0)),
+                std::time::Duration::from_secs_f64(iv.length_s.max(0.0)),
                 Tag::new(&tag),
             )
             .map_err(|e| std::io::Error::other(format!("{e:?}")))?;

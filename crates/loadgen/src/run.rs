@@ -101,7 +101,7 @@ fn finish_interrupted(
     file.problems.retain(|p| p != NOT_FINISHED);
     file.summarize();
     file.write(dir).map_err(io)?;
-    write_latency_histograms(dir, s, hists).map_err(io)?;
+    write_latency_histograms(dir, s, hists, &file.runs).map_err(io)?;
     Ok(RunError::Interrupted {
         transport,
         dir: dir.clone(),
@@ -199,7 +199,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         file.problems.push(format!("{label}: {source}"));
                         file.summarize();
                         file.write(&dir).map_err(io(&dir))?;
-                        write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
+                        write_latency_histograms(&dir, &s, &hists, &file.runs).map_err(io(&dir))?;
                         return Err(RunError::Server {
                             transport: t,
                             repetition: rep,
@@ -235,7 +235,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                             .push(format!("{label}: cannot start the send timer: {source}"));
                         file.summarize();
                         file.write(&dir).map_err(io(&dir))?;
-                        write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
+                        write_latency_histograms(&dir, &s, &hists, &file.runs).map_err(io(&dir))?;
                         return Err(RunError::Io { path: dir, source });
                     }
                 };
@@ -265,7 +265,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     file.problems.retain(|p| p != NOT_FINISHED);
     file.complete = died.is_empty();
     file.write(&dir).map_err(io(&dir))?;
-    write_latency_histograms(&dir, &s, &hists).map_err(io(&dir))?;
+    write_latency_histograms(&dir, &s, &hists, &file.runs).map_err(io(&dir))?;
     if !died.is_empty() {
         return Err(RunError::ServerDied {
             transports: died.join(", "),
