@@ -717,7 +717,8 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
         h.max() as f64 / 1000.0,
         h.len(),
         h.buckets(),
-        h.distinct_values()
+        // As Java's subBucketCount: 2^ceil(log2(2 * 10^digits)).
+        (2.0 * 10f64.powi(h.sigfig() as i32)).log2().ceil().exp2() as u64
     );
     out
 }
