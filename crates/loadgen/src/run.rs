@@ -3,7 +3,7 @@
 //! is stopped or whose server dies still leaves its partial results.
 
 use crate::engine::{progress_bar, run_transport, Slot};
-use crate::resources::Environment;
+use crate::resources::detect_environment;
 use crate::results::{write_latency_histograms, CpuPlacement, LatencyRep, RunFile, SCHEMA};
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
@@ -152,7 +152,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         run_id: id.clone(),
         created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         command: opts.command.clone(),
-        environment: Environment::detect(&opts.build),
+        environment: detect_environment(&opts.build),
         scenario: opts.scenario.clone(),
         server_mode: match target {
             ServerTarget::Spawn { .. } => "spawned".into(),

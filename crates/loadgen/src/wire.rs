@@ -4,6 +4,7 @@
 //! bytes it moves to a shared [`WireStats`], and when it is dropped it reads
 //! `TCP_INFO` to add the connection's segment counts.
 
+pub use chatbench_results::wire::{on_wire_bytes, WireSnapshot};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -32,25 +33,6 @@ pub struct WireStats {
     pub segs_out: AtomicU64,
 }
 
-/// A plain copy of [`WireStats`] at one moment.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WireSnapshot {
-    /// Bytes written by clients.
-    pub bytes_up: u64,
-    /// Bytes read by clients.
-    pub bytes_down: u64,
-    /// HTTP requests sent.
-    pub requests: u64,
-    /// Poll answers that held no message.
-    pub empty_polls: u64,
-    /// TCP connections opened.
-    pub connections: u64,
-    /// Segments received (closed connections only).
-    pub segs_in: u64,
-    /// Segments sent (closed connections only).
-    pub segs_out: u64,
-}
-
 impl WireStats {
     /// Reads every counter.
     pub fn snapshot(&self) -> WireSnapshot {
@@ -62,21 +44,6 @@ impl WireStats {
             connections: self.connections.load(Relaxed),
             segs_in: self.segs_in.load(Relaxed),
             segs_out: self.segs_out.load(Relaxed),
-        }
-    }
-}
-
-impl std::ops::Sub for WireSnapshot {
-    type Output = WireSnapshot;
-    fn sub(self, o: WireSnapshot) -> WireSnapshot {
-        WireSnapshot {
-            bytes_up: self.bytes_up.saturating_sub(o.bytes_up),
-            bytes_down: self.bytes_down.saturating_sub(o.bytes_down),
-            requests: self.requests.saturating_sub(o.requests),
-            empty_polls: self.empty_polls.saturating_sub(o.empty_polls),
-            connections: self.connections.saturating_sub(o.connections),
-            segs_in: self.segs_in.saturating_sub(o.segs_in),
-            segs_out: self.segs_out.saturating_sub(o.segs_out),
         }
     }
 }
@@ -200,11 +167,4 @@ impl AsyncWrite for WireCounter {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
-}
-
-/// Estimated on-wire bytes: payload plus Ethernet (14 + 4 FCS + 20 preamble
-/// and gap are left out: loopback has none), IPv4 (20) and TCP with the
-/// timestamp option (32) headers per segment.
-pub fn on_wire_bytes(payload: u64, segments: u64) -> u64 {
-    payload + segments * (20 + 32)
 }

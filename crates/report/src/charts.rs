@@ -5,8 +5,8 @@
 //! same on any machine.
 
 use crate::ReportError;
-use chatbench_loadgen::results::{RunFile, TransportRun, TransportSummary};
-use chatbench_loadgen::Transport;
+use chatbench_results::run_file::{RunFile, TransportRun, TransportSummary};
+use chatbench_results::Transport;
 use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;

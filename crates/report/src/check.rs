@@ -1,8 +1,8 @@
 //! `chatbench check`: evaluates a run's `[[expect]]` rules.
 
-use chatbench_loadgen::results::{RunFile, TransportSummary};
-use chatbench_loadgen::rules::{Metric, Rule, RuleKind};
-use chatbench_loadgen::Transport;
+use chatbench_results::rules::{Metric, Rule, RuleKind};
+use chatbench_results::run_file::{RunFile, TransportSummary};
+use chatbench_results::Transport;
 use std::fmt::Write;
 
 /// One evaluated rule.

@@ -1,8 +1,8 @@
 //! `chatbench compare A B`: the same transports of two runs side by side.
 
 use crate::check::value;
-use chatbench_loadgen::results::RunFile;
-use chatbench_loadgen::rules::Metric;
+use chatbench_results::rules::Metric;
+use chatbench_results::run_file::RunFile;
 use std::fmt::Write;
 
 /// Ratios outside `[1/STANDS_OUT, STANDS_OUT]` are marked.
@@ -12,7 +12,7 @@ pub const STANDS_OUT: f64 = 1.25;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Transport.
-    pub transport: chatbench_loadgen::Transport,
+    pub transport: chatbench_results::Transport,
     /// Metric.
     pub metric: Metric,
     /// Value in run A.

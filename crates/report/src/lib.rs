@@ -12,8 +12,8 @@ pub mod check;
 pub mod compare;
 mod markdown;
 
-use chatbench_loadgen::results::{histogram_name, read_hlog, RunFile};
-use chatbench_loadgen::Transport;
+use chatbench_results::run_file::{histogram_name, read_hlog, RunFile};
+use chatbench_results::Transport;
 use hdrhistogram::Histogram;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ pub fn load(dir: &Path) -> Result<(RunFile, TransportHistograms), ReportError> {
         .map(|s| {
             let name = histogram_name(&run.scenario, s.transport, 0);
             let path = dir.join(format!("{name}.hlog"));
-            let h = read_hlog(&path).unwrap_or_else(|_| chatbench_loadgen::record::new_histogram());
+            let h = read_hlog(&path).unwrap_or_else(|_| chatbench_results::hist::new_histogram());
             (s.transport, h)
         })
         .collect();

@@ -1,11 +1,11 @@
 //! `REPORT.md`: environment, scenario in words, summary, charts, audit, flags.
 
-use chatbench_loadgen::results::{RunFile, Stat};
-use chatbench_loadgen::scenario::Arrival;
+use chatbench_results::run_file::{RunFile, Stat};
+use chatbench_results::scenario::Arrival;
 use std::fmt::Write;
 
 fn us(v: f64) -> String {
-    chatbench_loadgen::engine::fmt_us_sep(v as u64, " ")
+    chatbench_results::fmt::fmt_us_sep(v as u64, " ")
 }
 
 fn spread(s: &Stat, f: &dyn Fn(f64) -> String, reps: u32) -> String {
@@ -284,7 +284,7 @@ fn breakdown(o: &mut String, run: &RunFile) {
     );
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let m = |v: f64| us(v.round());
-    let pp = |p: &chatbench_loadgen::results::Percentiles| {
+    let pp = |p: &chatbench_results::run_file::Percentiles| {
         format!(
             "{} ({} / {})",
             m(p.mean),
@@ -359,8 +359,8 @@ Each client here receives one message per second. This run measured {} clients; 
         run.at_point(0).next().map_or(0.0, |x| x.payload_bytes.median),
         measured_clients
     );
-    let get = |t: chatbench_loadgen::Transport| run.at_point(0).find(|x| x.transport == t);
-    use chatbench_loadgen::Transport::*;
+    let get = |t: chatbench_results::Transport| run.at_point(0).find(|x| x.transport == t);
+    use chatbench_results::Transport::*;
     let overhead = |t| get(t).map(|x| (x.bytes_per_msg.median - x.payload_bytes.median).max(0.0));
     let _ = writeln!(
         o,

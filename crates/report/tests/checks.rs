@@ -1,8 +1,8 @@
 use crate::*;
-use chatbench_loadgen::Transport;
 use chatbench_report::{check, compare};
+use chatbench_results::Transport;
 
-fn with_rules(rules: &str) -> chatbench_loadgen::RunFile {
+fn with_rules(rules: &str) -> chatbench_results::run_file::RunFile {
     let mut run = load("run-a");
     let doc: toml::Table = toml::from_str(rules).unwrap();
     run.scenario.expect = doc["expect"]

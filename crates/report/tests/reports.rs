@@ -102,7 +102,7 @@ fn report_md_has_every_section() {
 #[test]
 fn flags_and_incomplete_runs_are_shown_prominently() {
     let (_tmp, dir) = copy_fixture("run-a");
-    let mut run = chatbench_loadgen::RunFile::read(&dir).unwrap();
+    let mut run = chatbench_results::run_file::RunFile::read(&dir).unwrap();
     run.complete = false;
     run.problems = vec!["sse 2/2: the server died during the run".into()];
     run.summary[2].flags = vec!["incomplete".into(), "saturated".into()];
@@ -127,4 +127,50 @@ fn a_missing_run_folder_is_a_clear_error() {
         e.to_string(),
         "/nonexistent/run/run.json: No such file or directory (os error 2)"
     );
+}
+
+#[test]
+fn the_report_crate_compiles_no_runtime_network_or_load_generator() {
+    // A report needs result files alone (ARCHITECTURE.md): its dependencies
+    // say so. `cargo tree` over normal (non-dev) dependencies.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "chatbench-report",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let names: std::collections::BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.contains("chatbench-results") && names.contains("plotters"));
+    for forbidden in [
+        "chatbench-loadgen",
+        "chatbench-server",
+        "tokio",
+        "hyper",
+        "tungstenite",
+        "procfs",
+        "indicatif",
+    ] {
+        assert!(
+            !names.contains(forbidden),
+            "chatbench-report depends on {forbidden}:\n{tree}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 mod checks;
 mod reports;
 
-use chatbench_loadgen::RunFile;
+use chatbench_results::run_file::RunFile;
 use std::path::{Path, PathBuf};
 
 pub fn fixture(name: &str) -> PathBuf {

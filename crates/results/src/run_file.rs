@@ -1,7 +1,7 @@
 //! The result files: `run.json` (schema [`SCHEMA`]), histogram logs, and the
 //! console table.
 
-use crate::resources::{Environment, ProcSample};
+use crate::machine::{Environment, ProcSample};
 use crate::scenario::Scenario;
 use crate::wire::{on_wire_bytes, WireSnapshot};
 use crate::Transport;
@@ -589,16 +589,16 @@ impl RunFile {
                 "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
                 s.point_label.as_deref().unwrap_or(""),
                 s.transport.as_str(),
-                crate::engine::fmt_us(s.p50_us.median as u64),
-                crate::engine::fmt_us(s.p99_us.median as u64),
-                crate::engine::fmt_us(s.p999_us.median as u64),
-                crate::engine::fmt_us(s.max_us.median as u64),
+                crate::fmt::fmt_us(s.p50_us.median as u64),
+                crate::fmt::fmt_us(s.p99_us.median as u64),
+                crate::fmt::fmt_us(s.p999_us.median as u64),
+                crate::fmt::fmt_us(s.max_us.median as u64),
                 format!(
                     "{}/{}",
-                    crate::engine::fmt_us(s.send_lag_p50_us.median as u64),
-                    crate::engine::fmt_us(s.send_lag_p99_us.median as u64)
+                    crate::fmt::fmt_us(s.send_lag_p50_us.median as u64),
+                    crate::fmt::fmt_us(s.send_lag_p99_us.median as u64)
                 ),
-                crate::engine::fmt_us(s.receive_p50_us.median as u64),
+                crate::fmt::fmt_us(s.receive_p50_us.median as u64),
                 s.bytes_per_msg.median,
                 s.requests_per_msg.median,
                 opt(s.server_cpu_ms_per_1k, &|v| format!("{v:.1}")),
@@ -660,7 +660,7 @@ pub fn write_latency_histograms(
             if mine.is_empty() {
                 continue;
             }
-            let mut merged = crate::record::new_histogram();
+            let mut merged = crate::hist::new_histogram();
             for iv in &mine {
                 merged
                     .add(iv.histogram)
@@ -766,7 +766,7 @@ pub fn write_hlog(path: &Path, reps: &[HlogInterval<'_>]) -> std::io::Result<()>
 
 /// Reads every interval of an `.hlog` file and merges them.
 pub fn read_hlog(path: &Path) -> std::io::Result<Histogram<u64>> {
-    let mut merged = crate::record::new_histogram();
+    let mut merged = crate::hist::new_histogram();
     for (_, h) in read_hlog_intervals(path)? {
         merged
             .add(&h)

@@ -1,0 +1,43 @@
+//! Wire counters as results hold them: [`WireSnapshot`] (bytes, requests,
+//! connections and segments at one moment) and the on-wire estimate.
+
+/// A plain copy of the load generator's live wire counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireSnapshot {
+    /// Bytes written by clients.
+    pub bytes_up: u64,
+    /// Bytes read by clients.
+    pub bytes_down: u64,
+    /// HTTP requests sent.
+    pub requests: u64,
+    /// Poll answers that held no message.
+    pub empty_polls: u64,
+    /// TCP connections opened.
+    pub connections: u64,
+    /// Segments received (closed connections only).
+    pub segs_in: u64,
+    /// Segments sent (closed connections only).
+    pub segs_out: u64,
+}
+
+impl std::ops::Sub for WireSnapshot {
+    type Output = WireSnapshot;
+    fn sub(self, o: WireSnapshot) -> WireSnapshot {
+        WireSnapshot {
+            bytes_up: self.bytes_up.saturating_sub(o.bytes_up),
+            bytes_down: self.bytes_down.saturating_sub(o.bytes_down),
+            requests: self.requests.saturating_sub(o.requests),
+            empty_polls: self.empty_polls.saturating_sub(o.empty_polls),
+            connections: self.connections.saturating_sub(o.connections),
+            segs_in: self.segs_in.saturating_sub(o.segs_in),
+            segs_out: self.segs_out.saturating_sub(o.segs_out),
+        }
+    }
+}
+
+/// Estimated on-wire bytes: payload plus Ethernet (14 + 4 FCS + 20 preamble
+/// and gap are left out: loopback has none), IPv4 (20) and TCP with the
+/// timestamp option (32) headers per segment.
+pub fn on_wire_bytes(payload: u64, segments: u64) -> u64 {
+    payload + segments * (20 + 32)
+}
