@@ -201,6 +201,13 @@ async fn spawned_server_reports_server_cost_and_interleaves_repetitions() {
         let cost = r.server.as_ref().expect("a spawned server has a pid");
         assert!(cost.rss_before_traffic > 0 && cost.rss_peak >= cost.rss_before_traffic);
         assert!(cost.threads_peak >= 1 && cost.fds_peak >= 8, "{cost:?}");
+        // CPU from schedstat, in ns, not 10 ms ticks: a real fraction of a ms.
+        assert_eq!(cost.cpu_precision_ms, 0.001, "{cost:?}");
+        assert!(
+            cost.cpu_ms_measured > 0.0 && cost.cpu_ms_measured.fract() != 0.0,
+            "{cost:?}"
+        );
+        assert_eq!(r.loadgen.cpu_precision_ms, 0.001, "{:?}", r.loadgen);
         assert_eq!(r.audit.lost, 0);
     }
     assert_eq!(done.file.summary.len(), 2);

@@ -281,7 +281,7 @@ pub async fn run_transport(
     };
     let server_cost = match (server.pid, srv0, srv1) {
         (Some(_), Some(a), Some(b)) => {
-            let cpu = b.cpu_ms().saturating_sub(a.cpu_ms());
+            let (cpu, precision) = ProcSample::cpu_between(&a, &b);
             let rss_before = rss_before.map(|r| r.rss_bytes).unwrap_or(0);
             let baseline = rss_baseline.unwrap_or(rss_before);
             Some(ServerCost {
@@ -295,6 +295,7 @@ pub async fn run_transport(
                 rss_per_connection: rss_before.saturating_sub(baseline) as f64
                     / total.connections.max(1) as f64,
                 cpu_ms_measured: cpu,
+                cpu_precision_ms: precision,
                 cpu_ms_per_1k_msgs: per_1k(cpu, delivered),
                 threads_peak: samples.iter().map(|x| x.threads).max().unwrap_or(b.threads),
                 fds_peak: samples.iter().map(|x| x.fds).max().unwrap_or(b.fds),
@@ -305,10 +306,11 @@ pub async fn run_transport(
     };
     let loadgen = match (lg0, lg1) {
         (Some(a), Some(b)) => {
-            let cpu = b.cpu_ms().saturating_sub(a.cpu_ms());
+            let (cpu, precision) = ProcSample::cpu_between(&a, &b);
             LoadgenCost {
                 cpu_ms_measured: cpu,
-                cpu_share: cpu as f64 / (measured_secs * 1000.0 * loadgen_cpus.max(1) as f64),
+                cpu_precision_ms: precision,
+                cpu_share: cpu / (measured_secs * 1000.0 * loadgen_cpus.max(1) as f64),
             }
         }
         _ => LoadgenCost::default(),
@@ -464,11 +466,11 @@ async fn await_ready(
     (readiness, alive)
 }
 
-fn per_1k(cpu_ms: u64, delivered: u64) -> f64 {
+fn per_1k(cpu_ms: f64, delivered: u64) -> f64 {
     if delivered == 0 {
         0.0
     } else {
-        cpu_ms as f64 * 1000.0 / delivered as f64
+        cpu_ms * 1000.0 / delivered as f64
     }
 }
 

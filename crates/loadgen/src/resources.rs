@@ -22,7 +22,23 @@ pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
         rss_bytes: stat.rss * page,
         threads: stat.num_threads as u64,
         fds: p.fd_count().map(|n| n as u64).unwrap_or(0),
+        cpu_ns: schedstat_ns(pid),
     })
+}
+
+/// Run time of every live thread of `pid`, ns: the first field of each
+/// `/proc/<pid>/task/<tid>/schedstat`. 0 when it cannot be read.
+fn schedstat_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| {
+            let path = t.ok()?.path().join("schedstat");
+            let text = std::fs::read_to_string(path).ok()?;
+            text.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// Samples a process about every 100 ms until stopped.

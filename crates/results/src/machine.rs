@@ -19,12 +19,29 @@ pub struct ProcSample {
     pub threads: u64,
     /// Open file descriptors.
     pub fds: u64,
+    /// CPU time of the process's live threads, ns, from
+    /// `/proc/<pid>/task/*/schedstat` (0 where unavailable). The tick
+    /// counts above move in 10 ms steps, too coarse for a window of seconds.
+    #[serde(default)]
+    pub cpu_ns: u64,
 }
 
 impl ProcSample {
     /// User plus system CPU, ms.
     pub fn cpu_ms(&self) -> u64 {
         self.cpu_user_ms + self.cpu_system_ms
+    }
+
+    /// CPU ms spent between two samples, and the precision of that figure
+    /// in ms: nanoseconds from schedstat when both samples have them and no
+    /// thread's time went missing in between (a thread that exits takes its
+    /// schedstat with it), else the 10 ms ticks of `stat`.
+    pub fn cpu_between(a: &ProcSample, b: &ProcSample) -> (f64, f64) {
+        if a.cpu_ns > 0 && b.cpu_ns >= a.cpu_ns {
+            ((b.cpu_ns - a.cpu_ns) as f64 / 1e6, 0.001)
+        } else {
+            (b.cpu_ms().saturating_sub(a.cpu_ms()) as f64, 10.0)
+        }
     }
 }
 

@@ -216,7 +216,11 @@ pub struct ServerCost {
     /// the memory cost of an idle connection.
     pub rss_per_connection: f64,
     /// CPU ms (user + system) in the measured window.
-    pub cpu_ms_measured: u64,
+    pub cpu_ms_measured: f64,
+    /// Precision of `cpu_ms_measured`, ms: 0.001 from schedstat, 10 from
+    /// `stat` ticks (older runs say 0: ticks).
+    #[serde(default)]
+    pub cpu_precision_ms: f64,
     /// CPU ms per 1,000 delivered messages.
     pub cpu_ms_per_1k_msgs: f64,
     /// Most threads.
@@ -231,7 +235,10 @@ pub struct ServerCost {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadgenCost {
     /// CPU ms in the measured window.
-    pub cpu_ms_measured: u64,
+    pub cpu_ms_measured: f64,
+    /// Precision of `cpu_ms_measured`, ms (see [`ServerCost`]).
+    #[serde(default)]
+    pub cpu_precision_ms: f64,
     /// Share of the CPUs it may use (0..1).
     pub cpu_share: f64,
 }
