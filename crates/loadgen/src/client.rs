@@ -819,9 +819,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// tungstenite zero-fills its whole read buffer before every read: at the
 /// default 128 KiB that memset was 31% of the load generator's CPU in the
 /// fan-out scenario (perf, cpu-clock). Chat frames are a few hundred bytes;
-/// the buffer still grows for a larger frame.
+/// 2 KiB holds about ten, and the buffer still grows for a larger frame.
 fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024)
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(2 * 1024)
 }
 
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
@@ -856,61 +856,74 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
     // The 101 came after the server set the socket's cursor: subscribed.
     ctx.client_ready();
-    let (sink, mut stream) = ws.split();
-    let mut sink = Some(sink);
-    // The send half runs on the send thread and comes back when done.
-    let send_task = spec.sender.zip(sink.take()).map(|(sender, mut sink)| {
-        let ctx = ctx.clone();
-        let sends = ctx.sends.handle().clone();
-        sends.spawn(async move {
-            let Some(clock) = ctx.started().await else {
-                return sink;
-            };
-            let mut schedule = schedule_for(&ctx, sender);
-            while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
-                let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
-                match sink.send(frame).await {
-                    Ok(()) => sent_ok(&ctx, at_us),
-                    Err(e) => {
-                        ctx.count_error("publish", e);
-                        break;
+    let ws = match spec.sender {
+        // Only a sender splits its socket: the split's lock and wakers cost
+        // a receive-only client on every frame.
+        Some(sender) => {
+            let (mut sink, mut stream) = ws.split();
+            // The send half runs on the send thread and comes back when done.
+            let send_ctx = ctx.clone();
+            let send_task = ctx.sends.handle().spawn(async move {
+                let ctx = send_ctx;
+                let Some(clock) = ctx.started().await else {
+                    return sink;
+                };
+                let mut schedule = schedule_for(&ctx, sender);
+                while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
+                    let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
+                    match sink.send(frame).await {
+                        Ok(()) => sent_ok(&ctx, at_us),
+                        Err(e) => {
+                            ctx.count_error("publish", e);
+                            break;
+                        }
                     }
                 }
-            }
-            sink
-        })
-    });
-    let recv_loop = async {
-        let cancelled = ctx.abort.cancelled();
-        tokio::pin!(cancelled);
-        while !inbox.done() {
-            let next = tokio::select! {
-                n = stream.next() => n,
-                _ = &mut cancelled => break,
-            };
-            match next {
-                Some(Ok(WsMessage::Text(t))) => inbox.json(t.as_bytes()),
-                Some(Ok(WsMessage::Close(_))) | None => break,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    ctx.count_error("websocket", e);
-                    break;
-                }
-            }
+                sink
+            });
+            ws_receive(&ctx, &mut inbox, &mut stream).await;
+            send_task.await.ok().and_then(|sink| sink.reunite(stream).ok())
+        }
+        None => {
+            let mut ws = ws;
+            ws_receive(&ctx, &mut inbox, &mut ws).await;
+            Some(ws)
         }
     };
-    recv_loop.await;
-    if let Some(t) = send_task {
-        sink = t.await.ok();
-    }
     // A clean close: send ours, read the server's reply.
-    if let Some(mut sink) = sink {
-        let _ = sink.send(WsMessage::Close(None)).await;
+    if let Some(mut ws) = ws {
+        let _ = ws.send(WsMessage::Close(None)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(_)) = stream.next().await {}
-    })
-    .await;
+}
+
+/// Reads WebSocket frames into `inbox` until the run's end.
+async fn ws_receive<S>(ctx: &RunCtx, inbox: &mut Inbox, stream: &mut S)
+where
+    S: futures_util::Stream<
+            Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    let cancelled = ctx.abort.cancelled();
+    tokio::pin!(cancelled);
+    while !inbox.done() {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = &mut cancelled => break,
+        };
+        match next {
+            Some(Ok(WsMessage::Text(t))) => inbox.json(t.as_bytes()),
+            Some(Ok(WsMessage::Close(_))) | None => break,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                ctx.count_error("websocket", e);
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
