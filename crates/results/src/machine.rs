@@ -19,9 +19,10 @@ pub struct ProcSample {
     pub threads: u64,
     /// Open file descriptors.
     pub fds: u64,
-    /// CPU time of the process's live threads, ns, from
-    /// `/proc/<pid>/task/*/schedstat` (0 where unavailable). The tick
-    /// counts above move in 10 ms steps, too coarse for a window of seconds.
+    /// CPU time, ns: for another process the sum over its live threads of
+    /// `/proc/<pid>/task/*/schedstat`, for the load generator itself
+    /// `getrusage` (0 where unavailable). The tick counts above move in
+    /// 10 ms steps, too coarse for a window of seconds.
     #[serde(default)]
     pub cpu_ns: u64,
 }
