@@ -51,6 +51,16 @@ enum Command {
         run_a: PathBuf,
         /// The run folder to compare with it.
         run_b: PathBuf,
+        /// Exit 1 when something got worse beyond the noise (`regression`),
+        /// or never (`never`, the default).
+        #[arg(long, value_enum, default_value_t = FailOn::Never)]
+        fail_on: FailOn,
+        /// The smallest relative change that counts, e.g. 0.1 for 10%.
+        #[arg(long, default_value_t = chatbench_report::compare::DEFAULT_MIN_CHANGE)]
+        min_change: f64,
+        /// Print the comparison as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Join run folders of one scenario (same build and machine) into a new
     /// one: more repetitions, or transports that were run separately.
@@ -65,6 +75,15 @@ enum Command {
         #[arg(long)]
         no_report: bool,
     },
+}
+
+/// When `compare` fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    /// Never: the comparison is for reading.
+    Never,
+    /// When any metric got worse beyond the noise.
+    Regression,
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,11 +194,24 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Compare { run_a, run_b } => {
+        Command::Compare {
+            run_a,
+            run_b,
+            fail_on,
+            min_change,
+            json,
+        } => {
+            if !(min_change >= 0.0 && min_change.is_finite()) {
+                bail!("--min-change {min_change}: expected a fraction such as 0.1");
+            }
             let a = chatbench_loadgen::RunFile::read(&run_a).map_err(anyhow::Error::msg)?;
             let b = chatbench_loadgen::RunFile::read(&run_b).map_err(anyhow::Error::msg)?;
-            let rows = chatbench_report::compare::compare(&a, &b);
-            print!("{}", chatbench_report::compare::render(&a, &b, &rows));
+            let c = chatbench_report::compare::compare(&a, &b, min_change);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", chatbench_report::compare::render(&a, &b, &c));
+            }
             let incomplete: Vec<String> = [(&run_a, &a), (&run_b, &b)]
                 .into_iter()
                 .filter(|(_, r)| !r.complete)
@@ -190,6 +222,11 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     "chatbench: incomplete run(s), the comparison proves nothing: {}",
                     incomplete.join(", ")
                 );
+                return Ok(ExitCode::FAILURE);
+            }
+            let worse = c.regressions().count();
+            if fail_on == FailOn::Regression && worse > 0 {
+                eprintln!("chatbench: {worse} metric(s) got worse beyond the noise");
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)

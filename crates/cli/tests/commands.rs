@@ -76,21 +76,80 @@ fn check_names_a_bad_rule() {
 }
 
 #[test]
-fn compare_prints_ratios() {
-    let (code, out, _) = chatbench(&[
-        "compare",
-        fixture("run-a").to_str().unwrap(),
-        fixture("run-b").to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0));
-    let ws = out
-        .lines()
-        .find(|l| l.starts_with("websocket") && l.contains("bytes_per_msg"))
-        .unwrap();
-    assert!(ws.trim_end().ends_with("2.00  <-- changed"), "{ws}");
+fn compare_judges_changes_against_the_spread_and_gates_on_regressions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixture("run-a");
+    // B: WebSocket sends twice the bytes (worse) at half the p50 (better) in
+    // both repetitions; SSE's p50 moves 30% in one repetition only, so the
+    // ranges overlap (noise).
+    let b = tmp.path().join("b");
+    copy_run("run-a", &b, |r| {
+        r["run_id"] = "fixture-b2".into();
+        for run in r["runs"].as_array_mut().unwrap() {
+            if run["transport"] == "websocket" {
+                let bytes = run["wire"]["per_msg"]["bytes"].as_f64().unwrap();
+                run["wire"]["per_msg"]["bytes"] = (bytes * 2.0).into();
+                let p50 = run["latency_us"]["p50"].as_u64().unwrap();
+                run["latency_us"]["p50"] = (p50 / 2).into();
+            }
+            if run["transport"] == "sse" && run["repetition"] == 1 {
+                let p50 = run["latency_us"]["p50"].as_u64().unwrap();
+                run["latency_us"]["p50"] = (p50 * 13 / 10).into();
+            }
+        }
+    });
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (code, out, _) = chatbench(&["compare", a, b]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = |t: &str, m: &str| {
+        out.lines()
+            .find(|l| l.starts_with(t) && l.contains(m))
+            .unwrap_or_else(|| panic!("{t} {m}: {out}"))
+            .to_owned()
+    };
+    let ws_bytes = line("websocket", "bytes_per_msg");
+    assert!(
+        ws_bytes.contains("2.00  WORSE   ranges apart"),
+        "{ws_bytes}"
+    );
+    assert!(ws_bytes.contains(" B "), "human units: {ws_bytes}");
+    let ws_p50 = line("websocket", "p50_latency");
+    assert!(ws_p50.contains("BETTER"), "{ws_p50}");
+    assert!(ws_p50.contains("ms ") || ws_p50.contains("µs "), "{ws_p50}");
+    let sse_p50 = line("sse", "p50_latency");
+    assert!(sse_p50.contains("same    ranges overlap"), "{sse_p50}");
     assert!(
         out.trim_end()
-            .ends_with("2 change(s) beyond x1.25 either way"),
+            .ends_with("1 worse, 1 better beyond the noise (minimum change 10%)"),
+        "{out}"
+    );
+    // As a gate: a regression fails the command.
+    let (code, _, err) = chatbench(&["compare", a, b, "--fail-on", "regression"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("1 metric(s) got worse beyond the noise"),
+        "{err}"
+    );
+    // A run against itself: nothing got worse.
+    let (code, _, _) = chatbench(&["compare", a, a, "--fail-on", "regression"]);
+    assert_eq!(code, Some(0));
+    // JSON for machines.
+    let (code, json, _) = chatbench(&["compare", a, b, "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let worse: Vec<_> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verdict"] == "worse")
+        .collect();
+    assert_eq!(worse.len(), 1);
+    assert_eq!(worse[0]["transport"], "websocket");
+    assert_eq!(worse[0]["metric"], "bytes_per_msg");
+    // Different builds are named.
+    let (_, out, _) = chatbench(&["compare", a, fixture("run-b").to_str().unwrap()]);
+    assert!(
+        out.contains("warning: different builds: commit 06c85a801c and bbbbbbbbbb"),
         "{out}"
     );
 }

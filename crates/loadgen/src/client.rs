@@ -882,7 +882,10 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 sink
             });
             ws_receive(&ctx, &mut inbox, &mut stream).await;
-            send_task.await.ok().and_then(|sink| sink.reunite(stream).ok())
+            send_task
+                .await
+                .ok()
+                .and_then(|sink| sink.reunite(stream).ok())
         }
         None => {
             let mut ws = ws;
@@ -903,9 +906,8 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
 /// Reads WebSocket frames into `inbox` until the run's end.
 async fn ws_receive<S>(ctx: &RunCtx, inbox: &mut Inbox, stream: &mut S)
 where
-    S: futures_util::Stream<
-            Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>,
-        > + Unpin,
+    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
 {
     let cancelled = ctx.abort.cancelled();
     tokio::pin!(cancelled);

@@ -1,28 +1,86 @@
-//! `chatbench compare A B`: the same transports of two runs side by side.
+//! `chatbench compare A B`: the same transports of two runs side by side,
+//! each change judged against the spread over repetitions, so it can gate
+//! CI (`--fail-on regression`).
+//!
+//! A metric changed when the two runs' values differ beyond the noise: with
+//! at least [`RANK_TEST_MIN`] repetitions on each side, by a two-sided
+//! Mann-Whitney rank test at p < 0.05; with fewer, when the ranges over
+//! repetitions do not overlap. Either way the medians must also differ by
+//! more than the minimum change (`--min-change`, default 10%) and by more
+//! than the measurement's precision (CPU: 10 ms ticks in older runs). A lost
+//! message is never noise.
 
-use crate::check::value;
+use chatbench_results::fmt::fmt_us;
 use chatbench_results::rules::Metric;
-use chatbench_results::run_file::RunFile;
+use chatbench_results::run_file::{RunFile, TransportRun};
+use chatbench_results::Transport;
+use serde::Serialize;
 use std::fmt::Write;
 
-/// Ratios outside `[1/STANDS_OUT, STANDS_OUT]` are marked.
-pub const STANDS_OUT: f64 = 1.25;
+/// Repetitions per side from which the rank test replaces range overlap.
+pub const RANK_TEST_MIN: usize = 5;
+
+/// The minimum relative change that counts, unless told otherwise.
+pub const DEFAULT_MIN_CHANGE: f64 = 0.10;
+
+/// What happened to a metric from A to B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No change beyond the noise.
+    Same,
+    /// Changed, in the good direction.
+    Better,
+    /// Changed, in the bad direction.
+    Worse,
+    /// One side has no figure.
+    Unknown,
+}
 
 /// One metric of one transport in both runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     /// Transport.
-    pub transport: chatbench_results::Transport,
+    pub transport: Transport,
+    /// Sweep point.
+    pub point: usize,
     /// Metric.
     pub metric: Metric,
-    /// Value in run A.
+    /// Median over A's repetitions.
     pub a: Option<f64>,
-    /// Value in run B.
+    /// Median over B's repetitions.
     pub b: Option<f64>,
     /// `b / a`, when both are known and `a` is not zero.
     pub ratio: Option<f64>,
-    /// The change stands out.
-    pub stands_out: bool,
+    /// Repetitions on each side.
+    pub repetitions: (usize, usize),
+    /// How the change was judged: `rank test p=…`, `ranges overlap`, …
+    pub test: String,
+    /// The judgement.
+    pub verdict: Verdict,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Run A's id.
+    pub a: String,
+    /// Run B's id.
+    pub b: String,
+    /// Differences between the runs that make the comparison weaker:
+    /// machines, builds, scenarios.
+    pub warnings: Vec<String>,
+    /// The minimum relative change that counted.
+    pub min_change: f64,
+    /// Every metric of every transport and point in both runs.
+    pub rows: Vec<Row>,
+}
+
+impl Comparison {
+    /// Rows that got worse.
+    pub fn regressions(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.verdict == Verdict::Worse)
+    }
 }
 
 const METRICS: [Metric; 10] = [
@@ -38,92 +96,432 @@ const METRICS: [Metric; 10] = [
     Metric::Lost,
 ];
 
-/// Compares every transport present in both runs.
-pub fn compare(a: &RunFile, b: &RunFile) -> Vec<Row> {
+/// True when more of `m` is better.
+fn higher_is_better(m: Metric) -> bool {
+    m == Metric::DeliveredPerS
+}
+
+/// One repetition's figure for `m`.
+pub fn run_value(r: &TransportRun, m: Metric) -> Option<f64> {
+    Some(match m {
+        Metric::P50Latency => r.latency_us.p50 as f64,
+        Metric::P90Latency => r.latency_us.p90 as f64,
+        Metric::P99Latency => r.latency_us.p99 as f64,
+        Metric::P999Latency => r.latency_us.p999 as f64,
+        Metric::MaxLatency => r.latency_us.max as f64,
+        Metric::BytesPerMsg => r.wire.per_msg.bytes,
+        Metric::BytesUpPerMsg => r.wire.per_msg.bytes_up,
+        Metric::BytesDownPerMsg => r.wire.per_msg.bytes_down,
+        Metric::RequestsPerMsg => r.wire.per_msg.requests,
+        Metric::SegmentsPerMsg => r.wire.per_msg.segments,
+        Metric::DeliveredPerS => r.audit.delivered as f64 / r.measured_seconds.max(1e-9),
+        Metric::ServerCpuMsPer1k => r.server.as_ref()?.cpu_ms_per_1k_msgs,
+        Metric::RssPerConnection => r.server.as_ref()?.rss_per_connection,
+        Metric::Lost => r.audit.lost as f64,
+        Metric::Duplicated => r.audit.duplicated as f64,
+        Metric::Reordered => r.audit.reordered as f64,
+        Metric::Errors => r.audit.errors as f64,
+    })
+}
+
+/// The precision of one repetition's figure, in the metric's unit: CPU per
+/// 1,000 messages from 10 ms ticks is only good to 10 ms × 1000 / delivered.
+fn precision(r: &TransportRun, m: Metric) -> f64 {
+    match (m, &r.server) {
+        (Metric::ServerCpuMsPer1k, Some(s)) => {
+            let p = if s.cpu_precision_ms > 0.0 {
+                s.cpu_precision_ms
+            } else {
+                10.0
+            };
+            // Two readings, each off by up to one step.
+            2.0 * p * 1000.0 / r.audit.delivered.max(1) as f64
+        }
+        _ => 0.0,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Two-sided p-value of the Mann-Whitney U test (normal approximation with
+/// tie correction; fine from about 5 values a side).
+pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let mut all: Vec<(f64, usize)> = a
+        .iter()
+        .map(|&x| (x, 0))
+        .chain(b.iter().map(|&x| (x, 1)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let n = all.len();
+    let mut ranks = vec![0.0; n];
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in ranks.iter_mut().take(j + 1).skip(i) {
+            *k = r;
+        }
+        let t = (j - i + 1) as f64;
+        ties += t * t * t - t;
+        i = j + 1;
+    }
+    let r1: f64 = all
+        .iter()
+        .zip(&ranks)
+        .filter(|(x, _)| x.1 == 0)
+        .map(|(_, r)| r)
+        .sum();
+    let u = r1 - n1 * (n1 + 1.0) / 2.0;
+    let nn = n1 + n2;
+    let var = n1 * n2 / 12.0 * ((nn + 1.0) - ties / (nn * (nn - 1.0)));
+    if var <= 0.0 {
+        return 1.0;
+    }
+    let z = (u - n1 * n2 / 2.0).abs() / var.sqrt();
+    erfc(z / std::f64::consts::SQRT_2).min(1.0)
+}
+
+/// The complementary error function (Numerical Recipes' erfcc, |error| <
+/// 1.2e-7), for the rank test's p-value.
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Judges one metric from the repetitions' values.
+fn judge(m: Metric, a: &[f64], b: &[f64], prec: f64, min_change: f64) -> (Verdict, String) {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    let (ma, mb) = (median(&mut a), median(&mut b));
+    let direction = |worse: bool| {
+        if worse {
+            Verdict::Worse
+        } else {
+            Verdict::Better
+        }
+    };
+    let worse = if higher_is_better(m) {
+        mb < ma
+    } else {
+        mb > ma
+    };
+    if m == Metric::Lost {
+        return if ma == mb {
+            (Verdict::Same, "exact".into())
+        } else {
+            (
+                direction(worse),
+                "exact: a lost message is never noise".into(),
+            )
+        };
+    }
+    let diff = (mb - ma).abs();
+    if diff == 0.0 {
+        return (Verdict::Same, "identical".into());
+    }
+    if diff <= prec {
+        return (Verdict::Same, format!("within the precision ({prec:.3})"));
+    }
+    let rel = if ma != 0.0 {
+        diff / ma.abs()
+    } else {
+        f64::INFINITY
+    };
+    let (beyond_noise, test) = if a.len() >= RANK_TEST_MIN && b.len() >= RANK_TEST_MIN {
+        let p = mann_whitney_p(&a, &b);
+        (p < 0.05, format!("rank test p={p:.3}"))
+    } else {
+        let (a0, a1) = (a[0], a[a.len() - 1]);
+        let (b0, b1) = (b[0], b[b.len() - 1]);
+        let apart = b0 > a1 || a0 > b1;
+        let n = a.len().min(b.len());
+        let what = if apart {
+            "ranges apart"
+        } else {
+            "ranges overlap"
+        };
+        let test = if n == 1 {
+            format!("{what} (1 repetition: no spread to judge by)")
+        } else {
+            what.to_owned()
+        };
+        (apart, test)
+    };
+    if !beyond_noise {
+        return (Verdict::Same, test);
+    }
+    if rel <= min_change {
+        return (
+            Verdict::Same,
+            format!("{test}, but within {:.0}%", min_change * 100.0),
+        );
+    }
+    (direction(worse), test)
+}
+
+/// Compares every transport and point present in both runs.
+pub fn compare(a: &RunFile, b: &RunFile, min_change: f64) -> Comparison {
     let mut rows = Vec::new();
     for sa in &a.summary {
-        let Some(sb) = b
+        if !b
             .summary
             .iter()
-            .find(|s| s.transport == sa.transport && s.point == sa.point)
-        else {
+            .any(|s| s.transport == sa.transport && s.point == sa.point)
+        {
             continue;
+        }
+        let runs = |f: &RunFile| -> Vec<TransportRun> {
+            f.runs
+                .iter()
+                .filter(|r| r.transport == sa.transport && r.point == sa.point)
+                .cloned()
+                .collect()
         };
+        let (ra, rb) = (runs(a), runs(b));
         for m in METRICS {
-            let (va, vb) = (value(sa, m), value(sb, m));
-            let ratio = match (va, vb) {
-                (Some(x), Some(y)) if x != 0.0 => Some(y / x),
-                _ => None,
-            };
-            let stands_out = match (va, vb, ratio) {
-                (_, _, Some(r)) => !(1.0 / STANDS_OUT..=STANDS_OUT).contains(&r),
-                (Some(x), Some(y), None) => x != y,
-                _ => false,
+            let va: Vec<f64> = ra.iter().filter_map(|r| run_value(r, m)).collect();
+            let vb: Vec<f64> = rb.iter().filter_map(|r| run_value(r, m)).collect();
+            let prec = ra
+                .iter()
+                .chain(&rb)
+                .map(|r| precision(r, m))
+                .fold(0.0, f64::max);
+            let (mut sa_, mut sb_) = (va.clone(), vb.clone());
+            let (ma, mb) = (
+                (!va.is_empty()).then(|| median(&mut sa_)),
+                (!vb.is_empty()).then(|| median(&mut sb_)),
+            );
+            let (verdict, test) = if va.is_empty() || vb.is_empty() {
+                (Verdict::Unknown, "no figure".into())
+            } else {
+                judge(m, &va, &vb, prec, min_change)
             };
             rows.push(Row {
                 transport: sa.transport,
+                point: sa.point,
                 metric: m,
-                a: va,
-                b: vb,
-                ratio,
-                stands_out,
+                a: ma,
+                b: mb,
+                ratio: match (ma, mb) {
+                    (Some(x), Some(y)) if x != 0.0 => Some(y / x),
+                    _ => None,
+                },
+                repetitions: (va.len(), vb.len()),
+                test,
+                verdict,
             });
         }
     }
-    rows
+    Comparison {
+        a: a.run_id.clone(),
+        b: b.run_id.clone(),
+        warnings: warnings(a, b),
+        min_change,
+        rows,
+    }
+}
+
+fn warnings(a: &RunFile, b: &RunFile) -> Vec<String> {
+    let (ea, eb) = (&a.environment, &b.environment);
+    let mut w = Vec::new();
+    if (&ea.cpu_model, ea.cpus, ea.memory_bytes) != (&eb.cpu_model, eb.cpus, eb.memory_bytes) {
+        w.push(format!(
+            "different machines: A ran on {} × {}, B on {} × {}",
+            ea.cpus, ea.cpu_model, eb.cpus, eb.cpu_model
+        ));
+    }
+    if ea.kernel != eb.kernel {
+        w.push(format!(
+            "different kernels: {} and {}",
+            ea.kernel, eb.kernel
+        ));
+    }
+    if ea.commit != eb.commit || ea.dirty || eb.dirty {
+        w.push(format!(
+            "different builds: commit {}{} and {}{}",
+            short(&ea.commit),
+            if ea.dirty { " (dirty)" } else { "" },
+            short(&eb.commit),
+            if eb.dirty { " (dirty)" } else { "" }
+        ));
+    }
+    if a.scenario != b.scenario {
+        w.push(if a.scenario.name != b.scenario.name {
+            format!(
+                "different scenarios: {} and {}",
+                a.scenario.name, b.scenario.name
+            )
+        } else {
+            format!(
+                "scenario {} has different settings in the two runs",
+                a.scenario.name
+            )
+        });
+    }
+    if a.cpus != b.cpus {
+        w.push("different CPU placement of server and load generator".into());
+    }
+    w
+}
+
+/// A figure in the metric's unit, for people.
+pub fn show(m: Metric, v: f64) -> String {
+    match m {
+        m if m.is_latency() => fmt_us(v.round() as u64),
+        Metric::BytesPerMsg | Metric::BytesUpPerMsg | Metric::BytesDownPerMsg => {
+            format!("{v:.0} B")
+        }
+        Metric::RssPerConnection => format!("{:.1} KiB", v / 1024.0),
+        Metric::ServerCpuMsPer1k => format!("{v:.2} ms"),
+        Metric::DeliveredPerS => format!("{v:.0}/s"),
+        Metric::RequestsPerMsg | Metric::SegmentsPerMsg => format!("{v:.3}"),
+        _ => format!("{v:.0}"),
+    }
 }
 
 /// The comparison as a text table.
-pub fn render(a: &RunFile, b: &RunFile, rows: &[Row]) -> String {
+pub fn render(a: &RunFile, b: &RunFile, c: &Comparison) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "A: {} ({}, commit {})",
-        a.run_id,
-        a.scenario.name,
-        short(&a.environment.commit)
-    );
-    let _ = writeln!(
-        o,
-        "B: {} ({}, commit {})",
-        b.run_id,
-        b.scenario.name,
-        short(&b.environment.commit)
-    );
-    if a.scenario != b.scenario {
-        let _ = writeln!(o, "note: the two runs used different scenario settings");
+    for (tag, r) in [("A", a), ("B", b)] {
+        let _ = writeln!(
+            o,
+            "{tag}: {} ({}, commit {}, {} repetition{})",
+            r.run_id,
+            r.scenario.name,
+            short(&r.environment.commit),
+            r.scenario.repeat,
+            if r.scenario.repeat == 1 { "" } else { "s" }
+        );
+    }
+    for w in &c.warnings {
+        let _ = writeln!(o, "warning: {w}");
     }
     let _ = writeln!(
         o,
-        "{:<11} {:<20} {:>12} {:>12} {:>8}",
-        "transport", "metric", "A", "B", "B/A"
+        "{:<11} {:<22} {:>10} {:>10} {:>6}  {:<7} how judged",
+        "transport", "metric", "A", "B", "B/A", "verdict"
     );
-    for r in rows {
-        let f = |x: Option<f64>| {
-            x.map_or("n/a".into(), |x| {
-                if x.fract() == 0.0 {
-                    format!("{x:.0}")
-                } else {
-                    format!("{x:.3}")
-                }
-            })
+    for r in &c.rows {
+        let f = |x: Option<f64>| x.map_or("n/a".into(), |x| show(r.metric, x));
+        let label = match a.scenario.point_label(r.point) {
+            Some(p) => format!("{} @{p}", r.transport),
+            None => r.transport.to_string(),
         };
         let _ = writeln!(
             o,
-            "{:<11} {:<20} {:>12} {:>12} {:>8}{}",
-            r.transport.as_str(),
+            "{:<11} {:<22} {:>10} {:>10} {:>6}  {:<7} {}",
+            label,
             r.metric.as_str(),
             f(r.a),
             f(r.b),
             r.ratio.map_or("n/a".into(), |x| format!("{x:.2}")),
-            if r.stands_out { "  <-- changed" } else { "" }
+            match r.verdict {
+                Verdict::Same => "same",
+                Verdict::Better => "BETTER",
+                Verdict::Worse => "WORSE",
+                Verdict::Unknown => "n/a",
+            },
+            r.test
         );
     }
-    let n = rows.iter().filter(|r| r.stands_out).count();
-    let _ = writeln!(o, "{n} change(s) beyond x{STANDS_OUT} either way");
+    let worse = c.regressions().count();
+    let better = c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Better)
+        .count();
+    let _ = writeln!(
+        o,
+        "{worse} worse, {better} better beyond the noise (minimum change {:.0}%)",
+        c.min_change * 100.0
+    );
     o
 }
 
 fn short(c: &str) -> &str {
     &c[..c.len().min(10)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_test_separates_shifted_samples_and_not_equal_ones() {
+        let a = [10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
+        let b = [20.0, 21.0, 22.0, 23.0, 24.0, 25.0];
+        let p = mann_whitney_p(&a, &b);
+        // Exact two-sided p for complete separation of 6 and 6 is 0.0022;
+        // the normal approximation gives about 0.004.
+        assert!(p < 0.01, "{p}");
+        let p = mann_whitney_p(&a, &[10.5, 11.5, 12.5, 13.5, 14.5, 15.5]);
+        assert!(p > 0.5, "{p}");
+        assert_eq!(mann_whitney_p(&[1.0; 5], &[1.0; 5]), 1.0);
+    }
+
+    #[test]
+    fn verdicts_follow_direction_noise_and_minimum_change() {
+        let m = Metric::P50Latency;
+        // Ranges apart and 50% slower: worse.
+        assert_eq!(
+            judge(m, &[100.0, 110.0], &[150.0, 160.0], 0.0, 0.1).0,
+            Verdict::Worse
+        );
+        // Faster: better.
+        assert_eq!(
+            judge(m, &[150.0, 160.0], &[100.0, 110.0], 0.0, 0.1).0,
+            Verdict::Better
+        );
+        // Ranges overlap: same.
+        assert_eq!(
+            judge(m, &[100.0, 160.0], &[110.0, 170.0], 0.0, 0.1).0,
+            Verdict::Same
+        );
+        // Apart but by 5%: same.
+        assert_eq!(judge(m, &[100.0], &[105.0], 0.0, 0.1).0, Verdict::Same);
+        // Higher is better for throughput.
+        assert_eq!(
+            judge(Metric::DeliveredPerS, &[100.0], &[200.0], 0.0, 0.1).0,
+            Verdict::Better
+        );
+        // CPU within its precision: same, however large the ratio.
+        assert_eq!(
+            judge(Metric::ServerCpuMsPer1k, &[1.0], &[3.0], 4.0, 0.1).0,
+            Verdict::Same
+        );
+        // One lost message is worse.
+        assert_eq!(
+            judge(Metric::Lost, &[0.0], &[1.0], 0.0, 0.1).0,
+            Verdict::Worse
+        );
+        assert!(erfc(0.0) > 0.999 && erfc(0.0) < 1.001);
+    }
 }

@@ -141,28 +141,32 @@ fn rules_about_missing_transports_fail_and_render_counts() {
 }
 
 #[test]
-fn compare_gives_ratios_and_marks_changes() {
+fn compare_reads_repetitions_not_summaries_and_warns_of_other_builds() {
+    // run-b differs from run-a only in its summary and its commit: the
+    // repetitions are the same, so nothing changed.
     let (a, b) = (load("run-a"), load("run-b"));
-    let rows = compare::compare(&a, &b);
-    assert_eq!(rows.len(), 4 * 10);
-    let find = |t: Transport, m: &str| {
-        rows.iter()
-            .find(|r| r.transport == t && r.metric.as_str() == m)
-            .unwrap()
-    };
-    let ws = find(Transport::WebSocket, "bytes_per_msg");
-    assert!((ws.ratio.unwrap() - 2.0).abs() < 1e-9 && ws.stands_out);
-    let sse = find(Transport::Sse, "p50_latency");
-    assert!((sse.ratio.unwrap() - 0.5).abs() < 1e-9 && sse.stands_out);
-    let same = find(Transport::LongPoll, "bytes_per_msg");
-    assert_eq!(same.ratio, Some(1.0));
-    assert!(!same.stands_out);
-    assert_eq!(rows.iter().filter(|r| r.stands_out).count(), 2);
-    let text = compare::render(&a, &b, &rows);
-    assert!(text.contains("commit bbbbbbbbbb"), "{text}");
+    let c = compare::compare(&a, &b, compare::DEFAULT_MIN_CHANGE);
+    assert_eq!(c.rows.len(), 4 * 10);
+    assert!(
+        c.rows.iter().all(|r| r.verdict == compare::Verdict::Same),
+        "{c:?}"
+    );
+    assert!(c.rows.iter().all(|r| r.repetitions == (2, 2)));
+    let ws = c
+        .rows
+        .iter()
+        .find(|r| r.transport == Transport::WebSocket && r.metric.as_str() == "bytes_per_msg")
+        .unwrap();
+    assert_eq!(ws.ratio, Some(1.0));
+    assert_eq!(ws.test, "identical");
+    assert_eq!(
+        c.warnings,
+        ["different builds: commit 06c85a801c and bbbbbbbbbb"]
+    );
+    let text = compare::render(&a, &b, &c);
     assert!(
         text.trim_end()
-            .ends_with("2 change(s) beyond x1.25 either way"),
+            .ends_with("0 worse, 0 better beyond the noise (minimum change 10%)"),
         "{text}"
     );
 }
