@@ -62,6 +62,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a run's figures as CSV: one row per transport, sweep point and
+    /// repetition.
+    Export {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// CSV, the only format (the flag says what you get).
+        #[arg(long, required = true)]
+        csv: bool,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Join run folders of one scenario (same build and machine) into a new
     /// one: more repetitions, or transports that were run separately.
     Merge {
@@ -120,6 +132,9 @@ struct RunArgs {
     /// Do not draw charts and REPORT.md at the end.
     #[arg(long)]
     no_report: bool,
+    /// Print a JSON summary on stdout (the table and messages go to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
@@ -231,6 +246,30 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export {
+            run_dir,
+            csv: _,
+            output,
+        } => {
+            let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
+            match output {
+                Some(path) => {
+                    let f = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    run.write_csv(f)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => run.write_csv(std::io::stdout().lock())?,
+            }
+            if !run.complete {
+                eprintln!(
+                    "chatbench: note: {} is incomplete ({})",
+                    run_dir.display(),
+                    run.problems.join("; ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Merge {
             run_dirs,
             out,
@@ -325,10 +364,19 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(run(opts));
     match result {
         Ok(done) => {
-            print!("{}", done.file.table());
+            // With --json, stdout carries the JSON document alone and the
+            // words for people go to stderr.
+            let human = |text: String| {
+                if args.json {
+                    eprint!("{text}");
+                } else {
+                    print!("{text}");
+                }
+            };
+            human(done.file.table());
             if !args.no_report {
                 let written = chatbench_report::report(&done.dir)?;
-                println!("report: {}", written.report.display());
+                human(format!("report: {}\n", written.report.display()));
             }
             for s in &done.file.summary {
                 if s.flags.iter().any(|f| f == "saturated") {
@@ -338,7 +386,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            println!("results: {}", done.dir.display());
+            human(format!("results: {}\n", done.dir.display()));
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&done.file.json_summary(&done.dir))?
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ RunError::Interrupted { .. }) => {

@@ -368,3 +368,42 @@ fn run_refuses_bad_overrides_with_the_scenario_files_messages() {
     // Nothing ran, so no run folder was made.
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
+
+#[test]
+fn run_json_prints_only_json_on_stdout_and_export_writes_a_csv_row_per_run() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
+    let (code, stdout, stderr) = chatbench(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--transports",
+        "sse,websocket",
+        "--duration",
+        "1s",
+        "--no-report",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(v["schema"], "chatbench-run/1");
+    assert_eq!(v["complete"], true);
+    assert_eq!(v["summary"].as_array().unwrap().len(), 2);
+    assert_eq!(v["summary"][1]["transport"], "websocket");
+    assert!(stderr.contains("results: "), "{stderr}");
+    let dir = v["dir"].as_str().unwrap();
+    let (code, csv, err) = chatbench(&["export", dir, "--csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("run_id,scenario,transport,point,point_label,repetition,complete,")
+    );
+    assert!(lines[1].contains(",quick,sse,0,,0,true,"), "{}", lines[1]);
+    assert!(
+        lines[2].contains(",quick,websocket,0,,0,true,"),
+        "{}",
+        lines[2]
+    );
+}
