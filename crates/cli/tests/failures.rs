@@ -99,7 +99,7 @@ fn sigint_stops_the_run_and_leaves_an_incomplete_folder_that_check_and_compare_r
     let out = tempfile::tempdir().unwrap();
     let scenario =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
         .arg("run")
         .arg(&scenario)
         .arg("--out")

@@ -7,7 +7,7 @@
 //! within one run.
 
 use chatbench_loadgen::client::SseParser;
-use chatbench_loadgen::record::{Recorder, SeqTracker};
+use chatbench_loadgen::record::{Delivery, Parts, Recorder, SeqTracker};
 use chatbench_loadgen::scenario::{Arrival, Messages};
 use chatbench_loadgen::SendSchedule;
 use chatbench_proto::{Message, PollResponse};
@@ -72,12 +72,26 @@ fn accounting(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let rec = Recorder::new(16);
     let mut us = 0u64;
-    g.bench_function("Recorder::latency (histogram + timeline)", |b| {
-        b.iter(|| {
-            us = (us + 7919) % 2_000_000;
-            rec.latency(black_box(us % 64), 1 + us, (us / 100_000) as usize)
-        })
-    });
+    g.bench_function(
+        "Recorder::delivery (latency, timeline, breakdown, receive time)",
+        |b| {
+            b.iter(|| {
+                us = (us + 7919) % 2_000_000;
+                let second = (us / 100_000) as usize;
+                rec.delivery(
+                    black_box(us % 64),
+                    &Delivery {
+                        latency: 1 + us,
+                        sent_second: second,
+                        received_second: second,
+                        measured: true,
+                        parts: Parts::split(0, us / 2, None, 1 + us),
+                        receive: Some(3),
+                    },
+                )
+            })
+        },
+    );
     let mut seqs = SeqTracker::starting_at(1);
     let mut seq = 0u64;
     g.bench_function("SeqTracker::see, in order", |b| {

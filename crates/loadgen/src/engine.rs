@@ -9,14 +9,12 @@ use crate::client::{run_client, ClientSpec, RunCtx, STOP_FROM};
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
 use crate::record::{Histograms, Recorder};
 use crate::resources::{self, ProcSample, Sampler};
-use crate::results::{
-    Audit, Breakdown, CrossCheck, LoadgenCost, Percentiles, Readiness, Second, ServerCost,
-    TransportRun, WireResult,
-};
+use crate::results::{Readiness, ServerCost, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
 use crate::wire::WireStats;
 use crate::Transport;
+use chatbench_results::measurement::{Measurement, ServerSide};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -238,48 +236,41 @@ pub async fn run_transport(
     server_died |= !server.is_alive().await;
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
-    // Results.
-    let hist = ctx.rec.merged();
-    let a = &ctx.rec.audit;
-    let expected = a.expected.load(Relaxed);
-    let delivered = a.delivered.load(Relaxed);
-    let audit = Audit {
-        sent: a.sent.load(Relaxed),
-        expected,
-        delivered,
-        lost: expected.saturating_sub(delivered),
-        duplicated: a.duplicated.load(Relaxed),
-        reordered: a.reordered.load(Relaxed),
-        missed: a.missed.load(Relaxed),
-        errors: a.errors.load(Relaxed),
-    };
+    // Results: what this process measured, then its run.json entry with
+    // the server side's figures.
     let total = ctx.wire.snapshot();
     let (srv0, lg0, w0) = at_measure_start.unwrap_or((None, None, Default::default()));
     let (srv1, lg1, w1) = at_measure_end.unwrap_or((None, None, total));
-    let measured = w1 - w0;
-    let measured_secs = s.duration.as_secs_f64();
-    let payload =
-        a.payload_bytes.load(Relaxed) as f64 / a.payload_count.load(Relaxed).max(1) as f64;
-    let wire = WireResult::new(measured, total, delivered, payload);
-    let crosscheck = match (&before, &after) {
-        (Some(b), Some(a)) => {
-            let d = a.delta(b);
-            let server_bytes = ServerCounters::client_total(&d.bytes_written)
-                .saturating_sub(control_wire.snapshot().bytes_down);
-            let server_delivered = ServerCounters::client_total(&d.delivered);
-            let receipts = ctx.rec.audit.receipts.load(Relaxed);
-            Some(CrossCheck {
-                server_bytes_written: server_bytes,
-                client_bytes_down: total.bytes_down,
-                server_delivered,
-                client_receipts: receipts,
-                bytes_match: server_bytes == total.bytes_down,
-                delivered_match: server_delivered == receipts,
-            })
-        }
-        _ => None,
+    let loadgen_cpu = lg0.zip(lg1).map(|(a, b)| ProcSample::cpu_between(&a, &b));
+    let measurement = Measurement {
+        transport: Some(transport),
+        point,
+        repetition,
+        measured_from_unix_ms: ctx
+            .clock
+            .get()
+            .map_or(0, |c| (c.t0_unix_us + s.warmup.as_micros() as u64) / 1000),
+        measured_seconds: s.duration.as_secs_f64(),
+        histograms: ctx.rec.merged(),
+        audit: ctx.rec.audit.counts(),
+        wire_measured: w1 - w0,
+        wire_total: total,
+        loadgen_cpu_ms: loadgen_cpu.map(|c| c.0),
+        loadgen_cpu_precision_ms: loadgen_cpu.map_or(0.0, |c| c.1),
+        loadgen_cpus,
+        ready: readiness,
+        ended_early: server_died || stuck || interrupted,
     };
-    let server_cost = match (server.pid, srv0, srv1) {
+    let counters = before.as_ref().zip(after.as_ref()).map(|(b, a)| {
+        let d = a.delta(b);
+        (
+            ServerCounters::client_total(&d.bytes_written)
+                .saturating_sub(control_wire.snapshot().bytes_down),
+            ServerCounters::client_total(&d.delivered),
+        )
+    });
+    let delivered = measurement.audit.delivered;
+    let cost = match (server.pid, srv0, srv1) {
         (Some(_), Some(a), Some(b)) => {
             let (cpu, precision) = ProcSample::cpu_between(&a, &b);
             let rss_before = rss_before.map(|r| r.rss_bytes).unwrap_or(0);
@@ -304,90 +295,10 @@ pub async fn run_transport(
         }
         _ => None,
     };
-    let loadgen = match (lg0, lg1) {
-        (Some(a), Some(b)) => {
-            let (cpu, precision) = ProcSample::cpu_between(&a, &b);
-            LoadgenCost {
-                cpu_ms_measured: cpu,
-                cpu_precision_ms: precision,
-                cpu_share: cpu / (measured_secs * 1000.0 * loadgen_cpus.max(1) as f64),
-            }
-        }
-        _ => LoadgenCost::default(),
-    };
-    let latency = Percentiles::of(&hist.latency);
-    let send_lag = Percentiles::of(&hist.send_lag);
-    let breakdown = Breakdown {
-        clock: "one_host".into(),
-        up_leg_us: Percentiles::of(&hist.up_leg),
-        poll_wait_us: Percentiles::of(&hist.poll_wait),
-        down_leg_us: Percentiles::of(&hist.down_leg),
-        skewed: a.clock_skewed.load(Relaxed),
-    };
-    let mut flags = Vec::new();
-    if send_lag.p99 > s.limits.send_lag_p99.as_micros() as u64
-        || loadgen.cpu_share > s.limits.loadgen_cpu
-    {
-        flags.push("saturated".to_owned());
-    }
-    if server_died || stuck || interrupted {
-        flags.push("incomplete".to_owned());
-    }
-    if readiness.ready < readiness.expected {
-        flags.push("not_ready".to_owned());
-    }
-    if crosscheck
-        .as_ref()
-        .is_some_and(|c| !c.bytes_match || !c.delivered_match)
-    {
-        flags.push("crosscheck_mismatch".to_owned());
-    }
-    let timeline = hist
-        .timeline
-        .iter()
-        .enumerate()
-        .take((s.warmup + s.duration).as_secs_f64().ceil() as usize)
-        .map(|(i, h)| Second {
-            second: i as u64,
-            delivered: h.len(),
-            received: hist.received.get(i).copied().unwrap_or(0),
-            p99_us: if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(0.99)
-            },
-        })
-        .collect();
-    let run = TransportRun {
-        transport,
-        point,
-        repetition,
-        complete: !(server_died || stuck || interrupted),
-        flags,
-        connections: total.connections,
-        measured_seconds: measured_secs,
-        measured_from_unix_ms: ctx
-            .clock
-            .get()
-            .map_or(0, |c| (c.t0_unix_us + s.warmup.as_micros() as u64) / 1000),
-        latency_us: latency,
-        send_lag_us: send_lag,
-        connect_us: Percentiles::of(&hist.connect),
-        request_us: Percentiles::of(&hist.request),
-        audit,
-        wire,
-        crosscheck,
-        server: server_cost,
-        loadgen,
-        timeline,
-        breakdown: Some(breakdown),
-        receive_us: Percentiles::of(&hist.receive),
-        poll_lag_us: Percentiles::of(&hist.poll_lag),
-        ready: Some(readiness),
-    };
+    let run = measurement.summarize(&s, ServerSide { counters, cost });
     Ok(Outcome {
         run,
-        histograms: hist,
+        histograms: measurement.histograms,
         server_died,
         interrupted,
     })

@@ -6,91 +6,13 @@
 //! are merged at the end. Memory depends on the shard count and the run's
 //! length in seconds, not on the number of messages.
 
-use hdrhistogram::Histogram;
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
 pub use chatbench_results::hist::{new_histogram, HIST_MAX_US};
 
-fn timeline_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("static bounds are valid")
-}
-
-/// One shard's histograms.
-#[derive(Debug)]
-pub struct Histograms {
-    /// Delivery latency: receive time minus intended send time.
-    pub latency: Histogram<u64>,
-    /// Send lag: actual send time minus intended send time.
-    pub send_lag: Histogram<u64>,
-    /// TCP connect plus handshake time of each connection.
-    pub connect: Histogram<u64>,
-    /// Round trip of each poll request (short and long).
-    pub request: Histogram<u64>,
-    /// Short polls: actual poll time minus the tick it was scheduled for.
-    pub poll_lag: Histogram<u64>,
-    /// Breakdown, up-leg: intended send time to the server's `server_at`
-    /// stamp (send lag included).
-    pub up_leg: Histogram<u64>,
-    /// Breakdown, polls only: `server_at` to the send of the poll that
-    /// fetched the message (0 when a poll was already waiting).
-    pub poll_wait: Histogram<u64>,
-    /// Breakdown, down-leg: the later of `server_at` and the fetching poll's
-    /// send, to receipt.
-    pub down_leg: Histogram<u64>,
-    /// The load generator's own receive time: from the socket read that
-    /// returned a message's last bytes to the end of its parsing.
-    pub receive: Histogram<u64>,
-    /// Per second since traffic started (warm-up included): delivery latency
-    /// by intended send time (2 significant digits).
-    pub timeline: Vec<Histogram<u64>>,
-    /// Per second since traffic started: messages received in that second.
-    pub received: Vec<u64>,
-}
-
-impl Histograms {
-    fn new() -> Histograms {
-        Histograms {
-            latency: new_histogram(),
-            send_lag: new_histogram(),
-            connect: new_histogram(),
-            request: new_histogram(),
-            poll_lag: new_histogram(),
-            up_leg: new_histogram(),
-            poll_wait: new_histogram(),
-            down_leg: new_histogram(),
-            receive: new_histogram(),
-            timeline: Vec::new(),
-            received: Vec::new(),
-        }
-    }
-
-    fn merge(&mut self, o: &Histograms) {
-        // Same bounds everywhere, so add cannot fail.
-        let _ = self.latency.add(&o.latency);
-        let _ = self.send_lag.add(&o.send_lag);
-        let _ = self.connect.add(&o.connect);
-        let _ = self.request.add(&o.request);
-        let _ = self.poll_lag.add(&o.poll_lag);
-        let _ = self.up_leg.add(&o.up_leg);
-        let _ = self.poll_wait.add(&o.poll_wait);
-        let _ = self.down_leg.add(&o.down_leg);
-        let _ = self.receive.add(&o.receive);
-        for (i, h) in o.timeline.iter().enumerate() {
-            while self.timeline.len() <= i {
-                self.timeline.push(timeline_histogram());
-            }
-            let _ = self.timeline[i].add(h);
-        }
-        if self.received.len() < o.received.len() {
-            self.received.resize(o.received.len(), 0);
-        }
-        for (i, n) in o.received.iter().enumerate() {
-            self.received[i] += n;
-        }
-    }
-}
+pub use chatbench_results::measurement::{timeline_histogram, Histograms};
 
 /// Which histogram a value goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +110,25 @@ pub struct AuditCounters {
     /// of sender, server and receiver differ, and the breakdown leaves them
     /// out.
     pub clock_skewed: AtomicU64,
+}
+
+impl AuditCounters {
+    /// The counts now, as plain numbers.
+    pub fn counts(&self) -> chatbench_results::measurement::AuditCounts {
+        chatbench_results::measurement::AuditCounts {
+            sent: self.sent.load(Relaxed),
+            expected: self.expected.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            duplicated: self.duplicated.load(Relaxed),
+            reordered: self.reordered.load(Relaxed),
+            missed: self.missed.load(Relaxed),
+            receipts: self.receipts.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            payload_bytes: self.payload_bytes.load(Relaxed),
+            payload_count: self.payload_count.load(Relaxed),
+            clock_skewed: self.clock_skewed.load(Relaxed),
+        }
+    }
 }
 
 impl Recorder {

@@ -9,7 +9,7 @@ use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
 use crate::Transport;
 use indicatif::MultiProgress;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
@@ -88,13 +88,13 @@ const NOT_FINISHED: &str = "the run has not finished";
 /// the partial results. Returns the error that names it.
 fn finish_interrupted(
     file: &mut RunFile,
-    dir: &PathBuf,
+    dir: &Path,
     s: &Scenario,
     hists: &[LatencyRep],
     transport: String,
 ) -> Result<RunError, RunError> {
     let io = |source| RunError::Io {
-        path: dir.clone(),
+        path: dir.to_owned(),
         source,
     };
     file.complete = false;
@@ -104,7 +104,7 @@ fn finish_interrupted(
     write_latency_histograms(dir, s, hists, &file.runs).map_err(io)?;
     Ok(RunError::Interrupted {
         transport,
-        dir: dir.clone(),
+        dir: dir.to_owned(),
     })
 }
 

@@ -342,7 +342,7 @@ pub struct Breakdown {
 }
 
 /// How the clients came up before traffic started.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     /// Connections that had to be up and subscribed (receivers, plus the
     /// publish connections of HTTP senders).

@@ -41,3 +41,18 @@ impl std::ops::Sub for WireSnapshot {
 pub fn on_wire_bytes(payload: u64, segments: u64) -> u64 {
     payload + segments * (20 + 32)
 }
+
+impl std::ops::Add for WireSnapshot {
+    type Output = WireSnapshot;
+    fn add(self, o: WireSnapshot) -> WireSnapshot {
+        WireSnapshot {
+            bytes_up: self.bytes_up + o.bytes_up,
+            bytes_down: self.bytes_down + o.bytes_down,
+            requests: self.requests + o.requests,
+            empty_polls: self.empty_polls + o.empty_polls,
+            connections: self.connections + o.connections,
+            segs_in: self.segs_in + o.segs_in,
+            segs_out: self.segs_out + o.segs_out,
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! A [`Measurement`]: everything the load generator recorded of one
+//! transport run (one repetition at one sweep point), before it is
+//! summarized into `run.json`. Histograms, audit counts and wire counters
+//! add up, so measurements of one repetition made by several load-generator
+//! processes (shards) [`combine`](Measurement::combine) into the one a
+//! single process would have made; [`summarize`](Measurement::summarize)
+//! then turns it, with what the server side measured, into a
+//! [`TransportRun`].
+
+use crate::hist::{new_histogram, HIST_MAX_US};
+use crate::run_file::{
+    Audit, Breakdown, CrossCheck, LoadgenCost, Percentiles, Readiness, Second, ServerCost,
+    TransportRun, WireResult,
+};
+use crate::scenario::Scenario;
+use crate::wire::WireSnapshot;
+use crate::Transport;
+use hdrhistogram::Histogram;
+
+/// A per-second timeline histogram: 2 significant digits.
+pub fn timeline_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("static bounds are valid")
+}
+
+/// One shard's histograms.
+#[derive(Debug)]
+pub struct Histograms {
+    /// Delivery latency: receive time minus intended send time.
+    pub latency: Histogram<u64>,
+    /// Send lag: actual send time minus intended send time.
+    pub send_lag: Histogram<u64>,
+    /// TCP connect plus handshake time of each connection.
+    pub connect: Histogram<u64>,
+    /// Round trip of each poll request (short and long).
+    pub request: Histogram<u64>,
+    /// Short polls: actual poll time minus the tick it was scheduled for.
+    pub poll_lag: Histogram<u64>,
+    /// Breakdown, up-leg: intended send time to the server's `server_at`
+    /// stamp (send lag included).
+    pub up_leg: Histogram<u64>,
+    /// Breakdown, polls only: `server_at` to the send of the poll that
+    /// fetched the message (0 when a poll was already waiting).
+    pub poll_wait: Histogram<u64>,
+    /// Breakdown, down-leg: the later of `server_at` and the fetching poll's
+    /// send, to receipt.
+    pub down_leg: Histogram<u64>,
+    /// The load generator's own receive time: from the socket read that
+    /// returned a message's last bytes to the end of its parsing.
+    pub receive: Histogram<u64>,
+    /// Per second since traffic started (warm-up included): delivery latency
+    /// by intended send time (2 significant digits).
+    pub timeline: Vec<Histogram<u64>>,
+    /// Per second since traffic started: messages received in that second.
+    pub received: Vec<u64>,
+}
+
+impl Histograms {
+    /// Empty histograms.
+    pub fn new() -> Histograms {
+        Histograms {
+            latency: new_histogram(),
+            send_lag: new_histogram(),
+            connect: new_histogram(),
+            request: new_histogram(),
+            poll_lag: new_histogram(),
+            up_leg: new_histogram(),
+            poll_wait: new_histogram(),
+            down_leg: new_histogram(),
+            receive: new_histogram(),
+            timeline: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Adds `o` into these.
+    pub fn merge(&mut self, o: &Histograms) {
+        // Same bounds everywhere, so add cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.send_lag.add(&o.send_lag);
+        let _ = self.connect.add(&o.connect);
+        let _ = self.request.add(&o.request);
+        let _ = self.poll_lag.add(&o.poll_lag);
+        let _ = self.up_leg.add(&o.up_leg);
+        let _ = self.poll_wait.add(&o.poll_wait);
+        let _ = self.down_leg.add(&o.down_leg);
+        let _ = self.receive.add(&o.receive);
+        for (i, h) in o.timeline.iter().enumerate() {
+            while self.timeline.len() <= i {
+                self.timeline.push(timeline_histogram());
+            }
+            let _ = self.timeline[i].add(h);
+        }
+        if self.received.len() < o.received.len() {
+            self.received.resize(o.received.len(), 0);
+        }
+        for (i, n) in o.received.iter().enumerate() {
+            self.received[i] += n;
+        }
+    }
+}
+
+impl Default for Histograms {
+    fn default() -> Histograms {
+        Histograms::new()
+    }
+}
+
+/// The delivery audit's counts, as plain numbers that add up across shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditCounts {
+    /// Messages sent in the measured window and accepted.
+    pub sent: u64,
+    /// Expected deliveries: for each sent message, the receivers of its room.
+    pub expected: u64,
+    /// First receipts of measured messages.
+    pub delivered: u64,
+    /// Receipts of a sequence number already seen.
+    pub duplicated: u64,
+    /// Receipts below a sequence number already seen.
+    pub reordered: u64,
+    /// Messages the server reported as missed.
+    pub missed: u64,
+    /// Every receipt, warm-up and control messages included.
+    pub receipts: u64,
+    /// Failed requests, connects and publishes.
+    pub errors: u64,
+    /// Sum of the JSON sizes of received chat messages.
+    pub payload_bytes: u64,
+    /// How many sizes `payload_bytes` sums.
+    pub payload_count: u64,
+    /// Measured deliveries whose stamps were out of order.
+    pub clock_skewed: u64,
+}
+
+impl std::ops::AddAssign for AuditCounts {
+    fn add_assign(&mut self, o: AuditCounts) {
+        self.sent += o.sent;
+        self.expected += o.expected;
+        self.delivered += o.delivered;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.missed += o.missed;
+        self.receipts += o.receipts;
+        self.errors += o.errors;
+        self.payload_bytes += o.payload_bytes;
+        self.payload_count += o.payload_count;
+        self.clock_skewed += o.clock_skewed;
+    }
+}
+
+/// Everything one load-generator process recorded of one transport run.
+#[derive(Debug, Default)]
+pub struct Measurement {
+    /// The transport.
+    pub transport: Option<Transport>,
+    /// Sweep point.
+    pub point: usize,
+    /// Repetition, from 0.
+    pub repetition: u32,
+    /// Start of the measured window, ms since the UNIX epoch.
+    pub measured_from_unix_ms: u64,
+    /// Length of the measured window, s.
+    pub measured_seconds: f64,
+    /// The histograms.
+    pub histograms: Histograms,
+    /// The audit.
+    pub audit: AuditCounts,
+    /// Client wire counters over the measured window.
+    pub wire_measured: WireSnapshot,
+    /// Client wire counters over the whole run.
+    pub wire_total: WireSnapshot,
+    /// Load-generator CPU in the measured window, ms.
+    pub loadgen_cpu_ms: Option<f64>,
+    /// Its precision, ms (the coarsest of the shards').
+    pub loadgen_cpu_precision_ms: f64,
+    /// CPUs the load generator had (summed over shards).
+    pub loadgen_cpus: usize,
+    /// The readiness barrier.
+    pub ready: Readiness,
+    /// The run ended early (server died, teardown stuck, interrupted).
+    pub ended_early: bool,
+}
+
+/// Why two measurements cannot be combined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot combine measurements of {what}: {a} and {b}")]
+pub struct CombineError {
+    /// What differs.
+    pub what: &'static str,
+    /// This one's value.
+    pub a: String,
+    /// The other's.
+    pub b: String,
+}
+
+/// What the server side measured of a transport run, to summarize with a
+/// [`Measurement`].
+#[derive(Debug, Clone, Default)]
+pub struct ServerSide {
+    /// `/metrics` deltas over the run: bytes written to clients (control
+    /// requests left out) and messages delivered; None when not scraped.
+    pub counters: Option<(u64, u64)>,
+    /// CPU, memory, threads and files, when the server's pid is known.
+    pub cost: Option<ServerCost>,
+}
+
+impl Measurement {
+    /// Adds `o`, a shard of the same repetition measured by another
+    /// process, into this one.
+    pub fn combine(&mut self, o: &Measurement) -> Result<(), CombineError> {
+        let same = |what, a: String, b: String| {
+            if a == b {
+                Ok(())
+            } else {
+                Err(CombineError { what, a, b })
+            }
+        };
+        same(
+            "transport",
+            format!("{:?}", self.transport),
+            format!("{:?}", o.transport),
+        )?;
+        same("sweep point", self.point.to_string(), o.point.to_string())?;
+        same(
+            "repetition",
+            self.repetition.to_string(),
+            o.repetition.to_string(),
+        )?;
+        same(
+            "measured window",
+            format!("{}+{}s", self.measured_from_unix_ms, self.measured_seconds),
+            format!("{}+{}s", o.measured_from_unix_ms, o.measured_seconds),
+        )?;
+        self.histograms.merge(&o.histograms);
+        self.audit += o.audit;
+        self.wire_measured = self.wire_measured + o.wire_measured;
+        self.wire_total = self.wire_total + o.wire_total;
+        self.loadgen_cpu_ms = match (self.loadgen_cpu_ms, o.loadgen_cpu_ms) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        self.loadgen_cpu_precision_ms = self
+            .loadgen_cpu_precision_ms
+            .max(o.loadgen_cpu_precision_ms);
+        self.loadgen_cpus += o.loadgen_cpus;
+        self.ready.expected += o.ready.expected;
+        self.ready.ready += o.ready.ready;
+        self.ready.ramp_ms = self.ready.ramp_ms.max(o.ready.ramp_ms);
+        self.ended_early |= o.ended_early;
+        Ok(())
+    }
+
+    /// The `run.json` entry of this measurement, with the server side's
+    /// figures and the scenario's limits for the `saturated` flag.
+    pub fn summarize(&self, s: &Scenario, server: ServerSide) -> TransportRun {
+        let a = &self.audit;
+        let h = &self.histograms;
+        let audit = Audit {
+            sent: a.sent,
+            expected: a.expected,
+            delivered: a.delivered,
+            lost: a.expected.saturating_sub(a.delivered),
+            duplicated: a.duplicated,
+            reordered: a.reordered,
+            missed: a.missed,
+            errors: a.errors,
+        };
+        let payload = a.payload_bytes as f64 / a.payload_count.max(1) as f64;
+        let wire = WireResult::new(self.wire_measured, self.wire_total, a.delivered, payload);
+        let crosscheck = server.counters.map(|(bytes, delivered)| CrossCheck {
+            server_bytes_written: bytes,
+            client_bytes_down: self.wire_total.bytes_down,
+            server_delivered: delivered,
+            client_receipts: a.receipts,
+            bytes_match: bytes == self.wire_total.bytes_down,
+            delivered_match: delivered == a.receipts,
+        });
+        let loadgen = self
+            .loadgen_cpu_ms
+            .map(|cpu| LoadgenCost {
+                cpu_ms_measured: cpu,
+                cpu_precision_ms: self.loadgen_cpu_precision_ms,
+                cpu_share: cpu / (self.measured_seconds * 1000.0 * self.loadgen_cpus.max(1) as f64),
+            })
+            .unwrap_or_default();
+        let latency = Percentiles::of(&h.latency);
+        let send_lag = Percentiles::of(&h.send_lag);
+        let mut flags = Vec::new();
+        if send_lag.p99 > s.limits.send_lag_p99.as_micros() as u64
+            || loadgen.cpu_share > s.limits.loadgen_cpu
+        {
+            flags.push("saturated".to_owned());
+        }
+        if self.ended_early {
+            flags.push("incomplete".to_owned());
+        }
+        if self.ready.ready < self.ready.expected {
+            flags.push("not_ready".to_owned());
+        }
+        if crosscheck
+            .as_ref()
+            .is_some_and(|c| !c.bytes_match || !c.delivered_match)
+        {
+            flags.push("crosscheck_mismatch".to_owned());
+        }
+        let timeline = h
+            .timeline
+            .iter()
+            .enumerate()
+            .take((s.warmup + s.duration).as_secs_f64().ceil() as usize)
+            .map(|(i, t)| Second {
+                second: i as u64,
+                delivered: t.len(),
+                received: h.received.get(i).copied().unwrap_or(0),
+                p99_us: if t.is_empty() {
+                    0
+                } else {
+                    t.value_at_quantile(0.99)
+                },
+            })
+            .collect();
+        TransportRun {
+            transport: self.transport.unwrap_or(Transport::WebSocket),
+            point: self.point,
+            repetition: self.repetition,
+            complete: !self.ended_early,
+            flags,
+            connections: self.wire_total.connections,
+            measured_seconds: self.measured_seconds,
+            measured_from_unix_ms: self.measured_from_unix_ms,
+            latency_us: latency,
+            send_lag_us: send_lag,
+            connect_us: Percentiles::of(&h.connect),
+            request_us: Percentiles::of(&h.request),
+            audit,
+            wire,
+            crosscheck,
+            server: server.cost,
+            loadgen,
+            timeline,
+            breakdown: Some(Breakdown {
+                clock: "one_host".into(),
+                up_leg_us: Percentiles::of(&h.up_leg),
+                poll_wait_us: Percentiles::of(&h.poll_wait),
+                down_leg_us: Percentiles::of(&h.down_leg),
+                skewed: a.clock_skewed,
+            }),
+            receive_us: Percentiles::of(&h.receive),
+            poll_lag_us: Percentiles::of(&h.poll_lag),
+            ready: Some(self.ready),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(latencies: std::ops::Range<u64>, delivered: u64) -> Measurement {
+        let mut h = Histograms::new();
+        for v in latencies {
+            h.latency.record(v).unwrap();
+            h.up_leg.record(v / 2).unwrap();
+        }
+        Measurement {
+            transport: Some(Transport::Sse),
+            measured_from_unix_ms: 1_700_000_000_000,
+            measured_seconds: 2.0,
+            histograms: h,
+            audit: AuditCounts {
+                sent: 10,
+                expected: delivered,
+                delivered,
+                receipts: delivered + 1,
+                ..AuditCounts::default()
+            },
+            wire_total: WireSnapshot {
+                bytes_down: delivered * 100,
+                connections: 5,
+                ..WireSnapshot::default()
+            },
+            loadgen_cpu_ms: Some(100.0),
+            loadgen_cpu_precision_ms: 0.001,
+            loadgen_cpus: 1,
+            ready: Readiness {
+                expected: 5,
+                ready: 5,
+                ramp_ms: 900,
+            },
+            ..Measurement::default()
+        }
+    }
+
+    fn scenario() -> Scenario {
+        Scenario::parse(
+            "name='t'\ntransports=['sse']\nduration='2s'\n[clients]\nrooms=1\nclients_per_room=10\nsenders_per_room=1\n[messages]\nrate=1.0\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shards_combine_into_what_one_process_would_have_measured() {
+        let mut a = shard(1..101, 100);
+        let b = shard(101..201, 100);
+        a.combine(&b).unwrap();
+        let whole = shard(1..201, 200);
+        let s = scenario();
+        let server = ServerSide {
+            counters: Some((20_000, 202)),
+            cost: None,
+        };
+        let (ra, rw) = (a.summarize(&s, server.clone()), whole.summarize(&s, server));
+        assert_eq!(ra.latency_us, rw.latency_us);
+        assert_eq!(ra.audit.delivered, 200);
+        assert_eq!(ra.audit.sent, 20);
+        assert_eq!(ra.connections, 10);
+        assert_eq!(
+            ra.ready,
+            Some(Readiness {
+                expected: 10,
+                ready: 10,
+                ramp_ms: 900
+            })
+        );
+        // Two processes of one CPU each, 100 ms each, over 2 s.
+        assert_eq!(ra.loadgen.cpu_ms_measured, 200.0);
+        assert_eq!(ra.loadgen.cpu_share, 0.05);
+        // The cross-check holds on the combined counts.
+        let c = ra.crosscheck.unwrap();
+        assert!(c.bytes_match && c.delivered_match, "{c:?}");
+        assert!(ra.flags.is_empty(), "{:?}", ra.flags);
+        assert_eq!(ra.breakdown.unwrap().up_leg_us.count, 200);
+    }
+
+    #[test]
+    fn shards_of_different_runs_do_not_combine() {
+        let mut a = shard(1..10, 9);
+        let mut b = shard(1..10, 9);
+        b.repetition = 1;
+        assert_eq!(
+            a.combine(&b).unwrap_err().to_string(),
+            "cannot combine measurements of repetition: 0 and 1"
+        );
+        b.repetition = 0;
+        b.transport = Some(Transport::WebSocket);
+        assert_eq!(a.combine(&b).unwrap_err().what, "transport");
+    }
+}
