@@ -1,5 +1,7 @@
 //! `chatbench`: a thin front end over the chatbench libraries.
 
+mod progress;
+
 use anyhow::{bail, Context};
 use chatbench_loadgen::resources::BuildInfo;
 use chatbench_loadgen::results::CpuPlacement;
@@ -335,6 +337,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             log: None,
         },
     };
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = RunOptions {
         scenario,
         out: args.out.clone(),
@@ -350,10 +353,11 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             target: env!("CHATBENCH_TARGET").into(),
             profile: env!("CHATBENCH_PROFILE").into(),
         },
-        progress: true,
+        progress: Some(progress_tx),
         stop: CancellationToken::new(),
     };
     let rt = runtime()?;
+    let display = rt.spawn(progress::display(progress_rx));
     let stop = opts.stop.clone();
     // SIGINT and SIGTERM stop the run cleanly: the spawned server is torn
     // down and the folder says `complete: false`.
@@ -361,7 +365,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         chatbench_server::shutdown_signal().await;
         stop.cancel();
     });
-    let result = rt.block_on(run(opts));
+    let result = rt.block_on(async {
+        let result = run(opts).await;
+        // `run` dropped its sender: the display drains and ends.
+        let _ = display.await;
+        result
+    });
     match result {
         Ok(done) => {
             // With --json, stdout carries the JSON document alone and the

@@ -70,7 +70,7 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
             rustc: "test".into(),
             ..Default::default()
         },
-        progress: false,
+        progress: None,
         stop: tokio_util::sync::CancellationToken::new(),
     }
 }

@@ -15,7 +15,6 @@ use crate::server::{control_counted, RunningServer, ServerCounters};
 use crate::wire::WireStats;
 use crate::Transport;
 use chatbench_results::measurement::{Measurement, ServerSide};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -57,7 +56,7 @@ pub async fn run_transport(
     transport: Transport,
     slot: Slot<'_>,
     loadgen_cpus: usize,
-    progress: Option<&ProgressBar>,
+    progress: Option<&ProgressTx>,
 ) -> std::io::Result<Outcome> {
     let Slot {
         point,
@@ -166,26 +165,28 @@ pub async fn run_transport(
             ctx.abort.cancel();
             break;
         }
-        if let Some(pb) = progress {
+        if let Some(tx) = progress {
             let delivered = ctx.rec.audit.live_delivered.load(Relaxed);
             let rate =
                 (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
             last = (now, delivered);
             let phase = if now < t0 {
-                "ramp"
+                Phase::Ramp
             } else if now < measure_start {
-                "warm-up"
+                Phase::WarmUp
             } else if now < measure_end {
-                "measure"
+                Phase::Measure
             } else {
-                "drain"
+                Phase::Drain
             };
-            pb.set_position(now.duration_since(ramp_start).as_millis() as u64);
-            pb.set_message(format!(
-                "{phase:<8} {rate:>8.0} msg/s  p99 {:>8}  errors {}",
-                fmt_us(ctx.rec.live_p99()),
-                ctx.rec.audit.errors.load(Relaxed)
-            ));
+            // A display that went away does not stop the run.
+            let _ = tx.send(Progress::Tick {
+                elapsed: now.duration_since(ramp_start),
+                phase,
+                msgs_per_s: rate,
+                p99_us: ctx.rec.live_p99(),
+                errors: ctx.rec.audit.errors.load(Relaxed),
+            });
         }
         if now >= drain_end {
             break;
@@ -395,16 +396,69 @@ fn downsample(samples: &[ProcSample], every_ms: u64) -> Vec<ProcSample> {
     out
 }
 
-/// A progress bar for one transport run of `total` (ms).
-pub fn progress_bar(label: String, total: Duration) -> ProgressBar {
-    let pb = ProgressBar::new(total.as_millis() as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>18} [{bar:24}] {elapsed:>4} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_prefix(label);
-    pb
+/// Where a transport run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Clients connecting, up to the readiness barrier.
+    Ramp,
+    /// Traffic, not recorded.
+    WarmUp,
+    /// Traffic, recorded.
+    Measure,
+    /// Waiting for in-flight messages.
+    Drain,
 }
+
+impl Phase {
+    /// Its name on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Ramp => "ramp",
+            Phase::WarmUp => "warm-up",
+            Phase::Measure => "measure",
+            Phase::Drain => "drain",
+        }
+    }
+}
+
+/// What a run tells its display. The library measures; whoever holds the
+/// receiving end (the CLI's progress bars) displays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A transport run starts; its phases take about `total`.
+    Started {
+        /// `sse @100ms 1/3`: transport, sweep value, repetition.
+        label: String,
+        /// Ramp, warm-up, measured window and drain.
+        total: Duration,
+    },
+    /// About every 250 ms during the current transport run.
+    Tick {
+        /// Since the ramp began.
+        elapsed: Duration,
+        /// The phase.
+        phase: Phase,
+        /// Measured deliveries per second lately.
+        msgs_per_s: f64,
+        /// p99 latency so far, µs.
+        p99_us: u64,
+        /// Client errors so far.
+        errors: u64,
+    },
+    /// The current transport run ended.
+    Finished {
+        /// Its label.
+        label: String,
+        /// p50 latency, µs.
+        p50_us: u64,
+        /// p99 latency, µs.
+        p99_us: u64,
+        /// Lost messages.
+        lost: u64,
+    },
+}
+
+/// The sending end of a run's progress.
+pub type ProgressTx = tokio::sync::mpsc::UnboundedSender<Progress>;
 
 pub use chatbench_results::fmt::{fmt_us, fmt_us_sep};

@@ -2,13 +2,12 @@
 //! folder. `run.json` is rewritten after each transport run, so a run that
 //! is stopped or whose server dies still leaves its partial results.
 
-use crate::engine::{progress_bar, run_transport, Slot};
+use crate::engine::{run_transport, Progress, ProgressTx, Slot};
 use crate::resources::detect_environment;
 use crate::results::{write_latency_histograms, CpuPlacement, LatencyRep, RunFile, SCHEMA};
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
 use crate::Transport;
-use indicatif::MultiProgress;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -33,8 +32,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// How the binary was built.
     pub build: crate::resources::BuildInfo,
-    /// Show progress bars.
-    pub progress: bool,
+    /// Where progress goes, if anywhere.
+    pub progress: Option<ProgressTx>,
     /// Cancelled to stop the run now (the CLI cancels it on SIGINT and
     /// SIGTERM); the folder is then written with `complete: false`.
     pub stop: CancellationToken,
@@ -169,10 +168,6 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         merged_from: Vec::new(),
     };
     file.write(&dir).map_err(io(&dir))?;
-    let bars = MultiProgress::new();
-    if !opts.progress {
-        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
     let mut hists: Vec<LatencyRep> = Vec::new();
     let mut died: Vec<String> = Vec::new();
     let per_run = s.clients.ramp + s.warmup + s.duration + s.grace;
@@ -208,7 +203,12 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         });
                     }
                 };
-                let pb = bars.add(progress_bar(label.clone(), per_run));
+                if let Some(tx) = &opts.progress {
+                    let _ = tx.send(Progress::Started {
+                        label: label.clone(),
+                        total: per_run,
+                    });
+                }
                 let prefix = format!("cb{}", &id[id.len() - 4..]);
                 let outcome = run_transport(
                     &mut server,
@@ -221,10 +221,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         stop: &opts.stop,
                     },
                     opts.loadgen_cpus,
-                    Some(&pb),
+                    opts.progress.as_ref(),
                 )
                 .await;
-                pb.finish();
                 server.stop().await;
                 let outcome = match outcome {
                     Ok(o) => o,
@@ -239,6 +238,14 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         return Err(RunError::Io { path: dir, source });
                     }
                 };
+                if let Some(tx) = &opts.progress {
+                    let _ = tx.send(Progress::Finished {
+                        label: label.clone(),
+                        p50_us: outcome.run.latency_us.p50,
+                        p99_us: outcome.run.latency_us.p99,
+                        lost: outcome.run.audit.lost,
+                    });
+                }
                 if outcome.interrupted {
                     file.problems
                         .push(format!("{label}: interrupted before it finished"));

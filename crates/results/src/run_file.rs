@@ -570,9 +570,16 @@ impl RunFile {
         if let Some(sweep) = &self.scenario.sweep {
             let _ = writeln!(out, "sweep over {}", sweep.parameter);
         }
+        // The sweep value's column, only when there is one.
+        let lw = self
+            .summary
+            .iter()
+            .filter_map(|s| s.point_label.as_ref().map(|l| l.chars().count() + 1))
+            .max()
+            .unwrap_or(0);
         let _ = writeln!(
             out,
-            "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
+            "{:<lw$}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9} {:>8} {:>11} {:>9} {:>6}  flags",
             "",
             "transport",
             "p50",
@@ -593,7 +600,7 @@ impl RunFile {
             };
             let _ = writeln!(
                 out,
-                "{:<9}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
+                "{:<lw$}{:<11} {:>9} {:>9} {:>9} {:>9} {:>15} {:>7} {:>9.0} {:>8.3} {:>11} {:>9} {:>6}  {}",
                 s.point_label.as_deref().unwrap_or(""),
                 s.transport.as_str(),
                 crate::fmt::fmt_us(s.p50_us.median as u64),
