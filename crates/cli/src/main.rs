@@ -169,7 +169,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             if let Some(list) = &args.cpus {
-                let cpus = affinity::parse_cpu_list(list).map_err(anyhow::Error::msg)?;
+                let cpus = affinity::parse_cpu_list(list)?;
                 affinity::pin(&cpus).with_context(|| format!("cannot pin to CPUs {list}"))?;
             }
             runtime()?
@@ -184,7 +184,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { run_dir, no_loss } => {
-            let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
+            let run = chatbench_loadgen::RunFile::read(&run_dir)?;
             if !run.complete {
                 eprintln!(
                     "chatbench: {} is incomplete ({}); an incomplete run checks nothing",
@@ -200,7 +200,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut verdicts = chatbench_report::check::check(&run).map_err(anyhow::Error::msg)?;
+            let mut verdicts = chatbench_report::check::check(&run)?;
             if no_loss {
                 verdicts.push(chatbench_report::check::no_loss(&run));
             }
@@ -221,8 +221,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if !(min_change >= 0.0 && min_change.is_finite()) {
                 bail!("--min-change {min_change}: expected a fraction such as 0.1");
             }
-            let a = chatbench_loadgen::RunFile::read(&run_a).map_err(anyhow::Error::msg)?;
-            let b = chatbench_loadgen::RunFile::read(&run_b).map_err(anyhow::Error::msg)?;
+            let a = chatbench_loadgen::RunFile::read(&run_a)?;
+            let b = chatbench_loadgen::RunFile::read(&run_b)?;
             let c = chatbench_report::compare::compare(&a, &b, min_change);
             if json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
@@ -253,7 +253,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             csv: _,
             output,
         } => {
-            let run = chatbench_loadgen::RunFile::read(&run_dir).map_err(anyhow::Error::msg)?;
+            let run = chatbench_loadgen::RunFile::read(&run_dir)?;
             match output {
                 Some(path) => {
                     let f = std::fs::File::create(&path)

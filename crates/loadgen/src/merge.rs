@@ -36,8 +36,8 @@ pub enum MergeError {
         run_id: String,
     },
     /// A run folder could not be read.
-    #[error("{0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(#[from] crate::results::ReadError),
     /// The inputs do not describe the same experiment.
     #[error("cannot merge {b} into {a}: {why}")]
     Mismatch {

@@ -62,6 +62,15 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
     },
+    /// A sweep point is not a valid scenario (scenario loading checks every
+    /// point, so only a scenario built by hand gets here).
+    #[error("a sweep point is not a valid scenario: {reason}; the run folder is {dir}")]
+    Sweep {
+        /// What is wrong with it.
+        reason: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
     /// The run was stopped from outside before it finished.
     #[error("the run was interrupted during {transport}; partial results (complete: false) are in {dir}")]
     Interrupted {
@@ -174,9 +183,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let points: Vec<Arc<Scenario>> = (0..s.points())
         .map(|p| s.at_point(p).map(Arc::new))
         .collect::<Result<_, _>>()
-        .map_err(|e| RunError::Io {
-            path: dir.clone(),
-            source: std::io::Error::other(e),
+        .map_err(|reason| RunError::Sweep {
+            reason,
+            dir: dir.clone(),
         })?;
     'reps: for rep in 0..s.repeat {
         for (point, sp) in points.iter().enumerate() {

@@ -69,9 +69,22 @@ fn within(v: f64, min: Option<f64>, max: Option<f64>) -> bool {
     min.is_none_or(|a| v >= a) && max.is_none_or(|b| v <= b)
 }
 
+/// A rule in a run's scenario that cannot be evaluated (run folders written
+/// by hand or by another version; scenario loading refuses bad rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expect[{index}].{field}: {message}")]
+pub struct RuleError {
+    /// Which `[[expect]]` table, from 0.
+    pub index: usize,
+    /// The field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
 /// Evaluates every rule of the run's scenario. A rule about a transport or a
 /// figure the run lacks fails.
-pub fn check(run: &RunFile) -> Result<Vec<Verdict>, String> {
+pub fn check(run: &RunFile) -> Result<Vec<Verdict>, RuleError> {
     let mut out = Vec::new();
     // With a sweep, every rule is checked at every point.
     for point in 0..run.scenario.points() {
@@ -96,14 +109,17 @@ pub fn check(run: &RunFile) -> Result<Vec<Verdict>, String> {
     Ok(out)
 }
 
-fn check_point(run: &RunFile, point: usize) -> Result<Vec<Verdict>, String> {
+fn check_point(run: &RunFile, point: usize) -> Result<Vec<Verdict>, RuleError> {
     let get = |t: Transport| run.at_point(point).find(|s| s.transport == t);
     let mut out = Vec::new();
     for (i, table) in run.scenario.expect.iter().enumerate() {
-        let rule = Rule::from_table(table).map_err(|(f, m)| format!("expect[{i}].{f}: {m}"))?;
-        let kind = rule
-            .kind()
-            .map_err(|(f, m)| format!("expect[{i}].{f}: {m}"))?;
+        let bad = |(field, message)| RuleError {
+            index: i,
+            field,
+            message,
+        };
+        let rule = Rule::from_table(table).map_err(bad)?;
+        let kind = rule.kind().map_err(bad)?;
         let m = rule.metric;
         let name = m.as_str();
         let v = |t: Transport| get(t).and_then(|s| value(s, m));

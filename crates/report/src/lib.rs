@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// The run folder could not be read.
-    #[error("{0}")]
-    Run(String),
+    #[error(transparent)]
+    Run(#[from] chatbench_results::run_file::ReadError),
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Io {

@@ -13,6 +13,35 @@ use std::path::Path;
 /// The schema name and version of `run.json`.
 pub const SCHEMA: &str = "chatbench-run/1";
 
+/// Why a run folder could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// `run.json`.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not the JSON this schema describes.
+    #[error("{path}: {source}")]
+    Json {
+        /// `run.json`.
+        path: std::path::PathBuf,
+        /// Where and why.
+        source: serde_json::Error,
+    },
+    /// Another schema or version.
+    #[error("{path}: schema is {found}, this chatbench reads {SCHEMA}")]
+    Schema {
+        /// `run.json`.
+        path: std::path::PathBuf,
+        /// The `schema` it holds.
+        found: String,
+    },
+}
+
 /// Everything `run.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunFile {
@@ -549,19 +578,24 @@ impl RunFile {
     }
 
     /// Reads `run.json` from a run folder.
-    pub fn read(dir: &Path) -> Result<RunFile, String> {
-        let p = dir.join("run.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    pub fn read(dir: &Path) -> Result<RunFile, ReadError> {
+        let path = dir.join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| ReadError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let json = |source| ReadError::Json {
+            path: path.clone(),
+            source,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
         if v["schema"] != SCHEMA {
-            return Err(format!(
-                "{}: schema is {}, this chatbench reads {SCHEMA}",
-                p.display(),
-                v["schema"]
-            ));
+            return Err(ReadError::Schema {
+                found: v["schema"].to_string(),
+                path,
+            });
         }
-        serde_json::from_value(v).map_err(|e| format!("{}: {e}", p.display()))
+        serde_json::from_value(v).map_err(json)
     }
 
     /// The console table: one row per transport.

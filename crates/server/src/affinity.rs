@@ -1,10 +1,23 @@
 //! CPU pinning (Linux): CPU lists like `0-1,3`, and `sched_setaffinity`.
 
+/// A CPU list that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad CPU list {list:?}: {why}")]
+pub struct CpuListError {
+    /// The list as given.
+    pub list: String,
+    /// What is wrong.
+    pub why: &'static str,
+}
+
 /// Parses a CPU list such as `0`, `2-3` or `0,2-3`.
-pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, CpuListError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list {s:?}: expected numbers and ranges like 0,2-3");
+        let bad = || CpuListError {
+            list: s.to_owned(),
+            why: "expected numbers and ranges like 0,2-3",
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (usize, usize) =
@@ -18,7 +31,10 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
         }
     }
     if out.is_empty() {
-        return Err(format!("bad CPU list {s:?}: it names no CPU"));
+        return Err(CpuListError {
+            list: s.to_owned(),
+            why: "it names no CPU",
+        });
     }
     Ok(out)
 }
@@ -98,7 +114,7 @@ mod tests {
         assert_eq!(parse_cpu_list("0").unwrap(), vec![0]);
         assert_eq!(parse_cpu_list("0,2-4").unwrap(), vec![0, 2, 3, 4]);
         assert_eq!(
-            parse_cpu_list("3-1").unwrap_err(),
+            parse_cpu_list("3-1").unwrap_err().to_string(),
             "bad CPU list \"3-1\": expected numbers and ranges like 0,2-3"
         );
         assert!(parse_cpu_list("").is_err());

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         .init();
     if let Some(list) = &args.cpus {
         let pinned = chatbench_server::affinity::parse_cpu_list(list)
+            .map_err(|e| e.to_string())
             .and_then(|c| chatbench_server::affinity::pin(&c).map_err(|e| e.to_string()));
         if let Err(e) = pinned {
             eprintln!("chatbench-server: --cpus {list}: {e}");
