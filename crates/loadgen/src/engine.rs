@@ -101,7 +101,7 @@ pub async fn run_transport(
     let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
     let mut server_died = false;
 
-    let mut clients = ramp(&ctx, &s, ramp_start, stop).await;
+    let clients = ramp(&ctx, &s, ramp_start, stop).await;
     let (readiness, alive) = await_ready(
         &ctx,
         server,
@@ -122,112 +122,13 @@ pub async fn run_transport(
     tokio::time::sleep_until(t0).await;
     let rss_before = proc_now(server.pid);
 
-    // Warm-up, measure and drain, watching the server and showing progress.
-    let measure_start = t0 + s.warmup;
-    let measure_end = measure_start + s.duration;
-    let drain_end = measure_end + s.grace;
-    let mut at_measure_start: Option<(
-        Option<ProcSample>,
-        Option<ProcSample>,
-        crate::wire::WireSnapshot,
-    )> = None;
-    let mut at_measure_end = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last = (Instant::now(), 0u64);
-    let mut interrupted = false;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => {}
-        }
-        if stop.is_cancelled() {
-            interrupted = true;
-            ctx.abort.cancel();
-            break;
-        }
-        let now = Instant::now();
-        if at_measure_start.is_none() && now >= measure_start {
-            at_measure_start = Some((
-                proc_now(server.pid),
-                resources::read(std::process::id(), 0),
-                ctx.wire.snapshot(),
-            ));
-        }
-        if at_measure_end.is_none() && now >= measure_end {
-            at_measure_end = Some((
-                proc_now(server.pid),
-                resources::read(std::process::id(), 0),
-                ctx.wire.snapshot(),
-            ));
-        }
-        if server_died || !server.is_alive().await {
-            server_died = true;
-            ctx.abort.cancel();
-            break;
-        }
-        if let Some(tx) = progress {
-            let delivered = ctx.rec.audit.live_delivered.load(Relaxed);
-            let rate =
-                (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
-            last = (now, delivered);
-            let phase = if now < t0 {
-                Phase::Ramp
-            } else if now < measure_start {
-                Phase::WarmUp
-            } else if now < measure_end {
-                Phase::Measure
-            } else {
-                Phase::Drain
-            };
-            // A display that went away does not stop the run.
-            let _ = tx.send(Progress::Tick {
-                elapsed: now.duration_since(ramp_start),
-                phase,
-                msgs_per_s: rate,
-                p99_us: ctx.rec.live_p99(),
-                errors: ctx.rec.audit.errors.load(Relaxed),
-            });
-        }
-        if now >= drain_end {
-            break;
-        }
-    }
-
-    // Teardown: the control message ends every receiver after what it read.
-    // Its answers are bytes the server writes that no client reads, so they
-    // are counted apart and left out of the cross-check.
-    let control_wire = Arc::new(WireStats::default());
-    if !server_died && !interrupted {
-        let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
-        for room in &rooms {
-            let path = format!("/rooms/{room}/messages");
-            let sent = control_counted(
-                server.addr,
-                "POST",
-                &path,
-                Some(body.clone()),
-                &control_wire,
-            )
-            .await;
-            if sent.is_err() {
-                server_died = !server.is_alive().await;
-            }
-        }
-    }
-    let teardown = async {
-        for c in &mut clients {
-            let _ = c.await;
-        }
-    };
-    let stuck = tokio::time::timeout(Duration::from_secs(10), teardown)
-        .await
-        .is_err();
-    if stuck {
-        ctx.abort.cancel();
-        for c in &clients {
-            c.abort();
-        }
-    }
+    let watched = watch_phases(&ctx, server, t0, ramp_start, stop, progress).await;
+    let interrupted = watched.interrupted;
+    server_died |= watched.server_died;
+    let (at_measure_start, at_measure_end) = (watched.at_measure_start, watched.at_measure_end);
+    let torn = teardown(&ctx, server, &rooms, clients, server_died || interrupted).await;
+    server_died |= torn.server_died;
+    let stuck = torn.stuck;
     ctx.timer.close();
     let after = if server_died {
         None
@@ -265,8 +166,7 @@ pub async fn run_transport(
     let counters = before.as_ref().zip(after.as_ref()).map(|(b, a)| {
         let d = a.delta(b);
         (
-            ServerCounters::client_total(&d.bytes_written)
-                .saturating_sub(control_wire.snapshot().bytes_down),
+            ServerCounters::client_total(&d.bytes_written).saturating_sub(torn.control_bytes_down),
             ServerCounters::client_total(&d.delivered),
         )
     });
@@ -303,6 +203,165 @@ pub async fn run_transport(
         server_died,
         interrupted,
     })
+}
+
+/// Readings at the edges of the measured window: the server's and our own
+/// process, and the client wire counters.
+type Edge = (
+    Option<ProcSample>,
+    Option<ProcSample>,
+    crate::wire::WireSnapshot,
+);
+
+/// What [`watch_phases`] saw.
+struct Watched {
+    at_measure_start: Option<Edge>,
+    at_measure_end: Option<Edge>,
+    server_died: bool,
+    interrupted: bool,
+}
+
+/// Warm-up, measure and drain: reads the edges of the measured window,
+/// watches the server and the stop signal, and reports progress.
+async fn watch_phases(
+    ctx: &RunCtx,
+    server: &mut RunningServer,
+    t0: Instant,
+    ramp_start: Instant,
+    stop: &CancellationToken,
+    progress: Option<&ProgressTx>,
+) -> Watched {
+    let s = &ctx.scenario;
+    let pid = server.pid;
+    let edge = || {
+        (
+            pid.and_then(|p| resources::read(p, 0)),
+            resources::read(std::process::id(), 0),
+            ctx.wire.snapshot(),
+        )
+    };
+    let measure_start = t0 + s.warmup;
+    let measure_end = measure_start + s.duration;
+    let drain_end = measure_end + s.grace;
+    let mut w = Watched {
+        at_measure_start: None,
+        at_measure_end: None,
+        server_died: false,
+        interrupted: false,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => {}
+        }
+        if stop.is_cancelled() {
+            w.interrupted = true;
+            ctx.abort.cancel();
+            break;
+        }
+        let now = Instant::now();
+        if w.at_measure_start.is_none() && now >= measure_start {
+            w.at_measure_start = Some(edge());
+        }
+        if w.at_measure_end.is_none() && now >= measure_end {
+            w.at_measure_end = Some(edge());
+        }
+        if !server.is_alive().await {
+            w.server_died = true;
+            ctx.abort.cancel();
+            break;
+        }
+        if let Some(tx) = progress {
+            let delivered = ctx.rec.audit.live_delivered.load(Relaxed);
+            let rate =
+                (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+            last = (now, delivered);
+            let phase = if now < t0 {
+                Phase::Ramp
+            } else if now < measure_start {
+                Phase::WarmUp
+            } else if now < measure_end {
+                Phase::Measure
+            } else {
+                Phase::Drain
+            };
+            // A display that went away does not stop the run.
+            let _ = tx.send(Progress::Tick {
+                elapsed: now.duration_since(ramp_start),
+                phase,
+                msgs_per_s: rate,
+                p99_us: ctx.rec.live_p99(),
+                errors: ctx.rec.audit.errors.load(Relaxed),
+            });
+        }
+        if now >= drain_end {
+            break;
+        }
+    }
+    w
+}
+
+/// What [`teardown`] saw.
+struct TornDown {
+    /// Bytes the server wrote in answer to the control messages, which no
+    /// client reads: left out of the cross-check.
+    control_bytes_down: u64,
+    /// Clients had to be aborted after 10 s.
+    stuck: bool,
+    /// The server was found dead.
+    server_died: bool,
+}
+
+/// Teardown: a control message to every room ends each receiver after what
+/// it read, so every byte the server wrote has been read (unless the run is
+/// ending early, `abandon`); clients get 10 s to finish.
+async fn teardown(
+    ctx: &RunCtx,
+    server: &mut RunningServer,
+    rooms: &[String],
+    mut clients: Vec<JoinHandle<()>>,
+    abandon: bool,
+) -> TornDown {
+    let control_wire = Arc::new(WireStats::default());
+    let mut server_died = false;
+    if !abandon {
+        let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
+        for room in rooms {
+            let path = format!("/rooms/{room}/messages");
+            let sent = control_counted(
+                server.addr,
+                "POST",
+                &path,
+                Some(body.clone()),
+                &control_wire,
+            )
+            .await;
+            if sent.is_err() {
+                server_died = !server.is_alive().await;
+            }
+        }
+    }
+    let wait = async {
+        for c in &mut clients {
+            let _ = c.await;
+        }
+    };
+    let stuck = tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .is_err();
+    if stuck {
+        ctx.abort.cancel();
+        for c in &clients {
+            c.abort();
+        }
+    }
+    TornDown {
+        control_bytes_down: control_wire.snapshot().bytes_down,
+        stuck,
+        server_died,
+    }
 }
 
 /// Connections that must be up and subscribed before traffic: every
