@@ -11,7 +11,6 @@
 pub mod client;
 pub mod clock;
 pub mod engine;
-pub mod merge;
 pub mod record;
 pub mod resources;
 pub mod run;
@@ -20,7 +19,7 @@ pub mod server;
 pub mod wire;
 
 pub use chatbench_results::run_file as results;
-pub use chatbench_results::{rules, scenario, Transport};
+pub use chatbench_results::{merge, rules, scenario, Transport};
 pub use results::RunFile;
 pub use scenario::{Scenario, ScenarioError};
 pub use schedule::SendSchedule;

@@ -125,17 +125,10 @@ pub struct Finished {
     pub file: RunFile,
 }
 
-/// A new run folder name: UTC time and the process id.
-pub(crate) fn run_id() -> String {
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    format!("{compact}-{:04x}", std::process::id() & 0xffff)
-}
-
 /// Runs the scenario and writes its run folder.
 pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let s = Arc::new(opts.scenario.clone());
-    let id = run_id();
+    let id = crate::results::new_run_id();
     let dir = opts.out.join(&s.name).join(&id);
     let io = |path: &PathBuf| {
         let path = path.clone();

@@ -4,7 +4,8 @@
 //! `run.json` schema ([`run_file::RunFile`]), its summaries and console
 //! table; the HdrHistogram files (`.hlog`, `.hgrm`); the machine and build a
 //! run happened on ([`machine`]); a [`measurement::Measurement`] that shards
-//! of one run combine and that summarizes into `run.json`; and formatting. The load generator writes
+//! of one run combine and that summarizes into `run.json`; [`merge`] of run
+//! folders; and formatting. The load generator writes
 //! these; the report, `check`, `compare` and `merge` read them.
 #![deny(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod fmt;
 pub mod hist;
 pub mod machine;
 pub mod measurement;
+pub mod merge;
 pub mod rules;
 pub mod run_file;
 pub mod scenario;

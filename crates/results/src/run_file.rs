@@ -13,6 +13,13 @@ use std::path::Path;
 /// The schema name and version of `run.json`.
 pub const SCHEMA: &str = "chatbench-run/1";
 
+/// A new run folder name: UTC time and the process id.
+pub fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("{compact}-{:04x}", std::process::id() & 0xffff)
+}
+
 /// Why a run folder could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -8,11 +8,10 @@
 //! Runs from different commits or machines are refused: that is what
 //! `compare` is for.
 
-use crate::results::{
-    histogram_name, read_hlog_intervals, write_latency_histograms, LatencyRep, RunFile,
+use crate::run_file::{
+    histogram_name, new_run_id, read_hlog_intervals, write_latency_histograms, LatencyRep, RunFile,
     TransportRun, SCHEMA,
 };
-use crate::run::run_id;
 use crate::Transport;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
@@ -37,7 +36,7 @@ pub enum MergeError {
     },
     /// A run folder could not be read.
     #[error(transparent)]
-    Read(#[from] crate::results::ReadError),
+    Read(#[from] crate::run_file::ReadError),
     /// The inputs do not describe the same experiment.
     #[error("cannot merge {b} into {a}: {why}")]
     Mismatch {
@@ -156,7 +155,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     let mut scenario = first.scenario.clone();
     scenario.transports = transports.clone();
     scenario.repeat = next_rep.values().copied().max().unwrap_or(1);
-    let id = run_id();
+    let id = new_run_id();
     let dir = out.join(&scenario.name).join(&id);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -264,7 +263,7 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::Environment;
+    use crate::machine::Environment;
     use serde_json::json;
 
     #[test]
