@@ -333,12 +333,12 @@ impl HttpConn {
     async fn send(
         &mut self,
         method: Method,
-        path: &str,
+        uri: http::Uri,
         body: Bytes,
     ) -> HttpResult<hyper::Response<hyper::body::Incoming>> {
         let req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(uri)
             .header(http::header::HOST, self.host.clone())
             .header(
                 http::header::CONTENT_TYPE,
@@ -361,10 +361,10 @@ impl HttpConn {
     async fn call(
         &mut self,
         method: Method,
-        path: &str,
+        uri: http::Uri,
         body: Bytes,
     ) -> HttpResult<(StatusCode, Bytes)> {
-        let resp = self.send(method, path, body).await?;
+        let resp = self.send(method, uri, body).await?;
         let status = resp.status();
         let body = self.drive(resp.into_body().collect()).await??.to_bytes();
         Ok((status, body))
@@ -509,7 +509,13 @@ async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64) -> Option<HttpConn> {
 }
 
 async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
-    let path = format!("/rooms/{room}/messages");
+    let uri = match http::Uri::try_from(format!("/rooms/{room}/messages")) {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.count_error("publish uri", e);
+            return;
+        }
+    };
     let mut schedule = schedule_for(&ctx, sender);
     // Connected before the start, as a browser's page is: the first send
     // must not pay a connect.
@@ -539,7 +545,7 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
             },
         };
         let body = Bytes::from(publish_body(&ctx, id, at_us));
-        match c.call(Method::POST, &path, body).await {
+        match c.call(Method::POST, uri.clone(), body).await {
             Ok((StatusCode::CREATED, _)) => {
                 sent_ok(&ctx, at_us);
                 conn = Some(c);
@@ -584,6 +590,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         return;
     };
     let mut tick_us = phase_us;
+    let mut uri: Option<(u64, http::Uri)> = None;
     // One cancellation future for the client's life: a new one per request
     // locked the token's shared mutex twice per poll.
     let cancelled = ctx.abort.cancelled();
@@ -622,16 +629,34 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 }
             },
         };
-        inbox.read_at = Some(c.read_at.clone());
-        let path = if long {
-            format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
-        } else {
-            format!("/rooms/{room}/messages?after={cursor}")
-        };
+        if !inbox
+            .read_at
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &c.read_at))
+        {
+            inbox.read_at = Some(c.read_at.clone());
+        }
+        // The URI is parsed again only when the cursor moved: an empty
+        // short poll repeats the last one.
+        if uri.as_ref().is_none_or(|(at, _)| *at != cursor) {
+            let path = if long {
+                format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
+            } else {
+                format!("/rooms/{room}/messages?after={cursor}")
+            };
+            match http::Uri::try_from(path) {
+                Ok(u) => uri = Some((cursor, u)),
+                Err(e) => {
+                    ctx.count_error("poll uri", e);
+                    break;
+                }
+            }
+        }
+        let Some((_, this_uri)) = &uri else { break };
         let start = Instant::now();
         let poll_at = clock.now_us();
         let result = tokio::select! {
-            r = c.call(Method::GET, &path, Bytes::new()) => r,
+            r = c.call(Method::GET, this_uri.clone(), Bytes::new()) => r,
             _ = &mut cancelled => break,
         };
         match result {
@@ -701,9 +726,19 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             }
         };
         // Resume as EventSource does: same URL, plus Last-Event-ID.
-        let path = format!("/rooms/{room}/events?after={}", last_id.unwrap_or(0));
+        let uri = match http::Uri::try_from(format!(
+            "/rooms/{room}/events?after={}",
+            last_id.unwrap_or(0)
+        )) {
+            Ok(u) => u,
+            Err(e) => {
+                ctx.count_error("sse uri", e);
+                c.close().await;
+                break;
+            }
+        };
         let resp = tokio::select! {
-            r = c.send(Method::GET, &path, Bytes::new()) => r,
+            r = c.send(Method::GET, uri, Bytes::new()) => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
         };
         let mut body = match resp {
