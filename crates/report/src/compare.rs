@@ -352,10 +352,19 @@ pub fn compare(a: &RunFile, b: &RunFile, min_change: f64) -> Comparison {
 fn warnings(a: &RunFile, b: &RunFile) -> Vec<String> {
     let (ea, eb) = (&a.environment, &b.environment);
     let mut w = Vec::new();
-    if (&ea.cpu_model, ea.cpus, ea.memory_bytes) != (&eb.cpu_model, eb.cpus, eb.memory_bytes) {
+    // MemTotal moves by a few MB between boots of one machine type.
+    let memory_differs = (ea.memory_bytes as f64 - eb.memory_bytes as f64).abs()
+        > 0.02 * ea.memory_bytes.max(eb.memory_bytes) as f64;
+    if (&ea.cpu_model, ea.cpus) != (&eb.cpu_model, eb.cpus) || memory_differs {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         w.push(format!(
-            "different machines: A ran on {} × {}, B on {} × {}",
-            ea.cpus, ea.cpu_model, eb.cpus, eb.cpu_model
+            "different machines: A ran on {} × {} with {:.1} GiB, B on {} × {} with {:.1} GiB",
+            ea.cpus,
+            ea.cpu_model,
+            gib(ea.memory_bytes),
+            eb.cpus,
+            eb.cpu_model,
+            gib(eb.memory_bytes)
         ));
     }
     if ea.kernel != eb.kernel {
