@@ -508,6 +508,20 @@ async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64) -> Option<HttpConn> {
     }
 }
 
+/// Connects (retrying), reports ready, and waits for the start of traffic;
+/// None when the run aborted first.
+async fn connect_then_start(ctx: &Arc<RunCtx>, key: u64) -> Option<(HttpConn, RunClock)> {
+    let c = connect_retrying(ctx, key).await?;
+    ctx.client_ready();
+    match ctx.started().await {
+        Some(clock) => Some((c, clock)),
+        None => {
+            c.close().await;
+            None
+        }
+    }
+}
+
 async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
     let uri = match http::Uri::try_from(format!("/rooms/{room}/messages")) {
         Ok(u) => u,
@@ -519,17 +533,10 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
     let mut schedule = schedule_for(&ctx, sender);
     // Connected before the start, as a browser's page is: the first send
     // must not pay a connect.
-    let mut conn = connect_retrying(&ctx, id).await;
-    if conn.is_none() {
-        return;
-    }
-    ctx.client_ready();
-    let Some(clock) = ctx.started().await else {
-        if let Some(c) = conn {
-            c.close().await;
-        }
+    let Some((c, clock)) = connect_then_start(&ctx, id).await else {
         return;
     };
+    let mut conn = Some(c);
     while let Some(at_us) = next_send(&ctx, &clock, id, &mut schedule).await {
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
             stale.close().await;
@@ -578,17 +585,10 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     // browsers on independent timers would, on the precise timer.
     let interval_us = (interval.as_micros() as u64).max(1);
     let phase_us = (interval_us as f64 * (spec.id as f64 * 0.618_033_988_75).fract()) as u64;
-    let mut conn = connect_retrying(&ctx, spec.id).await;
-    if conn.is_none() {
-        return;
-    }
-    ctx.client_ready();
-    let Some(clock) = ctx.started().await else {
-        if let Some(c) = conn {
-            c.close().await;
-        }
+    let Some((c, clock)) = connect_then_start(&ctx, spec.id).await else {
         return;
     };
+    let mut conn = Some(c);
     let mut tick_us = phase_us;
     let mut uri: Option<(u64, http::Uri)> = None;
     // One cancellation future for the client's life: a new one per request
