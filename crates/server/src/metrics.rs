@@ -7,7 +7,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::fmt::Write;
 
-/// What a request or connection is used for; the `transport` label.
+/// What a request or connection is used for; the `transport` label. Its
+/// first four values are the transports of `chatbench_results::Transport`
+/// (the conversions go both ways); the server also counts publishes and
+/// everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Transport {
@@ -36,15 +39,26 @@ impl Transport {
         Transport::Other,
     ];
 
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
+    /// The transport under comparison this label counts; None for
+    /// publishes and everything else.
+    pub fn transport(self) -> Option<chatbench_results::Transport> {
+        use chatbench_results::Transport as T;
         match self {
-            Transport::ShortPoll => "short_poll",
-            Transport::LongPoll => "long_poll",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "websocket",
-            Transport::Publish => "publish",
-            Transport::Other => "other",
+            Transport::ShortPoll => Some(T::ShortPoll),
+            Transport::LongPoll => Some(T::LongPoll),
+            Transport::Sse => Some(T::Sse),
+            Transport::WebSocket => Some(T::WebSocket),
+            Transport::Publish | Transport::Other => None,
+        }
+    }
+
+    /// The label value: the four transports are spelled by the one
+    /// `chatbench_results::Transport`, as in run.json and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match (self.transport(), self) {
+            (Some(t), _) => t.as_str(),
+            (None, Transport::Publish) => "publish",
+            (None, _) => "other",
         }
     }
 
@@ -53,6 +67,18 @@ impl Transport {
             .get(v as usize)
             .copied()
             .unwrap_or(Transport::Other)
+    }
+}
+
+impl From<chatbench_results::Transport> for Transport {
+    fn from(t: chatbench_results::Transport) -> Transport {
+        use chatbench_results::Transport as T;
+        match t {
+            T::ShortPoll => Transport::ShortPoll,
+            T::LongPoll => Transport::LongPoll,
+            T::Sse => Transport::Sse,
+            T::WebSocket => Transport::WebSocket,
+        }
     }
 }
 
@@ -206,5 +232,25 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_labels_are_the_results_transports() {
+        for t in chatbench_results::Transport::ALL {
+            let label = Transport::from(t);
+            assert_eq!(label.transport(), Some(t));
+            assert_eq!(label.as_str(), t.as_str());
+        }
+        assert_eq!(Transport::Publish.transport(), None);
+        assert_eq!(Transport::Publish.as_str(), "publish");
+        assert_eq!(Transport::Other.as_str(), "other");
+        for (i, t) in Transport::ALL.iter().enumerate() {
+            assert_eq!(Transport::from_u8(i as u8), *t);
+        }
     }
 }
