@@ -347,7 +347,12 @@ impl Drop for SendThread {
             let _ = s.send(());
         }
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // A sender task that outlived its run (teardown aborted the
+            // clients) may drop the last handle on this very thread: it
+            // cannot wait for itself, and ends once the stop is read.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -405,6 +410,20 @@ mod tests {
             .unwrap();
         // After close, waits return at once.
         timer.wait_until_unix(unix_now_us() + 3_600_000_000).await;
+    }
+
+    #[test]
+    fn a_send_thread_dropped_on_itself_does_not_wait_for_itself() {
+        let st = SendThread::start().unwrap();
+        let handle = st.handle().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The last handle goes away inside a task on the thread itself.
+        handle.spawn(async move {
+            drop(st);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the drop returned instead of joining its own thread");
     }
 
     #[test]
