@@ -444,18 +444,9 @@ fn sent_ok(ctx: &RunCtx, at_us: u64) {
     }
 }
 
-/// Waits for `at_us` on the run clock with the precise timer; false when
-/// the run aborted first.
-#[allow(dead_code)]
-async fn wait_until(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool {
-    tokio::select! {
-        _ = ctx.timer.wait_until(clock, at_us) => !ctx.abort.is_cancelled(),
-        _ = ctx.abort.cancelled() => false,
-    }
-}
-
-/// [`wait_until`] for tasks on the send thread, which spin the last
-/// microseconds ([`SendTimer::wait_until_spinning`]).
+/// Waits for `at_us` on the run clock, spinning the last microseconds
+/// ([`SendTimer::wait_until_spinning`]): for tasks on the send thread.
+/// False when the run aborted first.
 async fn wait_until_spinning(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool {
     tokio::select! {
         _ = ctx.timer.wait_until_spinning(clock, at_us) => !ctx.abort.is_cancelled(),
