@@ -172,9 +172,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let cpus = affinity::parse_cpu_list(list)?;
                 affinity::pin(&cpus).with_context(|| format!("cannot pin to CPUs {list}"))?;
             }
-            runtime()?
-                .block_on(chatbench_server::serve(&args))
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            runtime()?.block_on(chatbench_server::serve(&args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cmd_run(args),

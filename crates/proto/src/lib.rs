@@ -178,11 +178,18 @@ impl MessageJson {
         MessageJson { middle }
     }
 
+    /// The capacity [`MessageJson::finish`] allocates: enough for any `seq`
+    /// below 10^9 and any `server_at` of this millennium, so the finished
+    /// message fits without growing (memory budgets count this figure).
+    pub fn capacity(&self) -> usize {
+        self.middle.len() + 48
+    }
+
     /// The finished JSON object for sequence number `seq`, accepted at
     /// `server_at` µs since the epoch.
     pub fn finish(&self, seq: u64, server_at: u64) -> String {
         use std::fmt::Write;
-        let mut out = String::with_capacity(self.middle.len() + 48);
+        let mut out = String::with_capacity(self.capacity());
         let _ = write!(out, "{{\"seq\":{seq}{}", self.middle);
         let _ = write!(out, ",\"server_at\":{server_at}}}");
         out

@@ -6,8 +6,8 @@
 
 use bytes::Bytes;
 use chatbench_proto::{poll_response_json, PublishRequest, RoomName};
+use chatbench_server::frames::{BatchFrames, Framing};
 use chatbench_server::room::Batch;
-use chatbench_server::sse::frame_events;
 use chatbench_server::Rooms;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::borrow::Cow;
@@ -26,27 +26,29 @@ fn request(i: u64) -> PublishRequest<'static> {
 }
 
 /// A room with `n` messages published (retention 10,000, as by default).
-fn room_with(n: u64) -> std::sync::Arc<chatbench_server::RoomLog> {
-    let rooms = Rooms::new(10_000, 16);
+/// The budget is the server's default, 1 GiB, which 10,000 messages do not
+/// reach.
+fn room_with(n: u64) -> (Rooms, std::sync::Arc<chatbench_server::RoomLog>) {
+    let rooms = Rooms::new(10_000, 16, 1 << 30);
     let room = rooms
         .get_or_create(&RoomName::new("lobby").unwrap())
         .unwrap();
     for i in 0..n {
-        room.publish(&request(i));
+        rooms.publish_in(&room, &request(i)).unwrap();
     }
-    room
+    (rooms, room)
 }
 
 fn publish(c: &mut Criterion) {
     let mut g = c.benchmark_group("room_log");
     g.throughput(Throughput::Elements(1));
     // A full log, so each publish also evicts the oldest message.
-    let room = room_with(10_000);
+    let (rooms, room) = room_with(10_000);
     let mut i = 0;
     g.bench_function("publish (serialize once, evict oldest)", |b| {
         b.iter(|| {
             i += 1;
-            black_box(room.publish(black_box(&request(i))))
+            black_box(rooms.publish_in(&room, black_box(&request(i))))
         })
     });
     for n in [1u64, 10, 100] {
@@ -60,7 +62,7 @@ fn publish(c: &mut Criterion) {
 
 /// Framing the same 10 messages as each transport puts them on the wire.
 fn framing(c: &mut Criterion) {
-    let room = room_with(10);
+    let (_rooms, room) = room_with(10);
     let batch: Batch = room.read_after(0, 1000);
     assert_eq!(batch.messages.len(), 10);
     let mut g = c.benchmark_group("frame 10 messages");
@@ -74,8 +76,19 @@ fn framing(c: &mut Criterion) {
             ))
         })
     });
-    g.bench_function("sse: id/data events", |b| {
-        b.iter(|| black_box(frame_events(black_box(&batch))))
+    g.bench_function("short/long poll: pieces, as served", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |batch| BatchFrames::new(Framing::Poll, batch).for_each(|p| drop(black_box(p))),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("sse: id/data events, as served", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |batch| BatchFrames::new(Framing::Sse, batch).for_each(|p| drop(black_box(p))),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("websocket: one text frame each", |b| {
         b.iter_batched(

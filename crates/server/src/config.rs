@@ -13,8 +13,19 @@ pub struct Config {
     pub body_limit: usize,
     /// Open TCP connections at most; the next one gets `503`.
     pub max_connections: usize,
-    /// Rooms at most; publishing to or reading a new room past it gets `503`.
+    /// Rooms at most; publishing to a new room past it gets `503`.
     pub max_rooms: usize,
+    /// Bytes of messages held at most, counted until a message's last
+    /// reference drops (`--max-memory`).
+    pub max_memory: usize,
+    /// How long a client may take to send a request body.
+    pub body_read_timeout: Duration,
+    /// A connection whose writes have made no progress for this long is
+    /// closed (a client that stopped reading).
+    pub write_stall_timeout: Duration,
+    /// Origins allowed besides the server's own (`--allow-origin`); `*`
+    /// allows every origin.
+    pub allow_origins: Vec<String>,
     /// How long a client may take to send a request's headers (slowloris);
     /// also how long a keep-alive connection may idle between requests.
     pub header_read_timeout: Duration,
@@ -54,37 +65,54 @@ pub struct ServerArgs {
     /// Messages kept per room.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub retention: u64,
-    /// Largest POST body or WebSocket publish frame, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    pub body_limit: usize,
-    /// Open connections at most; more get 503.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_connections: usize,
+    /// Largest POST body or WebSocket publish message, in bytes (64 to 16 MiB).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(64..=16 << 20))]
+    pub body_limit: u64,
+    /// Open connections at most; more get 503. At most the open-file limit
+    /// (RLIMIT_NOFILE) less 64 descriptors kept for the process itself.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
     /// Rooms at most; more get 503.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_rooms: usize,
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rooms: u64,
+    /// Bytes of messages held at most (suffixes K, M, G = KiB, MiB, GiB).
+    /// Past it, a publish evicts the oldest messages of the largest rooms
+    /// (readers get `missed`), or gets 503 when readers still hold them.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
+    pub max_memory: u64,
+    /// Time allowed to send a request body; slower bodies get 408.
+    #[arg(long, default_value = "10s", value_parser = nonzero_duration)]
+    pub body_read_timeout: Duration,
+    /// Close a connection whose writes made no progress for this long: a
+    /// streaming client that stopped reading.
+    #[arg(long, default_value = "10s", value_parser = nonzero_duration)]
+    pub write_stall_timeout: Duration,
+    /// Also allow this origin (`http://host:port`), for CORS and the
+    /// WebSocket `Origin` check; `*` allows every origin. Repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
     /// Time allowed to send a request's headers. hyper starts this clock when
     /// it waits for the next request, so it is also how long a keep-alive
     /// connection may sit idle between requests.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = nonzero_duration)]
     pub header_read_timeout: Duration,
     /// Close a connection after this long without any bytes in or out.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = nonzero_duration)]
     pub idle_timeout: Duration,
     /// Interval of SSE keep-alive comments.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = nonzero_duration)]
     pub sse_keepalive: Duration,
     /// Interval of WebSocket pings.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = nonzero_duration)]
     pub ws_ping_interval: Duration,
-    /// Largest wait_ms a long poll may ask for.
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    /// Largest wait_ms a long poll may ask for (at most 1h).
+    #[arg(long, default_value = "120s", value_parser = nonzero_duration)]
     pub long_poll_max_wait: Duration,
     /// Largest batch of one poll answer (the `limit` query parameter).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_batch: u64,
     /// Time shutdown waits for open connections to finish.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = nonzero_duration)]
     pub shutdown_grace: Duration,
     /// Pin the server to these CPUs (Linux), e.g. `0` or `0-1`.
     #[arg(long, value_name = "LIST")]
@@ -92,13 +120,18 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The [`Config`] these flags describe.
+    /// The [`Config`] these flags describe; flag values are checked one by
+    /// one when parsed, and together here.
     pub fn config(&self) -> Config {
         Config {
             retention: self.retention as usize,
-            body_limit: self.body_limit,
-            max_connections: self.max_connections,
-            max_rooms: self.max_rooms,
+            body_limit: self.body_limit as usize,
+            max_connections: self.max_connections as usize,
+            max_rooms: self.max_rooms as usize,
+            max_memory: self.max_memory as usize,
+            body_read_timeout: self.body_read_timeout,
+            write_stall_timeout: self.write_stall_timeout,
+            allow_origins: self.allow_origins.clone(),
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             sse_keepalive: self.sse_keepalive,
@@ -107,5 +140,146 @@ impl ServerArgs {
             max_batch: self.max_batch as usize,
             shutdown_grace: self.shutdown_grace,
         }
+    }
+}
+
+/// The flags checked against each other and against the process: the
+/// connection limit must fit the open-file limit, and the memory budget must
+/// hold at least one largest message.
+pub fn check(args: &ServerArgs) -> Result<(), String> {
+    let nofile = open_file_limit();
+    if let Some(limit) = nofile {
+        let cap = limit.saturating_sub(FD_RESERVE);
+        if args.max_connections > cap {
+            return Err(format!(
+                "--max-connections {} is above what this process can open: the open-file limit (RLIMIT_NOFILE) is {limit}, so at most {cap} connections ({FD_RESERVE} descriptors are kept for the server itself)",
+                args.max_connections
+            ));
+        }
+    }
+    let smallest = args.body_limit.saturating_mul(2) + crate::room::MESSAGE_OVERHEAD as u64;
+    if args.max_memory < smallest {
+        return Err(format!(
+            "--max-memory {} is below twice the body limit plus overhead ({smallest} bytes), so a largest message could not be stored",
+            args.max_memory
+        ));
+    }
+    if args.long_poll_max_wait > Duration::from_secs(3600) {
+        return Err(format!(
+            "--long-poll-max-wait {} is above 1h",
+            humantime::format_duration(args.long_poll_max_wait)
+        ));
+    }
+    for origin in &args.allow_origins {
+        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            return Err(format!(
+                "--allow-origin {origin:?} is not an origin: give `*` or `http(s)://host[:port]`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Descriptors kept below the open-file limit for the listener, the
+/// runtime, logs and `/proc` reads.
+pub const FD_RESERVE: u64 = 64;
+
+/// The soft open-file limit of this process, when it can be read.
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and nothing else.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    if d > Duration::from_secs(365 * 86_400) {
+        return Err("must be at most a year".into());
+    }
+    Ok(d)
+}
+
+/// A byte count: digits with an optional K, M or G suffix (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count such as 1048576, 512M or 1G"))?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {s:?}; use K, M or G")),
+    };
+    n.checked_mul(scale)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("{s:?} must be above 0 and fit in 64 bits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, String> {
+        let mut all = vec!["chatbench-server"];
+        all.extend_from_slice(args);
+        ServerArgs::try_parse_from(all).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn zero_and_absurd_values_are_refused_when_parsed() {
+        for bad in [
+            &["--sse-keepalive", "0s"][..],
+            &["--ws-ping-interval", "0s"],
+            &["--max-connections", "0"],
+            &["--max-rooms", "0"],
+            &["--max-memory", "0"],
+            &["--max-memory", "12X"],
+            &["--body-limit", "10"],
+            &["--idle-timeout", "400000000000y"],
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(bad[0]), "{bad:?}: {e}");
+        }
+        let e = parse(&["--sse-keepalive", "0s"]).unwrap_err();
+        assert!(e.contains("must be longer than 0s"), "{e}");
+    }
+
+    #[test]
+    fn flags_are_checked_together() {
+        let args = parse(&["--max-connections", "100000000"]).unwrap();
+        let e = check(&args).unwrap_err();
+        assert!(e.contains("open-file limit (RLIMIT_NOFILE) is"), "{e}");
+        let args = parse(&["--max-memory", "100K"]).unwrap();
+        assert!(check(&args)
+            .unwrap_err()
+            .starts_with("--max-memory 102400 is below"));
+        let args = parse(&["--allow-origin", "example.com"]).unwrap();
+        assert!(check(&args).unwrap_err().contains("is not an origin"));
+        check(&parse(&[]).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+        assert!(parse_bytes("G").is_err());
     }
 }

@@ -12,6 +12,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// How long a blocked write may still wait once the server shuts down: long
+/// enough for a reading client to take a close frame or the end of a
+/// response, short enough that shutdown does not wait on clients that stopped
+/// reading.
+pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(250);
 
 /// Which transport label the request in flight on a connection has. HTTP/1.1
 /// serves one request at a time per connection, so bytes written are charged
@@ -68,9 +75,22 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A `TcpStream` that charges written bytes to its [`ConnTag`]'s transport and
-/// fails reads with `TimedOut` after `idle` without any traffic.
-#[derive(Debug)]
+/// The timeouts a connection is held to.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    /// No bytes in or out for this long fails reads (`--idle-timeout`).
+    pub idle: Duration,
+    /// A write blocked this long fails (`--write-stall-timeout`).
+    pub write_stall: Duration,
+    /// Once cancelled, a blocked write fails after [`SHUTDOWN_LINGER`].
+    pub shutdown: CancellationToken,
+}
+
+/// A `TcpStream` that charges written bytes to its [`ConnTag`]'s transport,
+/// fails reads with `TimedOut` after `idle` without any traffic, and fails a
+/// write that made no progress for `write_stall` (or for [`SHUTDOWN_LINGER`]
+/// once the server shuts down). hyper's upgraded WebSocket streams keep this
+/// wrapper underneath, so one place covers every transport.
 pub struct CountedIo {
     inner: TcpStream,
     tag: Arc<ConnTag>,
@@ -78,6 +98,22 @@ pub struct CountedIo {
     idle: Duration,
     last_activity: Instant,
     idle_timer: Pin<Box<Sleep>>,
+    write_stall: Duration,
+    /// When the current run of blocked writes began.
+    blocked_since: Option<Instant>,
+    stall_timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for CountedIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedIo")
+            .field("inner", &self.inner)
+            .field("tag", &self.tag.get())
+            .field("blocked_since", &self.blocked_since)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CountedIo {
@@ -86,17 +122,59 @@ impl CountedIo {
         inner: TcpStream,
         tag: Arc<ConnTag>,
         metrics: Arc<Metrics>,
-        idle: Duration,
+        deadlines: &Deadlines,
     ) -> CountedIo {
         let now = Instant::now();
         CountedIo {
             inner,
             tag,
             metrics,
-            idle,
+            idle: deadlines.idle,
             last_activity: now,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
+            idle_timer: Box::pin(tokio::time::sleep_until(now + deadlines.idle)),
+            write_stall: deadlines.write_stall,
+            blocked_since: None,
+            stall_timer: Box::pin(tokio::time::sleep_until(now + deadlines.write_stall)),
+            shutdown: Box::pin(deadlines.shutdown.clone().cancelled_owned()),
+            shutting_down: false,
         }
+    }
+
+    /// Called when a write is pending: arms the stall timer at the start of
+    /// a blocked run, shortens it at shutdown, and fails once it fires.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let now = Instant::now();
+        if !self.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
+            self.shutting_down = true;
+            let linger = now + SHUTDOWN_LINGER;
+            if self.blocked_since.is_some() && linger < self.stall_timer.deadline() {
+                self.stall_timer.as_mut().reset(linger);
+            }
+        }
+        if self.blocked_since.is_none() {
+            self.blocked_since = Some(now);
+            let wait = if self.shutting_down {
+                SHUTDOWN_LINGER
+            } else {
+                self.write_stall
+            };
+            self.stall_timer.as_mut().reset(now + wait);
+        }
+        ready!(self.stall_timer.as_mut().poll(cx));
+        let waited = self.blocked_since.map_or(Duration::ZERO, |t| now - t);
+        self.metrics.write_stalls.inc();
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client accepted no bytes for {} ms{}",
+                waited.as_millis(),
+                if self.shutting_down {
+                    " while the server shut down"
+                } else {
+                    ""
+                }
+            ),
+        ))
     }
 
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -115,6 +193,7 @@ impl CountedIo {
 
     fn wrote(&mut self, n: usize) {
         self.last_activity = Instant::now();
+        self.blocked_since = None;
         self.metrics
             .of(self.tag.get())
             .bytes_written
@@ -155,9 +234,14 @@ impl AsyncWrite for CountedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.wrote(n);
-        Poll::Ready(Ok(n))
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_stall(cx).map(Err),
+        }
     }
 
     fn poll_write_vectored(
@@ -166,9 +250,14 @@ impl AsyncWrite for CountedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        this.wrote(n);
-        Poll::Ready(Ok(n))
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_stall(cx).map(Err),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

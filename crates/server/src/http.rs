@@ -1,11 +1,12 @@
 //! The router, error answers, publishing, and short and long polls.
 
 use crate::conn::{ConnGuard, ConnTag};
+use crate::frames::{BatchFrames, FramesBody, Framing};
 use crate::metrics::{ActiveGuard, Metrics, Transport};
-use crate::room::{Batch, RoomLog, Rooms};
+use crate::room::{Batch, PublishError, RoomLog, Rooms};
 use crate::{sse, ws, Config};
 use bytes::Bytes;
-use chatbench_proto::{poll_response_json, ErrorBody, PublishAck, PublishRequest, RoomName};
+use chatbench_proto::{ErrorBody, PublishAck, PublishRequest, RoomName};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -154,12 +155,19 @@ pub(crate) async fn handle(
     let transport = route.transport(&req);
     tag.set(transport);
     app.metrics.of(transport).requests.inc();
+    let origin = match cross_origin(&app.config, &req) {
+        Ok(origin) => origin,
+        Err(e) => return Ok(e.into_response()),
+    };
+    if req.method() == Method::OPTIONS && !matches!(route, Route::NotFound) {
+        return Ok(preflight(origin));
+    }
     let result = match route {
         Route::Page => only_get(&req)
             .map(|()| text_response("text/html; charset=utf-8", include_str!("page.html"))),
         Route::Healthz => only_get(&req).map(|()| text_response("text/plain", "ok")),
         Route::Metrics => only_get(&req).map(|()| {
-            app.metrics.rooms.set(app.rooms.len() as i64);
+            app.metrics.sync_rooms(&app.rooms);
             text_response(
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 app.metrics.encode(),
@@ -183,7 +191,73 @@ pub(crate) async fn handle(
             format!("no route for {path}"),
         )),
     };
-    Ok(result.unwrap_or_else(ApiError::into_response))
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    Ok(resp)
+}
+
+/// The CORS decision for a request: `Ok(None)` for same-origin requests and
+/// clients that send no `Origin` (curl, the load generator), `Ok(Some(o))`
+/// for an allowed other origin (answered with `Access-Control-Allow-Origin:
+/// o`), and 403 for any other origin. Browsers send `Origin` on every
+/// cross-origin request and on WebSocket handshakes, so a page elsewhere can
+/// neither publish nor subscribe unless `--allow-origin` names it.
+fn cross_origin<B>(config: &Config, req: &Request<B>) -> Result<Option<HeaderValue>, ApiError> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    let text = origin.to_str().unwrap_or("");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let authority = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .unwrap_or("");
+    if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
+        return Ok(None);
+    }
+    if config
+        .allow_origins
+        .iter()
+        .any(|o| o == "*" || o.eq_ignore_ascii_case(text))
+    {
+        return Ok(Some(origin.clone()));
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("origin {text:?} is not allowed; start the server with --allow-origin {text} to allow it"),
+    ))
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+fn preflight(origin: Option<HeaderValue>) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, last-event-id"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    resp
 }
 
 enum Route<'a> {
@@ -225,19 +299,41 @@ fn only_get<B>(req: &Request<B>) -> Result<(), ApiError> {
     }
 }
 
-/// Validates the room name and finds or creates the room.
-pub(crate) fn room(app: &App, name: &str) -> Result<Arc<RoomLog>, ApiError> {
-    let name = RoomName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+fn room_name(name: &str) -> Result<RoomName, ApiError> {
+    RoomName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn unavailable(e: PublishError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// Validates the room name and finds the room, creating it for a reader
+/// that waits for its first message (long poll, SSE, WebSocket). Such a room
+/// expires once nobody holds it, if nothing was published to it.
+pub(crate) fn subscribe(app: &App, name: &str) -> Result<Arc<RoomLog>, ApiError> {
     app.rooms
-        .get_or_create(&name)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        .get_or_create(&room_name(name)?)
+        .map_err(unavailable)
 }
 
 async fn publish(
     app: &App,
-    room_name: &str,
+    room: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let name = room_name(room)?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a publish must be sent with `Content-Type: application/json`",
+        ));
+    }
     let limit = app.config.body_limit;
     let too_large = || {
         ApiError::new(
@@ -253,10 +349,19 @@ async fn publish(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let log = room(app, room_name)?;
-    let body = Limited::new(req.into_body(), limit)
-        .collect()
-        .await
+    let deadline = app.config.body_read_timeout;
+    let collect = Limited::new(req.into_body(), limit).collect();
+    let collected = tokio::select! {
+        r = tokio::time::timeout(deadline, collect) => r.map_err(|_| ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body was not received within {}", humantime::format_duration(deadline)),
+        ))?,
+        _ = app.shutdown.cancelled() => return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )),
+    };
+    let body = collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
@@ -265,22 +370,22 @@ async fn publish(
             }
         })?
         .to_bytes();
-    let seq = publish_json(app, &log, &body, Transport::Publish)?;
+    let req: PublishRequest<'_> = parse_publish(&body)?;
+    let (_, seq) = app.rooms.publish(&name, &req).map_err(unavailable)?;
+    app.metrics.of(Transport::Publish).published.inc();
     let ack = serde_json::to_vec(&PublishAck { seq }).unwrap_or_default();
     Ok(json_response(StatusCode::CREATED, ack))
 }
 
-/// Parses a publish body (POST body or WebSocket text) and appends it.
-pub(crate) fn publish_json(
-    app: &App,
-    log: &RoomLog,
-    body: &[u8],
-    via: Transport,
-) -> Result<u64, ApiError> {
-    let req: PublishRequest<'_> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))?;
-    let seq = log.publish(&req);
-    app.metrics.of(via).published.inc();
+fn parse_publish(body: &[u8]) -> Result<PublishRequest<'_>, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))
+}
+
+/// Parses a WebSocket publish and appends it to the session's room.
+pub(crate) fn publish_json(app: &App, log: &RoomLog, body: &[u8]) -> Result<u64, ApiError> {
+    let req = parse_publish(body)?;
+    let seq = app.rooms.publish_in(log, &req).map_err(unavailable)?;
+    app.metrics.of(Transport::WebSocket).published.inc();
     Ok(seq)
 }
 
@@ -295,11 +400,7 @@ impl ApiError {
     }
 }
 
-async fn poll(
-    app: &App,
-    room_name: &str,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+async fn poll(app: &App, room: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let q = Query::parse(req.uri().query())?;
     let max_batch = app.config.max_batch as u64;
     let limit = match q.limit {
@@ -317,28 +418,48 @@ async fn poll(
             "query parameter `wait_ms` must be at most {max_wait}, got {w}"
         )));
     }
-    let log = room(app, room_name)?;
-    let cursor = q.after.unwrap_or_else(|| log.head());
-    let mut batch = log.read_after(cursor, limit);
-    let transport = match q.wait_ms {
-        None => Transport::ShortPoll,
-        Some(wait) => {
-            if batch.is_empty() && wait > 0 {
-                batch = long_wait(app, &log, cursor, limit, Duration::from_millis(wait)).await;
-            }
-            Transport::LongPoll
+    let name = room_name(room)?;
+    let wait = q.wait_ms.filter(|&w| w > 0).map(Duration::from_millis);
+    // Reading a room that does not exist reads an empty log and creates
+    // nothing; only a long poll that waits holds (and so creates) the room.
+    let log = match (app.rooms.get(&name), wait) {
+        (Some(log), _) => Some(log),
+        (None, Some(_)) => Some(app.rooms.get_or_create(&name).map_err(unavailable)?),
+        (None, None) => None,
+    };
+    let cursor = q
+        .after
+        .unwrap_or_else(|| log.as_ref().map_or(0, |l| l.head()));
+    let mut batch = log.as_ref().map_or_else(
+        || Batch {
+            next: cursor,
+            ..Batch::default()
+        },
+        |l| l.read_after(cursor, limit),
+    );
+    if let (Some(log), Some(wait)) = (&log, wait) {
+        if batch.is_empty() {
+            batch = long_wait(app, log, cursor, limit, wait).await;
         }
+    }
+    let transport = if q.wait_ms.is_some() {
+        Transport::LongPoll
+    } else {
+        Transport::ShortPoll
     };
     app.metrics
         .of(transport)
         .delivered
         .inc_by(batch.messages.len() as u64);
-    let body = poll_response_json(
-        batch.messages.iter().map(|m| m.as_bytes()),
-        batch.next,
-        batch.missed,
+    let body = FramesBody::new(BatchFrames::new(Framing::Poll, batch)).boxed_unsync();
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
-    Ok(json_response(StatusCode::OK, body))
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 /// Holds a long poll until a message after `cursor` exists, `wait` passes, or

@@ -2,12 +2,15 @@
 //! short polling, long polling, Server-Sent Events and WebSocket.
 //!
 //! Modules, and what each owns:
-//! - [`room`]: [`RoomLog`], the only store of messages, and [`Rooms`].
+//! - [`room`]: [`RoomLog`], the only store of messages, [`Rooms`] and the
+//!   [`MemoryBudget`](room::MemoryBudget) of message bytes.
 //! - `http`: the router, error answers, publishing and the two polls.
-//! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log
-//!   ([`sse::frame_events`] is public for the benchmarks).
+//! - [`frames`]: [`BatchFrames`](frames::BatchFrames), a batch framed for a
+//!   poll answer or SSE a piece at a time, sharing large messages.
+//! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log.
 //! - [`conn`]: [`CountedIo`](conn::CountedIo), which charges bytes written to
-//!   the transport of the request in flight and enforces the idle timeout.
+//!   the transport of the request in flight and enforces the idle and
+//!   write-stall timeouts and the end of shutdown.
 //! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
 //! - [`affinity`]: CPU lists and pinning (`--cpus`).
 //! - [`config`]: [`Config`] and the command-line flags [`ServerArgs`].
@@ -19,6 +22,7 @@
 pub mod affinity;
 pub mod config;
 pub mod conn;
+pub mod frames;
 mod http;
 pub mod metrics;
 pub mod room;
@@ -55,16 +59,37 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-/// Binds `args.listen`, prints `listening on http://ADDR` as the first line on
-/// stdout (so a parent process can learn a port-0 address), and serves until
-/// Ctrl-C or SIGTERM.
-pub async fn serve(args: &ServerArgs) -> std::io::Result<()> {
-    let listener = bind(args.listen)?;
-    let addr = listener.local_addr()?;
+/// Why [`serve`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Flags that cannot be honoured together or on this process.
+    #[error("{0}")]
+    Flags(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address of `--listen`.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Checks the flags together ([`config::check`]), binds `args.listen`, prints
+/// `listening on http://ADDR` as the first line on stdout (so a parent
+/// process can learn a port-0 address), and serves until Ctrl-C or SIGTERM.
+pub async fn serve(args: &ServerArgs) -> Result<(), ServeError> {
+    config::check(args).map_err(ServeError::Flags)?;
+    let listen = |source| ServeError::Listen {
+        addr: args.listen,
+        source,
+    };
+    let listener = bind(args.listen).map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}")?;
-        out.flush()?;
+        writeln!(out, "listening on http://{addr}").map_err(listen)?;
+        out.flush().map_err(listen)?;
     }
     tracing::info!("listening on http://{addr}");
     run(listener, args.config(), shutdown_signal()).await;

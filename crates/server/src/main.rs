@@ -28,8 +28,12 @@ fn main() -> ExitCode {
     };
     match rt.block_on(chatbench_server::serve(&args)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ chatbench_server::ServeError::Flags(_)) => {
+            eprintln!("chatbench-server: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
-            eprintln!("chatbench-server: cannot listen on {}: {e}", args.listen);
+            eprintln!("chatbench-server: {e}");
             ExitCode::FAILURE
         }
     }

@@ -120,6 +120,16 @@ pub struct Metrics {
     pub connections_rejected: Counter,
     /// Rooms that exist.
     pub rooms: Gauge,
+    /// Connections closed because their writes made no progress for the
+    /// write-stall timeout (or the shutdown linger).
+    pub write_stalls: Counter,
+    message_bytes: Gauge,
+    memory_budget: Gauge,
+    evicted: Counter,
+    refused: Counter,
+    /// Makes [`Metrics::sync_rooms`] atomic, so two scrapes do not both add
+    /// one delta.
+    sync: std::sync::Mutex<()>,
     per: Vec<PerTransport>,
 }
 
@@ -147,6 +157,36 @@ impl Metrics {
             connections_rejected.clone(),
         );
         registry.register("rooms", "Rooms that exist", rooms.clone());
+        let write_stalls = Counter::default();
+        registry.register(
+            "write_stalls",
+            "Connections closed because the client accepted no bytes for the write-stall timeout",
+            write_stalls.clone(),
+        );
+        let message_bytes = Gauge::default();
+        registry.register(
+            "message_bytes",
+            "Bytes of messages alive: in room logs or still being written to readers",
+            message_bytes.clone(),
+        );
+        let memory_budget = Gauge::default();
+        registry.register(
+            "message_bytes_limit",
+            "The budget for message bytes (--max-memory)",
+            memory_budget.clone(),
+        );
+        let evicted = Counter::default();
+        registry.register(
+            "messages_evicted",
+            "Messages evicted from the largest rooms to stay under the memory budget",
+            evicted.clone(),
+        );
+        let refused = Counter::default();
+        registry.register(
+            "publishes_refused_memory",
+            "Publishes refused with 503 because readers held the whole memory budget",
+            refused.clone(),
+        );
 
         let active = Family::<TransportLabel, Gauge>::default();
         let requests = Family::<TransportLabel, Counter>::default();
@@ -190,8 +230,31 @@ impl Metrics {
             connections_accepted,
             connections_rejected,
             rooms,
+            write_stalls,
+            message_bytes,
+            memory_budget,
+            evicted,
+            refused,
+            sync: std::sync::Mutex::new(()),
             per,
         }
+    }
+
+    /// Copies the room registry's figures in, before an encode.
+    pub fn sync_rooms(&self, rooms: &crate::Rooms) {
+        let _one = self
+            .sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let budget = rooms.budget();
+        self.rooms.set(rooms.len() as i64);
+        self.message_bytes.set(budget.live() as i64);
+        self.memory_budget.set(budget.limit() as i64);
+        // Counters only rise, so add what the budget counted since last time.
+        self.evicted
+            .inc_by(budget.evicted().saturating_sub(self.evicted.get()));
+        self.refused
+            .inc_by(budget.refused().saturating_sub(self.refused.get()));
     }
 
     /// The counters of `t`.

@@ -1,6 +1,6 @@
 //! The accept loop, per-connection tasks, the connection limit and shutdown.
 
-use crate::conn::{ConnGuard, ConnTag, CountedIo};
+use crate::conn::{ConnGuard, ConnTag, CountedIo, Deadlines};
 use crate::http::{handle, App};
 use crate::metrics::Metrics;
 use crate::room::Rooms;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,18 +33,30 @@ pub async fn run_with_metrics(
     shutdown: impl Future,
 ) {
     let app = Arc::new(App {
-        rooms: Rooms::new(config.retention, config.max_rooms),
+        rooms: Rooms::new(config.retention, config.max_rooms, config.max_memory),
         metrics,
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
         config,
     });
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
+    // Connections past the limit are answered by a small reserved pool: 503,
+    // or `/healthz` and `/metrics` so a saturated server stays observable.
+    // Past the pool too, they are closed at once.
+    let refusals = Arc::new(Semaphore::new(REFUSAL_POOL));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout)
+        // Bounds what hyper buffers per connection, both the request head
+        // (431 past it) and the response pieces queued for a slow reader.
+        .max_buf_size(MAX_BUF)
         .keep_alive(true);
+    app.tracker.spawn(expire_rooms(app.clone()));
+    // A descriptor kept spare, so that at the open-file limit one connection
+    // can still be accepted, told 503 and closed instead of waiting in the
+    // backlog (the libev "EMFILE trick").
+    let mut spare = std::fs::File::open("/dev/null").ok();
 
     tokio::pin!(shutdown);
     loop {
@@ -53,9 +65,17 @@ pub async fn run_with_metrics(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
                     tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if out_of_fds && spare.take().is_some() {
+                        if let Ok((stream, _)) = listener.accept().await {
+                            app.metrics.connections_rejected.inc();
+                            shed(stream, app.config.max_connections);
+                        }
+                        spare = std::fs::File::open("/dev/null").ok();
+                    }
+                    // Back off instead of spinning on the error.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
@@ -74,8 +94,12 @@ pub async fn run_with_metrics(
             }
             Err(_) => {
                 app.metrics.connections_rejected.inc();
-                let limit = app.config.max_connections;
-                app.tracker.spawn(refuse(stream, limit));
+                match refusals.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        app.tracker.spawn(refuse(app.clone(), stream, permit));
+                    }
+                    Err(_) => shed(stream, app.config.max_connections),
+                }
             }
         }
     }
@@ -95,6 +119,29 @@ pub async fn run_with_metrics(
     }
 }
 
+/// What hyper may buffer per connection, each way.
+pub const MAX_BUF: usize = 64 * 1024;
+
+/// Connections past the limit answered at once, at most.
+pub const REFUSAL_POOL: usize = 64;
+
+/// Removes rooms nobody uses, every second, until shutdown.
+async fn expire_rooms(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let n = app.rooms.expire_idle();
+                if n > 0 {
+                    tracing::debug!("{n} idle rooms expired");
+                }
+            }
+        }
+    }
+}
+
 async fn serve_connection(
     app: Arc<App>,
     builder: http1::Builder,
@@ -102,11 +149,16 @@ async fn serve_connection(
     guard: Arc<ConnGuard>,
 ) {
     let tag = Arc::new(ConnTag::new());
+    let deadlines = Deadlines {
+        idle: app.config.idle_timeout,
+        write_stall: app.config.write_stall_timeout,
+        shutdown: app.shutdown.clone(),
+    };
     let io = TokioIo::new(CountedIo::new(
         stream,
         tag.clone(),
         app.metrics.clone(),
-        app.config.idle_timeout,
+        &deadlines,
     ));
     let svc_app = app.clone();
     let svc = service_fn(move |req| handle(svc_app.clone(), tag.clone(), guard.clone(), req));
@@ -125,18 +177,66 @@ async fn serve_connection(
     }
 }
 
-/// Answers a connection over the limit with 503 and closes it.
-async fn refuse(mut stream: TcpStream, limit: usize) {
+/// The 503 a connection past the limit gets.
+fn refusal(limit: usize) -> Vec<u8> {
     let body = chatbench_proto::ErrorBody::json(&format!(
         "connection limit reached ({limit} connections)"
     ));
-    let head = format!(
+    let mut out = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
         body.len()
-    );
-    // Read (part of) the request first so closing does not reset the answer.
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Closes a connection past every limit, with a 503 if the socket takes it
+/// at once.
+fn shed(stream: TcpStream, limit: usize) {
+    let _ = stream.try_write(&refusal(limit));
+}
+
+/// Answers a connection over the limit and closes it: `GET /healthz` and
+/// `GET /metrics` are served, so an operator can see a saturated server;
+/// anything else gets 503 with `Retry-After`.
+async fn refuse(app: Arc<App>, mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    // Read the request head first, which also keeps closing from resetting
+    // the answer; give up after 200 ms or 4 KiB.
     let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
+    let mut n = 0;
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    })
+    .await;
+    let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or(&[]);
+    let (status, content_type, body) = match line {
+        b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0" => {
+            ("200 OK", "text/plain", b"ok".to_vec())
+        }
+        b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
+            app.metrics.sync_rooms(&app.rooms);
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                app.metrics.encode().into_bytes(),
+            )
+        }
+        _ => {
+            let _ = stream.write_all(&refusal(app.config.max_connections)).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(&body).await;
     let _ = stream.shutdown().await;

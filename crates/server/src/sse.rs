@@ -1,15 +1,16 @@
 //! Server-Sent Events: `GET /rooms/{room}/events`.
 //!
 //! The response body is a stream over a cursor into the room log: each step
-//! reads what is after the cursor and frames it as `id: <seq>` / `data:
-//! <message json>` events, or waits for the head to move, for the keep-alive
-//! interval, or for shutdown (which ends the stream).
+//! yields the next piece of the batch being sent ([`BatchFrames`], which
+//! shares large messages and copies at most a piece of small ones), or reads
+//! what is after the cursor, or waits for the head to move, for the
+//! keep-alive interval, or for shutdown (which ends the stream).
 
-use crate::http::{room, ApiError, App, Body, Query};
+use crate::frames::{BatchFrames, Framing};
+use crate::http::{subscribe, ApiError, App, Body, Query};
 use crate::metrics::{ActiveGuard, Metrics, Transport};
-use crate::room::{Batch, RoomLog};
-use bytes::{BufMut, Bytes, BytesMut};
-use chatbench_proto::Notice;
+use crate::room::RoomLog;
+use bytes::Bytes;
 use futures_util::stream;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
@@ -43,7 +44,7 @@ pub(crate) fn open(
                 })?,
         ),
     };
-    let log = room(app, room_name)?;
+    let log = subscribe(app, room_name)?;
     // EventSource reconnects to the same URL and adds Last-Event-ID, so the
     // header wins over `after`.
     let cursor = last_event_id.or(q.after).unwrap_or_else(|| log.head());
@@ -58,6 +59,7 @@ pub(crate) fn open(
         shutdown: app.shutdown.clone(),
         metrics: app.metrics.clone(),
         max_batch: app.config.max_batch,
+        sending: None,
         _active: ActiveGuard::new(&app.metrics, Transport::Sse),
     };
     let body = StreamBody::new(stream::unfold(state, Stream::next)).boxed_unsync();
@@ -79,12 +81,17 @@ struct Stream {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     max_batch: usize,
+    sending: Option<BatchFrames>,
     _active: ActiveGuard,
 }
 
 impl Stream {
     async fn next(mut self) -> Option<(Result<Frame<Bytes>, Infallible>, Stream)> {
         loop {
+            if let Some(piece) = self.sending.as_mut().and_then(Iterator::next) {
+                return Some((Ok(Frame::data(piece)), self));
+            }
+            self.sending = None;
             let batch = self.log.read_after(self.cursor, self.max_batch);
             if !batch.is_empty() {
                 self.cursor = batch.next;
@@ -92,7 +99,8 @@ impl Stream {
                     .of(Transport::Sse)
                     .delivered
                     .inc_by(batch.messages.len() as u64);
-                return Some((Ok(Frame::data(frame_events(&batch))), self));
+                self.sending = Some(BatchFrames::new(Framing::Sse, batch));
+                continue;
             }
             let cursor = self.cursor;
             let rx = &mut self.rx;
@@ -119,29 +127,4 @@ enum Wake {
     Stop,
     Changed,
     KeepAlive,
-}
-
-/// Frames a batch as SSE events: a `missed` event first when the cursor
-/// skipped messages, then one `id:`/`data:` event per message.
-pub fn frame_events(batch: &Batch) -> Bytes {
-    let size: usize = batch.messages.iter().map(|m| m.len() + 32).sum();
-    let mut out = BytesMut::with_capacity(size + 64);
-    if batch.missed > 0 {
-        let notice = Notice {
-            missed: batch.missed,
-            next: batch.next - batch.messages.len() as u64,
-        };
-        out.put_slice(b"event: missed\ndata: ");
-        out.put_slice(&serde_json::to_vec(&notice).unwrap_or_default());
-        out.put_slice(b"\n\n");
-    }
-    let first = batch.next + 1 - batch.messages.len() as u64;
-    for (i, m) in batch.messages.iter().enumerate() {
-        out.put_slice(b"id: ");
-        out.put_slice((first + i as u64).to_string().as_bytes());
-        out.put_slice(b"\ndata: ");
-        out.put_slice(m.as_bytes());
-        out.put_slice(b"\n\n");
-    }
-    out.freeze()
 }

@@ -5,11 +5,12 @@
 //! that, because hyper stops tracking the connection once it is upgraded. The
 //! session is a cursor over the room log, like every other transport: it
 //! sends one text frame per message, takes text frames as publishes, answers
-//! bad frames with `{"error":..}` and stays open, pings on an interval, and
-//! closes with `1001 Going Away` on shutdown.
+//! bad publishes with `{"error":..}` and stays open, pings on an interval,
+//! closes protocol violations with their RFC 6455 code (1002, 1007, 1009),
+//! and closes with `1001 Going Away` on shutdown.
 
 use crate::conn::ConnGuard;
-use crate::http::{publish_json, room, ApiError, App, Body, Query};
+use crate::http::{publish_json, subscribe, ApiError, App, Body, Query};
 use crate::metrics::{ActiveGuard, Transport};
 use crate::room::RoomLog;
 use chatbench_proto::{ErrorBody, Notice};
@@ -26,20 +27,22 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-/// Frames larger than this close the socket with 1009; frames between the
-/// body limit and this get an error frame and the socket stays open.
-const HARD_FRAME_LIMIT: usize = 1 << 20;
+/// How much tungstenite may hold of outgoing frames: it flushes past
+/// `WRITE_BUFFER` and takes one more message while the socket is blocked.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Buffer sizes chosen for many idle sockets rather than bulk throughput:
 /// tungstenite's defaults (128 KiB read buffer) would cost over a gigabyte
-/// at 10k connections. Chat frames are a few hundred bytes.
-fn ws_config() -> WebSocketConfig {
+/// at 10k connections. Chat frames are a few hundred bytes. An incoming
+/// message, fragmented or not, may be as large as a POST body and no larger
+/// (1009 past it), so an unfinished message holds at most the body limit.
+fn ws_config(body_limit: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(HARD_FRAME_LIMIT)
-        .max_message_size(Some(HARD_FRAME_LIMIT))
-        .max_frame_size(Some(HARD_FRAME_LIMIT))
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + body_limit.max(1 << 16) + 1024)
+        .max_message_size(Some(body_limit))
+        .max_frame_size(Some(body_limit))
 }
 
 fn header_has(req: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
@@ -82,7 +85,7 @@ pub(crate) fn upgrade(
         .ok_or_else(|| ApiError::bad_request("header Sec-WebSocket-Key is missing"))?;
     let accept = derive_accept_key(key.as_bytes());
     let q = Query::parse(req.uri().query())?;
-    let log = room(app, room_name)?;
+    let log = subscribe(app, room_name)?;
     let cursor = q.after.unwrap_or_else(|| log.head());
 
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -95,7 +98,7 @@ pub(crate) fn upgrade(
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(ws_config()),
+                    Some(ws_config(session_app.config.body_limit)),
                 )
                 .await;
                 session(&session_app, &log, ws, cursor).await;
@@ -172,31 +175,31 @@ async fn session(app: &App, log: &RoomLog, mut ws: Socket, mut cursor: u64) {
             }
             incoming = ws.next() => match incoming {
                 None => return,
-                Some(Ok(WsMessage::Text(text))) => {
-                    if text.len() > app.config.body_limit {
-                        Some(error_frame(&format!(
-                            "frame is larger than the limit of {} bytes", app.config.body_limit
-                        )))
-                    } else {
-                        publish_json(app, log, text.as_bytes(), Transport::WebSocket)
-                            .err()
-                            .map(|e| error_frame(e.reason()))
-                    }
-                }
+                Some(Ok(WsMessage::Text(text))) => publish_json(app, log, text.as_bytes())
+                    .err()
+                    .map(|e| error_frame(e.reason())),
                 Some(Ok(WsMessage::Binary(_))) => Some(error_frame(
                     "binary frames are not accepted; publish with a text frame holding {\"from\":..,\"body\":..}",
                 )),
                 // tungstenite answers pings and close frames itself.
                 Some(Ok(_)) => None,
-                Some(Err(WsError::Capacity(e))) => {
-                    let _ = ws.close(Some(CloseFrame {
-                        code: CloseCode::Size,
-                        reason: format!("{e}").into(),
-                    })).await;
-                    return;
-                }
                 Some(Err(e)) => {
+                    let code = match &e {
+                        WsError::Capacity(_) => Some(CloseCode::Size),
+                        WsError::Protocol(_) => Some(CloseCode::Protocol),
+                        WsError::Utf8(_) => Some(CloseCode::Invalid),
+                        _ => None,
+                    };
                     tracing::debug!("websocket read error: {e}");
+                    if let Some(code) = code {
+                        // The close frame's reason is at most 123 bytes.
+                        let mut reason = e.to_string();
+                        reason.truncate(reason.char_indices().take_while(|(i, _)| *i < 120).last().map_or(0, |(i, c)| i + c.len_utf8()));
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(1),
+                            ws.close(Some(CloseFrame { code, reason: reason.into() })),
+                        ).await;
+                    }
                     return;
                 }
             },

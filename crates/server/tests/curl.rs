@@ -44,7 +44,7 @@ async fn the_readme_curl_session_works() {
 
     // Publish, exactly as the README shows.
     let posted = curl(&[
-        "-d",
+        "--json",
         r#"{"from":"me","body":"hello","sent_at":1}"#,
         &messages,
     ])
@@ -81,7 +81,7 @@ async fn the_readme_curl_session_works() {
         "the long poll answered before a message existed"
     );
     assert_eq!(
-        curl(&["-d", r#"{"from":"you","body":"hi"}"#, &messages]).await,
+        curl(&["--json", r#"{"from":"you","body":"hi"}"#, &messages]).await,
         r#"{"seq":2}"#
     );
     let (body, took) = tokio::time::timeout(Duration::from_secs(10), held)
@@ -127,7 +127,7 @@ async fn the_readme_curl_session_works() {
     );
 
     // A mistake gets a status and a reason.
-    let bad = curl(&["-w", " %{http_code}", "-d", "not json", &messages]).await;
+    let bad = curl(&["-w", " %{http_code}", "--json", "not json", &messages]).await;
     let (body, status) = bad.rsplit_once(' ').unwrap();
     assert_eq!(status, "400");
     let err: serde_json::Value = serde_json::from_str(body).unwrap();

@@ -98,8 +98,17 @@ async fn page_healthz_and_content_types() {
     server.stop().await;
 }
 
+/// One request on a fresh connection; the whole answer as text.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
 #[tokio::test]
-async fn connection_limit_answers_503() {
+async fn connection_limit_answers_503_but_health_and_metrics_still_answer() {
     let server = Server::start_with(Config {
         max_connections: 2,
         ..Config::default()
@@ -109,22 +118,33 @@ async fn connection_limit_answers_503() {
     let _b = server.http().await;
     let m = server.metrics.clone();
     eventually(|| m.connections_open.get() == 2, "2 connections open").await;
-    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8(buf).unwrap();
+    let text = raw(
+        server.addr,
+        "GET /rooms/r/messages HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
     assert!(
         text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{text}"
     );
+    assert!(text.contains("\r\nretry-after: 1\r\n"), "{text}");
     assert!(
         text.ends_with(r#"{"error":"connection limit reached (2 connections)"}"#),
         "{text}"
     );
     assert_eq!(m.connections_rejected.get(), 1);
+    // The operator's view survives the limit.
+    let text = raw(server.addr, "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    let text = raw(server.addr, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("\nchatbench_connections_rejected_total 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nchatbench_connections_open 2\n"), "{text}");
+    assert_eq!(m.connections_rejected.get(), 3);
     server.stop().await;
 }
 
