@@ -2,6 +2,7 @@
 
 mod util;
 
+mod attacks;
 mod curl;
 mod errors;
 mod lifecycle;
