@@ -402,8 +402,31 @@ impl Scenario {
         if self.duration.is_zero() {
             return Err(("duration", "must be longer than 0s".into()));
         }
-        if self.repeat == 0 {
-            return Err(("repeat", "must be at least 1".into()));
+        // Bounds that keep every instant the run computes representable,
+        // and a run within a day per repetition.
+        for (field, value, max) in [
+            ("duration", self.duration, MAX_DURATION),
+            ("warmup", self.warmup, MAX_PHASE),
+            ("grace", self.grace, MAX_PHASE),
+            ("clients.ramp", c.ramp, MAX_PHASE),
+            ("short_poll.interval", self.short_poll.interval, MAX_PHASE),
+        ] {
+            if value > max {
+                return Err((
+                    field,
+                    format!(
+                        "must be at most {}, got {}",
+                        humantime::format_duration(max),
+                        humantime::format_duration(value)
+                    ),
+                ));
+            }
+        }
+        if self.repeat == 0 || self.repeat > MAX_REPEAT {
+            return Err((
+                "repeat",
+                format!("must be between 1 and {MAX_REPEAT}, got {}", self.repeat),
+            ));
         }
         if c.rooms == 0 {
             return Err(("clients.rooms", "must be at least 1".into()));
@@ -429,14 +452,24 @@ impl Scenario {
                 ),
             ));
         }
-        if !(m.rate.is_finite() && m.rate > 0.0) {
+        if !(m.rate.is_finite() && m.rate > 0.0 && m.rate <= MAX_RATE) {
             return Err((
                 "messages.rate",
-                format!("must be a number above 0, got {}", m.rate),
+                format!(
+                    "must be a number above 0 and at most {MAX_RATE} per sender per second, got {}",
+                    if m.rate.abs() >= 1e9 {
+                        format!("{:e}", m.rate)
+                    } else {
+                        m.rate.to_string()
+                    }
+                ),
             ));
         }
-        if m.arrival == Arrival::Burst && m.burst_size == 0 {
-            return Err(("messages.burst_size", "must be at least 1".into()));
+        if m.arrival == Arrival::Burst && !(1..=MAX_BURST).contains(&m.burst_size) {
+            return Err((
+                "messages.burst_size",
+                format!("must be between 1 and {MAX_BURST}, got {}", m.burst_size),
+            ));
         }
         if m.body_bytes > 60_000 {
             return Err((
@@ -560,10 +593,122 @@ fn line_of_field(src: &str, field: &str) -> Option<usize> {
     Some(line_of_offset(src, span.start))
 }
 
+/// The longest measured window of one repetition.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The longest warm-up, grace, ramp or short-poll interval.
+pub const MAX_PHASE: Duration = Duration::from_secs(3600);
+/// The most repetitions.
+pub const MAX_REPEAT: u32 = 1000;
+/// The highest message rate per sender: one message per microsecond, the
+/// resolution of `sent_at`.
+pub const MAX_RATE: f64 = 1e6;
+/// The largest burst.
+pub const MAX_BURST: u32 = 1_000_000;
+
 /// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
 /// and flags write them.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BASE: &str = r#"name = "p"
+transports = ["sse"]
+duration = "5s"
+warmup = "1s"
+repeat = 1
+
+[clients]
+rooms = 2
+clients_per_room = 3
+senders_per_room = 1
+ramp = "1s"
+
+[messages]
+rate = 2.5
+arrival = "poisson"
+body_bytes = 100
+burst_size = 1
+
+[short_poll]
+interval = "100ms"
+
+[long_poll]
+wait = "30s"
+"#;
+
+    /// Every field of BASE, with the line it is on.
+    fn fields() -> Vec<(String, usize)> {
+        let mut table = String::new();
+        let mut out = Vec::new();
+        for (i, line) in BASE.lines().enumerate() {
+            if let Some(t) = line.strip_prefix('[') {
+                table = format!("{}.", t.trim_end_matches(']'));
+            } else if let Some((k, _)) = line.split_once(" = ") {
+                out.push((format!("{table}{k}"), i + 1));
+            }
+        }
+        out
+    }
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| format!("{v:?}")),
+            "[a-z0-9 ]{0,12}".prop_map(|v| format!("{v:?}")),
+            (
+                0u64..u64::MAX,
+                prop::sample::select(vec!["ns", "ms", "s", "m", "h", "y"])
+            )
+                .prop_map(|(n, u)| format!("\"{n}{u}\"")),
+            Just("[]".to_owned()),
+            Just("true".to_owned()),
+        ]
+    }
+
+    proptest! {
+        /// Any text is a scenario or an error that names the file; nothing
+        /// panics.
+        #[test]
+        fn any_text_loads_or_names_the_file(src in "[ -~\n]{0,300}") {
+            if let Err(e) = Scenario::parse(&src, Path::new("x.toml")) {
+                prop_assert!(e.to_string().starts_with("x.toml"));
+            }
+        }
+
+        /// Setting any field to any value gives a valid scenario or an error
+        /// that names that field and its line.
+        #[test]
+        fn a_bad_value_names_its_field_and_line(
+            index in any::<prop::sample::Index>(),
+            v in value(),
+        ) {
+            let fields = fields();
+            let (field, line) = index.get(&fields).clone();
+            let key = field.rsplit('.').next().unwrap_or(&field).to_owned();
+            let src: String = BASE
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i + 1 == line { format!("{key} = {v}\n") } else { format!("{l}\n") })
+                .collect();
+            match Scenario::parse(&src, Path::new("s.toml")) {
+                Ok(s) => {
+                    // Whatever was accepted is within the bounds the engine relies on.
+                    prop_assert!(s.duration <= MAX_DURATION && s.warmup <= MAX_PHASE);
+                    prop_assert!(s.repeat >= 1 && s.repeat <= MAX_REPEAT);
+                    prop_assert!(s.messages.rate > 0.0 && s.messages.rate <= MAX_RATE);
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field.as_deref(), Some(field.as_str()), "{}", e);
+                    prop_assert_eq!(e.line, Some(line), "{}", e);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -629,7 +774,7 @@ rate = 2.5
             (GOOD.replace("senders_per_room = 1", "senders_per_room = 4"),
              "s.toml:9: field `clients.senders_per_room`: is 4 but a room has only 3 clients"),
             (GOOD.replace("rate = 2.5", "rate = -1.0"),
-             "s.toml:12: field `messages.rate`: must be a number above 0, got -1"),
+             "s.toml:12: field `messages.rate`: must be a number above 0 and at most 1000000 per sender per second, got -1"),
             (GOOD.replace("\"websocket\"", "\"short_poll\""),
              "s.toml:3: field `transports`: names short_poll twice"),
             (GOOD.replace("rooms = 2", "rooms = 20000"),
@@ -640,6 +785,12 @@ rate = 2.5
              "s.toml:20: field `expect[1].max`: \"1s\" is a duration, but lost is not a latency"),
             (GOOD.replace("[clients]", "[clients"),
              "s.toml:6: unclosed table, expected `]`"),
+            (GOOD.replace("duration = \"5s\"", "duration = \"400000000000y\""),
+             "s.toml:4: field `duration`: must be at most 1day, got 400000000000years"),
+            (GOOD.replace("duration = \"5s\"", "duration = \"5s\"\nwarmup = \"1000y\""),
+             "s.toml:5: field `warmup`: must be at most 1h, got 1000years"),
+            (GOOD.replace("rate = 2.5", "rate = 1e300"),
+             "s.toml:12: field `messages.rate`: must be a number above 0 and at most 1000000 per sender per second, got 1e300"),
         ];
         for (src, want) in cases {
             assert_eq!(parse(&src).unwrap_err(), want);
@@ -714,7 +865,7 @@ rate = 2.5
                 repeat: Some(0),
                 ..Overrides::default()
             }),
-            "t.toml: field `repeat` (set by --repeat): must be at least 1"
+            "t.toml: field `repeat` (set by --repeat): must be between 1 and 1000, got 0"
         );
         let ok = base
             .clone()

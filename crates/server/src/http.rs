@@ -142,16 +142,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let route = match segments.as_slice() {
-        [""] => Route::Page,
-        ["healthz"] => Route::Healthz,
-        ["metrics"] => Route::Metrics,
-        ["rooms", room, "messages"] => Route::Messages(room),
-        ["rooms", room, "events"] => Route::Events(room),
-        ["rooms", room, "ws"] => Route::Ws(room),
-        _ => Route::NotFound,
-    };
+    let route = Route::of(&path);
     let transport = route.transport(&req);
     tag.set(transport);
     app.metrics.of(transport).requests.inc();
@@ -260,6 +251,7 @@ fn preflight(origin: Option<HeaderValue>) -> Response<Body> {
     resp
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Page,
     Healthz,
@@ -270,7 +262,27 @@ enum Route<'a> {
     NotFound,
 }
 
-impl Route<'_> {
+impl<'a> Route<'a> {
+    /// The route of a request path (the room segment is validated later).
+    fn of(path: &'a str) -> Route<'a> {
+        let mut segments = path.trim_start_matches('/').split('/');
+        let parts = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        );
+        match parts {
+            (Some(""), None, None, None) => Route::Page,
+            (Some("healthz"), None, None, None) => Route::Healthz,
+            (Some("metrics"), None, None, None) => Route::Metrics,
+            (Some("rooms"), Some(room), Some("messages"), None) => Route::Messages(room),
+            (Some("rooms"), Some(room), Some("events"), None) => Route::Events(room),
+            (Some("rooms"), Some(room), Some("ws"), None) => Route::Ws(room),
+            _ => Route::NotFound,
+        }
+    }
+
     fn transport(&self, req: &Request<Incoming>) -> Transport {
         match self {
             Route::Messages(_) if req.method() == Method::POST => Transport::Publish,
@@ -478,6 +490,71 @@ async fn long_wait(app: &App, log: &RoomLog, cursor: u64, limit: usize, wait: Du
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query string parses or gets a 400 naming the parameter;
+        /// nothing panics.
+        #[test]
+        fn any_query_parses_or_is_refused(q in ".{0,200}") {
+            match Query::parse(Some(&q)) {
+                Ok(_) => {}
+                Err(e) => {
+                    prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                    prop_assert!(e.reason.starts_with("query parameter `"), "{}", e.reason);
+                }
+            }
+        }
+
+        /// Well-formed queries give back their values, whatever the order
+        /// and whatever other parameters ride along.
+        #[test]
+        fn well_formed_queries_round_trip(
+            after in any::<u64>(),
+            wait in proptest::option::of(any::<u64>()),
+            noise in "[a-z_]{1,8}=[a-z0-9%]{0,8}",
+            noise_first in any::<bool>(),
+        ) {
+            let mut parts = vec![format!("after={after}")];
+            if let Some(w) = wait {
+                parts.push(format!("wait_ms={w}"));
+            }
+            let reserved = ["after=", "wait_ms=", "limit="].iter().any(|p| noise.starts_with(p));
+            if !reserved {
+                if noise_first { parts.insert(0, noise.clone()) } else { parts.push(noise.clone()) }
+            }
+            let q = Query::parse(Some(&parts.join("&"))).unwrap();
+            prop_assert_eq!(q.after, Some(after));
+            prop_assert_eq!(q.wait_ms, wait);
+        }
+
+        /// Any path routes without panicking; room paths route to their
+        /// room segment, whatever it holds (it is validated afterwards).
+        #[test]
+        fn any_path_routes(path in "/[ -~]{0,100}") {
+            let _ = Route::of(&path);
+        }
+
+        #[test]
+        fn room_paths_route_to_their_room(room in "[^/]{0,70}", kind in 0..3usize) {
+            let suffix = ["messages", "events", "ws"][kind];
+            let path = format!("/rooms/{room}/{suffix}");
+            let expected = [Route::Messages(&room), Route::Events(&room), Route::Ws(&room)][kind];
+            prop_assert_eq!(Route::of(&path), expected);
+            let longer = format!("{path}/x");
+            prop_assert_eq!(Route::of(&longer), Route::NotFound);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::of("/"), Route::Page);
+        assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/healthz/"), Route::NotFound);
+        assert_eq!(Route::of("/rooms/a/messages"), Route::Messages("a"));
+        assert_eq!(Route::of("/rooms//messages"), Route::Messages(""));
+        assert_eq!(Route::of("/rooms/a"), Route::NotFound);
+    }
 
     #[test]
     fn query_parsing() {
