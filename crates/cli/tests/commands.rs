@@ -358,7 +358,17 @@ fn run_refuses_bad_overrides_with_the_scenario_files_messages() {
         (
             "--repeat",
             "0",
-            "field `repeat` (set by --repeat): must be at least 1",
+            "field `repeat` (set by --repeat): must be between 1 and 1000, got 0",
+        ),
+        (
+            "--repeat",
+            "4000000000",
+            "field `repeat` (set by --repeat): must be between 1 and 1000, got 4000000000",
+        ),
+        (
+            "--duration",
+            "400000000000y",
+            "field `duration` (set by --duration): must be at most 1day, got 400000000000years",
         ),
     ] {
         let (code, _, err) = chatbench(&["run", scenario, "--out", o, flag, value]);

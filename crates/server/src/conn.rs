@@ -104,6 +104,9 @@ pub struct CountedIo {
     stall_timer: Pin<Box<Sleep>>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     shutting_down: bool,
+    /// A JSON answer written in place of one of hyper's own, and how much
+    /// of it is out.
+    replacement: Option<(&'static [u8], usize)>,
 }
 
 impl std::fmt::Debug for CountedIo {
@@ -137,7 +140,26 @@ impl CountedIo {
             stall_timer: Box::pin(tokio::time::sleep_until(now + deadlines.write_stall)),
             shutdown: Box::pin(deadlines.shutdown.clone().cancelled_owned()),
             shutting_down: false,
+            replacement: None,
         }
+    }
+
+    /// Writes what is left of a replacement answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, done)) = self.replacement {
+            if done == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &bytes[done..]) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.poll_stall(cx).map(Err),
+            };
+            self.wrote(n);
+            self.replacement = Some((bytes, done + n));
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Called when a write is pending: arms the stall timer at the start of
@@ -234,6 +256,13 @@ impl AsyncWrite for CountedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        if let Some(json) = json_for_hyper_error(buf) {
+            // Claim hyper's bytes as written; ours go out instead.
+            this.replacement = Some((json, 0));
+            ready!(this.poll_replacement(cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(Ok(n)) => {
                 this.wrote(n);
@@ -250,6 +279,14 @@ impl AsyncWrite for CountedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if let Some(json) = json_for_hyper_error(first) {
+                this.replacement = Some((json, 0));
+                ready!(this.poll_replacement(cx))?;
+                return Poll::Ready(Ok(first.len()));
+            }
+        }
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(Ok(n)) => {
                 this.wrote(n);
@@ -265,10 +302,94 @@ impl AsyncWrite for CountedIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+/// The answers hyper writes by itself, before any handler runs, for a
+/// request it cannot parse: a head with an empty body. Every answer of the
+/// server's own handlers has a JSON body, so an empty 400, 414 or 431 is
+/// hyper's, and is replaced by the same status with a JSON reason.
+const HYPER_ERRORS: [(&str, &str); 3] = [
+    (
+        "400 Bad Request",
+        "malformed HTTP/1.1 request: bad method, target or header",
+    ),
+    ("414 URI Too Long", "the request target is too long"),
+    (
+        "431 Request Header Fields Too Large",
+        "the request head is too large (more than 64 KiB or more than 100 headers)",
+    ),
+];
+
+/// The JSON answers, in the order of [`HYPER_ERRORS`].
+static JSON_ANSWERS: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::new(|| {
+    HYPER_ERRORS
+        .iter()
+        .map(|(status, reason)| {
+            let body = chatbench_proto::ErrorBody::json(reason);
+            let mut out = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&body);
+            out
+        })
+        .collect()
+});
+
+fn json_for_hyper_error(buf: &[u8]) -> Option<&'static [u8]> {
+    if !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let empty = buf
+        .windows(b"\r\ncontent-length: 0\r\n".len())
+        .any(|w| w.eq_ignore_ascii_case(b"\r\ncontent-length: 0\r\n"));
+    if !empty {
+        return None;
+    }
+    let status = &buf[b"HTTP/1.1 ".len()..];
+    let i = HYPER_ERRORS.iter().position(|(line, _)| {
+        status.starts_with(line.as_bytes()) && status[line.len()..].starts_with(b"\r\n")
+    })?;
+    JSON_ANSWERS.get(i).map(Vec::as_slice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacement_answers_are_well_formed() {
+        for ((status, _), json) in HYPER_ERRORS.iter().zip(JSON_ANSWERS.iter()) {
+            let text = std::str::from_utf8(json).unwrap();
+            let (h, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(h.starts_with(&format!("HTTP/1.1 {status}\r\n")));
+            let declared: usize = h
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(declared, body.len(), "{h}");
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(v["error"].is_string());
+        }
+        let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(
+            json_for_hyper_error(hyper),
+            Some(JSON_ANSWERS[0].as_slice())
+        );
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 30\r\n\r\n";
+        assert_eq!(json_for_hyper_error(ours), None);
     }
 }

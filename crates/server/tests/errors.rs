@@ -365,3 +365,75 @@ async fn garbage_on_the_socket_does_not_hurt_the_server() {
     assert_eq!((s, &b[..]), (StatusCode::OK, &b"ok"[..]));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_json_errors_too() {
+    let server = Server::start().await;
+    let long_target = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(70_000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "b".repeat(200_000)
+    );
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\n{}\r\n",
+        (0..150)
+            .map(|i| format!("x-h{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "a bad method",
+            "G(T / HTTP/1.1\r\nhost: x\r\n\r\n".into(),
+            "400 Bad Request",
+            "malformed HTTP/1.1 request: bad method, target or header",
+        ),
+        (
+            "a bad header name",
+            "GET / HTTP/1.1\r\nho st: x\r\n\r\n".into(),
+            "400 Bad Request",
+            "malformed HTTP/1.1 request: bad method, target or header",
+        ),
+        (
+            "a long target",
+            long_target,
+            "414 URI Too Long",
+            "the request target is too long",
+        ),
+        (
+            "a 200 KB header",
+            big_header,
+            "431 Request Header Fields Too Large",
+            "the request head is too large (more than 64 KiB or more than 100 headers)",
+        ),
+        (
+            "150 headers",
+            many_headers,
+            "431 Request Header Fields Too Large",
+            "the request head is too large (more than 64 KiB or more than 100 headers)",
+        ),
+    ];
+    for (what, request, status, reason) in cases {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // The server may answer and close before it has read everything.
+        let _ = s.write_all(request.as_bytes()).await;
+        let mut buf = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{what}: {text}"
+        );
+        assert!(
+            text.contains("\r\ncontent-type: application/json\r\n"),
+            "{what}: {text}"
+        );
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).unwrap(),
+            serde_json::json!({ "error": reason }),
+            "{what}"
+        );
+    }
+    server.stop().await;
+}
