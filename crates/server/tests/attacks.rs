@@ -28,9 +28,23 @@ struct Proc {
 
 impl Proc {
     async fn start(args: &[&str]) -> Proc {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatbench-server"))
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatbench-server"));
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        Proc::spawn(cmd).await
+    }
+
+    /// The server under `prlimit --nofile=N:N`.
+    async fn start_with_nofile(nofile: u32, args: &[&str]) -> Proc {
+        let mut cmd = tokio::process::Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_chatbench-server"))
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        Proc::spawn(cmd).await
+    }
+
+    async fn spawn(mut cmd: tokio::process::Command) -> Proc {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -569,6 +583,57 @@ async fn browsers_on_other_origins_cannot_publish_or_subscribe() {
     assert_eq!(s, StatusCode::CREATED);
     assert!(headers.get("access-control-allow-origin").is_none());
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_storm_past_the_open_file_limit_is_answered_not_left_hanging() {
+    // 120 descriptors: 50 connections, the refusal pool of 64 and the
+    // server's own files do not all fit, so accept meets EMFILE (the server
+    // logs "accept failed: Too many open files") and sheds with its spare.
+    let server = Proc::start_with_nofile(120, &["--max-connections", "50"]).await;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(
+            non_reader(
+                server.addr,
+                "GET /rooms/r/messages?wait_ms=60000 HTTP/1.1\r\nhost: x\r\n\r\n",
+            )
+            .await,
+        );
+    }
+    let mut storm = Vec::new();
+    for _ in 0..300 {
+        let addr = server.addr;
+        storm.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await?;
+            let _ = s
+                .write_all(b"GET /rooms/r/messages HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            match tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await {
+                Err(_) => Ok("hung"),
+                Ok(Err(_)) => Ok("reset"),
+                Ok(Ok(_)) if buf.starts_with(b"HTTP/1.1 503 ") => Ok("503"),
+                Ok(Ok(_)) => Ok("closed"),
+            }
+        }));
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    for t in storm {
+        let o: std::io::Result<&str> = t.await.unwrap();
+        *outcomes.entry(o.unwrap_or("connect failed")).or_insert(0) += 1;
+    }
+    eprintln!("figure: 300 connects past 50 connections with 120 descriptors: {outcomes:?}");
+    assert_eq!(outcomes.get("hung"), None, "{outcomes:?}");
+    assert!(
+        outcomes.get("503").copied().unwrap_or(0) >= 100,
+        "{outcomes:?}"
+    );
+    // Still serving, once the held long polls have ended.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(probe(server.addr, 5).await < Duration::from_secs(1));
+    server.terminate().await;
 }
 
 #[test]
