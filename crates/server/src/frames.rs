@@ -129,7 +129,9 @@ impl BatchFrames {
 
     /// Fills `ready` with the next piece(s); false when nothing is left.
     fn fill(&mut self) -> bool {
-        let mut out = BytesMut::with_capacity(256);
+        // One allocation: the rest of the batch, up to a piece and a message.
+        let cap = (self.remaining as usize).min(PIECE + SHARE_FROM + 64);
+        let mut out = BytesMut::with_capacity(cap);
         while out.len() < PIECE {
             let Some(m) = self.messages.next() else {
                 if let Some(tail) = self.tail.take() {
