@@ -335,17 +335,37 @@ static JSON_ANSWERS: std::sync::LazyLock<Vec<Vec<u8>>> = std::sync::LazyLock::ne
     HYPER_ERRORS
         .iter()
         .map(|(status, reason)| {
-            let body = chatbench_proto::ErrorBody::json(reason);
-            let mut out = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
+            closing_answer(
+                status,
+                "application/json",
+                &[],
+                &chatbench_proto::ErrorBody::json(reason),
             )
-            .into_bytes();
-            out.extend_from_slice(&body);
-            out
         })
         .collect()
 });
+
+/// A whole HTTP/1.1 answer written by hand, for paths that run without
+/// hyper (hyper's own errors, connections past the limit); the connection
+/// closes after it.
+pub(crate) fn closing_answer(
+    status: &str,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in extra_headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
 
 fn json_for_hyper_error(buf: &[u8]) -> Option<&'static [u8]> {
     if !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {

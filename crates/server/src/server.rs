@@ -1,6 +1,6 @@
 //! The accept loop, per-connection tasks, the connection limit and shutdown.
 
-use crate::conn::{ConnGuard, ConnTag, CountedIo, Deadlines};
+use crate::conn::{closing_answer, ConnGuard, ConnTag, CountedIo, Deadlines};
 use crate::http::{handle, App};
 use crate::metrics::Metrics;
 use crate::room::Rooms;
@@ -182,13 +182,12 @@ fn refusal(limit: usize) -> Vec<u8> {
     let body = chatbench_proto::ErrorBody::json(&format!(
         "connection limit reached ({limit} connections)"
     ));
-    let mut out = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
-        body.len()
+    closing_answer(
+        "503 Service Unavailable",
+        "application/json",
+        &[("retry-after", "1")],
+        &body,
     )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
 }
 
 /// Closes a connection past every limit, with a 503 if the socket takes it
@@ -215,14 +214,11 @@ async fn refuse(app: Arc<App>, mut stream: TcpStream, _permit: OwnedSemaphorePer
     })
     .await;
     let line = buf[..n].split(|&b| b == b'\r').next().unwrap_or(&[]);
-    let (status, content_type, body) = match line {
-        b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0" => {
-            ("200 OK", "text/plain", b"ok".to_vec())
-        }
+    let (content_type, body) = match line {
+        b"GET /healthz HTTP/1.1" | b"GET /healthz HTTP/1.0" => ("text/plain", b"ok".to_vec()),
         b"GET /metrics HTTP/1.1" | b"GET /metrics HTTP/1.0" => {
             app.metrics.sync_rooms(&app.rooms);
             (
-                "200 OK",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 app.metrics.encode().into_bytes(),
             )
@@ -233,12 +229,8 @@ async fn refuse(app: Arc<App>, mut stream: TcpStream, _permit: OwnedSemaphorePer
             return;
         }
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
+    let answer = closing_answer("200 OK", content_type, &[], &body);
+    let _ = stream.write_all(&answer).await;
     let _ = stream.shutdown().await;
 }
 
