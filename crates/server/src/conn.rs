@@ -75,6 +75,15 @@ impl Drop for ConnGuard {
     }
 }
 
+/// The state of a run of blocked writes.
+struct Blocked {
+    since: Instant,
+    /// The server is shutting down, so the deadline is the linger.
+    lingering: bool,
+    timer: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
 /// The timeouts a connection is held to.
 #[derive(Debug, Clone)]
 pub struct Deadlines {
@@ -99,11 +108,11 @@ pub struct CountedIo {
     last_activity: Instant,
     idle_timer: Pin<Box<Sleep>>,
     write_stall: Duration,
-    /// When the current run of blocked writes began.
-    blocked_since: Option<Instant>,
-    stall_timer: Pin<Box<Sleep>>,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    shutting_down: bool,
+    shutdown: CancellationToken,
+    /// Present only while writes are blocked: made when a write first
+    /// returns `Pending`, dropped on progress, so a connection that is not
+    /// blocked pays one pointer for it.
+    blocked: Option<Box<Blocked>>,
     /// A JSON answer written in place of one of hyper's own, and how much
     /// of it is out.
     replacement: Option<(&'static [u8], usize)>,
@@ -114,7 +123,7 @@ impl std::fmt::Debug for CountedIo {
         f.debug_struct("CountedIo")
             .field("inner", &self.inner)
             .field("tag", &self.tag.get())
-            .field("blocked_since", &self.blocked_since)
+            .field("blocked_since", &self.blocked.as_ref().map(|b| b.since))
             .finish_non_exhaustive()
     }
 }
@@ -136,10 +145,8 @@ impl CountedIo {
             last_activity: now,
             idle_timer: Box::pin(tokio::time::sleep_until(now + deadlines.idle)),
             write_stall: deadlines.write_stall,
-            blocked_since: None,
-            stall_timer: Box::pin(tokio::time::sleep_until(now + deadlines.write_stall)),
-            shutdown: Box::pin(deadlines.shutdown.clone().cancelled_owned()),
-            shutting_down: false,
+            shutdown: deadlines.shutdown.clone(),
+            blocked: None,
             replacement: None,
         }
     }
@@ -166,31 +173,36 @@ impl CountedIo {
     /// a blocked run, shortens it at shutdown, and fails once it fires.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let now = Instant::now();
-        if !self.shutting_down && self.shutdown.as_mut().poll(cx).is_ready() {
-            self.shutting_down = true;
-            let linger = now + SHUTDOWN_LINGER;
-            if self.blocked_since.is_some() && linger < self.stall_timer.deadline() {
-                self.stall_timer.as_mut().reset(linger);
-            }
-        }
-        if self.blocked_since.is_none() {
-            self.blocked_since = Some(now);
-            let wait = if self.shutting_down {
+        let blocked = self.blocked.get_or_insert_with(|| {
+            let lingering = self.shutdown.is_cancelled();
+            let wait = if lingering {
                 SHUTDOWN_LINGER
             } else {
                 self.write_stall
             };
-            self.stall_timer.as_mut().reset(now + wait);
+            Box::new(Blocked {
+                since: now,
+                lingering,
+                timer: Box::pin(tokio::time::sleep_until(now + wait)),
+                shutdown: Box::pin(self.shutdown.clone().cancelled_owned()),
+            })
+        });
+        if !blocked.lingering && blocked.shutdown.as_mut().poll(cx).is_ready() {
+            blocked.lingering = true;
+            let linger = now + SHUTDOWN_LINGER;
+            if linger < blocked.timer.deadline() {
+                blocked.timer.as_mut().reset(linger);
+            }
         }
-        ready!(self.stall_timer.as_mut().poll(cx));
-        let waited = self.blocked_since.map_or(Duration::ZERO, |t| now - t);
+        ready!(blocked.timer.as_mut().poll(cx));
+        let (waited, lingering) = (now - blocked.since, blocked.lingering);
         self.metrics.write_stalls.inc();
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
                 "the client accepted no bytes for {} ms{}",
                 waited.as_millis(),
-                if self.shutting_down {
+                if lingering {
                     " while the server shut down"
                 } else {
                     ""
@@ -215,7 +227,7 @@ impl CountedIo {
 
     fn wrote(&mut self, n: usize) {
         self.last_activity = Instant::now();
-        self.blocked_since = None;
+        self.blocked = None;
         self.metrics
             .of(self.tag.get())
             .bytes_written
