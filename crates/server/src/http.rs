@@ -157,6 +157,12 @@ pub(crate) async fn handle(
         Route::Page => only_get(&req)
             .map(|()| text_response("text/html; charset=utf-8", include_str!("page.html"))),
         Route::Healthz => only_get(&req).map(|()| text_response("text/plain", "ok")),
+        Route::Time => only_get(&req).map(|()| {
+            json_response(
+                StatusCode::OK,
+                format!("{{\"now_us\":{}}}", crate::room::now_micros()),
+            )
+        }),
         Route::Metrics => only_get(&req).map(|()| {
             app.metrics.sync_rooms(&app.rooms);
             text_response(
@@ -255,6 +261,9 @@ fn preflight(origin: Option<HeaderValue>) -> Response<Body> {
 enum Route<'a> {
     Page,
     Healthz,
+    /// `GET /time`: the server's `CLOCK_REALTIME` in µs, the clock of
+    /// `server_at`, for load generators on other hosts to estimate offsets.
+    Time,
     Metrics,
     Messages(&'a str),
     Events(&'a str),
@@ -275,6 +284,7 @@ impl<'a> Route<'a> {
         match parts {
             (Some(""), None, None, None) => Route::Page,
             (Some("healthz"), None, None, None) => Route::Healthz,
+            (Some("time"), None, None, None) => Route::Time,
             (Some("metrics"), None, None, None) => Route::Metrics,
             (Some("rooms"), Some(room), Some("messages"), None) => Route::Messages(room),
             (Some("rooms"), Some(room), Some("events"), None) => Route::Events(room),
@@ -550,6 +560,7 @@ mod tests {
     fn routes() {
         assert_eq!(Route::of("/"), Route::Page);
         assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/time"), Route::Time);
         assert_eq!(Route::of("/healthz/"), Route::NotFound);
         assert_eq!(Route::of("/rooms/a/messages"), Route::Messages("a"));
         assert_eq!(Route::of("/rooms//messages"), Route::Messages(""));

@@ -154,7 +154,8 @@ impl Batch {
     }
 }
 
-fn now_micros() -> u64 {
+/// `CLOCK_REALTIME` in µs since the UNIX epoch: `server_at` and `/time`.
+pub(crate) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

@@ -95,6 +95,25 @@ async fn page_healthz_and_content_types() {
     }
     let (s, _, body) = h.get("/healthz").await;
     assert_eq!((s, &body[..]), (StatusCode::OK, &b"ok"[..]));
+    // /time is the server's CLOCK_REALTIME in µs, between our two stamps.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let before = now();
+    let (s, headers, body) = h.get("/time").await;
+    let after = now();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let t = v["now_us"].as_u64().unwrap();
+    assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+    let (s, _, _) = h
+        .request(http::Method::POST, "/time", &[], bytes::Bytes::new())
+        .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     server.stop().await;
 }
 
