@@ -27,6 +27,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+/// tungstenite's read buffer, which it zero-fills to its capacity on the
+/// first read, so all of it is resident for every socket: at 4 KiB it was
+/// most of a WebSocket's 6.7 KiB per connection. Chat publishes are a few
+/// hundred bytes; a larger frame makes tungstenite reserve its length.
+const READ_BUFFER: usize = 1024;
+
 /// How much tungstenite may hold of outgoing frames: it flushes past
 /// `WRITE_BUFFER` and takes one more message while the socket is blocked.
 const WRITE_BUFFER: usize = 8 * 1024;
@@ -38,7 +44,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// (1009 past it), so an unfinished message holds at most the body limit.
 fn ws_config(body_limit: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(WRITE_BUFFER + body_limit.max(1 << 16) + 1024)
         .max_message_size(Some(body_limit))

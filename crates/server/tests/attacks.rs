@@ -229,7 +229,7 @@ async fn unfinished_fragmented_messages_are_bounded_by_the_body_limit() {
         "figure: 100 unfinished 60 KB fragmented messages: RSS +{} KiB",
         grown / 1024
     );
-    // 100 × (64 KiB message + 4 KiB read + 8 KiB write buffers) ≈ 7.4 MB;
+    // 100 × (64 KiB message + 1 KiB read + 8 KiB write buffers) ≈ 7.1 MB;
     // the old 1 MiB frame limit allowed 100 MB.
     assert!(grown < 24 * MIB, "RSS grew by {} MB", grown / MIB);
     // Going past the limit closes with 1009.
