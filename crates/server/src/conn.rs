@@ -211,6 +211,45 @@ impl CountedIo {
         ))
     }
 
+    /// Before a write: finishes a replacement answer in progress, and
+    /// replaces one of hyper's own empty error answers (`first` is the
+    /// write's first buffer) with JSON; `Some(n)` claims hyper's `n` bytes
+    /// as written.
+    fn poll_before_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &[u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        ready!(self.poll_replacement(cx))?;
+        let Some(json) = json_for_hyper_error(first) else {
+            return Poll::Ready(Ok(None));
+        };
+        // Claim hyper's bytes at once, so a retried write cannot start the
+        // replacement over; what the socket does not take now goes out
+        // before the next write, flush or shutdown.
+        self.replacement = Some((json, 0));
+        if let Poll::Ready(Err(e)) = self.poll_replacement(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(Some(first.len())))
+    }
+
+    /// After a write: counts what was written, or arms the stall timer.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match res {
+            Poll::Ready(Ok(n)) => {
+                self.wrote(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_stall(cx).map(Err),
+        }
+    }
+
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             ready!(self.idle_timer.as_mut().poll(cx));
@@ -268,21 +307,11 @@ impl AsyncWrite for CountedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_replacement(cx))?;
-        if let Some(json) = json_for_hyper_error(buf) {
-            // Claim hyper's bytes as written; ours go out instead.
-            this.replacement = Some((json, 0));
-            ready!(this.poll_replacement(cx))?;
-            return Poll::Ready(Ok(buf.len()));
+        if let Some(claimed) = ready!(this.poll_before_write(cx, buf))? {
+            return Poll::Ready(Ok(claimed));
         }
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                this.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_stall(cx).map(Err),
-        }
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, res)
     }
 
     fn poll_write_vectored(
@@ -291,22 +320,15 @@ impl AsyncWrite for CountedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_replacement(cx))?;
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            if let Some(json) = json_for_hyper_error(first) {
-                this.replacement = Some((json, 0));
-                ready!(this.poll_replacement(cx))?;
-                return Poll::Ready(Ok(first.len()));
-            }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        if let Some(claimed) = ready!(this.poll_before_write(cx, first))? {
+            return Poll::Ready(Ok(claimed));
         }
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                this.wrote(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.poll_stall(cx).map(Err),
-        }
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, res)
     }
 
     fn is_write_vectored(&self) -> bool {
