@@ -212,21 +212,20 @@ impl Body for FramesBody {
     }
 }
 
-/// The whole framed batch in one buffer (tests and benchmarks compare it
-/// with `chatbench_proto::poll_response_json`).
-pub fn concat(framing: Framing, batch: Batch) -> Bytes {
-    let mut out = BytesMut::new();
-    for piece in BatchFrames::new(framing, batch) {
-        out.put_slice(&piece);
-    }
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::room::Rooms;
     use chatbench_proto::{PublishRequest, RoomName};
+
+    /// The whole framed batch in one buffer.
+    fn concat(framing: Framing, batch: Batch) -> Bytes {
+        let mut out = BytesMut::new();
+        for piece in BatchFrames::new(framing, batch) {
+            out.put_slice(&piece);
+        }
+        out.freeze()
+    }
 
     fn batch(sizes: &[usize], after: u64) -> Batch {
         let rooms = Rooms::new(100, 10, 1 << 30);

@@ -150,10 +150,8 @@ pub(crate) async fn handle(
         Ok(origin) => origin,
         Err(e) => return Ok(e.into_response()),
     };
-    if req.method() == Method::OPTIONS && !matches!(route, Route::NotFound) {
-        return Ok(preflight(origin));
-    }
     let result = match route {
+        _ if req.method() == Method::OPTIONS && route != Route::NotFound => Ok(preflight()),
         Route::Page => only_get(&req)
             .map(|()| text_response("text/html; charset=utf-8", include_str!("page.html"))),
         Route::Healthz => only_get(&req).map(|()| text_response("text/plain", "ok")),
@@ -233,15 +231,12 @@ fn cross_origin<B>(config: &Config, req: &Request<B>) -> Result<Option<HeaderVal
     ))
 }
 
-/// The answer to a CORS preflight from an allowed origin.
-fn preflight(origin: Option<HeaderValue>) -> Response<Body> {
+/// The answer to a CORS preflight (the origin was checked before, and its
+/// `Access-Control-Allow-Origin` is added with every other answer's).
+fn preflight() -> Response<Body> {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     let h = resp.headers_mut();
-    if let Some(origin) = origin {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(header::VARY, HeaderValue::from_static("origin"));
-    }
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("GET, POST"),

@@ -200,7 +200,7 @@ async fn session(app: &App, log: &RoomLog, mut ws: Socket, mut cursor: u64) {
                     if let Some(code) = code {
                         // The close frame's reason is at most 123 bytes.
                         let mut reason = e.to_string();
-                        reason.truncate(reason.char_indices().take_while(|(i, _)| *i < 120).last().map_or(0, |(i, c)| i + c.len_utf8()));
+                        reason.truncate(reason.floor_char_boundary(120));
                         let _ = tokio::time::timeout(
                             std::time::Duration::from_secs(1),
                             ws.close(Some(CloseFrame { code, reason: reason.into() })),
