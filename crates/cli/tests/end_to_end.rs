@@ -68,6 +68,7 @@ async fn one(transport: Transport) {
     // to the latency (means agree within the histograms' 3 digits).
     let b = r.breakdown.as_ref().expect("breakdown recorded");
     assert_eq!(b.clock, "one_host");
+    assert_eq!(b.receipt, "socket_arrival");
     assert_eq!(b.skewed, 0, "{transport}: one host, one clock");
     for part in [&b.up_leg_us, &b.poll_wait_us, &b.down_leg_us] {
         assert_eq!(part.count, a.delivered, "{transport}: {b:?}");

@@ -128,6 +128,7 @@ pub struct Finished {
 /// Runs the scenario and writes its run folder.
 pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let s = Arc::new(opts.scenario.clone());
+    let _stamps = crate::wire::ArrivalStamps::hold();
     let id = crate::results::new_run_id();
     let dir = opts.out.join(&s.name).join(&id);
     let io = |path: &PathBuf| {

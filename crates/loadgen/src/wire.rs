@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Totals of one transport run, shared by all of its clients.
@@ -64,6 +64,7 @@ impl WireCounter {
     ) -> io::Result<WireCounter> {
         let inner = TcpStream::connect(addr).await?;
         inner.set_nodelay(true)?;
+        arrival_stamps(&inner);
         stats.connections.fetch_add(1, Relaxed);
         Ok(WireCounter {
             inner,
@@ -72,9 +73,13 @@ impl WireCounter {
         })
     }
 
-    /// When this socket last returned bytes, in µs since the UNIX epoch
-    /// (`CLOCK_REALTIME`): a receiver subtracts it from the time it finished
-    /// parsing a message to get the load generator's own receive time.
+    /// When the bytes this socket last returned reached it, in µs since the
+    /// UNIX epoch (`CLOCK_REALTIME`): the kernel's receive stamp of the last
+    /// segment read (`SO_TIMESTAMPNS`), or the time of the read where the
+    /// kernel gives none. A delivery's latency ends here; what the load
+    /// generator spends from here until it has handled the message
+    /// (reading, parsing, and waiting behind the other clients it simulates
+    /// on the same CPU) is its own receive time, reported apart.
     pub fn read_at(&self) -> Arc<AtomicU64> {
         self.read_at.clone()
     }
@@ -106,6 +111,72 @@ pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
     }
 }
 
+/// Asks the kernel to stamp the segments `sock` receives (`SO_TIMESTAMPNS`).
+/// Where it refuses, reads are stamped by the clock when they return.
+fn arrival_stamps(sock: &impl std::os::fd::AsFd) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+        if let Err(e) = setsockopt(sock, ReceiveTimestampns, &true) {
+            tracing::debug!("no kernel receive stamps: {e}");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = sock;
+}
+
+/// Keeps the kernel's receive stamping switched on while it lives.
+///
+/// Linux stamps arriving packets only while some socket asks for stamps, and
+/// it switches stamping on a moment after the first one asks (from a work
+/// queue), so the first segments a new socket receives can come unstamped.
+/// One stamped socket held from the start of a run keeps stamping on across
+/// every transport's connects and closes.
+#[derive(Debug)]
+pub struct ArrivalStamps(#[allow(dead_code)] Option<std::net::UdpSocket>);
+
+impl ArrivalStamps {
+    /// Opens the socket that holds stamping on (loopback, never used).
+    pub fn hold() -> ArrivalStamps {
+        let sock = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0));
+        if let Ok(s) = &sock {
+            arrival_stamps(s);
+        }
+        ArrivalStamps(sock.ok())
+    }
+}
+
+/// One `recvmsg` into `buf`: the byte count and, when the kernel stamped
+/// the segments, the receive stamp of the last one read, in µs since the
+/// UNIX epoch.
+fn recv_stamped(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use nix::sys::time::TimeSpec;
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(TimeSpec);
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )?;
+        let stamp = msg.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let us = ts.tv_sec() as i128 * 1_000_000 + ts.tv_nsec() as i128 / 1_000;
+                    u64::try_from(us).ok().filter(|&us| us > 0)
+                }
+                _ => None,
+            })
+        });
+        Ok((msg.bytes, stamp))
+    }
+    #[cfg(not(target_os = "linux"))]
+    sock.try_read(buf).map(|n| (n, None))
+}
+
 impl Drop for WireCounter {
     fn drop(&mut self) {
         if let Some((segs_in, segs_out)) = tcp_segments(&self.inner) {
@@ -122,14 +193,31 @@ impl AsyncRead for WireCounter {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let n = (buf.filled().len() - before) as u64;
-        if n > 0 {
-            this.read_at.store(crate::clock::unix_now_us(), Relaxed);
-            this.stats.bytes_down.fetch_add(n, Relaxed);
+        loop {
+            ready!(this.inner.poll_read_ready(cx))?;
+            let sock = &this.inner;
+            // SAFETY: recvmsg only writes into the slice, and only the `n`
+            // bytes it reports are marked filled, as tokio's own
+            // `TcpStream::poll_read` does; zero-filling hyper's 8 KiB read
+            // buffer before every read would cost more than the read.
+            let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [_] as *mut [u8]) };
+            let read = sock.try_io(Interest::READABLE, || recv_stamped(sock, unfilled));
+            match read {
+                Ok((n, stamp)) => {
+                    // SAFETY: recvmsg wrote these `n` bytes.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    if n > 0 {
+                        let at = stamp.unwrap_or_else(crate::clock::unix_now_us);
+                        this.read_at.store(at, Relaxed);
+                        this.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -166,5 +254,45 @@ impl AsyncWrite for WireCounter {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A read's stamp is when the bytes reached the socket, not when the
+    /// reader got to them: the reader here comes 50 ms late.
+    #[tokio::test]
+    async fn reads_carry_the_kernels_arrival_stamp() {
+        // As a run does; then long enough for the kernel to switch on.
+        let _on = ArrivalStamps::hold();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(WireStats::default());
+        let (client, accepted) =
+            tokio::join!(WireCounter::connect(addr, stats.clone()), listener.accept());
+        let mut client = client.unwrap();
+        let (mut server, _) = accepted.unwrap();
+        let before = crate::clock::unix_now_us();
+        server.write_all(b"hello").await.unwrap();
+        let written = crate::clock::unix_now_us();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut got = [0u8; 16];
+        let n = client.read(&mut got).await.unwrap();
+        let read = crate::clock::unix_now_us();
+        assert_eq!(&got[..n], b"hello");
+        let at = client.read_at().load(Relaxed);
+        assert!(
+            (before..=written).contains(&at),
+            "stamped {at}, written between {before} and {written}, read at {read}"
+        );
+        assert!(
+            read - at >= 50_000,
+            "the stamp is the read's: {at} vs {read}"
+        );
+        assert_eq!(stats.bytes_down.load(Relaxed), 5);
     }
 }

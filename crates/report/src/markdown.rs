@@ -276,7 +276,21 @@ fn breakdown(o: &mut String, run: &RunFile) {
         "Each delivery's latency is split with the server's `server_at` stamp, on the host clock that the load generator and the server share: \
 **up-leg** is intended send time to the server's stamp (it includes the send lag); **poll wait** is the time the message waited at the server for the poll that fetched it (0 on streams, and when a poll was already waiting); \
 **down-leg** is from then to receipt (for polls, the poll's round trip). The parts add up to the latency exactly, so their means add up to the mean. \
-**Send lag** (actual minus intended send time), **poll tick lag** (short polls: actual poll time minus its tick) and **receive** (from the socket read that returned a message to the end of its parsing) are the load generator's own error on each side.\n"
+**Send lag** (actual minus intended send time), **poll tick lag** (short polls: actual poll time minus its tick) and **receive** (from receipt to the end of the message's parsing) are the load generator's own error on each side.\n"
+    );
+    let parsed = run
+        .runs
+        .iter()
+        .filter_map(|r| r.breakdown.as_ref())
+        .any(|b| b.receipt == "parsed");
+    let _ = writeln!(
+        o,
+        "{}\n",
+        if parsed {
+            "Receipt here is when the load generator had parsed the message (this run predates arrival stamps): the time it spent on the other clients it simulates on the same CPU is inside the latency and the down-leg, not in **receive**."
+        } else {
+            "Receipt is when the message's last bytes reached the client's socket, from the kernel's receive stamp. The load generator simulates many clients on one CPU, and a message reaches a room's receivers at once; the time one client waits while the others are handled is the instrument's, not the transport's, and is in **receive**, beside the latency rather than inside it."
+        }
     );
     let _ = writeln!(
         o,

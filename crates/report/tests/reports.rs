@@ -174,3 +174,42 @@ fn the_report_crate_compiles_no_runtime_network_or_load_generator() {
         );
     }
 }
+
+/// REPORT.md says where a delivery ends: at the socket (arrival stamps), or,
+/// for runs made before them, once the load generator had parsed it.
+#[test]
+fn the_breakdown_says_where_receipt_is() {
+    for (receipt, needle) in [
+        (
+            Some("socket_arrival"),
+            "Receipt is when the message's last bytes reached the client's socket",
+        ),
+        (None, "this run predates arrival stamps"),
+    ] {
+        let (_tmp, dir) = copy_fixture("run-a");
+        let path = dir.join("run.json");
+        let mut run: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let parts = serde_json::json!({"count": 1, "min": 1, "mean": 1.0, "p50": 1, "p90": 1, "p99": 1, "p999": 1, "p9999": 1, "max": 1});
+        let mut b = serde_json::json!({
+            "clock": "one_host",
+            "up_leg_us": parts, "poll_wait_us": parts, "down_leg_us": parts, "skewed": 0
+        });
+        if let Some(r) = receipt {
+            b["receipt"] = r.into();
+        }
+        for r in run["runs"].as_array_mut().unwrap() {
+            r["breakdown"] = b.clone();
+        }
+        std::fs::write(&path, serde_json::to_string(&run).unwrap()).unwrap();
+        let back = RunFile::read(&dir).unwrap();
+        let want = receipt.unwrap_or("parsed");
+        assert!(back
+            .runs
+            .iter()
+            .all(|r| r.breakdown.as_ref().unwrap().receipt == want));
+        chatbench_report::report(&dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+        assert!(md.contains(needle), "REPORT.md lacks {needle:?}");
+    }
+}

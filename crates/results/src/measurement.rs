@@ -25,7 +25,8 @@ pub fn timeline_histogram() -> Histogram<u64> {
 /// One shard's histograms.
 #[derive(Debug)]
 pub struct Histograms {
-    /// Delivery latency: receive time minus intended send time.
+    /// Delivery latency: arrival at the client's socket minus intended send
+    /// time.
     pub latency: Histogram<u64>,
     /// Send lag: actual send time minus intended send time.
     pub send_lag: Histogram<u64>,
@@ -44,8 +45,9 @@ pub struct Histograms {
     /// Breakdown, down-leg: the later of `server_at` and the fetching poll's
     /// send, to receipt.
     pub down_leg: Histogram<u64>,
-    /// The load generator's own receive time: from the socket read that
-    /// returned a message's last bytes to the end of its parsing.
+    /// The load generator's own receive time: from a message's arrival at
+    /// the socket to the end of its parsing, waiting behind the other
+    /// clients on the same CPU included.
     pub receive: Histogram<u64>,
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
@@ -340,6 +342,7 @@ impl Measurement {
             timeline,
             breakdown: Some(Breakdown {
                 clock: "one_host".into(),
+                receipt: "socket_arrival".into(),
                 up_leg_us: Percentiles::of(&h.up_leg),
                 poll_wait_us: Percentiles::of(&h.poll_wait),
                 down_leg_us: Percentiles::of(&h.down_leg),

@@ -339,9 +339,10 @@ pub struct TransportRun {
     /// `server_at` stamp shares (None in runs made before it existed).
     #[serde(default)]
     pub breakdown: Option<Breakdown>,
-    /// The load generator's own receive time per delivery: from the socket
-    /// read that returned the message's last bytes to the end of its
-    /// parsing. With `send_lag_us`, the instrument's error bar.
+    /// The load generator's own receive time per delivery: from the end of
+    /// the delivery (see [`Breakdown::receipt`]) to the end of its parsing,
+    /// waiting behind the other clients on the same CPU included. With
+    /// `send_lag_us`, the instrument's error bar.
     #[serde(default)]
     pub receive_us: Percentiles,
     /// Short polls: how late each poll left after its scheduled tick (a
@@ -364,6 +365,14 @@ pub struct Breakdown {
     /// `CLOCK_REALTIME`, so the parts are exact. A breakdown across hosts
     /// would need clock offsets, and says so here.
     pub clock: String,
+    /// Where a delivery ends. `socket_arrival`: when its last bytes reached
+    /// the client's socket, from the kernel's receive stamp
+    /// (`SO_TIMESTAMPNS`; where the kernel gives none, when the read
+    /// returned). `parsed` (files written before 2026-12-01): when the load
+    /// generator had parsed it, so the time it spent on the other clients it
+    /// simulates on the same CPU was in the latency.
+    #[serde(default = "parsed")]
+    pub receipt: String,
     /// Intended send time to the server's `server_at` stamp (send lag
     /// included; it is shown apart in `send_lag_us`).
     pub up_leg_us: Percentiles,
@@ -375,6 +384,10 @@ pub struct Breakdown {
     /// Measured deliveries left out because their stamps were out of order
     /// (clocks that differ); 0 on one host.
     pub skewed: u64,
+}
+
+fn parsed() -> String {
+    "parsed".into()
 }
 
 /// How the clients came up before traffic started.
