@@ -5,14 +5,19 @@
 # CPU-second, and the ratio chatbench/wrk. Installs wrk (Debian) if missing.
 #
 #   scripts/peer-bench.sh            # 3 rounds; ROUNDS=N for more, OUT=dir keeps the raw files
+#   CHATBENCH=/path/to/chatbench scripts/peer-bench.sh   # another build (A/B), not rebuilt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v wrk >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk
 fi
-cargo build --release -p chatbench >/dev/null
-bin=./target/release/chatbench
+if [ -n "${CHATBENCH:-}" ]; then
+  bin=$CHATBENCH
+else
+  cargo build --release -p chatbench >/dev/null
+  bin=./target/release/chatbench
+fi
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 ncpu=$(nproc)

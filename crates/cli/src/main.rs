@@ -138,6 +138,11 @@ struct RunArgs {
     /// Do not pin the server and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Keep every CPU out of idle states for the run (holds
+    /// /dev/cpu_dma_latency at 0, as cyclictest does; needs root), so no
+    /// latency includes waking a halted CPU. Recorded in run.json.
+    #[arg(long)]
+    hold_cpus_awake: bool,
     /// Do not draw charts and REPORT.md at the end.
     #[arg(long)]
     no_report: bool,
@@ -330,6 +335,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cpus.loadgen = Some(affinity::format_cpu_list(ours));
         loadgen_cpus = ours.len();
     }
+    let _awake = if args.hold_cpus_awake {
+        cpus.awake = true;
+        Some(affinity::AwakeCpus::hold().context("--hold-cpus-awake")?)
+    } else {
+        None
+    };
     let target = match &args.server {
         Some(url) => ServerTarget::External {
             addr: parse_server_url(url)?,

@@ -417,3 +417,43 @@ fn run_json_prints_only_json_on_stdout_and_export_writes_a_csv_row_per_run() {
         lines[2]
     );
 }
+
+/// `--hold-cpus-awake` is recorded in run.json and REPORT.md; where the
+/// PM QoS device cannot be held (not root), the run is refused naming it.
+#[test]
+fn run_holds_the_cpus_awake_and_says_so() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
+    let (code, stdout, stderr) = chatbench(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--transports",
+        "websocket",
+        "--duration",
+        "1s",
+        "--hold-cpus-awake",
+        "--json",
+    ]);
+    let can_hold = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .is_ok();
+    if !can_hold {
+        assert_ne!(code, Some(0));
+        assert!(
+            stderr.contains("--hold-cpus-awake: cannot hold /dev/cpu_dma_latency at 0"),
+            "{stderr}"
+        );
+        return;
+    }
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let dir = Path::new(v["dir"].as_str().unwrap());
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["cpus"]["awake"], true);
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("| CPU idle | held awake for the run"), "{md}");
+}

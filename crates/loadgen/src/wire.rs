@@ -11,7 +11,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Totals of one transport run, shared by all of its clients.
@@ -49,9 +50,14 @@ impl WireStats {
 }
 
 /// A counted client socket.
+///
+/// It does its own reads (`recvmsg`, for the kernel's arrival stamp) and
+/// writes on an [`AsyncFd`], which lets a short read or write clear the
+/// socket's readiness as tokio's `TcpStream` does: without that, every
+/// answer costs a second `recvmsg` that fails with `EAGAIN`.
 #[derive(Debug)]
 pub struct WireCounter {
-    inner: TcpStream,
+    inner: AsyncFd<std::net::TcpStream>,
     stats: Arc<WireStats>,
     read_at: Arc<AtomicU64>,
 }
@@ -62,9 +68,14 @@ impl WireCounter {
         addr: std::net::SocketAddr,
         stats: Arc<WireStats>,
     ) -> io::Result<WireCounter> {
-        let inner = TcpStream::connect(addr).await?;
-        inner.set_nodelay(true)?;
-        arrival_stamps(&inner);
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        arrival_stamps(&stream);
+        // Still non-blocking, as `into_std` leaves it.
+        let std = stream.into_std()?;
+        // SAFETY: the `AsyncFd` owns the std stream, whose fd stays open and
+        // the same until the `AsyncFd` is dropped.
+        let inner = unsafe { AsyncFd::register(std) }.map_err(io::Error::from)?;
         stats.connections.fetch_add(1, Relaxed);
         Ok(WireCounter {
             inner,
@@ -82,6 +93,31 @@ impl WireCounter {
     /// on the same CPU) is its own receive time, reported apart.
     pub fn read_at(&self) -> Arc<AtomicU64> {
         self.read_at.clone()
+    }
+
+    /// One write through `op` (`write` or `writev`), counted.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        op: impl Fn(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.inner.poll_write_ready(cx))?;
+            match guard.try_io(|s| op(s.get_ref())) {
+                Ok(Ok(n)) => {
+                    // A short write means the send buffer is full: wait
+                    // for the next edge rather than try again at once.
+                    if n > 0 && n < len {
+                        guard.clear_ready();
+                    }
+                    self.stats.bytes_up.fetch_add(n as u64, Relaxed);
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
     }
 }
 
@@ -149,7 +185,7 @@ impl ArrivalStamps {
 /// One `recvmsg` into `buf`: the byte count and, when the kernel stamped
 /// the segments, the receive stamp of the last one read, in µs since the
 /// UNIX epoch.
-fn recv_stamped(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+fn recv_stamped(sock: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -174,7 +210,11 @@ fn recv_stamped(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u
         Ok((msg.bytes, stamp))
     }
     #[cfg(not(target_os = "linux"))]
-    sock.try_read(buf).map(|n| (n, None))
+    {
+        use std::io::Read;
+        let mut sock = sock;
+        sock.read(buf).map(|n| (n, None))
+    }
 }
 
 impl Drop for WireCounter {
@@ -194,16 +234,22 @@ impl AsyncRead for WireCounter {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            ready!(this.inner.poll_read_ready(cx))?;
-            let sock = &this.inner;
+            let mut guard = ready!(this.inner.poll_read_ready(cx))?;
             // SAFETY: recvmsg only writes into the slice, and only the `n`
             // bytes it reports are marked filled, as tokio's own
             // `TcpStream::poll_read` does; zero-filling hyper's 8 KiB read
             // buffer before every read would cost more than the read.
             let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [_] as *mut [u8]) };
-            let read = sock.try_io(Interest::READABLE, || recv_stamped(sock, unfilled));
-            match read {
-                Ok((n, stamp)) => {
+            let len = unfilled.len();
+            match guard.try_io(|s| recv_stamped(s.get_ref(), unfilled)) {
+                Ok(Ok((n, stamp))) => {
+                    // Edge-triggered epoll: a read that did not fill the
+                    // buffer emptied the socket, so the next read waits for
+                    // the next edge instead of failing with EAGAIN (tokio's
+                    // `TcpStream` does the same).
+                    if n > 0 && n < len {
+                        guard.clear_ready();
+                    }
                     // SAFETY: recvmsg wrote these `n` bytes.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
@@ -214,8 +260,8 @@ impl AsyncRead for WireCounter {
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
             }
         }
     }
@@ -227,10 +273,8 @@ impl AsyncWrite for WireCounter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
-        this.stats.bytes_up.fetch_add(n as u64, Relaxed);
-        Poll::Ready(Ok(n))
+        use std::io::Write;
+        self.poll_write_with(cx, buf.len(), |mut s| s.write(buf))
     }
 
     fn poll_write_vectored(
@@ -238,22 +282,21 @@ impl AsyncWrite for WireCounter {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
-        this.stats.bytes_up.fetch_add(n as u64, Relaxed);
-        Poll::Ready(Ok(n))
+        use std::io::Write;
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.poll_write_with(cx, len, |mut s| s.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 

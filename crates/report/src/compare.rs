@@ -395,8 +395,22 @@ fn warnings(a: &RunFile, b: &RunFile) -> Vec<String> {
             )
         });
     }
-    if a.cpus != b.cpus {
+    if (&a.cpus.server, &a.cpus.loadgen) != (&b.cpus.server, &b.cpus.loadgen) {
         w.push("different CPU placement of server and load generator".into());
+    }
+    if a.cpus.awake != b.cpus.awake {
+        let held = |r: &RunFile| {
+            if r.cpus.awake {
+                "held awake"
+            } else {
+                "free to idle"
+            }
+        };
+        w.push(format!(
+            "CPUs {} in A and {} in B (--hold-cpus-awake): latency at low load differs by the wake-up from idle",
+            held(a),
+            held(b)
+        ));
     }
     w
 }

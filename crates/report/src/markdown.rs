@@ -259,6 +259,15 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         run.cpus.server.as_deref().unwrap_or("not pinned"),
         run.cpus.loadgen.as_deref().unwrap_or("not pinned")
     );
+    let _ = writeln!(
+        o,
+        "| CPU idle | {} |",
+        if run.cpus.awake {
+            "held awake for the run (`--hold-cpus-awake`): no latency includes a wake-up from idle"
+        } else {
+            "free to idle: at low load, latencies include waking a halted CPU"
+        }
+    );
     o
 }
 

@@ -88,6 +88,11 @@ pub struct CpuPlacement {
     pub server: Option<String>,
     /// The load generator's CPU list, when pinned.
     pub loadgen: Option<String>,
+    /// The CPUs were held out of idle states for the run (`chatbench run
+    /// --hold-cpus-awake`: `/dev/cpu_dma_latency` held at 0), so no latency
+    /// includes waking a halted CPU.
+    #[serde(default)]
+    pub awake: bool,
 }
 
 /// Percentiles of a histogram of microseconds.

@@ -105,6 +105,55 @@ pub fn pin(cpus: &[usize]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The Linux PM QoS device through which a process asks every CPU to stay
+/// out of idle states that take longer than the value written to wake.
+pub const CPU_DMA_LATENCY: &str = "/dev/cpu_dma_latency";
+
+/// Holds the CPUs out of idle states while it lives.
+///
+/// Writing 0 to [`CPU_DMA_LATENCY`] and keeping the file open asks the
+/// kernel to idle every CPU by polling rather than halting (cyclictest does
+/// the same before it measures); closing it lifts the request. On these VMs
+/// a halted CPU takes about 70 to 150 µs to wake, which lands in every
+/// sub-millisecond latency at low load. Needs root.
+#[derive(Debug)]
+pub struct AwakeCpus(#[allow(dead_code)] std::fs::File);
+
+impl AwakeCpus {
+    /// Starts holding; the error names the device and why.
+    pub fn hold() -> std::io::Result<AwakeCpus> {
+        use std::io::Write;
+        let named = |e: std::io::Error| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (it needs root)"
+            } else {
+                ""
+            };
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot hold {CPU_DMA_LATENCY} at 0: {e}{hint}"),
+            )
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(CPU_DMA_LATENCY)
+            .map_err(named)?;
+        f.write_all(&0i32.to_ne_bytes()).map_err(named)?;
+        Ok(AwakeCpus(f))
+    }
+}
+
+/// The latency limit the kernel applies now, µs (`CPU_DMA_LATENCY` read
+/// back: 2,000,000,000 when nobody holds it).
+pub fn cpu_latency_limit_us() -> std::io::Result<i32> {
+    let bytes = std::fs::read(CPU_DMA_LATENCY)?;
+    let four: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| std::io::Error::other("short read"))?;
+    Ok(i32::from_ne_bytes(four))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +168,24 @@ mod tests {
         );
         assert!(parse_cpu_list("").is_err());
         assert_eq!(format_cpu_list(&[3, 0, 1, 2, 7, 9, 10]), "0-3,7,9-10");
+    }
+
+    /// Holding sets the kernel's limit to 0 and dropping lifts it; without
+    /// root the error names the device.
+    #[test]
+    fn holding_the_cpus_awake_sets_and_lifts_the_limit() {
+        match AwakeCpus::hold() {
+            Ok(held) => {
+                assert_eq!(cpu_latency_limit_us().unwrap(), 0);
+                drop(held);
+                // Another process (a parallel test) may hold it too.
+                let after = cpu_latency_limit_us().unwrap();
+                assert!(
+                    after == 0 || after > 1_000_000,
+                    "limit {after} after release"
+                );
+            }
+            Err(e) => assert!(e.to_string().contains(CPU_DMA_LATENCY), "{e}"),
+        }
     }
 }
