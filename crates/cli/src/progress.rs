@@ -47,12 +47,18 @@ pub async fn display(mut rx: UnboundedReceiver<Progress>) {
                 p50_us,
                 p99_us,
                 lost,
+                errors,
+                top_error,
             } => {
                 if let Some(pb) = bar.take() {
                     pb.finish_and_clear();
                 }
+                let errors = match top_error {
+                    Some((cause, n)) => format!(", errors {errors} (most: {n} × {cause})"),
+                    None => String::new(),
+                };
                 eprintln!(
-                    "{label:>18}  done: p50 {}, p99 {}, lost {lost}",
+                    "{label:>18}  done: p50 {}, p99 {}, lost {lost}{errors}",
                     fmt_us(p50_us),
                     fmt_us(p99_us)
                 );

@@ -181,3 +181,58 @@ fn sigint_stops_the_run_and_leaves_an_incomplete_folder_that_check_and_compare_r
     let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
     assert!(report.contains("**This run is incomplete.**"), "{report}");
 }
+
+/// Every error is counted under its cause, in run.json and REPORT.md: here
+/// every publish is larger than the server's body limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_are_reported_by_cause() {
+    let (_server, addr) = spawn_server_with(&["--body-limit", "64"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("big.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"big\"\ntransports = [\"sse\"]\nduration = \"1s\"\nwarmup = \"0s\"\ngrace = \"0s\"\n[clients]\nrooms = 1\nclients_per_room = 2\nsenders_per_room = 1\nramp = \"100ms\"\n[messages]\nrate = 10.0\nbody_bytes = 200\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .args(["--server", &format!("http://{addr}")])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run_dir = std::fs::read_dir(dir.path().join("big"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = chatbench_loadgen::RunFile::read(&run_dir).unwrap();
+    let r = &file.runs[0];
+    assert!(r.audit.errors >= 5, "{stderr}\n{:?}", r.audit);
+    assert_eq!(r.audit.sent, 0);
+    let cause =
+        "publish: 413 Payload Too Large {\"error\":\"body is larger than the limit of 64 bytes\"}";
+    assert_eq!(
+        r.errors_by_cause,
+        [(cause.to_owned(), r.audit.errors)].into(),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "sse 1/1  done: p50 0µs, p99 0µs, lost 0, errors {n} (most: {n} × {cause})",
+            n = r.audit.errors
+        )),
+        "{stderr}"
+    );
+    let md = std::fs::read_to_string(run_dir.join("REPORT.md")).unwrap();
+    assert!(
+        md.contains(&format!("| sse | 1 | {} | {} |", r.audit.errors, cause)),
+        "{md}"
+    );
+}

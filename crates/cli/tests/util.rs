@@ -77,8 +77,14 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
 
 /// Spawns `chatbench serve` on port 0; returns the child and its address.
 pub async fn spawn_server() -> (tokio::process::Child, SocketAddr) {
+    spawn_server_with(&[]).await
+}
+
+/// [`spawn_server`] with these server flags.
+pub async fn spawn_server_with(flags: &[&str]) -> (tokio::process::Child, SocketAddr) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -108,8 +108,9 @@ impl RunCtx {
     }
 
     fn count_error(&self, what: &str, e: impl std::fmt::Display) {
-        self.rec.audit.errors.fetch_add(1, Relaxed);
-        tracing::debug!("{} {what}: {e}", self.transport.as_str());
+        let why = e.to_string();
+        tracing::debug!("{} {what}: {why}", self.transport.as_str());
+        self.rec.audit.error(what, &why);
     }
 
     async fn backoff(&self) {

@@ -162,6 +162,7 @@ pub async fn run_transport(
         loadgen_cpus,
         ready: readiness,
         ended_early: server_died || stuck || interrupted,
+        error_causes: ctx.rec.audit.causes(),
     };
     let counters = before.as_ref().zip(after.as_ref()).map(|(b, a)| {
         let d = a.delta(b);
@@ -514,6 +515,10 @@ pub enum Progress {
         p99_us: u64,
         /// Lost messages.
         lost: u64,
+        /// Client errors.
+        errors: u64,
+        /// The most frequent error cause and its count, if any failed.
+        top_error: Option<(String, u64)>,
     },
 }
 

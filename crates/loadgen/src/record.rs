@@ -6,7 +6,8 @@
 //! are merged at the end. Memory depends on the shard count and the run's
 //! length in seconds, not on the number of messages.
 
-use std::collections::BTreeSet;
+use chatbench_results::run_file::MAX_ERROR_CAUSES;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
@@ -99,6 +100,9 @@ pub struct AuditCounters {
     pub receipts: AtomicU64,
     /// Failed requests, connects and publishes.
     pub errors: AtomicU64,
+    /// `errors` by cause ([`AuditCounters::error`]); errors are rare, so
+    /// one lock is fine.
+    pub causes: Mutex<BTreeMap<String, u64>>,
     /// Sum of the JSON sizes of received chat messages (not control ones).
     pub payload_bytes: AtomicU64,
     /// How many sizes `payload_bytes` sums.
@@ -113,6 +117,30 @@ pub struct AuditCounters {
 }
 
 impl AuditCounters {
+    /// Counts an error: `what` failed (`connect`, `poll`, ...) because of
+    /// `why`. The cause is `"<what>: <why>"`, cut to 160 bytes; past
+    /// [`MAX_ERROR_CAUSES`] distinct causes, new ones count under
+    /// `"<what>: other causes"`, so a flood of distinct messages cannot
+    /// grow memory or run.json.
+    pub fn error(&self, what: &str, why: &str) {
+        self.errors.fetch_add(1, Relaxed);
+        let mut cause = format!("{what}: {}", why.trim());
+        cause.truncate(cause.floor_char_boundary(160));
+        let mut causes = self.causes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !causes.contains_key(&cause) && causes.len() >= MAX_ERROR_CAUSES {
+            cause = format!("{what}: other causes");
+        }
+        *causes.entry(cause).or_default() += 1;
+    }
+
+    /// The causes counted so far.
+    pub fn causes(&self) -> BTreeMap<String, u64> {
+        self.causes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The counts now, as plain numbers.
     pub fn counts(&self) -> chatbench_results::measurement::AuditCounts {
         chatbench_results::measurement::AuditCounts {
@@ -348,5 +376,24 @@ mod tests {
         // A server stamp before the intended send: clocks differ.
         assert_eq!(Parts::split(100, 90, None, 190), None);
         assert_eq!(Parts::split(100, 150, None, 140), None);
+    }
+
+    #[test]
+    fn errors_are_counted_by_cause_and_the_causes_are_bounded() {
+        let a = AuditCounters::default();
+        a.error("connect", "Connection refused (os error 111)");
+        a.error("connect", "Connection refused (os error 111)");
+        a.error("poll", &"x".repeat(500));
+        for i in 0..100 {
+            a.error("publish", &format!("503 reason {i}"));
+        }
+        let causes = a.causes();
+        assert_eq!(a.errors.load(Relaxed), 103);
+        assert_eq!(causes.values().sum::<u64>(), 103);
+        assert_eq!(causes["connect: Connection refused (os error 111)"], 2);
+        assert_eq!(causes[&format!("poll: {}", "x".repeat(154))], 1);
+        // 2 causes above, then 30 publish causes, then the rest in one.
+        assert_eq!(causes.len(), MAX_ERROR_CAUSES + 1);
+        assert_eq!(causes["publish: other causes"], 70);
     }
 }

@@ -247,6 +247,13 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         p50_us: outcome.run.latency_us.p50,
                         p99_us: outcome.run.latency_us.p99,
                         lost: outcome.run.audit.lost,
+                        errors: outcome.run.audit.errors,
+                        top_error: outcome
+                            .run
+                            .errors_by_cause
+                            .iter()
+                            .max_by_key(|(_, n)| **n)
+                            .map(|(c, n)| (c.clone(), *n)),
                     });
                 }
                 if outcome.interrupted {

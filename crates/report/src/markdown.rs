@@ -208,6 +208,30 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             d
         );
     }
+    if run.runs.iter().any(|r| !r.errors_by_cause.is_empty()) {
+        let _ = writeln!(o, "\n### Errors by cause\n");
+        let _ = writeln!(
+            o,
+            "| transport | rep | count | what failed, and why |\n|---|---:|---:|---|"
+        );
+        for r in &run.runs {
+            let mut causes: Vec<_> = r.errors_by_cause.iter().collect();
+            causes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (cause, n) in causes {
+                let _ = writeln!(
+                    o,
+                    "| {}{} | {} | {} | {} |",
+                    r.transport,
+                    s.point_label(r.point)
+                        .map(|v| format!(" @ {v}"))
+                        .unwrap_or_default(),
+                    r.repetition + 1,
+                    n,
+                    cause.replace('|', "\\|").replace('\n', " ")
+                );
+            }
+        }
+    }
     let e = &run.environment;
     let _ = writeln!(o, "\n## Environment\n");
     let _ = writeln!(o, "| | |\n|---|---|");

@@ -181,6 +181,8 @@ pub struct Measurement {
     pub ready: Readiness,
     /// The run ended early (server died, teardown stuck, interrupted).
     pub ended_early: bool,
+    /// `audit.errors` by cause (see [`TransportRun::errors_by_cause`]).
+    pub error_causes: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why two measurements cannot be combined.
@@ -249,6 +251,9 @@ impl Measurement {
         self.ready.ready += o.ready.ready;
         self.ready.ramp_ms = self.ready.ramp_ms.max(o.ready.ramp_ms);
         self.ended_early |= o.ended_early;
+        for (cause, n) in &o.error_causes {
+            *self.error_causes.entry(cause.clone()).or_default() += n;
+        }
         Ok(())
     }
 
@@ -351,6 +356,7 @@ impl Measurement {
             receive_us: Percentiles::of(&h.receive),
             poll_lag_us: Percentiles::of(&h.poll_lag),
             ready: Some(self.ready),
+            errors_by_cause: self.error_causes.clone(),
         }
     }
 }
@@ -448,5 +454,30 @@ mod tests {
         b.repetition = 0;
         b.transport = Some(Transport::WebSocket);
         assert_eq!(a.combine(&b).unwrap_err().what, "transport");
+    }
+
+    #[test]
+    fn error_causes_add_up_across_shards() {
+        let mut a = shard(1..10, 9);
+        a.audit.errors = 3;
+        a.error_causes = [
+            ("connect: refused".to_owned(), 2),
+            ("poll: 503".to_owned(), 1),
+        ]
+        .into();
+        let mut b = shard(10..20, 10);
+        b.audit.errors = 4;
+        b.error_causes = [("connect: refused".to_owned(), 4)].into();
+        a.combine(&b).unwrap();
+        let run = a.summarize(&scenario(), ServerSide::default());
+        assert_eq!(run.audit.errors, 7);
+        assert_eq!(
+            run.errors_by_cause,
+            [
+                ("connect: refused".to_owned(), 6),
+                ("poll: 503".to_owned(), 1)
+            ]
+            .into()
+        );
     }
 }

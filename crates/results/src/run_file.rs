@@ -7,6 +7,7 @@ use crate::wire::{on_wire_bytes, WireSnapshot};
 use crate::Transport;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -358,6 +359,13 @@ pub struct TransportRun {
     /// The readiness barrier before traffic.
     #[serde(default)]
     pub ready: Option<Readiness>,
+    /// `audit.errors` by cause: what failed (`connect`, `poll`, `publish`,
+    /// `sse`, `websocket`, ...) and why (the OS error, the HTTP status and
+    /// the server's reason, hyper's or tungstenite's message). At most
+    /// [`MAX_ERROR_CAUSES`] causes per process; later new ones count under
+    /// `"<what>: other causes"`. Empty (and left out) when nothing failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_cause: BTreeMap<String, u64>,
 }
 
 /// The parts of delivery latency. For every delivery
@@ -394,6 +402,10 @@ pub struct Breakdown {
 fn parsed() -> String {
     "parsed".into()
 }
+
+/// How many distinct error causes one process keeps (see
+/// [`TransportRun::errors_by_cause`]).
+pub const MAX_ERROR_CAUSES: usize = 32;
 
 /// How the clients came up before traffic started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
