@@ -215,11 +215,8 @@ impl Drop for SendTimer {
 
 fn set_timer_slack_1ns() {
     // The default slack of 50 µs would let the kernel wake us that late.
-    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and touches no memory.
     #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
-    }
+    let _ = nix::sys::prctl::set_timerslack(1);
 }
 
 fn timer_thread(shared: &Shared) {

@@ -34,13 +34,12 @@ pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
 /// time of threads that have exited (each transport run's timer and send
 /// threads), which a sum over live threads would lose.
 fn self_cpu_ns() -> u64 {
-    // SAFETY: getrusage writes a `rusage` into the zeroed struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_SELF) else {
         return 0;
-    }
-    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    (us(ru.ru_utime) + us(ru.ru_stime)) * 1000
+    };
+    (ru.user_time().num_microseconds() + ru.system_time().num_microseconds()).max(0) as u64 * 1000
 }
 
 /// Run time of every live thread of `pid`, ns: the first field of each

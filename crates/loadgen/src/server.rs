@@ -188,10 +188,11 @@ impl RunningServer {
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
-                // SAFETY: kill(2) with a pid we spawned and still own.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGTERM);
-                }
+                // The pid is our child's, and not yet reaped.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
             if tokio::time::timeout(Duration::from_secs(5), child.wait())
                 .await

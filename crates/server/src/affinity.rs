@@ -65,14 +65,11 @@ pub fn format_cpu_list(cpus: &[usize]) -> String {
 pub fn allowed_cpus() -> Vec<usize> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity writes at
-        // most size_of::<cpu_set_t>() bytes into it.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        let rc =
-            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-        if rc == 0 {
-            return (0..libc::CPU_SETSIZE as usize)
-                .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        use nix::sched::{sched_getaffinity, CpuSet};
+        use nix::unistd::Pid;
+        if let Ok(set) = sched_getaffinity(Pid::from_raw(0)) {
+            return (0..CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
                 .collect();
         }
     }
@@ -87,18 +84,15 @@ pub fn allowed_cpus() -> Vec<usize> {
 pub fn pin(cpus: &[usize]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: as in allowed_cpus; CPU_SET only writes inside `set`.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        use nix::sched::{sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        let mut set = CpuSet::new();
         for &c in cpus {
-            if c < libc::CPU_SETSIZE as usize {
-                unsafe { libc::CPU_SET(c, &mut set) };
-            }
+            // A CPU past the set's size cannot be pinned to; skip it, as
+            // before, and let the kernel refuse an empty set.
+            let _ = set.set(c);
         }
-        let rc =
-            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        sched_setaffinity(Pid::from_raw(0), &set)?;
     }
     #[cfg(not(target_os = "linux"))]
     let _ = cpus;
@@ -187,5 +181,19 @@ mod tests {
             }
             Err(e) => assert!(e.to_string().contains(CPU_DMA_LATENCY), "{e}"),
         }
+    }
+
+    /// Pinning a thread shows in what it may run on, and a CPU past the
+    /// set's size is skipped.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn pin_narrows_the_allowed_cpus() {
+        let first = allowed_cpus()[0];
+        std::thread::spawn(move || {
+            pin(&[first, 1 << 20]).unwrap();
+            assert_eq!(allowed_cpus(), vec![first]);
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -186,13 +186,9 @@ pub const FD_RESERVE: u64 = 64;
 
 /// The soft open-file limit of this process, when it can be read.
 pub fn open_file_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and nothing else.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    (soft != RLIM_INFINITY).then_some(soft)
 }
 
 fn nonzero_duration(s: &str) -> Result<Duration, String> {
