@@ -300,18 +300,39 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The address of `--server`: an `http://` URL with a loopback IP and a
+/// port, and no path beyond `/` (the server's routes are fixed).
 fn parse_server_url(url: &str) -> anyhow::Result<SocketAddr> {
-    let hostport = url
-        .strip_prefix("http://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    let addr: SocketAddr = hostport.parse().with_context(|| {
-        format!("--server {url}: expected http://IP:PORT, e.g. http://127.0.0.1:8080")
-    })?;
-    if !addr.ip().is_loopback() {
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "--server {url}: {why}; expected http://IP:PORT, e.g. http://127.0.0.1:8080"
+        )
+    };
+    let uri: http::Uri = url.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
+    // A bare IP:PORT means http, as before.
+    match uri.scheme_str() {
+        Some("http") | None => {}
+        Some(other) => return Err(bad(&format!("scheme {other}:// is not supported"))),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("user information is not supported"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(bad("a path or query is not supported"));
+    }
+    let port = authority.port_u16().ok_or_else(|| bad("no port"))?;
+    let host = authority.host();
+    let ip: std::net::IpAddr = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse()
+        .map_err(|_| bad(&format!("{host} is not an IP address")))?;
+    if !ip.is_loopback() {
         bail!("--server {url}: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)");
     }
-    Ok(addr)
+    Ok(SocketAddr::new(ip, port))
 }
 
 fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -429,5 +450,51 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("chatbench: error: {e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_server_url;
+
+    #[test]
+    fn server_urls() {
+        let ok = |u: &str| parse_server_url(u).unwrap().to_string();
+        assert_eq!(ok("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(ok("http://127.0.0.1:8080/"), "127.0.0.1:8080");
+        assert_eq!(ok("http://127.3.0.9:1"), "127.3.0.9:1");
+        assert_eq!(ok("http://[::1]:9000"), "[::1]:9000");
+        let err = |u: &str| parse_server_url(u).unwrap_err().to_string();
+        let hint = "; expected http://IP:PORT, e.g. http://127.0.0.1:8080";
+        assert_eq!(ok("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(
+            err("https://127.0.0.1:8443"),
+            format!("--server https://127.0.0.1:8443: scheme https:// is not supported{hint}")
+        );
+        assert_eq!(
+            err("http://127.0.0.1"),
+            format!("--server http://127.0.0.1: no port{hint}")
+        );
+        assert_eq!(
+            err("http://localhost:80"),
+            format!("--server http://localhost:80: localhost is not an IP address{hint}")
+        );
+        assert_eq!(
+            err("http://127.0.0.1:80/rooms"),
+            format!("--server http://127.0.0.1:80/rooms: a path or query is not supported{hint}")
+        );
+        assert_eq!(
+            err("http://u@127.0.0.1:80"),
+            format!("--server http://u@127.0.0.1:80: user information is not supported{hint}")
+        );
+        assert!(err("http://a b").starts_with("--server http://a b: not a URL ("));
+        assert_eq!(
+            err("http://10.0.0.1:80"),
+            "--server http://10.0.0.1:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)"
+        );
+        assert_eq!(
+            err("http://[2001:db8::1]:80"),
+            "--server http://[2001:db8::1]:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)"
+        );
     }
 }
