@@ -289,33 +289,31 @@ pub struct ServerCounters {
 }
 
 impl ServerCounters {
-    /// Parses the Prometheus text exposition.
+    /// Parses the Prometheus text exposition (with `prometheus-parse`).
+    /// A counter's samples are added up per `transport` label, whatever
+    /// other labels they carry and in whatever order; samples without a
+    /// `transport` label and other metrics are ignored.
     pub fn parse(text: &str) -> ServerCounters {
+        use prometheus_parse::{Scrape, Value};
         let mut c = ServerCounters::default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((key, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let Some((name, labels)) = key.split_once('{') else {
-                continue;
-            };
-            let Some(t) = labels
-                .strip_prefix("transport=\"")
-                .and_then(|l| l.strip_suffix("\"}"))
-            else {
-                continue;
-            };
-            let map = match name {
+        let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
+            return c;
+        };
+        for sample in scrape.samples {
+            let map = match sample.metric.as_str() {
                 "chatbench_messages_delivered_total" => &mut c.delivered,
                 "chatbench_messages_published_total" => &mut c.published,
                 "chatbench_bytes_written_total" => &mut c.bytes_written,
                 "chatbench_requests_total" => &mut c.requests,
                 _ => continue,
             };
-            map.insert(t.to_owned(), value as u64);
+            let (Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) = sample.value else {
+                continue;
+            };
+            let Some(t) = sample.labels.get("transport") else {
+                continue;
+            };
+            *map.entry(t.to_owned()).or_default() += v as u64;
         }
         c
     }
@@ -354,5 +352,38 @@ impl ServerCounters {
             bytes_written: d(&self.bytes_written, &before.bytes_written),
             requests: d(&self.requests, &before.requests),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_read_whatever_the_labels() {
+        let text = "\
+# HELP chatbench_bytes_written Bytes written.
+# TYPE chatbench_bytes_written counter
+chatbench_bytes_written_total{transport=\"sse\"} 1200
+chatbench_bytes_written_total{transport=\"websocket\"} 300
+# TYPE chatbench_requests counter
+chatbench_requests_total{status=\"200\",transport=\"long_poll\"} 7
+chatbench_requests_total{transport=\"long_poll\",status=\"503\"} 2
+chatbench_requests_total 99
+chatbench_messages_delivered_total{transport=\"sse\"} 4.0e1
+chatbench_connections_open 3
+";
+        let c = ServerCounters::parse(text);
+        assert_eq!(
+            c.bytes_written,
+            [("sse".to_owned(), 1200), ("websocket".to_owned(), 300)].into()
+        );
+        assert_eq!(c.requests, [("long_poll".to_owned(), 9)].into());
+        assert_eq!(c.delivered, [("sse".to_owned(), 40)].into());
+        assert!(c.published.is_empty());
+        assert_eq!(
+            ServerCounters::parse("not prometheus {"),
+            ServerCounters::default()
+        );
     }
 }
