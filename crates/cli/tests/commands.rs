@@ -1,6 +1,7 @@
 //! `chatbench check`, `compare` and `report` through the binary, on the
 //! report crate's fixture runs.
 
+use crate::util::only_run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -182,16 +183,6 @@ fn copy_run(name: &str, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
         std::fs::copy(fixture(name).join(&f), dir.join(&f)).unwrap();
     }
     std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
-}
-
-/// The one run folder under `root/<scenario>/`.
-fn only_run(root: &Path, scenario: &str) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root.join(scenario))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs.into_iter().next().unwrap()
 }
 
 fn hlog_tags(path: &Path) -> Vec<String> {
@@ -379,22 +370,30 @@ fn run_refuses_bad_overrides_with_the_scenario_files_messages() {
     assert!(std::fs::read_dir(out.path()).unwrap().next().is_none());
 }
 
-#[test]
-fn run_json_prints_only_json_on_stdout_and_export_writes_a_csv_row_per_run() {
-    let out = tempfile::tempdir().unwrap();
+/// `chatbench run scenarios/quick.toml --duration 1s --json` into `out`,
+/// with `extra` flags.
+fn run_quick(out: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
-    let (code, stdout, stderr) = chatbench(&[
+    let mut args = vec![
         "run",
         scenario.to_str().unwrap(),
         "--out",
-        out.path().to_str().unwrap(),
-        "--transports",
-        "sse,websocket",
+        out.to_str().unwrap(),
         "--duration",
         "1s",
-        "--no-report",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    chatbench(&args)
+}
+
+#[test]
+fn run_json_prints_only_json_on_stdout_and_export_writes_a_csv_row_per_run() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_quick(
+        out.path(),
+        &["--transports", "sse,websocket", "--no-report"],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
     assert_eq!(v["schema"], "chatbench-run/1");
@@ -423,19 +422,10 @@ fn run_json_prints_only_json_on_stdout_and_export_writes_a_csv_row_per_run() {
 #[test]
 fn run_holds_the_cpus_awake_and_says_so() {
     let out = tempfile::tempdir().unwrap();
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/quick.toml");
-    let (code, stdout, stderr) = chatbench(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--transports",
-        "websocket",
-        "--duration",
-        "1s",
-        "--hold-cpus-awake",
-        "--json",
-    ]);
+    let (code, stdout, stderr) = run_quick(
+        out.path(),
+        &["--transports", "websocket", "--hold-cpus-awake"],
+    );
     let can_hold = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/cpu_dma_latency")

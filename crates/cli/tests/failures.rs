@@ -73,12 +73,7 @@ async fn killed_server_gives_partial_results_and_a_nonzero_exit() {
         ),
         "{stderr}"
     );
-    let run_dir = std::fs::read_dir(dir.path().join("long"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_run(dir.path(), "long");
     let file = chatbench_loadgen::RunFile::read(&run_dir).unwrap();
     assert!(!file.complete);
     assert_eq!(file.runs.len(), 1, "stopped after the first transport");
@@ -206,12 +201,7 @@ async fn errors_are_reported_by_cause() {
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let run_dir = std::fs::read_dir(dir.path().join("big"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_run(dir.path(), "big");
     let file = chatbench_loadgen::RunFile::read(&run_dir).unwrap();
     let r = &file.runs[0];
     assert!(r.audit.errors >= 5, "{stderr}\n{:?}", r.audit);

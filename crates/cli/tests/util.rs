@@ -187,3 +187,13 @@ pub fn read_hlog_by_hand(path: &std::path::Path) -> Vec<RawInterval> {
     }
     out
 }
+
+/// The one run folder under `root/<scenario>/`.
+pub fn only_run(root: &std::path::Path, scenario: &str) -> std::path::PathBuf {
+    let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(scenario))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}

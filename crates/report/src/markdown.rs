@@ -190,11 +190,8 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         };
         let _ = writeln!(
             o,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.transport,
-            s.point_label(r.point)
-                .map(|v| format!(" @ {v}"))
-                .unwrap_or_default(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            run_label(r, s),
             r.repetition + 1,
             a.sent,
             a.expected,
@@ -220,11 +217,8 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             for (cause, n) in causes {
                 let _ = writeln!(
                     o,
-                    "| {}{} | {} | {} | {} |",
-                    r.transport,
-                    s.point_label(r.point)
-                        .map(|v| format!(" @ {v}"))
-                        .unwrap_or_default(),
+                    "| {} | {} | {} | {} |",
+                    run_label(r, s),
                     r.repetition + 1,
                     n,
                     cause.replace('|', "\\|").replace('\n', " ")
@@ -344,12 +338,8 @@ fn breakdown(o: &mut String, run: &RunFile) {
         let sum = b.up_leg_us.mean + b.poll_wait_us.mean + b.down_leg_us.mean;
         let _ = writeln!(
             o,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} |",
-            r.transport,
-            run.scenario
-                .point_label(r.point)
-                .map(|v| format!(" @ {v}"))
-                .unwrap_or_default(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} |",
+            run_label(r, &run.scenario),
             r.repetition + 1,
             m(r.latency_us.mean),
             pp(&b.up_leg_us),
@@ -453,4 +443,16 @@ Each client here receives one message per second. This run measured {} clients; 
         mbps(KAAZING_WS_BYTES, measured_clients),
         cell(WebSocket, measured_clients),
     );
+}
+
+/// A transport run's label in a table: the transport, and ` @ <value>` at
+/// a sweep point.
+fn run_label(
+    r: &chatbench_results::run_file::TransportRun,
+    s: &chatbench_results::scenario::Scenario,
+) -> String {
+    match s.point_label(r.point) {
+        Some(v) => format!("{} @ {v}", r.transport),
+        None => r.transport.to_string(),
+    }
 }
