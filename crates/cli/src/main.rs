@@ -149,6 +149,14 @@ struct RunArgs {
     /// Print a JSON summary on stdout (the table and messages go to stderr).
     #[arg(long)]
     json: bool,
+    /// Print only warnings, errors and the results folder: no progress, no
+    /// per-transport lines, no table.
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also log every client error as it happens, with its cause (the
+    /// load generator's debug log; RUST_LOG, when set, decides instead).
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
@@ -157,10 +165,16 @@ fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = matches!(&cli.command, Command::Run(a) if a.verbose);
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,chatbench_server=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                if verbose {
+                    "warn,chatbench_server=info,chatbench_loadgen=debug".into()
+                } else {
+                    "warn,chatbench_server=info".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -390,7 +404,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             target: env!("CHATBENCH_TARGET").into(),
             profile: env!("CHATBENCH_PROFILE").into(),
         },
-        progress: Some(progress_tx),
+        progress: (!args.quiet).then_some(progress_tx),
         stop: CancellationToken::new(),
     };
     let rt = runtime()?;
@@ -419,10 +433,14 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     print!("{text}");
                 }
             };
-            human(done.file.table());
+            if !args.quiet {
+                human(done.file.table());
+            }
             if !args.no_report {
                 let written = chatbench_report::report(&done.dir)?;
-                human(format!("report: {}\n", written.report.display()));
+                if !args.quiet {
+                    human(format!("report: {}\n", written.report.display()));
+                }
             }
             for s in &done.file.summary {
                 if s.flags.iter().any(|f| f == "saturated") {

@@ -447,3 +447,22 @@ fn run_holds_the_cpus_awake_and_says_so() {
     let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
     assert!(md.contains("| CPU idle | held awake for the run"), "{md}");
 }
+
+/// `--quiet` leaves only the results folder on stderr: no progress, no
+/// per-transport lines, no table.
+#[test]
+fn run_quiet_prints_only_the_results_folder() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_quick(
+        out.path(),
+        &["--transports", "websocket", "--no-report", "--quiet"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        vec![format!("results: {}", v["dir"].as_str().unwrap())],
+        "{stderr}"
+    );
+}

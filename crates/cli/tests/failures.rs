@@ -196,11 +196,17 @@ async fn errors_are_reported_by_cause() {
             "--out",
             dir.path().to_str().unwrap(),
         ])
-        .args(["--server", &format!("http://{addr}")])
+        .args(["--server", &format!("http://{addr}"), "--verbose"])
+        .env_remove("RUST_LOG")
         .output()
         .await
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // --verbose logs each error as it happens.
+    assert!(
+        stderr.contains("sse publish: 413 Payload Too Large"),
+        "{stderr}"
+    );
     let run_dir = only_run(dir.path(), "big");
     let file = chatbench_loadgen::RunFile::read(&run_dir).unwrap();
     let r = &file.runs[0];
