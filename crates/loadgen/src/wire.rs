@@ -60,6 +60,8 @@ pub struct WireCounter {
     inner: AsyncFd<std::net::TcpStream>,
     stats: Arc<WireStats>,
     read_at: Arc<AtomicU64>,
+    /// Room for the stamp's control message, allocated once, not per read.
+    cmsg: Vec<u8>,
 }
 
 impl WireCounter {
@@ -81,6 +83,7 @@ impl WireCounter {
             inner,
             stats,
             read_at: Arc::new(AtomicU64::new(0)),
+            cmsg: cmsg_space(),
         })
     }
 
@@ -182,22 +185,29 @@ impl ArrivalStamps {
     }
 }
 
+/// A buffer for one `SCM_TIMESTAMPNS` control message.
+fn cmsg_space() -> Vec<u8> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::cmsg_space!(nix::sys::time::TimeSpec)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
 /// One `recvmsg` into `buf`: the byte count and, when the kernel stamped
 /// the segments, the receive stamp of the last one read, in µs since the
 /// UNIX epoch.
-fn recv_stamped(sock: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+fn recv_stamped(
+    sock: &std::net::TcpStream,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, Option<u64>)> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        use nix::sys::time::TimeSpec;
         let mut iov = [io::IoSliceMut::new(buf)];
-        let mut space = nix::cmsg_space!(TimeSpec);
-        let msg = recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )?;
+        let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())?;
         let stamp = msg.cmsgs().ok().and_then(|mut cmsgs| {
             cmsgs.find_map(|c| match c {
                 ControlMessageOwned::ScmTimestampns(ts) => {
@@ -212,6 +222,7 @@ fn recv_stamped(sock: &std::net::TcpStream, buf: &mut [u8]) -> io::Result<(usize
     #[cfg(not(target_os = "linux"))]
     {
         use std::io::Read;
+        let _ = cmsg;
         let mut sock = sock;
         sock.read(buf).map(|n| (n, None))
     }
@@ -241,7 +252,8 @@ impl AsyncRead for WireCounter {
             // buffer before every read would cost more than the read.
             let unfilled = unsafe { &mut *(buf.unfilled_mut() as *mut [_] as *mut [u8]) };
             let len = unfilled.len();
-            match guard.try_io(|s| recv_stamped(s.get_ref(), unfilled)) {
+            let cmsg = &mut this.cmsg;
+            match guard.try_io(|s| recv_stamped(s.get_ref(), unfilled, cmsg)) {
                 Ok(Ok((n, stamp))) => {
                     // Edge-triggered epoll: a read that did not fill the
                     // buffer emptied the socket, so the next read waits for
