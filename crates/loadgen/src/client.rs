@@ -7,6 +7,7 @@
 //! over the WebSocket itself.
 
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::h1::H1Conn;
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
 use crate::schedule::SendSchedule;
@@ -15,16 +16,10 @@ use crate::Transport;
 use bytes::Bytes;
 use chatbench_proto::{Message, Notice, PollResponse, PublishRequest};
 use futures_util::{SinkExt, StreamExt};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use std::future::Future;
+use http::StatusCode;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -261,154 +256,58 @@ impl Inbox {
     }
 }
 
-/// hyper's half of a client connection: it does the socket I/O.
-type Http1Conn = hyper::client::conn::http1::Connection<TokioIo<WireCounter>, Full<Bytes>>;
-
-/// A keep-alive HTTP/1.1 connection through hyper over a [`WireCounter`].
-///
-/// hyper's connection future is polled inside the client's own task (see
-/// [`HttpConn::drive`]) rather than spawned: a spawned connection task cost
-/// a second task wake-up and a channel hand-off per request, and the
-/// short-poll request rate per CPU-second sat well under wrk's.
+/// A keep-alive HTTP/1.1 connection over a [`WireCounter`], through the
+/// load generator's own client ([`H1Conn`]: why it is not hyper's is
+/// there).
 struct HttpConn {
-    sender: SendRequest<Full<Bytes>>,
-    conn: Pin<Box<Http1Conn>>,
-    /// The connection future finished: the socket is closed.
-    closed: bool,
+    conn: H1Conn<WireCounter>,
     ctx: Arc<RunCtx>,
     read_at: Arc<AtomicU64>,
-    host: http::HeaderValue,
 }
 
 type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// Awaits `fut` while polling hyper's connection `conn` (see
-/// [`HttpConn::drive`]); sets `closed` when the connection ends.
-async fn drive<F: Future>(
-    conn: &mut Pin<Box<Http1Conn>>,
-    closed: &mut bool,
-    fut: F,
-) -> HttpResult<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        let mut ended = None;
-        if !*closed {
-            // The connection first: it writes the request and reads the
-            // answer, so `fut` is often ready in the same poll.
-            if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                *closed = true;
-                ended = Some(r);
-            }
-        }
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        match ended {
-            Some(Err(e)) => Poll::Ready(Err(e.into())),
-            Some(Ok(())) => Poll::Ready(Err("the server closed the connection".into())),
-            None if *closed => Poll::Ready(Err("the connection is closed".into())),
-            None => Poll::Pending,
-        }
-    })
-    .await
-}
 
 impl HttpConn {
     async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
         let start = Instant::now();
         let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
         let read_at = io.read_at();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         ctx.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
         Ok(HttpConn {
-            sender,
-            conn: Box::pin(conn),
-            closed: false,
+            conn: H1Conn::new(io, ctx.addr.to_string()),
             ctx: ctx.clone(),
             read_at,
-            host: http::HeaderValue::from_str(&ctx.addr.to_string())?,
         })
     }
 
-    /// Awaits `fut` while driving the connection's I/O. Fails when the
-    /// connection ends before `fut` does.
-    async fn drive<F: Future>(&mut self, fut: F) -> HttpResult<F::Output> {
-        drive(&mut self.conn, &mut self.closed, fut).await
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        uri: http::Uri,
-        body: Bytes,
-    ) -> HttpResult<hyper::Response<hyper::body::Incoming>> {
-        // Only a request with a body says what it is, as browsers do: a GET
-        // with a content type is 32 bytes that no real client sends.
-        let has_body = !body.is_empty();
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        let headers = req.headers_mut();
-        headers.insert(http::header::HOST, self.host.clone());
-        if has_body {
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-        }
-        // hyper's sender is ready only once the connection has been polled.
-        let sender = &mut self.sender;
-        drive(
-            &mut self.conn,
-            &mut self.closed,
-            std::future::poll_fn(|cx| sender.poll_ready(cx)),
-        )
-        .await??;
+    /// Sends a request and reads the response head; the body follows from
+    /// [`H1Conn::body_chunk`].
+    async fn send(&mut self, method: &str, target: &str, body: &[u8]) -> HttpResult<StatusCode> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
-        let resp = self.sender.send_request(req);
-        Ok(self.drive(resp).await??)
+        Ok(self.conn.send(method, target, body).await?)
     }
 
     async fn call(
         &mut self,
-        method: Method,
-        uri: http::Uri,
-        body: Bytes,
+        method: &str,
+        target: &str,
+        body: &[u8],
     ) -> HttpResult<(StatusCode, Bytes)> {
-        let resp = self.send(method, uri, body).await?;
-        let status = resp.status();
-        let body = self.drive(resp.into_body().collect()).await??.to_bytes();
-        Ok((status, body))
+        self.ctx.wire.requests.fetch_add(1, Relaxed);
+        Ok(self.conn.call(method, target, body).await?)
     }
 
-    /// True once the server has closed the connection (servers close idle
-    /// keep-alive connections; browsers then open a new one, and so do we).
-    /// Polls the connection once to notice a close that came while idle.
+    /// True once the connection can take no request (see
+    /// [`H1Conn::is_closed`]).
     fn is_closed(&mut self) -> bool {
-        if !self.closed {
-            let waker = futures_util::task::noop_waker();
-            let mut cx = std::task::Context::from_waker(&waker);
-            if self.conn.as_mut().poll(&mut cx).is_ready() {
-                self.closed = true;
-            }
-        }
-        self.closed || self.sender.is_closed()
+        self.conn.is_closed()
     }
 
-    /// Closes the connection and waits until its socket is closed, so its
-    /// segment counts are in.
+    /// Closes the connection; its segment counts are in once this returns
+    /// ([`WireCounter`]'s drop).
     async fn close(self) {
-        let HttpConn {
-            sender,
-            conn,
-            closed,
-            ..
-        } = self;
-        drop(sender);
-        if !closed {
-            let _ = conn.await;
-        }
+        self.conn.close().await;
     }
 }
 
@@ -526,13 +425,7 @@ async fn connect_then_start(ctx: &Arc<RunCtx>, key: u64) -> Option<(HttpConn, Ru
 }
 
 async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
-    let uri = match http::Uri::try_from(format!("/rooms/{room}/messages")) {
-        Ok(u) => u,
-        Err(e) => {
-            ctx.count_error("publish uri", e);
-            return;
-        }
-    };
+    let target = format!("/rooms/{room}/messages");
     let mut schedule = schedule_for(&ctx, sender);
     // Connected before the start, as a browser's page is: the first send
     // must not pay a connect.
@@ -554,8 +447,8 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
                 }
             },
         };
-        let body = Bytes::from(publish_body(&ctx, id, at_us));
-        match c.call(Method::POST, uri.clone(), body).await {
+        let body = publish_body(&ctx, id, at_us);
+        match c.call("POST", &target, body.as_bytes()).await {
             Ok((StatusCode::CREATED, _)) => {
                 sent_ok(&ctx, at_us);
                 conn = Some(c);
@@ -593,7 +486,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     };
     let mut conn = Some(c);
     let mut tick_us = phase_us;
-    let mut uri: Option<(u64, http::Uri)> = None;
+    let mut target: Option<(u64, String)> = None;
     // One cancellation future for the client's life: a new one per request
     // locked the token's shared mutex twice per poll.
     let cancelled = ctx.abort.cancelled();
@@ -639,27 +532,25 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         {
             inbox.read_at = Some(c.read_at.clone());
         }
-        // The URI is parsed again only when the cursor moved: an empty
-        // short poll repeats the last one.
-        if uri.as_ref().is_none_or(|(at, _)| *at != cursor) {
-            let path = if long {
-                format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
-            } else {
-                format!("/rooms/{room}/messages?after={cursor}")
-            };
-            match http::Uri::try_from(path) {
-                Ok(u) => uri = Some((cursor, u)),
-                Err(e) => {
-                    ctx.count_error("poll uri", e);
-                    break;
-                }
-            }
+        // The target is written again only when the cursor moved: an
+        // empty short poll repeats the last one.
+        if target.as_ref().is_none_or(|(at, _)| *at != cursor) {
+            target = Some((
+                cursor,
+                if long {
+                    format!("/rooms/{room}/messages?after={cursor}&wait_ms={wait_ms}")
+                } else {
+                    format!("/rooms/{room}/messages?after={cursor}")
+                },
+            ));
         }
-        let Some((_, this_uri)) = &uri else { break };
+        let Some((_, this_target)) = &target else {
+            break;
+        };
         let start = Instant::now();
         let poll_at = clock.now_us();
         let result = tokio::select! {
-            r = c.call(Method::GET, this_uri.clone(), Bytes::new()) => r,
+            r = c.call("GET", this_target, b"") => r,
             _ = &mut cancelled => break,
         };
         match result {
@@ -729,25 +620,20 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             }
         };
         // Resume as EventSource does: same URL, plus Last-Event-ID.
-        let uri = match http::Uri::try_from(format!(
-            "/rooms/{room}/events?after={}",
-            last_id.unwrap_or(0)
-        )) {
-            Ok(u) => u,
-            Err(e) => {
-                ctx.count_error("sse uri", e);
-                c.close().await;
-                break;
-            }
-        };
+        let target = format!("/rooms/{room}/events?after={}", last_id.unwrap_or(0));
         let resp = tokio::select! {
-            r = c.send(Method::GET, uri, Bytes::new()) => r,
+            r = c.send("GET", &target, b"") => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
         };
-        let mut body = match resp {
-            Ok(r) if r.status() == StatusCode::OK => r.into_body(),
-            Ok(r) => {
-                ctx.count_error("sse", r.status());
+        match resp {
+            Ok(StatusCode::OK) => {}
+            Ok(status) => {
+                // The error's reason is in its body.
+                let why = tokio::select! {
+                    b = c.conn.body() => b.unwrap_or_default(),
+                    _ = ctx.abort.cancelled() => Bytes::new(),
+                };
+                ctx.count_error("sse", format!("{status} {}", String::from_utf8_lossy(&why)));
                 c.close().await;
                 ctx.backoff().await;
                 continue;
@@ -758,7 +644,7 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 ctx.backoff().await;
                 continue;
             }
-        };
+        }
         // The 200 came after the server set the stream's cursor: subscribed.
         if !ready {
             ready = true;
@@ -771,33 +657,26 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         let cancelled = ctx.abort.cancelled();
         tokio::pin!(cancelled);
         while !inbox.done() {
-            let frame = tokio::select! {
-                f = c.drive(body.frame()) => f,
+            let piece = tokio::select! {
+                p = c.conn.body_chunk() => p,
                 _ = &mut cancelled => break,
             };
-            match frame {
-                Ok(Some(Ok(f))) => {
-                    if let Ok(data) = f.into_data() {
-                        parser.feed(&data, |ev| {
-                            if let Some(id) = ev.id {
-                                last_id = Some(id);
-                            }
-                            inbox.json(ev.data);
-                        });
-                    }
+            match piece {
+                Ok(Some(data)) => {
+                    parser.feed(&data, |ev| {
+                        if let Some(id) = ev.id {
+                            last_id = Some(id);
+                        }
+                        inbox.json(ev.data);
+                    });
                 }
-                Ok(Some(Err(e))) => {
-                    ctx.count_error("sse stream", e);
-                    break;
-                }
+                Ok(None) => break,
                 Err(e) => {
                     ctx.count_error("sse stream", e);
                     break;
                 }
-                Ok(None) => break,
             }
         }
-        drop(body);
         c.close().await;
         // Reconnect as EventSource does: after the stream's `retry:` time.
         if let Some(ms) = parser.retry_ms() {

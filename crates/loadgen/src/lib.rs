@@ -11,6 +11,7 @@
 pub mod client;
 pub mod clock;
 pub mod engine;
+pub mod h1;
 pub mod record;
 pub mod resources;
 pub mod run;
