@@ -11,11 +11,11 @@ use crate::h1::H1Conn;
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
 use crate::schedule::SendSchedule;
-use crate::wire::{WireCounter, WireStats};
+use crate::wire::{WireCounter, WireStats, WireWriter};
+use crate::ws::{self, Frame, WsReader, WsWriter};
 use crate::Transport;
 use bytes::Bytes;
 use chatbench_proto::{Message, Notice, PollResponse, PublishRequest};
-use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,7 +23,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 /// `from` of the control message that tells receivers the run is over.
@@ -805,33 +804,25 @@ impl SseParser {
     }
 }
 
-/// tungstenite zero-fills its whole read buffer before every read: at the
-/// default 128 KiB that memset was 31% of the load generator's CPU in the
-/// fan-out scenario (perf, cpu-clock). Chat frames are a few hundred bytes;
-/// 2 KiB holds about ten, and the buffer still grows for a larger frame.
-fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(2 * 1024)
-}
+/// A WebSocket's writing half, shared by its sender (on the send thread)
+/// and its reader (pongs, and the closing handshake).
+type WsOut = Arc<tokio::sync::Mutex<WsWriter<WireWriter>>>;
 
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
-    let url = format!("ws://{}/rooms/{room}/ws?after=0", ctx.addr);
+    let target = format!("/rooms/{room}/ws?after=0");
+    let host = ctx.addr.to_string();
     let start = Instant::now();
-    let ws = loop {
+    let (mut reader, writer) = loop {
         let attempt = async {
-            let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
-            let read_at = io.read_at();
+            let mut io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
-            let (ws, _) =
-                tokio_tungstenite::client_async_with_config(url.as_str(), io, Some(ws_config()))
-                    .await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((ws, read_at))
+            let leftover = ws::handshake(&mut io, &host, &target).await?;
+            let writer = WsWriter::new(io.writer());
+            Ok::<_, std::io::Error>((WsReader::new(io, leftover), writer))
         };
         match attempt.await {
-            Ok((ws, read_at)) => {
-                inbox.read_at = Some(read_at);
-                break ws;
-            }
+            Ok(conn) => break conn,
             Err(e) => {
                 ctx.count_error("connect", e);
                 if ctx.abort.is_cancelled() {
@@ -841,75 +832,76 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             }
         }
     };
+    inbox.read_at = Some(reader.get_ref().read_at());
     ctx.rec
         .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
     // The 101 came after the server set the socket's cursor: subscribed.
     ctx.client_ready();
-    let ws = match spec.sender {
-        // Only a sender splits its socket: the split's lock and wakers cost
-        // a receive-only client on every frame.
-        Some(sender) => {
-            let (mut sink, mut stream) = ws.split();
-            // The send half runs on the send thread and comes back when done.
-            let send_ctx = ctx.clone();
-            let send_task = ctx.sends.handle().spawn(async move {
-                let ctx = send_ctx;
-                let Some(clock) = ctx.started().await else {
-                    return sink;
-                };
-                let mut schedule = schedule_for(&ctx, sender);
-                while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
-                    let frame = WsMessage::Text(publish_body(&ctx, spec.id, at_us).into());
-                    match sink.send(frame).await {
-                        Ok(()) => sent_ok(&ctx, at_us),
-                        Err(e) => {
-                            ctx.count_error("publish", e);
-                            break;
-                        }
+    let out: WsOut = Arc::new(tokio::sync::Mutex::new(writer));
+    // A sender publishes from the send thread.
+    let send_task = spec.sender.map(|sender| {
+        let ctx = ctx.clone();
+        let out = out.clone();
+        ctx.sends.handle().clone().spawn(async move {
+            let Some(clock) = ctx.started().await else {
+                return;
+            };
+            let mut schedule = schedule_for(&ctx, sender);
+            while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
+                let body = publish_body(&ctx, spec.id, at_us);
+                match out.lock().await.text(&body).await {
+                    Ok(()) => sent_ok(&ctx, at_us),
+                    Err(e) => {
+                        ctx.count_error("publish", e);
+                        break;
                     }
                 }
-                sink
-            });
-            ws_receive(&ctx, &mut inbox, &mut stream).await;
-            send_task
-                .await
-                .ok()
-                .and_then(|sink| sink.reunite(stream).ok())
-        }
-        None => {
-            let mut ws = ws;
-            ws_receive(&ctx, &mut inbox, &mut ws).await;
-            Some(ws)
-        }
-    };
-    // A clean close: send ours, read the server's reply.
-    if let Some(mut ws) = ws {
-        let _ = ws.send(WsMessage::Close(None)).await;
+            }
+        })
+    });
+    ws_receive(&ctx, &mut inbox, &mut reader, &out).await;
+    if let Some(task) = send_task {
+        // Sending ended before the drain, unless the run was aborted.
+        let _ = task.await;
+    }
+    // A clean close: send ours, read until the server's reply.
+    if out.lock().await.close().await.is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = ws.next().await {}
+            while let Ok(Some(f)) = reader.next().await {
+                if matches!(f, Frame::Close(_)) {
+                    break;
+                }
+            }
         })
         .await;
     }
 }
 
-/// Reads WebSocket frames into `inbox` until the run's end.
-async fn ws_receive<S>(ctx: &RunCtx, inbox: &mut Inbox, stream: &mut S)
-where
-    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
-        + Unpin,
-{
+/// Reads WebSocket frames into `inbox` until the run's end, answering pings.
+async fn ws_receive(
+    ctx: &RunCtx,
+    inbox: &mut Inbox,
+    reader: &mut WsReader<WireCounter>,
+    out: &WsOut,
+) {
     let cancelled = ctx.abort.cancelled();
     tokio::pin!(cancelled);
     while !inbox.done() {
         let next = tokio::select! {
-            n = stream.next() => n,
+            n = reader.next() => n,
             _ = &mut cancelled => break,
         };
         match next {
-            Some(Ok(WsMessage::Text(t))) => inbox.json(t.as_bytes()),
-            Some(Ok(WsMessage::Close(_))) | None => break,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
+            Ok(Some(Frame::Text(t))) => inbox.json(&t),
+            Ok(Some(Frame::Ping(p))) => {
+                if let Err(e) = out.lock().await.pong(&p).await {
+                    ctx.count_error("websocket", e);
+                    break;
+                }
+            }
+            Ok(Some(Frame::Close(_))) | Ok(None) => break,
+            Ok(Some(Frame::Binary(_) | Frame::Pong(_))) => {}
+            Err(e) => {
                 ctx.count_error("websocket", e);
                 break;
             }

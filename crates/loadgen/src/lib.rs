@@ -18,6 +18,7 @@ pub mod run;
 pub mod schedule;
 pub mod server;
 pub mod wire;
+pub mod ws;
 
 pub use chatbench_results::run_file as results;
 pub use chatbench_results::{merge, rules, scenario, Transport};

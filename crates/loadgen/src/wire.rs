@@ -57,8 +57,7 @@ impl WireStats {
 /// answer costs a second `recvmsg` that fails with `EAGAIN`.
 #[derive(Debug)]
 pub struct WireCounter {
-    inner: AsyncFd<std::net::TcpStream>,
-    stats: Arc<WireStats>,
+    sock: Arc<Sock>,
     read_at: Arc<AtomicU64>,
     /// Room for the stamp's control message, allocated once, not per read.
     cmsg: Vec<u8>,
@@ -80,8 +79,7 @@ impl WireCounter {
         let inner = unsafe { AsyncFd::register(std) }.map_err(io::Error::from)?;
         stats.connections.fetch_add(1, Relaxed);
         Ok(WireCounter {
-            inner,
-            stats,
+            sock: Arc::new(Sock { inner, stats }),
             read_at: Arc::new(AtomicU64::new(0)),
             cmsg: cmsg_space(),
         })
@@ -98,6 +96,26 @@ impl WireCounter {
         self.read_at.clone()
     }
 
+    /// A second handle on the socket that only writes, for a task other
+    /// than the reader's (a WebSocket sender's publishes). The socket
+    /// closes when both are dropped. Only this counter may read.
+    pub fn writer(&self) -> WireWriter {
+        WireWriter(self.sock.clone())
+    }
+}
+
+/// The socket a [`WireCounter`] and its [`WireWriter`] share.
+#[derive(Debug)]
+struct Sock {
+    inner: AsyncFd<std::net::TcpStream>,
+    stats: Arc<WireStats>,
+}
+
+/// The writing handle of a [`WireCounter`] ([`WireCounter::writer`]).
+#[derive(Debug)]
+pub struct WireWriter(Arc<Sock>);
+
+impl Sock {
     /// One write through `op` (`write` or `writev`), counted.
     fn poll_write_with(
         &self,
@@ -228,7 +246,7 @@ fn recv_stamped(
     }
 }
 
-impl Drop for WireCounter {
+impl Drop for Sock {
     fn drop(&mut self) {
         if let Some((segs_in, segs_out)) = tcp_segments(&self.inner) {
             self.stats.segs_in.fetch_add(segs_in, Relaxed);
@@ -245,7 +263,7 @@ impl AsyncRead for WireCounter {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            let mut guard = ready!(this.inner.poll_read_ready(cx))?;
+            let mut guard = ready!(this.sock.inner.poll_read_ready(cx))?;
             // SAFETY: recvmsg only writes into the slice, and only the `n`
             // bytes it reports are marked filled, as tokio's own
             // `TcpStream::poll_read` does; zero-filling hyper's 8 KiB read
@@ -268,7 +286,7 @@ impl AsyncRead for WireCounter {
                     if n > 0 {
                         let at = stamp.unwrap_or_else(crate::clock::unix_now_us);
                         this.read_at.store(at, Relaxed);
-                        this.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                        this.sock.stats.bytes_down.fetch_add(n as u64, Relaxed);
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -279,18 +297,14 @@ impl AsyncRead for WireCounter {
     }
 }
 
-impl AsyncWrite for WireCounter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+impl Sock {
+    fn write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         use std::io::Write;
         self.poll_write_with(cx, buf.len(), |mut s| s.write(buf))
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
+    fn write_vectored(
+        &self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
@@ -299,18 +313,47 @@ impl AsyncWrite for WireCounter {
         self.poll_write_with(cx, len, |mut s| s.write_vectored(bufs))
     }
 
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn shutdown(&self) -> Poll<io::Result<()>> {
         Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
+
+/// [`AsyncWrite`] for a handle on a [`Sock`].
+macro_rules! write_through_sock {
+    ($t:ty, $sock:tt) => {
+        impl AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.$sock.write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.$sock.write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.$sock.shutdown()
+            }
+        }
+    };
+}
+write_through_sock!(WireCounter, sock);
+write_through_sock!(WireWriter, 0);
 
 #[cfg(test)]
 mod tests {
