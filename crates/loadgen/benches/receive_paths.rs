@@ -9,6 +9,7 @@
 use chatbench_loadgen::client::SseParser;
 use chatbench_loadgen::record::{Delivery, Parts, Recorder, SeqTracker};
 use chatbench_loadgen::scenario::{Arrival, Messages};
+use chatbench_loadgen::ws;
 use chatbench_loadgen::SendSchedule;
 use chatbench_proto::{Message, PollResponse};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -67,6 +68,85 @@ fn parsing(c: &mut Criterion) {
     g.finish();
 }
 
+/// A socket that returns one prepared chunk per read, as a client's
+/// socket does when each message arrives on its own.
+struct OneChunkPerRead<'a>(std::slice::Iter<'a, Vec<u8>>);
+
+impl tokio::io::AsyncRead for OneChunkPerRead<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(chunk) = self.0.next() {
+            buf.put_slice(chunk);
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// What the hand-written WebSocket reader (`ws.rs`) saves against
+/// tokio-tungstenite on the same bytes: 10 server text frames arriving one
+/// per read, each parsed as JSON, through each one's async reading path.
+fn websocket_framing(c: &mut Criterion) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    let wire: Vec<Vec<u8>> = (1..=10)
+        .map(|seq| {
+            let m = message_json(seq);
+            let mut frame = vec![0x81, 126];
+            frame.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            frame.extend_from_slice(m.as_bytes());
+            frame
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("websocket: 10 frames, then JSON each");
+    g.throughput(Throughput::Elements(10));
+    g.bench_function("ws::WsReader (hand-written)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut r = ws::WsReader::new(
+                    OneChunkPerRead(black_box(&wire).iter()),
+                    bytes::BytesMut::new(),
+                );
+                let mut n = 0;
+                while let Some(ws::Frame::Text(t)) = r.next().await.unwrap() {
+                    n += serde_json::from_slice::<Message<'_>>(&t).unwrap().seq;
+                }
+                black_box(n)
+            })
+        })
+    });
+    g.bench_function("tokio-tungstenite (2 KiB read buffer)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let io =
+                    tokio::io::join(OneChunkPerRead(black_box(&wire).iter()), tokio::io::sink());
+                let config = WebSocketConfig::default().read_buffer_size(2 * 1024);
+                let mut s = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    io,
+                    Role::Client,
+                    Some(config),
+                )
+                .await;
+                let mut n = 0;
+                while let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) =
+                    s.next().await
+                {
+                    n += serde_json::from_slice::<Message<'_>>(t.as_bytes())
+                        .unwrap()
+                        .seq;
+                }
+                black_box(n)
+            })
+        })
+    });
+    g.finish();
+}
+
 fn accounting(c: &mut Criterion) {
     let mut g = c.benchmark_group("per delivered message");
     g.throughput(Throughput::Elements(1));
@@ -118,5 +198,5 @@ fn schedules(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsing, accounting, schedules);
+criterion_group!(benches, parsing, websocket_framing, accounting, schedules);
 criterion_main!(benches);
