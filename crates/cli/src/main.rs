@@ -96,6 +96,11 @@ enum Command {
         #[arg(long)]
         no_report: bool,
     },
+    /// Internal: run one load-generator shard for `chatbench run`, which
+    /// starts it when a scenario sets `[clients] processes` above 1 (a task
+    /// on the first stdin line, JSON lines both ways).
+    #[command(hide = true)]
+    Worker,
 }
 
 /// When `compare` fails.
@@ -202,6 +207,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cmd_run(args),
+        Command::Worker => {
+            runtime()?
+                .block_on(chatbench_loadgen::shard::worker_main())
+                .context("worker")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { run_dir } => {
             let written = chatbench_report::report(&run_dir)?;
             println!("report: {}", written.report.display());
@@ -396,6 +407,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_going: args.keep_going,
         cpus,
         loadgen_cpus,
+        worker_exe: std::env::current_exe().context("cannot find my own executable")?,
         command: std::env::args().collect(),
         build: BuildInfo {
             commit: env!("CHATBENCH_COMMIT").into(),

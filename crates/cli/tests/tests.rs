@@ -7,3 +7,4 @@ mod accounting;
 mod commands;
 mod end_to_end;
 mod failures;
+mod workers;

@@ -5,21 +5,19 @@
 //! room: receivers read up to it and close cleanly, so every byte the server
 //! wrote has been read and the byte cross-check can be exact.
 
-use crate::client::{run_client, ClientSpec, RunCtx, STOP_FROM};
-use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
-use crate::record::{Histograms, Recorder};
+use crate::client::STOP_FROM;
+use crate::clock::unix_now_us;
+use crate::record::Histograms;
 use crate::resources::{self, ProcSample, Sampler};
-use crate::results::{Readiness, ServerCost, TransportRun};
+use crate::results::{ServerCost, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
+use crate::shard::{FromShard, ShardEvent, ShardSet, ShardTask, ToShard};
 use crate::wire::WireStats;
 use crate::Transport;
 use chatbench_results::measurement::{Measurement, ServerSide};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,13 +47,23 @@ pub struct Slot<'a> {
     pub stop: &'a CancellationToken,
 }
 
+/// The load generator's side of a transport run: its CPUs, and the
+/// executable whose `worker` subcommand runs a shard in its own process.
+#[derive(Debug, Clone)]
+pub struct Loadgen {
+    /// CPUs the load generator may use (all its processes together).
+    pub cpus: usize,
+    /// `chatbench` itself, for `chatbench worker`.
+    pub exe: std::path::PathBuf,
+}
+
 /// Runs `transport` once against `server`.
 pub async fn run_transport(
     server: &mut RunningServer,
     scenario: &Arc<Scenario>,
     transport: Transport,
     slot: Slot<'_>,
-    loadgen_cpus: usize,
+    loadgen: &Loadgen,
     progress: Option<&ProgressTx>,
 ) -> std::io::Result<Outcome> {
     let Slot {
@@ -78,58 +86,54 @@ pub async fn run_transport(
         .pid
         .and_then(|p| resources::read(p, 0))
         .map(|r| r.rss_bytes);
+    let processes = s.clients.processes.max(1);
+    let tasks: Vec<ShardTask> = (0..processes)
+        .map(|index| ShardTask {
+            scenario: (*s).clone(),
+            transport,
+            point,
+            repetition,
+            rooms: rooms.clone(),
+            addr: server.addr,
+            index,
+            of: processes,
+        })
+        .collect();
+    let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
     let ramp_start = Instant::now();
-    let (start, _) = watch::channel(false);
-    let ctx = Arc::new(RunCtx {
-        addr: server.addr,
-        transport,
-        scenario: s.clone(),
-        rooms: rooms.clone(),
-        clock: OnceLock::new(),
-        start,
-        ready: AtomicU64::new(0),
-        ready_changed: Notify::new(),
-        timer: SendTimer::start()?,
-        sends: SendThread::start()?,
-        wire: Arc::new(WireStats::default()),
-        rec: Arc::new(Recorder::new(16)),
-        abort: CancellationToken::new(),
-        body: "x".repeat(s.messages.body_bytes),
-    });
-
     let sampler = server.pid.map(Sampler::spawn);
     let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
     let mut server_died = false;
 
-    let clients = ramp(&ctx, &s, ramp_start, stop).await;
-    let (readiness, alive) = await_ready(
-        &ctx,
-        server,
-        expected_ready(&s, transport),
-        ramp_start,
-        stop,
-    )
-    .await;
+    let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);
+    let alive = shards
+        .await_ready(
+            server,
+            expected,
+            ramp_start + s.clients.ramp + READY_TIMEOUT,
+            stop,
+        )
+        .await;
     server_died |= !alive;
     // Traffic starts a short settle after the barrier, on one clock for
-    // every client.
+    // every client of every shard.
     let settle = Duration::from_millis(300);
     let t0 = Instant::now() + settle;
-    let _ = ctx.clock.set(RunClock::starting_at(
-        unix_now_us() + settle.as_micros() as u64,
-    ));
-    ctx.start.send_replace(true);
+    let t0_unix_us = unix_now_us() + settle.as_micros() as u64;
+    shards.set.send_all(ToShard::Start { t0_unix_us });
     tokio::time::sleep_until(t0).await;
     let rss_before = proc_now(server.pid);
 
-    let watched = watch_phases(&ctx, server, t0, ramp_start, stop, progress).await;
+    let watched = shards
+        .watch_phases(server, &s, t0, ramp_start, stop, progress)
+        .await;
     let interrupted = watched.interrupted;
     server_died |= watched.server_died;
-    let (at_measure_start, at_measure_end) = (watched.at_measure_start, watched.at_measure_end);
-    let torn = teardown(&ctx, server, &rooms, clients, server_died || interrupted).await;
+    let (srv0, srv1) = (watched.server_at_start, watched.server_at_end);
+    let torn = shards
+        .teardown(server, &rooms, server_died || interrupted)
+        .await;
     server_died |= torn.server_died;
-    let stuck = torn.stuck;
-    ctx.timer.close();
     let after = if server_died {
         None
     } else {
@@ -138,32 +142,16 @@ pub async fn run_transport(
     server_died |= !server.is_alive().await;
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
-    // Results: what this process measured, then its run.json entry with
-    // the server side's figures.
-    let total = ctx.wire.snapshot();
-    let (srv0, lg0, w0) = at_measure_start.unwrap_or((None, None, Default::default()));
-    let (srv1, lg1, w1) = at_measure_end.unwrap_or((None, None, total));
-    let loadgen_cpu = lg0.zip(lg1).map(|(a, b)| ProcSample::cpu_between(&a, &b));
-    let measurement = Measurement {
-        transport: Some(transport),
-        point,
-        repetition,
-        measured_from_unix_ms: ctx
-            .clock
-            .get()
-            .map_or(0, |c| (c.t0_unix_us + s.warmup.as_micros() as u64) / 1000),
-        measured_seconds: s.duration.as_secs_f64(),
-        histograms: ctx.rec.merged(),
-        audit: ctx.rec.audit.counts(),
-        wire_measured: w1 - w0,
-        wire_total: total,
-        loadgen_cpu_ms: loadgen_cpu.map(|c| c.0),
-        loadgen_cpu_precision_ms: loadgen_cpu.map_or(0.0, |c| c.1),
-        loadgen_cpus,
-        ready: readiness,
-        ended_early: server_died || stuck || interrupted,
-        error_causes: ctx.rec.audit.causes(),
-    };
+    // Results: what the shards measured, combined, then its run.json entry
+    // with the server side's figures.
+    let mut measurement = torn.measurement;
+    // Set even when no shard handed in a measurement.
+    measurement.transport = Some(transport);
+    (measurement.point, measurement.repetition) = (point, repetition);
+    // The shards share this host's CPUs.
+    measurement.loadgen_cpus = loadgen.cpus;
+    measurement.ended_early |= server_died || torn.stuck || interrupted;
+    let total = measurement.wire_total;
     let counters = before.as_ref().zip(after.as_ref()).map(|(b, a)| {
         let d = a.delta(b);
         (
@@ -206,237 +194,294 @@ pub async fn run_transport(
     })
 }
 
-/// Readings at the edges of the measured window: the server's and our own
-/// process, and the client wire counters.
-type Edge = (
-    Option<ProcSample>,
-    Option<ProcSample>,
-    crate::wire::WireSnapshot,
-);
-
-/// What [`watch_phases`] saw.
+/// What [`Shards::watch_phases`] saw.
 struct Watched {
-    at_measure_start: Option<Edge>,
-    at_measure_end: Option<Edge>,
+    /// The server's process at the start and end of the measured window.
+    server_at_start: Option<ProcSample>,
+    server_at_end: Option<ProcSample>,
     server_died: bool,
     interrupted: bool,
 }
 
-/// Warm-up, measure and drain: reads the edges of the measured window,
-/// watches the server and the stop signal, and reports progress.
-async fn watch_phases(
-    ctx: &RunCtx,
-    server: &mut RunningServer,
-    t0: Instant,
-    ramp_start: Instant,
-    stop: &CancellationToken,
-    progress: Option<&ProgressTx>,
-) -> Watched {
-    let s = &ctx.scenario;
-    let pid = server.pid;
-    let edge = || {
-        (
-            pid.and_then(|p| resources::read(p, 0)),
-            resources::read(std::process::id(), 0),
-            ctx.wire.snapshot(),
-        )
-    };
-    let measure_start = t0 + s.warmup;
-    let measure_end = measure_start + s.duration;
-    let drain_end = measure_end + s.grace;
-    let mut w = Watched {
-        at_measure_start: None,
-        at_measure_end: None,
-        server_died: false,
-        interrupted: false,
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last = (Instant::now(), 0u64);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => {}
-        }
-        if stop.is_cancelled() {
-            w.interrupted = true;
-            ctx.abort.cancel();
-            break;
-        }
-        let now = Instant::now();
-        if w.at_measure_start.is_none() && now >= measure_start {
-            w.at_measure_start = Some(edge());
-        }
-        if w.at_measure_end.is_none() && now >= measure_end {
-            w.at_measure_end = Some(edge());
-        }
-        if !server.is_alive().await {
-            w.server_died = true;
-            ctx.abort.cancel();
-            break;
-        }
-        if let Some(tx) = progress {
-            let delivered = ctx.rec.audit.live_delivered.load(Relaxed);
-            let rate =
-                (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
-            last = (now, delivered);
-            let phase = if now < t0 {
-                Phase::Ramp
-            } else if now < measure_start {
-                Phase::WarmUp
-            } else if now < measure_end {
-                Phase::Measure
-            } else {
-                Phase::Drain
-            };
-            // A display that went away does not stop the run.
-            let _ = tx.send(Progress::Tick {
-                elapsed: now.duration_since(ramp_start),
-                phase,
-                msgs_per_s: rate,
-                p99_us: ctx.rec.live_p99(),
-                errors: ctx.rec.audit.errors.load(Relaxed),
-            });
-        }
-        if now >= drain_end {
-            break;
-        }
-    }
-    w
-}
-
-/// What [`teardown`] saw.
+/// What [`Shards::teardown`] saw.
 struct TornDown {
+    /// The shards' measurements, combined.
+    measurement: Measurement,
     /// Bytes the server wrote in answer to the control messages, which no
     /// client reads: left out of the cross-check.
     control_bytes_down: u64,
-    /// Clients had to be aborted after 10 s.
+    /// A shard had to be aborted, or failed.
     stuck: bool,
     /// The server was found dead.
     server_died: bool,
 }
 
-/// Teardown: a control message to every room ends each receiver after what
-/// it read, so every byte the server wrote has been read (unless the run is
-/// ending early, `abandon`); clients get 10 s to finish.
-async fn teardown(
-    ctx: &RunCtx,
-    server: &mut RunningServer,
-    rooms: &[String],
-    mut clients: Vec<JoinHandle<()>>,
-    abandon: bool,
-) -> TornDown {
-    let control_wire = Arc::new(WireStats::default());
-    let mut server_died = false;
-    if !abandon {
-        let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
-        for room in rooms {
-            let path = format!("/rooms/{room}/messages");
-            let sent = control_counted(
-                server.addr,
-                "POST",
-                &path,
-                Some(body.clone()),
-                &control_wire,
-            )
-            .await;
-            if sent.is_err() {
-                server_died = !server.is_alive().await;
-            }
-        }
-    }
-    let wait = async {
-        for c in &mut clients {
-            let _ = c.await;
-        }
-    };
-    let stuck = tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .is_err();
-    if stuck {
-        ctx.abort.cancel();
-        for c in &clients {
-            c.abort();
-        }
-    }
-    TornDown {
-        control_bytes_down: control_wire.snapshot().bytes_down,
-        stuck,
-        server_died,
-    }
+/// The engine's view of its shards: what each last said.
+struct Shards {
+    set: ShardSet,
+    ready: Vec<u64>,
+    progress: Vec<(u64, u64, u64)>,
+    done: Vec<Option<Box<Measurement>>>,
+    /// Shards that ended without a measurement, and why.
+    failed: Vec<(usize, String)>,
 }
 
-/// Connections that must be up and subscribed before traffic: every
-/// receiver, plus the publish connection of each sender on the HTTP
-/// transports (WebSocket senders publish on their own socket).
-fn expected_ready(s: &Scenario, t: Transport) -> u64 {
-    s.total_clients()
-        + match t {
-            Transport::WebSocket => 0,
-            _ => s.total_senders(),
+impl Shards {
+    fn new(set: ShardSet) -> Shards {
+        let n = set.len();
+        Shards {
+            set,
+            ready: vec![0; n],
+            progress: vec![(0, 0, 0); n],
+            done: (0..n).map(|_| None).collect(),
+            failed: Vec::new(),
         }
-}
-
-/// Ramp: starts every client, evenly spread over the ramp.
-async fn ramp(
-    ctx: &Arc<RunCtx>,
-    s: &Arc<Scenario>,
-    ramp_start: Instant,
-    stop: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    let n = s.total_clients();
-    let mut clients = Vec::with_capacity(n as usize);
-    for id in 0..n {
-        let at = ramp_start + s.clients.ramp.mul_f64(id as f64 / n as f64);
-        tokio::select! {
-            _ = tokio::time::sleep_until(at) => {}
-            _ = stop.cancelled() => break,
-        }
-        clients.push(tokio::spawn(run_client(
-            ctx.clone(),
-            ClientSpec::nth(s, id),
-        )));
     }
-    clients
-}
 
-/// How long the barrier waits beyond the ramp for the last clients.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The barrier: waits until `expected` connections are up and subscribed,
-/// the server dies, or [`READY_TIMEOUT`] passes after the ramp. Returns how
-/// far it got, and false when the server died.
-async fn await_ready(
-    ctx: &RunCtx,
-    server: &mut RunningServer,
-    expected: u64,
-    ramp_start: Instant,
-    stop: &CancellationToken,
-) -> (Readiness, bool) {
-    let deadline = ramp_start + ctx.scenario.clients.ramp + READY_TIMEOUT;
-    let mut alive = true;
-    loop {
-        let ready = ctx.ready.load(Relaxed);
-        if ready >= expected || Instant::now() >= deadline || stop.is_cancelled() {
-            break;
-        }
-        tokio::select! {
-            _ = ctx.ready_changed.notified() => {}
-            _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if !server.is_alive().await {
-                    alive = false;
-                    break;
+    fn take(&mut self, ev: ShardEvent) {
+        match ev {
+            ShardEvent::Said(i, FromShard::Ready { ready }) => self.ready[i] = ready,
+            ShardEvent::Said(
+                i,
+                FromShard::Progress {
+                    delivered,
+                    errors,
+                    p99_us,
+                },
+            ) => self.progress[i] = (delivered, errors, p99_us),
+            ShardEvent::Said(i, FromShard::Done(m)) => self.done[i] = Some(m),
+            ShardEvent::Failed(i, why) => {
+                if self.done[i].is_none() {
+                    tracing::warn!("load-generator shard {i}: {why}");
+                    self.failed.push((i, why));
                 }
             }
         }
     }
-    let readiness = Readiness {
-        expected,
-        ready: ctx.ready.load(Relaxed),
-        ramp_ms: ramp_start.elapsed().as_millis() as u64,
-    };
-    (readiness, alive)
+
+    fn settled(&self) -> bool {
+        self.done
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d.is_some() || self.failed.iter().any(|(f, _)| *f == i))
+    }
+
+    /// The barrier: waits until `expected` connections are up and
+    /// subscribed across the shards, the server dies, a shard fails, or
+    /// `deadline` passes. False when the server died.
+    async fn await_ready(
+        &mut self,
+        server: &mut RunningServer,
+        expected: u64,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> bool {
+        let mut check = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let ready: u64 = self.ready.iter().sum();
+            if ready >= expected
+                || Instant::now() >= deadline
+                || stop.is_cancelled()
+                || !self.failed.is_empty()
+            {
+                return true;
+            }
+            tokio::select! {
+                Some(ev) = self.set.events.recv() => self.take(ev),
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = check.tick() => {
+                    if !server.is_alive().await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Warm-up, measure and drain: reads the server at the edges of the
+    /// measured window, watches the server, the shards and the stop
+    /// signal, and reports progress.
+    async fn watch_phases(
+        &mut self,
+        server: &mut RunningServer,
+        s: &Scenario,
+        t0: Instant,
+        ramp_start: Instant,
+        stop: &CancellationToken,
+        progress: Option<&ProgressTx>,
+    ) -> Watched {
+        let pid = server.pid;
+        let measure_start = t0 + s.warmup;
+        let measure_end = measure_start + s.duration;
+        let drain_end = measure_end + s.grace;
+        let mut w = Watched {
+            server_at_start: None,
+            server_at_end: None,
+            server_died: false,
+            interrupted: false,
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep_until(measure_start), if w.server_at_start.is_none() => {}
+                _ = tokio::time::sleep_until(measure_end), if w.server_at_end.is_none() => {}
+                Some(ev) = self.set.events.recv() => {
+                    self.take(ev);
+                    continue;
+                }
+            }
+            if stop.is_cancelled() {
+                w.interrupted = true;
+                break;
+            }
+            let now = Instant::now();
+            if w.server_at_start.is_none() && now >= measure_start {
+                w.server_at_start = pid.and_then(|p| resources::read(p, 0));
+            }
+            if w.server_at_end.is_none() && now >= measure_end {
+                w.server_at_end = pid.and_then(|p| resources::read(p, 0));
+            }
+            if !server.is_alive().await {
+                w.server_died = true;
+                break;
+            }
+            if !self.failed.is_empty() {
+                break;
+            }
+            if let Some(tx) = progress {
+                let delivered: u64 = self.progress.iter().map(|p| p.0).sum();
+                let rate = delivered.saturating_sub(last.1) as f64
+                    / now.duration_since(last.0).as_secs_f64().max(1e-3);
+                last = (now, delivered);
+                let phase = if now < t0 {
+                    Phase::Ramp
+                } else if now < measure_start {
+                    Phase::WarmUp
+                } else if now < measure_end {
+                    Phase::Measure
+                } else {
+                    Phase::Drain
+                };
+                // A display that went away does not stop the run.
+                let _ = tx.send(Progress::Tick {
+                    elapsed: now.duration_since(ramp_start),
+                    phase,
+                    msgs_per_s: rate,
+                    // The worst shard's: a bound on the whole run's.
+                    p99_us: self.progress.iter().map(|p| p.2).max().unwrap_or(0),
+                    errors: self.progress.iter().map(|p| p.1).sum(),
+                });
+            }
+            if now >= drain_end {
+                break;
+            }
+        }
+        w
+    }
+
+    /// Teardown: a control message to every room ends each receiver after
+    /// what it read, so every byte the server wrote has been read (unless
+    /// the run is ending early, `abandon`, when the shards are told to
+    /// abort); shards get 10 s to hand in their measurements, then are
+    /// aborted. Returns the measurements combined.
+    async fn teardown(
+        mut self,
+        server: &mut RunningServer,
+        rooms: &[String],
+        abandon: bool,
+    ) -> TornDown {
+        let control_wire = Arc::new(WireStats::default());
+        let mut server_died = false;
+        let abandon = abandon || !self.failed.is_empty();
+        if abandon {
+            self.set.send_all(ToShard::Abort);
+        } else {
+            let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
+            for room in rooms {
+                let path = format!("/rooms/{room}/messages");
+                let sent = control_counted(
+                    server.addr,
+                    "POST",
+                    &path,
+                    Some(body.clone()),
+                    &control_wire,
+                )
+                .await;
+                if sent.is_err() {
+                    server_died = !server.is_alive().await;
+                }
+            }
+        }
+        let mut stuck = !self.failed.is_empty();
+        let mut deadline = Instant::now() + Duration::from_secs(10);
+        let mut aborted = abandon;
+        while !self.settled() {
+            tokio::select! {
+                ev = self.set.events.recv() => match ev {
+                    Some(ev) => self.take(ev),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if aborted {
+                        break;
+                    }
+                    // Clients still out after 10 s: abort them, and give
+                    // the shards a moment to hand in what they measured.
+                    stuck = true;
+                    aborted = true;
+                    self.set.send_all(ToShard::Abort);
+                    deadline = Instant::now() + Duration::from_secs(3);
+                }
+            }
+        }
+        let mut measurement: Option<Measurement> = None;
+        let mut lost_shards = Vec::new();
+        for (i, m) in self.done.iter_mut().enumerate() {
+            match m.take() {
+                Some(m) => match &mut measurement {
+                    None => measurement = Some(*m),
+                    Some(all) => {
+                        if let Err(e) = all.combine(&m) {
+                            lost_shards.push((i, e.to_string()));
+                        }
+                    }
+                },
+                None => {
+                    let why = self
+                        .failed
+                        .iter()
+                        .find(|(f, _)| *f == i)
+                        .map(|(_, why)| why.clone())
+                        .unwrap_or_else(|| "it handed in no measurement in time".into());
+                    lost_shards.push((i, why));
+                }
+            }
+        }
+        let mut measurement = measurement.unwrap_or_default();
+        for (i, why) in lost_shards {
+            stuck = true;
+            measurement.audit.errors += 1;
+            *measurement
+                .error_causes
+                .entry(format!("load-generator shard {i}: {why}"))
+                .or_default() += 1;
+        }
+        self.set.reap().await;
+        TornDown {
+            measurement,
+            control_bytes_down: control_wire.snapshot().bytes_down,
+            stuck,
+            server_died,
+        }
+    }
 }
+
+/// How long the barrier waits beyond the ramp for the last clients.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn per_1k(cpu_ms: f64, delivered: u64) -> f64 {
     if delivered == 0 {

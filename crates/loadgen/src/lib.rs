@@ -17,6 +17,7 @@ pub mod resources;
 pub mod run;
 pub mod schedule;
 pub mod server;
+pub mod shard;
 pub mod wire;
 pub mod ws;
 

@@ -2,7 +2,7 @@
 //! folder. `run.json` is rewritten after each transport run, so a run that
 //! is stopped or whose server dies still leaves its partial results.
 
-use crate::engine::{run_transport, Progress, ProgressTx, Slot};
+use crate::engine::{run_transport, Loadgen, Progress, ProgressTx, Slot};
 use crate::resources::detect_environment;
 use crate::results::{write_latency_histograms, CpuPlacement, LatencyRep, RunFile, SCHEMA};
 use crate::scenario::Scenario;
@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub cpus: CpuPlacement,
     /// CPUs the load generator may use.
     pub loadgen_cpus: usize,
+    /// The `chatbench` executable, whose `worker` subcommand runs a share
+    /// of the clients when a scenario asks for `[clients] processes` > 1.
+    pub worker_exe: PathBuf,
     /// The command line, for the record.
     pub command: Vec<String>,
     /// How the binary was built.
@@ -130,6 +133,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let s = Arc::new(opts.scenario.clone());
     let _stamps = crate::wire::ArrivalStamps::hold();
     let id = crate::results::new_run_id();
+    let run_salt: u32 = rand::random();
     let dir = opts.out.join(&s.name).join(&id);
     let io = |path: &PathBuf| {
         let path = path.clone();
@@ -212,7 +216,11 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         total: per_run,
                     });
                 }
-                let prefix = format!("cb{}", &id[id.len() - 4..]);
+                // Random, not from the run id (whose suffix is the pid):
+                // two runs of one process against one server, or of two
+                // processes whose pids match in 16 bits, would share rooms,
+                // and the second would read the first's messages.
+                let prefix = format!("cb{run_salt:08x}");
                 let outcome = run_transport(
                     &mut server,
                     sp,
@@ -223,7 +231,10 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         room_prefix: &prefix,
                         stop: &opts.stop,
                     },
-                    opts.loadgen_cpus,
+                    &Loadgen {
+                        cpus: opts.loadgen_cpus,
+                        exe: opts.worker_exe.clone(),
+                    },
                     opts.progress.as_ref(),
                 )
                 .await;

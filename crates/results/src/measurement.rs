@@ -22,35 +22,47 @@ pub fn timeline_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("static bounds are valid")
 }
 
-/// One shard's histograms.
-#[derive(Debug)]
+/// One shard's histograms. Serialized (a worker process hands its
+/// measurement to the parent as JSON) as base64 of HdrHistogram's V2
+/// deflate encoding, as in `.hlog` files.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Histograms {
     /// Delivery latency: arrival at the client's socket minus intended send
     /// time.
+    #[serde(with = "hist_b64")]
     pub latency: Histogram<u64>,
     /// Send lag: actual send time minus intended send time.
+    #[serde(with = "hist_b64")]
     pub send_lag: Histogram<u64>,
     /// TCP connect plus handshake time of each connection.
+    #[serde(with = "hist_b64")]
     pub connect: Histogram<u64>,
     /// Round trip of each poll request (short and long).
+    #[serde(with = "hist_b64")]
     pub request: Histogram<u64>,
     /// Short polls: actual poll time minus the tick it was scheduled for.
+    #[serde(with = "hist_b64")]
     pub poll_lag: Histogram<u64>,
     /// Breakdown, up-leg: intended send time to the server's `server_at`
     /// stamp (send lag included).
+    #[serde(with = "hist_b64")]
     pub up_leg: Histogram<u64>,
     /// Breakdown, polls only: `server_at` to the send of the poll that
     /// fetched the message (0 when a poll was already waiting).
+    #[serde(with = "hist_b64")]
     pub poll_wait: Histogram<u64>,
     /// Breakdown, down-leg: the later of `server_at` and the fetching poll's
     /// send, to receipt.
+    #[serde(with = "hist_b64")]
     pub down_leg: Histogram<u64>,
     /// The load generator's own receive time: from a message's arrival at
     /// the socket to the end of its parsing, waiting behind the other
     /// clients on the same CPU included.
+    #[serde(with = "hist_b64")]
     pub receive: Histogram<u64>,
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
+    #[serde(with = "hist_vec_b64")]
     pub timeline: Vec<Histogram<u64>>,
     /// Per second since traffic started: messages received in that second.
     pub received: Vec<u64>,
@@ -108,7 +120,7 @@ impl Default for Histograms {
 }
 
 /// The delivery audit's counts, as plain numbers that add up across shards.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditCounts {
     /// Messages sent in the measured window and accepted.
     pub sent: u64,
@@ -151,7 +163,7 @@ impl std::ops::AddAssign for AuditCounts {
 }
 
 /// Everything one load-generator process recorded of one transport run.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Measurement {
     /// The transport.
     pub transport: Option<Transport>,
@@ -183,6 +195,64 @@ pub struct Measurement {
     pub ended_early: bool,
     /// `audit.errors` by cause (see [`TransportRun::errors_by_cause`]).
     pub error_causes: std::collections::BTreeMap<String, u64>,
+}
+
+/// A histogram as base64 of its V2 deflate encoding.
+mod hist_b64 {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+    use hdrhistogram::Histogram;
+
+    pub(super) fn encode(h: &Histogram<u64>) -> Result<String, String> {
+        let mut buf = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(h, &mut buf)
+            .map_err(|e| format!("cannot encode a histogram: {e:?}"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+    }
+
+    pub(super) fn decode(s: &str) -> Result<Histogram<u64>, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| format!("a histogram is not base64: {e}"))?;
+        Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| format!("cannot decode a histogram: {e:?}"))
+    }
+
+    pub fn serialize<S: serde::Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(h).map_err(serde::ser::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        decode(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list of histograms, each as [`hist_b64`] does.
+mod hist_vec_b64 {
+    use hdrhistogram::Histogram;
+
+    pub fn serialize<S: serde::Serializer>(hs: &[Histogram<u64>], s: S) -> Result<S::Ok, S::Error> {
+        let encoded = hs
+            .iter()
+            .map(super::hist_b64::encode)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(serde::ser::Error::custom)?;
+        serde::Serialize::serialize(&encoded, s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Histogram<u64>>, D::Error> {
+        let encoded: Vec<String> = serde::Deserialize::deserialize(d)?;
+        encoded
+            .iter()
+            .map(|s| super::hist_b64::decode(s))
+            .collect::<Result<_, _>>()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why two measurements cannot be combined.
@@ -440,6 +510,33 @@ mod tests {
         assert!(c.bytes_match && c.delivered_match, "{c:?}");
         assert!(ra.flags.is_empty(), "{:?}", ra.flags);
         assert_eq!(ra.breakdown.unwrap().up_leg_us.count, 200);
+    }
+
+    /// A worker hands its measurement over as JSON: nothing is lost.
+    #[test]
+    fn a_measurement_survives_json() {
+        let mut m = shard(1..5001, 5000);
+        m.histograms.timeline.push(timeline_histogram());
+        m.histograms.timeline[0].record(42).unwrap();
+        m.histograms.received = vec![3, 4];
+        m.error_causes.insert("poll: 503".into(), 2);
+        let json = serde_json::to_string(&m).unwrap();
+        let back: Measurement = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.histograms.latency, m.histograms.latency);
+        assert_eq!(back.histograms.up_leg, m.histograms.up_leg);
+        assert_eq!(back.histograms.timeline, m.histograms.timeline);
+        assert_eq!(back.histograms.received, vec![3, 4]);
+        assert_eq!(back.audit, m.audit);
+        assert_eq!(back.wire_total, m.wire_total);
+        assert_eq!(back.ready, m.ready);
+        assert_eq!(back.error_causes, m.error_causes);
+        assert_eq!(back.loadgen_cpu_ms, Some(100.0));
+        let bad = json.replacen("\"latency\":\"", "\"latency\":\"!", 1);
+        let e = serde_json::from_str::<Measurement>(&bad).unwrap_err();
+        assert!(
+            e.to_string().starts_with("a histogram is not base64"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub struct Clients {
     /// Time over which all clients connect.
     #[serde(with = "humantime_serde", default = "defaults::ramp")]
     pub ramp: Duration,
+    /// Load-generator processes the clients are spread over (every
+    /// `processes`-th client in each): 1 runs them all in `chatbench run`
+    /// itself, more start `chatbench worker` children.
+    #[serde(default = "defaults::processes")]
+    pub processes: u32,
 }
 
 /// How send times are spread.
@@ -192,6 +197,9 @@ mod defaults {
     pub fn ramp() -> Duration {
         Duration::from_secs(1)
     }
+    pub fn processes() -> u32 {
+        1
+    }
     pub fn seed() -> u64 {
         1
     }
@@ -243,6 +251,9 @@ impl fmt::Display for ScenarioError {
 /// The most connections one process may hold (open-file limit 20,000, less
 /// room for the runtime, files and the control connection).
 pub const MAX_CONNECTIONS_PER_PROCESS: u64 = 19_000;
+
+/// The most load-generator processes a scenario may ask for.
+pub const MAX_PROCESSES: u32 = 64;
 
 /// Values given on the command line in place of the scenario's own.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -443,12 +454,29 @@ impl Scenario {
                 ),
             ));
         }
+        if !(1..=MAX_PROCESSES).contains(&c.processes) {
+            return Err((
+                "clients.processes",
+                format!("must be 1 to {MAX_PROCESSES}, got {}", c.processes),
+            ));
+        }
         let conns = self.connections_needed();
+        let per_process = conns.div_ceil(c.processes as u64);
+        if per_process > MAX_CONNECTIONS_PER_PROCESS {
+            return Err((
+                "clients.clients_per_room",
+                format!(
+                    "the scenario needs up to {conns} connections, {per_process} for each of {} load-generator processes; one process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000): raise clients.processes",
+                    c.processes
+                ),
+            ));
+        }
+        // The server is one process: its open-file limit bounds the run.
         if conns > MAX_CONNECTIONS_PER_PROCESS {
             return Err((
                 "clients.clients_per_room",
                 format!(
-                    "the scenario needs up to {conns} connections; one load-generator process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000)"
+                    "the scenario needs up to {conns} connections; one server process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000)"
                 ),
             ));
         }
@@ -778,7 +806,11 @@ rate = 2.5
             (GOOD.replace("\"websocket\"", "\"short_poll\""),
              "s.toml:3: field `transports`: names short_poll twice"),
             (GOOD.replace("rooms = 2", "rooms = 20000"),
-             "s.toml:8: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one load-generator process can hold 19000 (open-file limit 20,000)"),
+             "s.toml:8: field `clients.clients_per_room`: the scenario needs up to 80000 connections, 80000 for each of 1 load-generator processes; one process can hold 19000 (open-file limit 20,000): raise clients.processes"),
+            (GOOD.replace("rooms = 2", "rooms = 20000\nprocesses = 5"),
+             "s.toml:9: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one server process can hold 19000 (open-file limit 20,000)"),
+            (GOOD.replace("rooms = 2", "rooms = 2\nprocesses = 0"),
+             "s.toml:8: field `clients.processes`: must be 1 to 64, got 0"),
             (GOOD.replace("duration = \"5s\"\n", ""),
              "s.toml: missing field `duration`"),
             (format!("{GOOD}\n[[expect]]\nmetric = \"lost\"\nmax = 0\n\n[[expect]]\nmetric = \"lost\"\nmax = \"1s\"\n"),

@@ -1,0 +1,526 @@
+//! Shards: one transport run's clients spread over load-generator
+//! processes (`[clients] processes`).
+//!
+//! A shard runs every `of`-th client from `index` ([`ShardTask`]), connects
+//! them on the run's global ramp, reports how many are ready, starts traffic
+//! at the instant the engine sends ([`ToShard::Start`], on
+//! `CLOCK_REALTIME`, which every process on a host shares), and when its
+//! clients have read the end-of-run control message hands back its
+//! [`Measurement`], which the engine combines with the others'. A shard is
+//! either a task in this process ([`ShardSet`] with one shard) or a
+//! `chatbench worker` child speaking JSON lines on its stdin and stdout
+//! ([`worker_main`]); both run [`run_shard`].
+//!
+//! Latency stays exact across processes: every timestamp is on the shared
+//! host clock, from the one start instant. The audit stays exact: a sender
+//! counts its room's whole membership as expected deliveries, and each
+//! receiver counts its own, so the shards' counts add up to the room's.
+
+use crate::client::{run_client, ClientSpec, RunCtx};
+use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::record::Recorder;
+use crate::resources::{self, ProcSample};
+use crate::results::Readiness;
+use crate::scenario::Scenario;
+use crate::wire::{WireSnapshot, WireStats};
+use crate::Transport;
+use chatbench_results::measurement::Measurement;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What one shard runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTask {
+    /// The scenario (at its sweep point).
+    pub scenario: Scenario,
+    /// The transport.
+    pub transport: Transport,
+    /// Sweep point.
+    pub point: usize,
+    /// Repetition.
+    pub repetition: u32,
+    /// Room names, by room index.
+    pub rooms: Vec<String>,
+    /// The server.
+    pub addr: SocketAddr,
+    /// This shard's number, from 0.
+    pub index: u32,
+    /// How many shards there are.
+    pub of: u32,
+}
+
+impl ShardTask {
+    /// Global ids of this shard's clients: every `of`-th from `index`, so
+    /// each shard has its share of every room and of the senders.
+    pub fn client_ids(&self) -> impl Iterator<Item = u64> {
+        (self.index as u64..self.scenario.total_clients()).step_by(self.of.max(1) as usize)
+    }
+
+    /// Connections of this shard that must be up before traffic: every
+    /// receiver, plus the publish connection of each sender on the HTTP
+    /// transports (WebSocket senders publish on their own socket).
+    pub fn expected_ready(&self) -> u64 {
+        let http = self.transport != Transport::WebSocket;
+        self.client_ids()
+            .map(|id| 1 + u64::from(http && ClientSpec::nth(&self.scenario, id).sender.is_some()))
+            .sum()
+    }
+}
+
+/// From the engine to a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToShard {
+    /// Start traffic at this instant, µs since the UNIX epoch.
+    Start {
+        /// The start of traffic.
+        t0_unix_us: u64,
+    },
+    /// End now: the run is stopped, the server died, or teardown timed out.
+    Abort,
+}
+
+/// From a shard to the engine.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromShard {
+    /// Connections up and subscribed so far.
+    Ready {
+        /// How many.
+        ready: u64,
+    },
+    /// About every 250 ms after the start.
+    Progress {
+        /// Measured deliveries so far.
+        delivered: u64,
+        /// Client errors so far.
+        errors: u64,
+        /// This shard's p99 latency so far, µs.
+        p99_us: u64,
+    },
+    /// The shard's clients are done: what it measured.
+    Done(Box<Measurement>),
+}
+
+/// Readings at the edges of the measured window: this process and its
+/// clients' wire counters.
+type Edge = (Option<ProcSample>, WireSnapshot);
+
+fn edge(wire: &WireStats) -> Edge {
+    (resources::read(std::process::id(), 0), wire.snapshot())
+}
+
+/// Runs one shard: ramp, ready reports, traffic from the start instant,
+/// then its measurement. Ends early on [`ToShard::Abort`] or when `cmds`
+/// closes.
+pub async fn run_shard(
+    task: ShardTask,
+    mut cmds: UnboundedReceiver<ToShard>,
+    events: UnboundedSender<FromShard>,
+) -> std::io::Result<()> {
+    let s = Arc::new(task.scenario.clone());
+    let (start, _) = watch::channel(false);
+    let ctx = Arc::new(RunCtx {
+        addr: task.addr,
+        transport: task.transport,
+        scenario: s.clone(),
+        rooms: task.rooms.clone(),
+        clock: OnceLock::new(),
+        start,
+        ready: AtomicU64::new(0),
+        ready_changed: Notify::new(),
+        timer: SendTimer::start()?,
+        sends: SendThread::start()?,
+        wire: Arc::new(WireStats::default()),
+        rec: Arc::new(Recorder::new(16)),
+        abort: CancellationToken::new(),
+        body: "x".repeat(s.messages.body_bytes),
+    });
+    let expected = task.expected_ready();
+    let total = s.total_clients().max(1);
+    let ramp_start = Instant::now();
+    let mut ids = task.client_ids().peekable();
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    let mut sent_ready = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    // Ramp and ready reports until the start (or an abort).
+    let clock = loop {
+        let next_at = ids
+            .peek()
+            .map(|&id| ramp_start + s.clients.ramp.mul_f64(id as f64 / total as f64));
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_at.unwrap_or(ramp_start)), if next_at.is_some() => {
+                if let Some(id) = ids.next() {
+                    clients.push(tokio::spawn(run_client(ctx.clone(), ClientSpec::nth(&s, id))));
+                }
+                continue;
+            }
+            cmd = cmds.recv() => match cmd {
+                Some(ToShard::Start { t0_unix_us }) => break Some(RunClock::starting_at(t0_unix_us)),
+                Some(ToShard::Abort) | None => break None,
+            },
+            _ = ctx.ready_changed.notified() => {}
+            _ = tick.tick() => {}
+        }
+        let ready = ctx.ready.load(Relaxed);
+        if sent_ready != Some(ready) {
+            sent_ready = Some(ready);
+            let _ = events.send(FromShard::Ready { ready });
+        }
+    };
+    let readiness = Readiness {
+        expected,
+        ready: ctx.ready.load(Relaxed),
+        ramp_ms: ramp_start.elapsed().as_millis() as u64,
+    };
+    let mut aborted = clock.is_none();
+    let (mut at_start, mut at_end) = (None, None);
+    if let Some(clock) = clock {
+        // A start before the ramp ended (the engine's barrier timed out):
+        // the rest connect now.
+        for id in ids {
+            clients.push(tokio::spawn(run_client(
+                ctx.clone(),
+                ClientSpec::nth(&s, id),
+            )));
+        }
+        let _ = ctx.clock.set(clock);
+        ctx.start.send_replace(true);
+        let instant_of = |unix_us: u64| {
+            Instant::now() + Duration::from_micros(unix_us.saturating_sub(unix_now_us()))
+        };
+        let measure_start = instant_of(clock.t0_unix_us + s.warmup.as_micros() as u64);
+        let measure_end = measure_start + s.duration;
+        let mut done = std::pin::pin!(async {
+            for c in &mut clients {
+                let _ = c.await;
+            }
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = &mut done => break,
+                cmd = cmds.recv() => if matches!(cmd, Some(ToShard::Abort) | None) {
+                    aborted = true;
+                    break;
+                },
+                _ = tokio::time::sleep_until(measure_start), if at_start.is_none() => {}
+                _ = tokio::time::sleep_until(measure_end), if at_end.is_none() => {}
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            if at_start.is_none() && now >= measure_start {
+                at_start = Some(edge(&ctx.wire));
+            }
+            if at_end.is_none() && now >= measure_end {
+                at_end = Some(edge(&ctx.wire));
+            }
+            let _ = events.send(FromShard::Progress {
+                delivered: ctx.rec.audit.live_delivered.load(Relaxed),
+                errors: ctx.rec.audit.errors.load(Relaxed),
+                p99_us: ctx.rec.live_p99(),
+            });
+        }
+    }
+    if aborted {
+        ctx.abort.cancel();
+        let wait = async {
+            for c in &mut clients {
+                let _ = c.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .is_err()
+        {
+            for c in &clients {
+                c.abort();
+            }
+        }
+    }
+    ctx.timer.close();
+    let total_wire = ctx.wire.snapshot();
+    let (lg0, w0) = at_start.unwrap_or((None, WireSnapshot::default()));
+    let (lg1, w1) = at_end.unwrap_or((None, total_wire));
+    let cpu = lg0.zip(lg1).map(|(a, b)| ProcSample::cpu_between(&a, &b));
+    let measurement = Measurement {
+        transport: Some(task.transport),
+        point: task.point,
+        repetition: task.repetition,
+        measured_from_unix_ms: ctx
+            .clock
+            .get()
+            .map_or(0, |c| (c.t0_unix_us + s.warmup.as_micros() as u64) / 1000),
+        measured_seconds: s.duration.as_secs_f64(),
+        histograms: ctx.rec.merged(),
+        audit: ctx.rec.audit.counts(),
+        wire_measured: w1 - w0,
+        wire_total: total_wire,
+        loadgen_cpu_ms: cpu.map(|c| c.0),
+        loadgen_cpu_precision_ms: cpu.map_or(0.0, |c| c.1),
+        loadgen_cpus: 0,
+        ready: readiness,
+        ended_early: aborted,
+        error_causes: ctx.rec.audit.causes(),
+    };
+    let _ = events.send(FromShard::Done(Box::new(measurement)));
+    Ok(())
+}
+
+/// What the engine hears from its shards: a shard's message, or that a
+/// shard ended without its measurement.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// Shard `0` said this.
+    Said(usize, FromShard),
+    /// Shard `0` ended without a measurement, for this reason.
+    Failed(usize, String),
+}
+
+/// The shards of one transport run, as the engine drives them.
+#[derive(Debug)]
+pub struct ShardSet {
+    cmds: Vec<UnboundedSender<ToShard>>,
+    /// Everything the shards say, tagged with their number.
+    pub events: UnboundedReceiver<ShardEvent>,
+    children: Vec<tokio::process::Child>,
+}
+
+impl ShardSet {
+    /// Starts one shard per task: in this process when there is one,
+    /// otherwise each in a `worker` child of `exe`.
+    pub fn start(tasks: Vec<ShardTask>, exe: &Path) -> std::io::Result<ShardSet> {
+        let (tx, events) = unbounded_channel();
+        let mut set = ShardSet {
+            cmds: Vec::new(),
+            events,
+            children: Vec::new(),
+        };
+        let local = tasks.len() == 1;
+        for (i, task) in tasks.into_iter().enumerate() {
+            let (cmd_tx, cmd_rx) = unbounded_channel();
+            set.cmds.push(cmd_tx);
+            if local {
+                let (ev_tx, mut ev_rx) = unbounded_channel();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let run = tokio::spawn(run_shard(task, cmd_rx, ev_tx));
+                    let mut done = false;
+                    while let Some(ev) = ev_rx.recv().await {
+                        done |= matches!(ev, FromShard::Done(_));
+                        let _ = tx.send(ShardEvent::Said(i, ev));
+                    }
+                    let why = match run.await {
+                        Ok(Ok(())) if done => return,
+                        Ok(Ok(())) => "it ended without a measurement".to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => format!("it panicked: {e}"),
+                    };
+                    let _ = tx.send(ShardEvent::Failed(i, why));
+                });
+            } else {
+                set.children
+                    .push(spawn_worker(exe, i, task, cmd_rx, tx.clone())?);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Sends `cmd` to every shard (a shard that is gone is skipped).
+    pub fn send_all(&self, cmd: ToShard) {
+        for c in &self.cmds {
+            let _ = c.send(cmd);
+        }
+    }
+
+    /// How many shards there are.
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Waits for the worker processes to exit (killing any that has not
+    /// within 2 s).
+    pub async fn reap(mut self) {
+        self.cmds.clear();
+        for c in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(2), c.wait())
+                .await
+                .is_err()
+            {
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+/// Starts a `worker` child for shard `i`: the task on its first stdin
+/// line, then commands; its stdout lines become events.
+fn spawn_worker(
+    exe: &Path,
+    i: usize,
+    task: ShardTask,
+    mut cmds: UnboundedReceiver<ToShard>,
+    events: UnboundedSender<ShardEvent>,
+) -> std::io::Result<tokio::process::Child> {
+    let mut child = tokio::process::Command::new(exe)
+        .arg("worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let first = serde_json::to_string(&task).map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let mut line = first;
+        loop {
+            line.push('\n');
+            if stdin.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+            match cmds.recv().await {
+                Some(cmd) => line = serde_json::to_string(&cmd).unwrap_or_default(),
+                // Closing stdin tells the worker to abort.
+                None => return,
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let why = loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => match serde_json::from_str::<FromShard>(&line) {
+                    Ok(ev) => {
+                        let done = matches!(ev, FromShard::Done(_));
+                        let _ = events.send(ShardEvent::Said(i, ev));
+                        if done {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        break format!("worker {i} wrote a line that is not a shard message: {e}")
+                    }
+                },
+                Ok(None) => break format!("worker {i} exited without its measurement"),
+                Err(e) => break format!("cannot read worker {i}: {e}"),
+            }
+        };
+        let _ = events.send(ShardEvent::Failed(i, why));
+    });
+    Ok(child)
+}
+
+/// `chatbench worker`: reads a [`ShardTask`] from the first stdin line,
+/// runs it, and writes [`FromShard`] lines to stdout. Later stdin lines
+/// are [`ToShard`] commands; the end of stdin aborts.
+pub async fn worker_main() -> std::io::Result<()> {
+    let _stamps = crate::wire::ArrivalStamps::hold();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let first = lines.next_line().await?.ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no task on stdin")
+    })?;
+    let task: ShardTask = serde_json::from_str(&first).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the first stdin line is not a shard task: {e}"),
+        )
+    })?;
+    let (cmd_tx, cmd_rx) = unbounded_channel();
+    let (ev_tx, mut ev_rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<ToShard>(&line) {
+                Ok(cmd) => {
+                    if cmd_tx.send(cmd).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("worker: ignoring a stdin line that is not a command: {e}")
+                }
+            }
+        }
+        let _ = cmd_tx.send(ToShard::Abort);
+    });
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(ev) = ev_rx.recv().await {
+            let mut line = serde_json::to_string(&ev).map_err(std::io::Error::other)?;
+            line.push('\n');
+            out.write_all(line.as_bytes()).await?;
+            out.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    run_shard(task, cmd_rx, ev_tx).await?;
+    writer.await.map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(of: u32, index: u32, transport: Transport) -> ShardTask {
+        ShardTask {
+            scenario: Scenario::parse(
+                "name='t'\ntransports=['sse']\nduration='2s'\n[clients]\nrooms=3\nclients_per_room=5\nsenders_per_room=2\n[messages]\nrate=1.0\n",
+                std::path::Path::new("t.toml"),
+            )
+            .unwrap(),
+            transport,
+            point: 0,
+            repetition: 0,
+            rooms: vec![],
+            addr: "127.0.0.1:1".parse().unwrap(),
+            index,
+            of,
+        }
+    }
+
+    #[test]
+    fn shards_split_the_clients_and_their_readiness() {
+        for t in [Transport::Sse, Transport::WebSocket] {
+            let shards: Vec<ShardTask> = (0..4).map(|i| task(4, i, t)).collect();
+            let mut ids: Vec<u64> = shards.iter().flat_map(|s| s.client_ids()).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, (0..15).collect::<Vec<_>>());
+            let ready: u64 = shards.iter().map(ShardTask::expected_ready).sum();
+            // 15 receivers, and on HTTP the publish connections of 6 senders.
+            assert_eq!(ready, if t == Transport::Sse { 21 } else { 15 });
+        }
+        assert_eq!(task(1, 0, Transport::Sse).expected_ready(), 21);
+    }
+
+    #[test]
+    fn messages_between_engine_and_worker_are_json_lines() {
+        let t = task(2, 1, Transport::LongPoll);
+        let back: ShardTask = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(
+            serde_json::to_string(&ToShard::Start { t0_unix_us: 5 }).unwrap(),
+            r#"{"start":{"t0_unix_us":5}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToShard::Abort).unwrap(),
+            r#""abort""#
+        );
+        let ev = serde_json::to_string(&FromShard::Ready { ready: 3 }).unwrap();
+        assert_eq!(ev, r#"{"ready":{"ready":3}}"#);
+    }
+}
