@@ -96,6 +96,13 @@ enum Command {
         #[arg(long)]
         no_report: bool,
     },
+    /// Print a shell completion script for chatbench, e.g.
+    /// `chatbench completions bash > ~/.local/share/bash-completion/completions/chatbench`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Internal: run one load-generator shard for `chatbench run`, which
     /// starts it when a scenario sets `[clients] processes` above 1 (a task
     /// on the first stdin line, JSON lines both ways).
@@ -207,6 +214,15 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => cmd_run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "chatbench",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker => {
             runtime()?
                 .block_on(chatbench_loadgen::shard::worker_main())

@@ -466,3 +466,35 @@ fn run_quiet_prints_only_the_results_folder() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
+    let (code, bash, stderr) = chatbench(&["completions", "bash"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(bash.contains("_chatbench()"), "{bash}");
+    assert!(bash.contains("complete -F _chatbench"), "{bash}");
+    // Subcommands and their flags are in it (clap_complete's bash script
+    // also lists the hidden `worker`).
+    for word in [
+        "run",
+        "compare",
+        "merge",
+        "--hold-cpus-awake",
+        "--transports",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    let (code, zsh, _) = chatbench(&["completions", "zsh"]);
+    assert_eq!(code, Some(0));
+    assert!(zsh.starts_with("#compdef chatbench"), "{zsh}");
+    let (code, fish, _) = chatbench(&["completions", "fish"]);
+    assert_eq!(code, Some(0));
+    assert!(fish.contains("complete -c chatbench"), "{fish}");
+    let (code, out, stderr) = chatbench(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty());
+    assert!(
+        stderr.contains("invalid value 'tcsh' for '<SHELL>'"),
+        "{stderr}"
+    );
+}

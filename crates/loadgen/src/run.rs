@@ -13,6 +13,19 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
+/// Four hex digits that set this run's room names apart from those of
+/// other runs against the same server: a random start per process, then
+/// one more per run. They used to be the run id's suffix (the pid), so two
+/// runs of one process shared rooms and the second read the first's
+/// messages. Four digits, not more: room names are in every message, and a
+/// longer prefix would move every bytes-per-message figure.
+fn room_salt() -> u16 {
+    static BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = *BASE.get_or_init(rand::random);
+    base.wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 /// What to run and where results go.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -133,7 +146,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let s = Arc::new(opts.scenario.clone());
     let _stamps = crate::wire::ArrivalStamps::hold();
     let id = crate::results::new_run_id();
-    let run_salt: u32 = rand::random();
+    let run_salt = room_salt();
     let dir = opts.out.join(&s.name).join(&id);
     let io = |path: &PathBuf| {
         let path = path.clone();
@@ -216,11 +229,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         total: per_run,
                     });
                 }
-                // Random, not from the run id (whose suffix is the pid):
-                // two runs of one process against one server, or of two
-                // processes whose pids match in 16 bits, would share rooms,
-                // and the second would read the first's messages.
-                let prefix = format!("cb{run_salt:08x}");
+                let prefix = format!("cb{run_salt:04x}");
                 let outcome = run_transport(
                     &mut server,
                     sp,
