@@ -330,7 +330,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let merged =
                 chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?;
-            print!("{}", merged.file.table());
+            print!(
+                "{}",
+                merged
+                    .file
+                    .table_fitting(console::Term::stdout().size_checked().map(|(_, c)| c))
+            );
             if !no_report {
                 let written = chatbench_report::report(&merged.dir)?;
                 println!("report: {}", written.report.display());
@@ -462,7 +467,15 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             if !args.quiet {
-                human(done.file.table());
+                // As wide as the terminal it goes to; every column when it
+                // goes to a file or a pipe.
+                let term = if args.json {
+                    console::Term::stderr()
+                } else {
+                    console::Term::stdout()
+                };
+                let width = term.size_checked().map(|(_rows, cols)| cols);
+                human(done.file.table_fitting(width));
             }
             if !args.no_report {
                 let written = chatbench_report::report(&done.dir)?;
