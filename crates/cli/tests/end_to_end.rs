@@ -321,3 +321,56 @@ async fn idle_keep_alive_connections_closed_by_the_server_are_replaced() {
     // 8 SSE streams, plus the senders' POST connections, reopened often.
     assert!(r.wire.total.connections > 8 + 4 * 2, "{:?}", r.wire.total);
 }
+
+/// The display's plan: every transport run, and their phases summed, come
+/// first; then each run starts with its own planned length and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_announces_the_whole_plan_then_each_run() {
+    use chatbench_loadgen::engine::Progress;
+    use std::time::Duration;
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny("\"sse\"");
+    scenario.repeat = 2;
+    scenario.duration = Duration::from_secs(1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut opts = options(
+        scenario,
+        out.path(),
+        ServerTarget::External { addr, pid: None },
+    );
+    opts.progress = Some(tx);
+    let done = run(opts).await.unwrap();
+    assert!(done.file.complete);
+    let mut seen = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        if !matches!(p, Progress::Tick { .. }) {
+            seen.push(p);
+        }
+    }
+    // ramp 200 ms + warm-up 500 ms + 1 s + grace 500 ms, twice.
+    let one = Duration::from_millis(2_200);
+    assert_eq!(
+        seen.first(),
+        Some(&Progress::Plan {
+            runs: 2,
+            total: one * 2
+        })
+    );
+    let starts: Vec<(String, Duration)> = seen
+        .iter()
+        .filter_map(|p| match p {
+            Progress::Started { label, total } => Some((label.clone(), *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [("sse 1/2".to_string(), one), ("sse 2/2".to_string(), one)]
+    );
+    let finished = seen
+        .iter()
+        .filter(|p| matches!(p, Progress::Finished { lost: 0, .. }))
+        .count();
+    assert_eq!((seen.len(), finished), (5, 2), "{seen:?}");
+}

@@ -530,6 +530,14 @@ impl Phase {
 /// receiving end (the CLI's progress bars) displays.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
+    /// Sent first: the whole run's transport runs (repetitions × sweep
+    /// points × transports) and about how long their phases take in all.
+    Plan {
+        /// Transport runs.
+        runs: usize,
+        /// Their ramps, warm-ups, measured windows and drains, summed.
+        total: Duration,
+    },
     /// A transport run starts; its phases take about `total`.
     Started {
         /// `sse @100ms 1/3`: transport, sweep value, repetition.

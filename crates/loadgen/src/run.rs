@@ -190,7 +190,6 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     file.write(&dir).map_err(io(&dir))?;
     let mut hists: Vec<LatencyRep> = Vec::new();
     let mut died: Vec<String> = Vec::new();
-    let per_run = s.clients.ramp + s.warmup + s.duration + s.grace;
     let points: Vec<Arc<Scenario>> = (0..s.points())
         .map(|p| s.at_point(p).map(Arc::new))
         .collect::<Result<_, _>>()
@@ -198,6 +197,19 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             reason,
             dir: dir.clone(),
         })?;
+    // Each transport run's phases, at its sweep point.
+    let per_run = |sp: &Scenario| sp.clients.ramp + sp.warmup + sp.duration + sp.grace;
+    if let Some(tx) = &opts.progress {
+        let one_rep: std::time::Duration = points
+            .iter()
+            .map(|sp| per_run(sp))
+            .sum::<std::time::Duration>()
+            * s.transports.len() as u32;
+        let _ = tx.send(Progress::Plan {
+            runs: s.repeat as usize * points.len() * s.transports.len(),
+            total: one_rep * s.repeat,
+        });
+    }
     'reps: for rep in 0..s.repeat {
         for (point, sp) in points.iter().enumerate() {
             for &t in &s.transports {
@@ -226,7 +238,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 if let Some(tx) = &opts.progress {
                     let _ = tx.send(Progress::Started {
                         label: label.clone(),
-                        total: per_run,
+                        total: per_run(sp),
                     });
                 }
                 let prefix = format!("cb{run_salt:04x}");
