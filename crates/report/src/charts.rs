@@ -25,6 +25,16 @@ fn register_font() {
     });
 }
 
+/// An SVG names the font its text was measured and laid out with
+/// (plotters writes the family it was asked for, `sans-serif`, whose
+/// metrics vary by viewer), with `sans-serif` as the fallback.
+fn declare_font(svg: &str) -> String {
+    svg.replace(
+        "font-family=\"sans-serif\"",
+        "font-family=\"DejaVu Sans, sans-serif\"",
+    )
+}
+
 /// The colour of a transport in every chart.
 pub fn color(t: Transport) -> RGBColor {
     match t {
@@ -62,12 +72,16 @@ fn render(
         reason,
     };
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-        chart.draw(&root).map_err(|r| fail(&svg, r))?;
-        if incomplete {
-            incomplete_banner(&root).map_err(|r| fail(&svg, r))?;
+        let mut text = String::new();
+        {
+            let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+            chart.draw(&root).map_err(|r| fail(&svg, r))?;
+            if incomplete {
+                incomplete_banner(&root).map_err(|r| fail(&svg, r))?;
+            }
+            root.present().map_err(|x| fail(&svg, x.to_string()))?;
         }
-        root.present().map_err(|x| fail(&svg, x.to_string()))?;
+        std::fs::write(&svg, declare_font(&text)).map_err(|x| fail(&svg, x.to_string()))?;
     }
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();

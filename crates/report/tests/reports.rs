@@ -49,6 +49,13 @@ fn every_chart_is_written_as_valid_svg_and_png() {
                 "{}",
                 p.display()
             );
+            // Text names the font it was laid out with.
+            assert!(
+                text.contains("font-family=\"DejaVu Sans, sans-serif\"")
+                    && !text.contains("font-family=\"sans-serif\""),
+                "{}",
+                p.display()
+            );
             // Titles, axis labels and the legend are there as text.
             for t in ["short_poll", "long_poll", "sse", "websocket"] {
                 assert!(text.contains(t), "{} lacks {t}", p.display());
