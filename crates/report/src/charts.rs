@@ -146,6 +146,8 @@ impl Chart for Spectrum<'_> {
                 ("sans-serif", 22),
             )
             .margin(16)
+            // Room for the last percentile's label, centred on the edge.
+            .margin_right(40)
             .x_label_area_size(48)
             .y_label_area_size(80)
             .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())

@@ -60,6 +60,16 @@ fn every_chart_is_written_as_valid_svg_and_png() {
             for t in ["short_poll", "long_poll", "sse", "websocket"] {
                 assert!(text.contains(t), "{} lacks {t}", p.display());
             }
+            // No text runs off the canvas (1000 px wide): a centred label
+            // spans about 0.3 em per character each side of its x.
+            for (x, size, label) in centred_texts(&text) {
+                let half = 0.3 * size * label.chars().count() as f64;
+                assert!(
+                    x - half >= 0.0 && x + half <= 1000.0,
+                    "{}: {label:?} at x {x} (±{half:.0}) is clipped",
+                    p.display()
+                );
+            }
         }
     }
     let svg = std::fs::read_to_string(dir.join("charts/latency.svg")).unwrap();
@@ -219,4 +229,35 @@ fn the_breakdown_says_where_receipt_is() {
         let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
         assert!(md.contains(needle), "REPORT.md lacks {needle:?}");
     }
+}
+
+/// Every `text-anchor="middle"` text of an SVG: its x, font size and text.
+fn centred_texts(svg: &str) -> Vec<(f64, f64, String)> {
+    let attr = |tag: &str, name: &str| -> Option<f64> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = start + tag[start..].find('"')?;
+        tag[start..end].parse().ok()
+    };
+    let mut out = Vec::new();
+    for piece in svg.split("<text ").skip(1) {
+        let Some((tag, rest)) = piece.split_once('>') else {
+            continue;
+        };
+        // Every attribute, the first included, after a space.
+        let tag = &format!(" {tag}");
+        // Rotated text (a y-axis title) runs along y, not x.
+        if !tag.contains("text-anchor=\"middle\"") || tag.contains("rotate(") {
+            continue;
+        }
+        let label = rest
+            .split("</text>")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if let (Some(x), Some(size)) = (attr(tag, "x"), attr(tag, "font-size")) {
+            out.push((x, size, label));
+        }
+    }
+    out
 }
