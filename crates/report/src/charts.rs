@@ -301,14 +301,30 @@ impl Panel<'_> {
                 .map_err(e)?;
             for (i, (t, b)) in self.bars.iter().enumerate() {
                 if let Some(segs) = b {
-                    // A zero cannot sit on a log axis: draw it at the floor,
-                    // but label it with its true value.
+                    // On a log axis a bar's base means nothing: a dot marks
+                    // the value. A zero cannot sit on a log axis: it is a
+                    // hollow dot on the floor, labelled with its true value.
                     let v = segs.iter().map(|x| x.0).sum::<f64>();
                     let h = v.max(lo);
-                    c.draw_series(std::iter::once(bar(i, lo, h, color(*t).filled())))
-                        .map_err(e)?;
-                    c.draw_series(std::iter::once(value_label(i, h, trim_num(v))))
-                        .map_err(e)?;
+                    let style = if v > 0.0 {
+                        color(*t).filled()
+                    } else {
+                        color(*t).stroke_width(2)
+                    };
+                    let label = if v > 0.0 {
+                        trim_num(v)
+                    } else {
+                        "0, below the axis".into()
+                    };
+                    let text = TextStyle::from(("sans-serif", 13).into_font())
+                        .pos(Pos::new(HPos::Center, VPos::Bottom));
+                    // The dot, and its value just above it.
+                    c.draw_series(std::iter::once(
+                        EmptyElement::at((SegmentValue::CenterOf(i), h))
+                            + Circle::new((0, 0), 7, style)
+                            + Text::new(label, (0, -10), text),
+                    ))
+                    .map_err(e)?;
                 }
             }
         } else {

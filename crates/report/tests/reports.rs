@@ -72,6 +72,11 @@ fn every_chart_is_written_as_valid_svg_and_png() {
             }
         }
     }
+    // Requests per message are on a log scale: dots, not bars, one per
+    // transport, WebSocket's zero hollow on the floor and labelled.
+    let overhead = std::fs::read_to_string(dir.join("charts/overhead.svg")).unwrap();
+    assert_eq!(overhead.matches("<circle").count(), 4);
+    assert!(overhead.contains("0, below the axis"));
     let svg = std::fs::read_to_string(dir.join("charts/latency.svg")).unwrap();
     for label in [
         "Delivery latency by percentile",
