@@ -289,6 +289,21 @@ async fn a_one_value_sweep_names_its_files_as_a_sweep_and_the_report_reads_them(
     let (_, hists) = chatbench_report::load(&done.dir).unwrap();
     assert_eq!(hists.len(), 1);
     assert_eq!(hists[0].1.len(), delivered);
+    // WebSocket makes no HTTP request in the measured window: on the sweep
+    // chart's log axis that zero sits on a line labelled 0, not on the
+    // floor's decade.
+    assert_eq!(done.file.summary[0].requests_per_s.median, 0.0);
+    chatbench_report::report(&done.dir).unwrap();
+    let svg = std::fs::read_to_string(done.dir.join("charts/sweep.svg")).unwrap();
+    assert!(
+        svg.contains("HTTP requests/s (log); bottom line: 0"),
+        "{svg}"
+    );
+    assert_eq!(
+        svg.matches(">\n0\n</text>").count(),
+        1,
+        "one line labelled 0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

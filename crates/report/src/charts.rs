@@ -729,15 +729,24 @@ impl Chart for SweepChart<'_> {
             ("client bytes/s, both directions (log)", &|s| {
                 s.bytes_per_s.median
             }),
-            ("HTTP requests/s (log; 0 sits on the floor)", &|s| {
-                s.requests_per_s.median
-            }),
+            ("HTTP requests/s (log)", &|s| s.requests_per_s.median),
         ];
         let n = self.labels.len();
         for (area, (title, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
             let (lo, hi) = y_range(self.summaries.iter().map(f));
+            // A zero has no place on a log axis: when there is one, the axis
+            // gets a decade below its floor whose line is labelled 0, and
+            // zeros (hollow) sit on it.
+            let zeros = self.summaries.iter().any(|s| f(s) <= 0.0);
+            let zero_at = lo / 10.0;
+            let lo = if zeros { zero_at } else { lo };
+            let title = if zeros {
+                format!("{title}; bottom line: 0")
+            } else {
+                title.to_string()
+            };
             let mut c = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 15))
+                .caption(&title, ("sans-serif", 15))
                 .margin(8)
                 .x_label_area_size(28)
                 .y_label_area_size(64)
@@ -754,10 +763,26 @@ impl Chart for SweepChart<'_> {
                         String::new()
                     }
                 })
-                .y_label_formatter(&|y| trim_num(*y))
+                // The zero line's label is drawn below, whether or not the
+                // axis puts a tick there.
+                .y_label_formatter(&|y| {
+                    if zeros && (*y / zero_at - 1.0).abs() < 1e-6 {
+                        String::new()
+                    } else {
+                        trim_num(*y)
+                    }
+                })
                 .label_style(("sans-serif", 12))
                 .draw()
                 .map_err(e)?;
+            if zeros {
+                let left = TextStyle::from(("sans-serif", 12).into_font())
+                    .pos(Pos::new(HPos::Right, VPos::Center));
+                c.draw_series(std::iter::once(
+                    EmptyElement::at((-0.3, zero_at)) + Text::new("0", (-6, 0), left),
+                ))
+                .map_err(e)?;
+            }
             for &t in self.transports {
                 let col = color(t);
                 let pts: Vec<(f64, f64, bool)> = self
@@ -767,7 +792,7 @@ impl Chart for SweepChart<'_> {
                     .map(|s| {
                         (
                             s.point as f64,
-                            f(s).max(lo),
+                            if f(s) > 0.0 { f(s) } else { lo },
                             s.flags.iter().any(|f| f == "saturated"),
                         )
                     })
@@ -777,8 +802,15 @@ impl Chart for SweepChart<'_> {
                     col.stroke_width(2),
                 ))
                 .map_err(e)?;
-                c.draw_series(pts.iter().map(|p| Circle::new((p.0, p.1), 3, col.filled())))
-                    .map_err(e)?;
+                c.draw_series(pts.iter().map(|p| {
+                    let style = if p.1 <= zero_at && zeros {
+                        col.stroke_width(2)
+                    } else {
+                        col.filled()
+                    };
+                    Circle::new((p.0, p.1), 4, style)
+                }))
+                .map_err(e)?;
                 c.draw_series(
                     pts.iter()
                         .filter(|p| p.2)
