@@ -436,6 +436,39 @@ const WARMUP: RGBColor = RGBColor(200, 200, 200);
 type Series = Vec<(f64, f64, f64)>;
 
 /// 4. Per-second deliveries and p99 over the run, warm-up shaded.
+/// Which transports' msg/s lines are the same second by second, as a
+/// note for the timeline (None when no two coincide).
+fn coinciding(lines: &[(Transport, Series)]) -> Option<String> {
+    let same = |a: &Series, b: &Series| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && x.1 == y.1)
+    };
+    let mut groups: Vec<Vec<&str>> = Vec::new();
+    let mut done = vec![false; lines.len()];
+    for i in 0..lines.len() {
+        if done[i] {
+            continue;
+        }
+        let mut group = vec![lines[i].0.as_str()];
+        for j in i + 1..lines.len() {
+            if !done[j] && same(&lines[i].1, &lines[j].1) {
+                done[j] = true;
+                group.push(lines[j].0.as_str());
+            }
+        }
+        if group.len() > 1 {
+            groups.push(group);
+        }
+    }
+    if groups.is_empty() {
+        return None;
+    }
+    let said: Vec<String> = groups.iter().map(|g| g.join(", ")).collect();
+    Some(format!(
+        "msg/s lines that coincide (same seeded schedule), drawn nested: {}",
+        said.join("; ")
+    ))
+}
+
 struct Timeline {
     warmup_s: f64,
     lines: Vec<(Transport, Series)>,
@@ -489,13 +522,22 @@ impl Chart for Timeline {
             WARMUP.mix(0.5).filled(),
         )))
         .map_err(e)?;
-        for (t, pts) in &self.lines {
+        // Transports fed by the same seeded schedule deliver the same
+        // msg/s, and their lines coincide: each is drawn narrower than the
+        // one before it, so coinciding lines show as nested stripes, and
+        // the panel says which coincide.
+        let n = self.lines.len();
+        for (i, (t, pts)) in self.lines.iter().enumerate() {
             let col = color(*t);
             c.draw_series(LineSeries::new(
                 pts.iter().map(|p| (p.0 + 0.5, p.1)),
-                col.stroke_width(2),
+                col.stroke_width(2 * (n - i) as u32),
             ))
             .map_err(e)?;
+        }
+        if let Some(note) = coinciding(&self.lines) {
+            top.draw(&Text::new(note, (90, 14), ("sans-serif", 13).into_font()))
+                .map_err(e)?;
         }
         let (lo, hi) = y_range(self.lines.iter().flat_map(|(_, p)| p.iter().map(|x| x.2)));
         let mut c = ChartBuilder::on(&bottom)
@@ -899,5 +941,39 @@ mod tests {
     fn log_ranges_cover_whole_decades() {
         assert_eq!(y_range([1.7, 250.0].into_iter()), (1.0, 1000.0));
         assert_eq!(y_range(std::iter::empty()), (0.1, 10.0));
+    }
+}
+
+#[cfg(test)]
+mod coincide_tests {
+    use super::*;
+
+    #[test]
+    fn coinciding_lines_are_named_in_groups() {
+        let a: Series = vec![(0.0, 10.0, 1.0), (1.0, 12.0, 1.0)];
+        let b: Series = vec![(0.0, 9.0, 1.0), (1.0, 12.0, 1.0)];
+        // p99 (the third field) may differ: only msg/s is compared.
+        let a2: Series = vec![(0.0, 10.0, 7.0), (1.0, 12.0, 3.0)];
+        let lines = vec![
+            (Transport::ShortPoll, b.clone()),
+            (Transport::LongPoll, a.clone()),
+            (Transport::Sse, a2),
+            (Transport::WebSocket, a),
+        ];
+        assert_eq!(
+            coinciding(&lines).as_deref(),
+            Some("msg/s lines that coincide (same seeded schedule), drawn nested: long_poll, sse, websocket")
+        );
+        assert_eq!(coinciding(&lines[..2]), None);
+        let twice = vec![
+            (Transport::ShortPoll, b.clone()),
+            (Transport::LongPoll, b),
+            (Transport::Sse, lines[1].1.clone()),
+            (Transport::WebSocket, lines[1].1.clone()),
+        ];
+        assert_eq!(
+            coinciding(&twice).as_deref(),
+            Some("msg/s lines that coincide (same seeded schedule), drawn nested: short_poll, long_poll; sse, websocket")
+        );
     }
 }
