@@ -435,7 +435,6 @@ const WARMUP: RGBColor = RGBColor(200, 200, 200);
 /// One transport's points over a run: (second, msg/s, p99 ms).
 type Series = Vec<(f64, f64, f64)>;
 
-/// 4. Per-second deliveries and p99 over the run, warm-up shaded.
 /// Which transports' msg/s lines are the same second by second, as a
 /// note for the timeline (None when no two coincide).
 fn coinciding(lines: &[(Transport, Series)]) -> Option<String> {
@@ -469,6 +468,7 @@ fn coinciding(lines: &[(Transport, Series)]) -> Option<String> {
     ))
 }
 
+/// 4. Per-second deliveries and p99 over the run, warm-up shaded.
 struct Timeline {
     warmup_s: f64,
     lines: Vec<(Transport, Series)>,
