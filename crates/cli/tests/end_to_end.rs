@@ -12,13 +12,7 @@ async fn one(transport: Transport) {
     let (addr, _stop) = in_process_server().await;
     let out = tempfile::tempdir().unwrap();
     let scenario = tiny(&format!("\"{}\"", transport.as_str()));
-    let done = run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External { addr, pid: None },
-    ))
-    .await
-    .unwrap();
+    let done = run_against(addr, scenario, out.path()).await;
     let r = &done.file.runs[0];
     let a = r.audit;
     assert!(a.sent > 0, "{transport}: nothing sent");
@@ -225,13 +219,7 @@ async fn sweep_run(transport: &str, sweep: Sweep) -> (Finished, tempfile::TempDi
     let mut scenario = tiny(&format!("\"{transport}\""));
     scenario.duration = std::time::Duration::from_secs(1);
     scenario.sweep = Some(sweep);
-    let done = run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External { addr, pid: None },
-    ))
-    .await
-    .unwrap();
+    let done = run_against(addr, scenario, out.path()).await;
     (done, out)
 }
 
@@ -323,13 +311,7 @@ async fn idle_keep_alive_connections_closed_by_the_server_are_replaced() {
     let out = tempfile::tempdir().unwrap();
     let mut scenario = tiny("\"sse\"");
     scenario.messages.rate = 2.0;
-    let done = run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External { addr, pid: None },
-    ))
-    .await
-    .unwrap();
+    let done = run_against(addr, scenario, out.path()).await;
     let r = &done.file.runs[0];
     assert_eq!((r.audit.errors, r.audit.lost), (0, 0), "{:?}", r.audit);
     assert_eq!(r.audit.delivered, r.audit.expected);

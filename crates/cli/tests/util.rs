@@ -76,6 +76,22 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
     }
 }
 
+/// Runs `scenario` against the server at `addr` (no pid, so no server
+/// cost), writing under `out`; panics if the run fails.
+pub async fn run_against(
+    addr: SocketAddr,
+    scenario: Scenario,
+    out: &Path,
+) -> chatbench_loadgen::run::Finished {
+    chatbench_loadgen::run::run(options(
+        scenario,
+        out,
+        ServerTarget::External { addr, pid: None },
+    ))
+    .await
+    .unwrap()
+}
+
 /// Spawns `chatbench serve` on port 0; returns the child and its address.
 pub async fn spawn_server() -> (tokio::process::Child, SocketAddr) {
     spawn_server_with(&[]).await

@@ -3,8 +3,6 @@
 //! why.
 
 use crate::util::*;
-use chatbench_loadgen::run::run;
-use chatbench_loadgen::server::ServerTarget;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_spread_over_worker_processes_measure_what_one_process_does() {
@@ -15,13 +13,7 @@ async fn clients_spread_over_worker_processes_measure_what_one_process_does() {
         let out = tempfile::tempdir().unwrap();
         let mut scenario = tiny(all);
         scenario.clients.processes = processes;
-        let done = run(options(
-            scenario,
-            out.path(),
-            ServerTarget::External { addr, pid: None },
-        ))
-        .await
-        .unwrap();
+        let done = run_against(addr, scenario, out.path()).await;
         assert!(done.file.complete, "{processes} processes");
         assert_eq!(done.file.scenario.clients.processes, processes);
         runs.push(done.file.runs);
