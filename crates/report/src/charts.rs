@@ -106,7 +106,16 @@ fn incomplete_banner<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> DrawR
 /// 1. Latency percentile spectrum, HdrHistogram style.
 struct Spectrum<'a> {
     lines: Vec<(Transport, Vec<(f64, f64)>)>,
+    /// Samples in each transport's histogram, in the order of `lines`.
+    counts: Vec<u64>,
     subtitle: &'a str,
+}
+
+/// Where on the percentile axis (log10 of 1/(1-p)) fewer than 10 of `n`
+/// samples lie beyond the percentile: from there on a line shows single
+/// samples, not a distribution.
+pub fn thin_from(n: u64) -> Option<f64> {
+    (n > 10).then(|| (n as f64 / 10.0).log10())
 }
 
 /// Points (log10(1/(1-p)), latency ms) of a histogram.
@@ -162,7 +171,8 @@ impl Chart for Spectrum<'_> {
             .axis_desc_style(("sans-serif", 16))
             .draw()
             .map_err(e)?;
-        for (t, pts) in &self.lines {
+        let mut marked = false;
+        for ((t, pts), n) in self.lines.iter().zip(&self.counts) {
             let col = color(*t);
             c.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(3)))
                 .map_err(e)?
@@ -170,6 +180,27 @@ impl Chart for Spectrum<'_> {
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 24, y)], col.stroke_width(3))
                 });
+            // A bar across the line where fewer than 10 samples remain
+            // beyond the percentile.
+            let at = thin_from(*n).and_then(|x| pts.iter().find(|p| p.0 >= x).map(|p| (x, p.1)));
+            if let Some((x, y)) = at {
+                marked = true;
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![(x, y / 1.35), (x, y * 1.35)],
+                    col.stroke_width(4),
+                )))
+                .map_err(e)?;
+            }
+        }
+        if marked {
+            let note = TextStyle::from(("sans-serif", 13).into_font())
+                .pos(Pos::new(HPos::Right, VPos::Bottom));
+            root.draw(&Text::new(
+                "bar on a line: under 10 samples to its right",
+                (SIZE.0 as i32 - 12, SIZE.1 as i32 - 6),
+                note,
+            ))
+            .map_err(e)?;
         }
         legend(&mut c)
     }
@@ -595,6 +626,7 @@ pub fn draw_all(
             .iter()
             .map(|(t, h)| (*t, spectrum_points(h)))
             .collect(),
+        counts: histograms.iter().map(|(_, h)| h.len()).collect(),
         subtitle: &subtitle,
     };
     files.extend(render(&spectrum, dir, "latency", !run.complete)?);
@@ -947,6 +979,15 @@ mod tests {
 #[cfg(test)]
 mod coincide_tests {
     use super::*;
+
+    #[test]
+    fn percentiles_thin_out_where_fewer_than_10_samples_lie_beyond() {
+        // 10,000 samples: 10 lie beyond p99.9 (x = 3).
+        assert_eq!(thin_from(10_000), Some(3.0));
+        assert_eq!(thin_from(100).map(|x| (x * 1e9).round() / 1e9), Some(1.0));
+        assert_eq!(thin_from(10), None);
+        assert_eq!(thin_from(0), None);
+    }
 
     #[test]
     fn coinciding_lines_are_named_in_groups() {

@@ -78,6 +78,8 @@ fn every_chart_is_written_as_valid_svg_and_png() {
     assert_eq!(overhead.matches("<circle").count(), 4);
     assert!(overhead.contains("0, below the axis"));
     let svg = std::fs::read_to_string(dir.join("charts/latency.svg")).unwrap();
+    // Where each line's percentiles rest on fewer than 10 samples is marked.
+    assert!(svg.contains("bar on a line: under 10 samples to its right"));
     for label in [
         "Delivery latency by percentile",
         "99.9%",
