@@ -68,6 +68,18 @@ fn cut_short(what: &str) -> io::Error {
     )
 }
 
+/// Refuses a request target that would break the request line: empty, or
+/// holding a space or control character (which would end it early).
+pub fn check_target(target: &str) -> io::Result<()> {
+    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid request target {target:?}"),
+        ));
+    }
+    Ok(())
+}
+
 /// An HTTP/1.1 client connection over any byte stream.
 #[derive(Debug)]
 pub struct H1Conn<S> {
@@ -119,13 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
                 "the connection is closed",
             ));
         }
-        // A control character or space would end the request line early.
-        if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid request target {target:?}"),
-            ));
-        }
+        check_target(target)?;
         self.wbuf.clear();
         for part in [
             method,
@@ -188,7 +194,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
                 }
             }
             let body = self.rbuf.split_to(n).freeze();
-            self.body = Body::Length(0);
             self.finish_body();
             return Ok(body);
         }

@@ -63,12 +63,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     target: &str,
 ) -> io::Result<BytesMut> {
-    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid request target {target:?}"),
-        ));
-    }
+    crate::h1::check_target(target)?;
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let request = format!(
         "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
