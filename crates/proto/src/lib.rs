@@ -66,6 +66,57 @@ impl fmt::Display for RoomName {
     }
 }
 
+/// One of several server processes that share the rooms between them: the
+/// process `index` of `of` owns a room when the CRC-32 (IEEE, as zlib's
+/// `crc32`) of its name, modulo `of`, is `index`. A stable hash of the name,
+/// so any client can compute a room's owner: chatbench's load generator
+/// routes each room's clients to it, and a server started with
+/// `--room-shard I/K` refuses the rooms it does not own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomShard {
+    /// This process, from 0.
+    pub index: u32,
+    /// How many processes share the rooms.
+    pub of: u32,
+}
+
+impl RoomShard {
+    /// The index of the process, of `of`, that owns `room`.
+    pub fn owner(room: &str, of: u32) -> u32 {
+        crc32fast::hash(room.as_bytes()) % of.max(1)
+    }
+
+    /// Whether this process owns `room`.
+    pub fn owns(&self, room: &str) -> bool {
+        RoomShard::owner(room, self.of) == self.index
+    }
+}
+
+impl std::str::FromStr for RoomShard {
+    type Err = String;
+
+    /// `I/K`: process I (from 0) of K, K from 1 to 1024.
+    fn from_str(s: &str) -> Result<RoomShard, String> {
+        let bad = || format!("{s:?} is not I/K (process I of K, counted from 0, e.g. 0/4)");
+        let (i, k) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let of: u32 = k.trim().parse().map_err(|_| bad())?;
+        if !(1..=1024).contains(&of) {
+            return Err(format!("{s:?}: K must be 1 to 1024, got {of}"));
+        }
+        if index >= of {
+            return Err(format!("{s:?}: I counts from 0 and must be below K ({of})"));
+        }
+        Ok(RoomShard { index, of })
+    }
+}
+
+impl fmt::Display for RoomShard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.of)
+    }
+}
+
 /// The body of `POST /rooms/{room}/messages`, and the text of a WebSocket
 /// publish frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +294,34 @@ mod tests {
             RoomNameError::BadChar('.').to_string(),
             "room name holds '.'; only A-Z, a-z, 0-9, '_' and '-' are allowed"
         );
+    }
+
+    #[test]
+    fn room_owner_is_zlib_crc32_modulo_the_processes() {
+        // Python: zlib.crc32(b"lobby") == 3437516279, % 4 == 3.
+        assert_eq!(crc32fast::hash(b"lobby"), 3_437_516_279);
+        assert_eq!(RoomShard::owner("lobby", 4), 3);
+        assert_eq!(RoomShard::owner("r0", 4), 3);
+        assert_eq!(RoomShard::owner("cb0001-ws-0-0-0", 4), 1);
+        assert_eq!(RoomShard::owner("anything", 1), 0);
+        let s: RoomShard = "3/4".parse().unwrap();
+        assert_eq!(s, RoomShard { index: 3, of: 4 });
+        assert!(s.owns("lobby") && !s.owns("cb0001-ws-0-0-0"));
+        assert_eq!(s.to_string(), "3/4");
+        for (bad, why) in [
+            ("4/4", "\"4/4\": I counts from 0 and must be below K (4)"),
+            ("0/0", "\"0/0\": K must be 1 to 1024, got 0"),
+            (
+                "1",
+                "\"1\" is not I/K (process I of K, counted from 0, e.g. 0/4)",
+            ),
+            (
+                "a/2",
+                "\"a/2\" is not I/K (process I of K, counted from 0, e.g. 0/4)",
+            ),
+        ] {
+            assert_eq!(bad.parse::<RoomShard>().unwrap_err(), why);
+        }
     }
 
     #[test]

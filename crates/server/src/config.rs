@@ -41,6 +41,9 @@ pub struct Config {
     pub max_batch: usize,
     /// How long shutdown waits for open connections before giving up on them.
     pub shutdown_grace: Duration,
+    /// The rooms this process serves, when several processes share them
+    /// (`--room-shard I/K`); others get `421`.
+    pub room_shard: Option<chatbench_proto::RoomShard>,
 }
 
 impl Default for Config {
@@ -114,6 +117,12 @@ pub struct ServerArgs {
     /// Time shutdown waits for open connections to finish.
     #[arg(long, default_value = "5s", value_parser = nonzero_duration)]
     pub shutdown_grace: Duration,
+    /// Serve only the rooms that process I of K owns: those whose CRC-32
+    /// (zlib's crc32) of the name modulo K is I. Other rooms get 421
+    /// Misdirected Request, naming their owner. For several server
+    /// processes that share the rooms, as `[server] processes` starts them.
+    #[arg(long, value_name = "I/K")]
+    pub room_shard: Option<chatbench_proto::RoomShard>,
     /// Pin the server to these CPUs (Linux), e.g. `0` or `0-1`.
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
@@ -139,6 +148,7 @@ impl ServerArgs {
             long_poll_max_wait: self.long_poll_max_wait,
             max_batch: self.max_batch as usize,
             shutdown_grace: self.shutdown_grace,
+            room_shard: self.room_shard,
         }
     }
 }

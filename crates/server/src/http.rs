@@ -6,7 +6,7 @@ use crate::metrics::{ActiveGuard, Metrics, Transport};
 use crate::room::{Batch, PublishError, RoomLog, Rooms};
 use crate::{sse, ws, Config};
 use bytes::Bytes;
-use chatbench_proto::{ErrorBody, PublishAck, PublishRequest, RoomName};
+use chatbench_proto::{ErrorBody, PublishAck, PublishRequest, RoomName, RoomShard};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -316,8 +316,22 @@ fn only_get<B>(req: &Request<B>) -> Result<(), ApiError> {
     }
 }
 
-fn room_name(name: &str) -> Result<RoomName, ApiError> {
-    RoomName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))
+/// Validates a room name, and with `--room-shard` checks that this process
+/// owns the room.
+fn room_name(app: &App, name: &str) -> Result<RoomName, ApiError> {
+    let room = RoomName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match app.config.room_shard {
+        Some(shard) if !shard.owns(name) => Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "room {name:?} belongs to server process {} of {}; this is process {shard} (a room's owner is crc32(name) % {})",
+                RoomShard::owner(name, shard.of),
+                shard.of,
+                shard.of
+            ),
+        )),
+        _ => Ok(room),
+    }
 }
 
 fn unavailable(e: PublishError) -> ApiError {
@@ -329,7 +343,7 @@ fn unavailable(e: PublishError) -> ApiError {
 /// expires once nobody holds it, if nothing was published to it.
 pub(crate) fn subscribe(app: &App, name: &str) -> Result<Arc<RoomLog>, ApiError> {
     app.rooms
-        .get_or_create(&room_name(name)?)
+        .get_or_create(&room_name(app, name)?)
         .map_err(unavailable)
 }
 
@@ -338,7 +352,7 @@ async fn publish(
     room: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let name = room_name(room)?;
+    let name = room_name(app, room)?;
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -435,7 +449,7 @@ async fn poll(app: &App, room: &str, req: &Request<Incoming>) -> Result<Response
             "query parameter `wait_ms` must be at most {max_wait}, got {w}"
         )));
     }
-    let name = room_name(room)?;
+    let name = room_name(app, room)?;
     let wait = q.wait_ms.filter(|&w| w > 0).map(Duration::from_millis);
     // Reading a room that does not exist reads an empty log and creates
     // nothing; only a long poll that waits holds (and so creates) the room.

@@ -437,3 +437,62 @@ async fn requests_hyper_cannot_parse_get_json_errors_too() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_room_shard_refuses_the_rooms_it_does_not_own_on_every_transport() {
+    // zlib.crc32(b"lobby") % 2 == 1 and zlib.crc32(b"news") % 2 == 0.
+    let server = Server::start_with(Config {
+        room_shard: Some("1/2".parse().unwrap()),
+        ..Config::default()
+    })
+    .await;
+    let mut h = server.http().await;
+    let seq = h.publish("lobby", "a", "owned", 1).await;
+    assert_eq!(seq, 1);
+    let why = "room \"news\" belongs to server process 0 of 2; this is process 1/2 (a room's owner is crc32(name) % 2)";
+    let get = Method::GET;
+    for path in [
+        "/rooms/news/messages",
+        "/rooms/news/messages?after=0&wait_ms=1000",
+        "/rooms/news/events",
+    ] {
+        expect(
+            &mut h,
+            get.clone(),
+            path,
+            "",
+            StatusCode::MISDIRECTED_REQUEST,
+            why,
+        )
+        .await;
+    }
+    expect(
+        &mut h,
+        Method::POST,
+        "/rooms/news/messages",
+        r#"{"from":"a","body":"b"}"#,
+        StatusCode::MISDIRECTED_REQUEST,
+        why,
+    )
+    .await;
+    // The WebSocket upgrade is refused before it happens.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/rooms/news/ws", server.addr))
+        .await
+        .unwrap_err();
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+            let v: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_eq!(v, serde_json::json!({ "error": why }));
+        }
+        e => panic!("expected a 421 answer, got {e}"),
+    }
+    // The owned room still reads, and the refusals created no room.
+    let (s, _, b) = h.get("/rooms/lobby/messages?after=0").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&b).contains("\"owned\""));
+    let m = server.scrape().await;
+    assert_eq!(m["chatbench_rooms"], 1.0);
+    server.stop().await;
+}
