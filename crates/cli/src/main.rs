@@ -389,6 +389,17 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
     };
     let scenario = Scenario::load(&args.scenario)?.with_overrides(&overrides, &args.scenario)?;
+    if args.server.is_some() {
+        for p in 0..scenario.points() {
+            let k = scenario.at_point(p).map_or(1, |s| s.server.processes);
+            if k > 1 {
+                anyhow::bail!(
+                    "{}: field `server.processes`: is {k}, but --server names one server process; several are only for servers chatbench starts",
+                    args.scenario.display()
+                );
+            }
+        }
+    }
     // Pin before the runtime starts, so every worker thread inherits it:
     // the server gets the first half of the allowed CPUs, we get the rest.
     let allowed = affinity::allowed_cpus();

@@ -1,6 +1,7 @@
 //! `[clients] processes`: clients spread over `chatbench worker` children
 //! measure what one process measures, and a worker that cannot run says
-//! why.
+//! why. `[server] processes`: rooms spread over server processes, each
+//! room's clients routed to its owner, and the server's figures summed.
 
 use crate::util::*;
 
@@ -65,6 +66,114 @@ async fn clients_spread_over_worker_processes_measure_what_one_process_does() {
         assert_eq!(br.skewed, 0, "{t}");
         assert_eq!(br.up_leg_us.count, b.audit.delivered, "{t}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_spread_over_server_processes_are_routed_to_their_owners_and_summed() {
+    use chatbench_loadgen::server::ServerTarget;
+    let all = r#""short_poll", "long_poll", "sse", "websocket""#;
+    let out = tempfile::tempdir().unwrap();
+    let mut scenario = tiny(all);
+    scenario.clients.rooms = 6;
+    scenario.clients.processes = 2;
+    scenario.server.processes = 3;
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    assert!(done.file.complete);
+    assert_eq!(done.file.scenario.server.processes, 3);
+    assert_eq!(done.file.runs.len(), 4);
+    for r in &done.file.runs {
+        let t = r.transport;
+        // Every room answered: a client sent to a process that does not own
+        // its room gets 421, which would show here as errors and losses.
+        assert_eq!(r.audit.expected, r.audit.sent * 4, "{t}");
+        assert_eq!(
+            (r.audit.delivered, r.audit.lost, r.audit.errors),
+            (r.audit.expected, 0, 0),
+            "{t}: {:?}",
+            r.errors_by_cause
+        );
+        // The cross-check adds up the three processes' /metrics.
+        let cc = r.crosscheck.expect("metrics were scraped");
+        assert!(cc.bytes_match && cc.delivered_match, "{t}: {cc:?}");
+        let cost = r.server.as_ref().expect("spawned servers have pids");
+        assert_eq!(cost.processes.len(), 3, "{t}");
+        let per_room = if t == chatbench_loadgen::Transport::WebSocket {
+            4
+        } else {
+            6
+        };
+        let rooms: u64 = cost.processes.iter().map(|p| p.rooms).sum();
+        assert_eq!(rooms, 6, "{t}");
+        for (i, p) in cost.processes.iter().enumerate() {
+            assert_eq!(p.index, i as u32, "{t}");
+            assert_eq!(p.connections, p.rooms * per_room, "{t}: {p:?}");
+            assert!(
+                p.rss_before_traffic > 0 && p.rss_peak >= p.rss_before_traffic,
+                "{t}: {p:?}"
+            );
+            // A process that owns a room did the work of its deliveries.
+            if p.rooms > 0 {
+                assert!(p.delivered > 0 && p.cpu_ms_measured > 0.0, "{t}: {p:?}");
+            } else {
+                assert_eq!(p.delivered, 0, "{t}: {p:?}");
+            }
+        }
+        assert_eq!(
+            cost.processes.iter().map(|p| p.connections).sum::<u64>(),
+            r.connections,
+            "{t}"
+        );
+        assert_eq!(
+            cost.processes.iter().map(|p| p.delivered).sum::<u64>(),
+            cc.server_delivered,
+            "{t}"
+        );
+        // The totals are the processes' sums.
+        let cpu: f64 = cost.processes.iter().map(|p| p.cpu_ms_measured).sum();
+        assert!(
+            (cost.cpu_ms_measured - cpu).abs() < 1e-6 * cpu.max(1.0),
+            "{t}: {cost:?}"
+        );
+        let rss: u64 = cost.processes.iter().map(|p| p.rss_before_traffic).sum();
+        assert_eq!(cost.rss_before_traffic, rss, "{t}");
+    }
+    chatbench_report::report(&done.dir).unwrap();
+    let report = std::fs::read_to_string(done.dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("\n## Server processes\n"), "{report}");
+}
+
+#[test]
+fn several_server_processes_need_a_server_chatbench_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k.toml");
+    let src = "name = \"k\"\ntransports = [\"sse\"]\nduration = \"1s\"\n[clients]\nrooms = 2\nclients_per_room = 2\nsenders_per_room = 1\n[messages]\nrate = 1.0\n[server]\nprocesses = 2\n";
+    std::fs::write(&file, src).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--server",
+            "http://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "chatbench: error: {}: field `server.processes`: is 2, but --server names one server process; several are only for servers chatbench starts",
+            file.display()
+        )
+    );
 }
 
 #[test]

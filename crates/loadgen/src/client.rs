@@ -31,8 +31,8 @@ pub const STOP_FROM: &str = "chatbench-stop";
 /// Everything the clients of one transport run share.
 #[derive(Debug)]
 pub struct RunCtx {
-    /// Server address.
-    pub addr: SocketAddr,
+    /// The server process that owns each room, by room index.
+    pub room_servers: Vec<SocketAddr>,
     /// Transport under test.
     pub transport: Transport,
     /// The scenario.
@@ -69,6 +69,12 @@ impl RunCtx {
             .get()
             .copied()
             .unwrap_or(RunClock::starting_at(u64::MAX))
+    }
+
+    /// The server process that client `id`'s room lives on.
+    pub fn server_of(&self, id: u64) -> SocketAddr {
+        let room = id / self.scenario.clients.clients_per_room.max(1) as u64;
+        self.room_servers[room as usize]
     }
 
     /// Marks one client as connected and subscribed.
@@ -269,12 +275,13 @@ type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 impl HttpConn {
     async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
         let start = Instant::now();
-        let io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+        let addr = ctx.server_of(key);
+        let io = WireCounter::connect(addr, ctx.wire.clone()).await?;
         let read_at = io.read_at();
         ctx.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
         Ok(HttpConn {
-            conn: H1Conn::new(io, ctx.addr.to_string()),
+            conn: H1Conn::new(io, addr.to_string()),
             ctx: ctx.clone(),
             read_at,
         })
@@ -811,11 +818,12 @@ type WsOut = Arc<tokio::sync::Mutex<WsWriter<WireWriter>>>;
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let target = format!("/rooms/{room}/ws?after=0");
-    let host = ctx.addr.to_string();
+    let addr = ctx.server_of(spec.id);
+    let host = addr.to_string();
     let start = Instant::now();
     let (mut reader, writer) = loop {
         let attempt = async {
-            let mut io = WireCounter::connect(ctx.addr, ctx.wire.clone()).await?;
+            let mut io = WireCounter::connect(addr, ctx.wire.clone()).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
             let leftover = ws::handshake(&mut io, &host, &target).await?;
             let writer = WsWriter::new(io.writer());

@@ -9,12 +9,13 @@ use crate::client::STOP_FROM;
 use crate::clock::unix_now_us;
 use crate::record::Histograms;
 use crate::resources::{self, ProcSample, Sampler};
-use crate::results::{ServerCost, TransportRun};
+use crate::results::{ServerCost, ServerProcess, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
 use crate::shard::{FromShard, ShardEvent, ShardSet, ShardTask, ToShard};
 use crate::wire::WireStats;
 use crate::Transport;
+use chatbench_proto::RoomShard;
 use chatbench_results::measurement::{Measurement, ServerSide};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,11 +82,10 @@ pub async fn run_transport(
             )
         })
         .collect();
-    let before = ServerCounters::scrape(server.addr).await.ok();
-    let rss_baseline = server
-        .pid
-        .and_then(|p| resources::read(p, 0))
-        .map(|r| r.rss_bytes);
+    let pids = server.pids();
+    let before = server.scrape().await.ok();
+    let read_server = || pids.as_deref().and_then(|p| resources::read_all(p, 0));
+    let rss_baseline = read_server();
     let processes = s.clients.processes.max(1);
     let tasks: Vec<ShardTask> = (0..processes)
         .map(|index| ShardTask {
@@ -94,15 +94,14 @@ pub async fn run_transport(
             point,
             repetition,
             rooms: rooms.clone(),
-            addr: server.addr,
+            servers: server.addrs(),
             index,
             of: processes,
         })
         .collect();
     let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
     let ramp_start = Instant::now();
-    let sampler = server.pid.map(Sampler::spawn);
-    let proc_now = |pid: Option<u32>| pid.and_then(|p| resources::read(p, 0));
+    let sampler = pids.clone().map(Sampler::spawn);
     let mut server_died = false;
 
     let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);
@@ -122,14 +121,13 @@ pub async fn run_transport(
     let t0_unix_us = unix_now_us() + settle.as_micros() as u64;
     shards.set.send_all(ToShard::Start { t0_unix_us });
     tokio::time::sleep_until(t0).await;
-    let rss_before = proc_now(server.pid);
+    let rss_before = read_server();
 
     let watched = shards
         .watch_phases(server, &s, t0, ramp_start, stop, progress)
         .await;
     let interrupted = watched.interrupted;
     server_died |= watched.server_died;
-    let (srv0, srv1) = (watched.server_at_start, watched.server_at_end);
     let torn = shards
         .teardown(server, &rooms, server_died || interrupted)
         .await;
@@ -137,10 +135,10 @@ pub async fn run_transport(
     let after = if server_died {
         None
     } else {
-        ServerCounters::scrape(server.addr).await.ok()
+        server.scrape().await.ok()
     };
     server_died |= !server.is_alive().await;
-    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+    let ticks = sampler.map(Sampler::finish).unwrap_or_default();
 
     // Results: what the shards measured, combined, then its run.json entry
     // with the server side's figures.
@@ -151,40 +149,30 @@ pub async fn run_transport(
     // The shards share this host's CPUs.
     measurement.loadgen_cpus = loadgen.cpus;
     measurement.ended_early |= server_died || torn.stuck || interrupted;
-    let total = measurement.wire_total;
-    let counters = before.as_ref().zip(after.as_ref()).map(|(b, a)| {
-        let d = a.delta(b);
+    // Per server process, when several share the rooms.
+    let deltas: Option<Vec<ServerCounters>> = before
+        .as_ref()
+        .zip(after.as_ref())
+        .map(|(b, a)| a.iter().zip(b).map(|(a, b)| a.delta(b)).collect());
+    let counters = deltas.as_ref().map(|d| {
+        let d = ServerCounters::sum(d);
         (
             ServerCounters::client_total(&d.bytes_written).saturating_sub(torn.control_bytes_down),
             ServerCounters::client_total(&d.delivered),
         )
     });
-    let delivered = measurement.audit.delivered;
-    let cost = match (server.pid, srv0, srv1) {
-        (Some(_), Some(a), Some(b)) => {
-            let (cpu, precision) = ProcSample::cpu_between(&a, &b);
-            let rss_before = rss_before.map(|r| r.rss_bytes).unwrap_or(0);
-            let baseline = rss_baseline.unwrap_or(rss_before);
-            Some(ServerCost {
-                rss_baseline: baseline,
-                rss_before_traffic: rss_before,
-                rss_peak: samples
-                    .iter()
-                    .map(|x| x.rss_bytes)
-                    .max()
-                    .unwrap_or(b.rss_bytes),
-                rss_per_connection: rss_before.saturating_sub(baseline) as f64
-                    / total.connections.max(1) as f64,
-                cpu_ms_measured: cpu,
-                cpu_precision_ms: precision,
-                cpu_ms_per_1k_msgs: per_1k(cpu, delivered),
-                threads_peak: samples.iter().map(|x| x.threads).max().unwrap_or(b.threads),
-                fds_peak: samples.iter().map(|x| x.fds).max().unwrap_or(b.fds),
-                samples: downsample(&samples, 1000),
-            })
-        }
-        _ => None,
-    };
+    let cost = server_cost(ServerReadings {
+        baseline: rss_baseline,
+        before_traffic: rss_before,
+        window: watched.server_at_start.zip(watched.server_at_end),
+        ticks: &ticks,
+        connections: measurement.wire_total.connections,
+        delivered: measurement.audit.delivered,
+        rooms: &rooms,
+        scenario: &s,
+        transport,
+        deltas: deltas.as_deref(),
+    });
     let run = measurement.summarize(&s, ServerSide { counters, cost });
     Ok(Outcome {
         run,
@@ -196,9 +184,9 @@ pub async fn run_transport(
 
 /// What [`Shards::watch_phases`] saw.
 struct Watched {
-    /// The server's process at the start and end of the measured window.
-    server_at_start: Option<ProcSample>,
-    server_at_end: Option<ProcSample>,
+    /// The server's processes at the start and end of the measured window.
+    server_at_start: Option<Vec<ProcSample>>,
+    server_at_end: Option<Vec<ProcSample>>,
     server_died: bool,
     interrupted: bool,
 }
@@ -311,7 +299,8 @@ impl Shards {
         stop: &CancellationToken,
         progress: Option<&ProgressTx>,
     ) -> Watched {
-        let pid = server.pid;
+        let pids = server.pids();
+        let read_server = || pids.as_deref().and_then(|p| resources::read_all(p, 0));
         let measure_start = t0 + s.warmup;
         let measure_end = measure_start + s.duration;
         let drain_end = measure_end + s.grace;
@@ -340,10 +329,10 @@ impl Shards {
             }
             let now = Instant::now();
             if w.server_at_start.is_none() && now >= measure_start {
-                w.server_at_start = pid.and_then(|p| resources::read(p, 0));
+                w.server_at_start = read_server();
             }
             if w.server_at_end.is_none() && now >= measure_end {
-                w.server_at_end = pid.and_then(|p| resources::read(p, 0));
+                w.server_at_end = read_server();
             }
             if !server.is_alive().await {
                 w.server_died = true;
@@ -404,7 +393,7 @@ impl Shards {
             for room in rooms {
                 let path = format!("/rooms/{room}/messages");
                 let sent = control_counted(
-                    server.addr,
+                    server.owner_of(room),
                     "POST",
                     &path,
                     Some(body.clone()),
@@ -478,6 +467,101 @@ impl Shards {
             server_died,
         }
     }
+}
+
+/// The server's processes as read during a transport run, each list in
+/// process order.
+struct ServerReadings<'a> {
+    /// Before any client connected.
+    baseline: Option<Vec<ProcSample>>,
+    /// Once every client was connected, before traffic.
+    before_traffic: Option<Vec<ProcSample>>,
+    /// At the start and end of the measured window.
+    window: Option<(Vec<ProcSample>, Vec<ProcSample>)>,
+    /// Every ~100 ms of the run.
+    ticks: &'a [Vec<ProcSample>],
+    /// Client connections measured.
+    connections: u64,
+    /// Deliveries measured.
+    delivered: u64,
+    rooms: &'a [String],
+    scenario: &'a Scenario,
+    transport: Transport,
+    /// Each process's `/metrics` over the run.
+    deltas: Option<&'a [ServerCounters]>,
+}
+
+/// The server's CPU and memory: summed over its processes, and per process
+/// when there are several. None without the processes' ids.
+fn server_cost(r: ServerReadings<'_>) -> Option<ServerCost> {
+    let (a, b) = r.window?;
+    let n = a.len();
+    let before_traffic = r
+        .before_traffic
+        .unwrap_or_else(|| vec![ProcSample::default(); n]);
+    let baseline = r.baseline.unwrap_or_else(|| before_traffic.clone());
+    let rss = |v: &[ProcSample]| v.iter().map(|x| x.rss_bytes).sum::<u64>();
+    let summed: Vec<ProcSample> = r.ticks.iter().map(|t| ProcSample::sum(t)).collect();
+    let (a_all, b_all) = (ProcSample::sum(&a), ProcSample::sum(&b));
+    let (cpu, precision) = ProcSample::cpu_between(&a_all, &b_all);
+    let peak_of = |i: usize| {
+        r.ticks
+            .iter()
+            .filter_map(|t| t.get(i).map(|x| x.rss_bytes))
+            .max()
+            .unwrap_or(b[i].rss_bytes)
+    };
+    let processes = if n > 1 {
+        let http = r.transport != Transport::WebSocket;
+        let c = &r.scenario.clients;
+        let per_room = c.clients_per_room as u64 + if http { c.senders_per_room as u64 } else { 0 };
+        (0..n)
+            .map(|i| {
+                let rooms = r
+                    .rooms
+                    .iter()
+                    .filter(|room| RoomShard::owner(room, n as u32) as usize == i)
+                    .count() as u64;
+                let d = r.deltas.and_then(|d| d.get(i));
+                ServerProcess {
+                    index: i as u32,
+                    rooms,
+                    connections: rooms * per_room,
+                    rss_baseline: baseline[i].rss_bytes,
+                    rss_before_traffic: before_traffic[i].rss_bytes,
+                    rss_peak: peak_of(i),
+                    cpu_ms_measured: ProcSample::cpu_between(&a[i], &b[i]).0,
+                    delivered: d.map_or(0, |d| ServerCounters::client_total(&d.delivered)),
+                    bytes_written: d.map_or(0, |d| ServerCounters::client_total(&d.bytes_written)),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rss_before = rss(&before_traffic);
+    let base = rss(&baseline);
+    Some(ServerCost {
+        rss_baseline: base,
+        rss_before_traffic: rss_before,
+        rss_peak: summed
+            .iter()
+            .map(|x| x.rss_bytes)
+            .max()
+            .unwrap_or(b_all.rss_bytes),
+        rss_per_connection: rss_before.saturating_sub(base) as f64 / r.connections.max(1) as f64,
+        cpu_ms_measured: cpu,
+        cpu_precision_ms: precision,
+        cpu_ms_per_1k_msgs: per_1k(cpu, r.delivered),
+        threads_peak: summed
+            .iter()
+            .map(|x| x.threads)
+            .max()
+            .unwrap_or(b_all.threads),
+        fds_peak: summed.iter().map(|x| x.fds).max().unwrap_or(b_all.fds),
+        samples: downsample(&summed, 1000),
+        processes,
+    })
 }
 
 /// How long the barrier waits beyond the ramp for the last clients.

@@ -57,19 +57,25 @@ fn schedstat_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// Samples a process about every 100 ms until stopped.
+/// Reads every process of `pids` now; `None` when any is gone.
+pub fn read_all(pids: &[u32], t_ms: u64) -> Option<Vec<ProcSample>> {
+    pids.iter().map(|&p| read(p, t_ms)).collect()
+}
+
+/// Samples a set of processes (the server's) about every 100 ms until
+/// stopped; each tick reads every process.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    samples: Arc<Mutex<Vec<ProcSample>>>,
+    ticks: Arc<Mutex<Vec<Vec<ProcSample>>>>,
     stop: CancellationToken,
     start: Instant,
 }
 
 impl Sampler {
-    /// Starts sampling `pid`.
-    pub fn spawn(pid: u32) -> Sampler {
+    /// Starts sampling `pids`; stops by itself when one of them is gone.
+    pub fn spawn(pids: Vec<u32>) -> Sampler {
         let s = Sampler {
-            samples: Arc::default(),
+            ticks: Arc::default(),
             stop: CancellationToken::new(),
             start: Instant::now(),
         };
@@ -82,9 +88,9 @@ impl Sampler {
                     _ = task.stop.cancelled() => break,
                 }
                 let t = task.start.elapsed().as_millis() as u64;
-                match read(pid, t) {
+                match read_all(&pids, t) {
                     Some(x) => task
-                        .samples
+                        .ticks
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(x),
@@ -95,10 +101,10 @@ impl Sampler {
         s
     }
 
-    /// Stops and returns every sample.
-    pub fn finish(self) -> Vec<ProcSample> {
+    /// Stops and returns every tick: one sample per process, in `pids` order.
+    pub fn finish(self) -> Vec<Vec<ProcSample>> {
         self.stop.cancel();
-        std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.ticks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

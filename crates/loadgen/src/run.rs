@@ -218,7 +218,12 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     .map(|v| format!(" @{v}"))
                     .unwrap_or_default();
                 let label = format!("{t}{at} {}/{}", rep + 1, s.repeat);
-                let mut server = match RunningServer::start(&target, sp.connections_needed()).await
+                let mut server = match RunningServer::start(
+                    &target,
+                    sp.server.processes,
+                    sp.busiest_server_connections(),
+                )
+                .await
                 {
                     Ok(srv) => srv,
                     Err(source) => {

@@ -3,6 +3,7 @@
 //! whose bytes are not counted as client traffic.
 
 use crate::wire::{WireCounter, WireStats};
+use chatbench_proto::RoomShard;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -51,6 +52,9 @@ pub enum ServerError {
     /// The spawned server did not say where it listens.
     #[error("the spawned server did not report its address: {0}")]
     NoAddress(String),
+    /// Several server processes were asked of a server chatbench does not start.
+    #[error("server.processes = {0} needs server processes that chatbench starts; --server names one process")]
+    OneExternal(u32),
     /// `/healthz` did not answer in time.
     #[error("server at {0} is not healthy after {1:?}")]
     Unhealthy(SocketAddr, Duration),
@@ -66,106 +70,205 @@ pub enum ServerError {
     },
 }
 
-/// A server ready for a transport run.
+/// The server of a transport run: one process, or several that share the
+/// rooms (`[server] processes`), each owning the rooms whose
+/// `crc32(name) % K` is its index.
 #[derive(Debug)]
 pub struct RunningServer {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Its process id, when known.
-    pub pid: Option<u32>,
+    procs: Vec<ServerProc>,
+}
+
+/// One server process.
+#[derive(Debug)]
+struct ServerProc {
+    addr: SocketAddr,
+    pid: Option<u32>,
     child: Option<Child>,
     health_failures: u32,
 }
 
 impl RunningServer {
-    /// Starts (or reaches) the server and waits for `/healthz`.
+    /// Starts `processes` server processes (or reaches the external one)
+    /// and waits for each one's `/healthz`. Each holds at most
+    /// `max_connections` client connections. Several processes are only
+    /// for a spawned server; more than one with an external server is an
+    /// error.
     pub async fn start(
         target: &ServerTarget,
+        processes: u32,
         max_connections: u64,
     ) -> Result<RunningServer, ServerError> {
-        let server = match target {
-            ServerTarget::External { addr, pid } => RunningServer {
-                addr: *addr,
-                pid: *pid,
-                child: None,
-                health_failures: 0,
-            },
-            ServerTarget::Spawn {
-                exe,
-                args,
-                cpus,
-                log,
-            } => {
-                let mut cmd = Command::new(exe);
-                cmd.args(args)
-                    .args(["--listen", "127.0.0.1:0", "--max-connections"])
-                    .arg((max_connections + 100).to_string())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .kill_on_drop(true);
-                if let Some(c) = cpus {
-                    cmd.args(["--cpus", c]);
+        let procs = match target {
+            ServerTarget::External { addr, pid } => {
+                if processes > 1 {
+                    return Err(ServerError::OneExternal(processes));
                 }
-                match log.as_ref().map(|p| {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                }) {
-                    Some(Ok(f)) => {
-                        cmd.stderr(f);
-                    }
-                    _ => {
-                        cmd.stderr(Stdio::null());
-                    }
-                }
-                let mut child = cmd.spawn().map_err(|source| ServerError::Spawn {
-                    exe: exe.display().to_string(),
-                    source,
-                })?;
-                let stdout = child
-                    .stdout
-                    .take()
-                    .ok_or_else(|| ServerError::NoAddress("no stdout".into()))?;
-                let mut line = String::new();
-                let read = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    BufReader::new(stdout).read_line(&mut line),
+                vec![ServerProc {
+                    addr: *addr,
+                    pid: *pid,
+                    child: None,
+                    health_failures: 0,
+                }]
+            }
+            ServerTarget::Spawn { .. } => {
+                let k = processes.max(1);
+                let started = futures_util::future::join_all(
+                    (0..k).map(|i| spawn_one(target, (k > 1).then_some((i, k)), max_connections)),
                 )
                 .await;
-                if !matches!(read, Ok(Ok(n)) if n > 0) {
-                    let _ = child.kill().await;
-                    return Err(ServerError::NoAddress(format!("first line was {line:?}")));
+                let mut procs = Vec::with_capacity(k as usize);
+                let mut first_error = None;
+                for p in started {
+                    match p {
+                        Ok(p) => procs.push(p),
+                        Err(e) => first_error = first_error.or(Some(e)),
+                    }
                 }
-                let addr = line
-                    .trim()
-                    .strip_prefix("listening on http://")
-                    .and_then(|a| a.parse().ok())
-                    .ok_or_else(|| ServerError::NoAddress(format!("first line was {line:?}")))?;
-                RunningServer {
-                    addr,
-                    pid: child.id(),
-                    child: Some(child),
-                    health_failures: 0,
+                if let Some(e) = first_error {
+                    RunningServer { procs }.stop().await;
+                    return Err(e);
                 }
+                procs
             }
         };
+        let server = RunningServer { procs };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok((200, _)) = control(server.addr, "GET", "/healthz", None).await {
-                return Ok(server);
+        for p in &server.procs {
+            loop {
+                if let Ok((200, _)) = control(p.addr, "GET", "/healthz", None).await {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let addr = p.addr;
+                    server.stop().await;
+                    return Err(ServerError::Unhealthy(addr, Duration::from_secs(10)));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if tokio::time::Instant::now() > deadline {
-                return Err(ServerError::Unhealthy(server.addr, Duration::from_secs(10)));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(server)
     }
 
-    /// False once the server is gone: a spawned one has exited, an external
-    /// one's process has ended, or (without a pid) `/healthz` failed three
-    /// times in a row.
+    /// The processes' addresses, by process index.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.procs.iter().map(|p| p.addr).collect()
+    }
+
+    /// The address of the process that owns `room`.
+    pub fn owner_of(&self, room: &str) -> SocketAddr {
+        let k = self.procs.len() as u32;
+        self.procs[RoomShard::owner(room, k) as usize].addr
+    }
+
+    /// The processes' ids, by process index, when every one is known.
+    pub fn pids(&self) -> Option<Vec<u32>> {
+        self.procs.iter().map(|p| p.pid).collect()
+    }
+
+    /// False once any process is gone: a spawned one has exited, an
+    /// external one's process has ended, or (without a pid) `/healthz`
+    /// failed three times in a row.
     pub async fn is_alive(&mut self) -> bool {
+        for p in &mut self.procs {
+            if !p.is_alive().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `/metrics` of every process, by process index.
+    pub async fn scrape(&self) -> Result<Vec<ServerCounters>, ServerError> {
+        let all = futures_util::future::join_all(
+            self.procs.iter().map(|p| ServerCounters::scrape(p.addr)),
+        )
+        .await;
+        all.into_iter().collect()
+    }
+
+    /// Stops spawned processes with SIGTERM, then SIGKILL after 5 s.
+    pub async fn stop(self) {
+        futures_util::future::join_all(self.procs.into_iter().map(ServerProc::stop)).await;
+    }
+}
+
+/// Starts one server process; `shard` is its `--room-shard`.
+async fn spawn_one(
+    target: &ServerTarget,
+    shard: Option<(u32, u32)>,
+    max_connections: u64,
+) -> Result<ServerProc, ServerError> {
+    let ServerTarget::Spawn {
+        exe,
+        args,
+        cpus,
+        log,
+    } = target
+    else {
+        unreachable!("spawn_one is called for ServerTarget::Spawn only");
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .args(["--listen", "127.0.0.1:0", "--max-connections"])
+        .arg((max_connections + 100).to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(c) = cpus {
+        cmd.args(["--cpus", c]);
+    }
+    if let Some((i, k)) = shard {
+        cmd.arg("--room-shard").arg(format!("{i}/{k}"));
+    }
+    match log.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    }) {
+        Some(Ok(f)) => {
+            cmd.stderr(f);
+        }
+        _ => {
+            cmd.stderr(Stdio::null());
+        }
+    }
+    let mut child = cmd.spawn().map_err(|source| ServerError::Spawn {
+        exe: exe.display().to_string(),
+        source,
+    })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ServerError::NoAddress("no stdout".into()))?;
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        let _ = child.kill().await;
+        return Err(ServerError::NoAddress(format!("first line was {line:?}")));
+    }
+    let Some(addr) = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .and_then(|a| a.parse().ok())
+    else {
+        let _ = child.kill().await;
+        return Err(ServerError::NoAddress(format!("first line was {line:?}")));
+    };
+    Ok(ServerProc {
+        addr,
+        pid: child.id(),
+        child: Some(child),
+        health_failures: 0,
+    })
+}
+
+impl ServerProc {
+    async fn is_alive(&mut self) -> bool {
         if let Some(c) = self.child.as_mut() {
             return matches!(c.try_wait(), Ok(None));
         }
@@ -184,8 +287,7 @@ impl RunningServer {
         self.health_failures < 3
     }
 
-    /// Stops a spawned server with SIGTERM, then SIGKILL after 5 s.
-    pub async fn stop(mut self) {
+    async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
                 // The pid is our child's, and not yet reaped.
@@ -337,6 +439,24 @@ impl ServerCounters {
             .filter(|(k, _)| k.as_str() != "other")
             .map(|(_, v)| *v)
             .sum()
+    }
+
+    /// The sum of several processes' counters, label by label.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a ServerCounters>) -> ServerCounters {
+        let mut total = ServerCounters::default();
+        for c in all {
+            for (into, from) in [
+                (&mut total.delivered, &c.delivered),
+                (&mut total.published, &c.published),
+                (&mut total.bytes_written, &c.bytes_written),
+                (&mut total.requests, &c.requests),
+            ] {
+                for (k, v) in from {
+                    *into.entry(k.clone()).or_default() += v;
+                }
+            }
+        }
+        total
     }
 
     /// `self - before`, label by label.

@@ -24,6 +24,7 @@ use crate::results::Readiness;
 use crate::scenario::Scenario;
 use crate::wire::{WireSnapshot, WireStats};
 use crate::Transport;
+use chatbench_proto::RoomShard;
 use chatbench_results::measurement::Measurement;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -51,8 +52,9 @@ pub struct ShardTask {
     pub repetition: u32,
     /// Room names, by room index.
     pub rooms: Vec<String>,
-    /// The server.
-    pub addr: SocketAddr,
+    /// The server processes, by index; a room lives on process
+    /// `crc32(name) % servers.len()`.
+    pub servers: Vec<SocketAddr>,
     /// This shard's number, from 0.
     pub index: u32,
     /// How many shards there are.
@@ -128,10 +130,17 @@ pub async fn run_shard(
     mut cmds: UnboundedReceiver<ToShard>,
     events: UnboundedSender<FromShard>,
 ) -> std::io::Result<()> {
+    if task.servers.is_empty() {
+        return Err(std::io::Error::other("the shard task names no server"));
+    }
     let s = Arc::new(task.scenario.clone());
     let (start, _) = watch::channel(false);
     let ctx = Arc::new(RunCtx {
-        addr: task.addr,
+        room_servers: task
+            .rooms
+            .iter()
+            .map(|r| task.servers[RoomShard::owner(r, task.servers.len() as u32) as usize])
+            .collect(),
         transport: task.transport,
         scenario: s.clone(),
         rooms: task.rooms.clone(),
@@ -487,7 +496,7 @@ mod tests {
             point: 0,
             repetition: 0,
             rooms: vec![],
-            addr: "127.0.0.1:1".parse().unwrap(),
+            servers: vec!["127.0.0.1:1".parse().unwrap()],
             index,
             of,
         }

@@ -226,6 +226,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             }
         }
     }
+    server_processes(&mut o, run);
     let e = &run.environment;
     let _ = writeln!(o, "\n## Environment\n");
     let _ = writeln!(o, "| | |\n|---|---|");
@@ -290,6 +291,51 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
 }
 
 /// The latency breakdown and the instrument's own error bar, per run.
+/// Each server process's share, when several shared the rooms.
+fn server_processes(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
+    if run
+        .runs
+        .iter()
+        .all(|r| r.server.as_ref().is_none_or(|c| c.processes.is_empty()))
+    {
+        return;
+    }
+    let _ = writeln!(o, "\n## Server processes\n");
+    let _ = writeln!(
+        o,
+        "Each room lived on one server process, `crc32(room) % processes` (`chatbench-server --room-shard I/K`); the figures elsewhere are summed over the processes. RSS per connection is the growth from before any client to before traffic, over the connections routed to the process; CPU is the measured window's, deliveries and bytes the whole run's (`/metrics`).\n"
+    );
+    let _ = writeln!(
+        o,
+        "| transport | rep | process | rooms | connections | RSS before traffic | RSS per connection | RSS peak | CPU ms | CPU share | delivered | bytes written |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &run.runs {
+        let Some(cost) = &r.server else { continue };
+        let cpu_all: f64 = cost.processes.iter().map(|p| p.cpu_ms_measured).sum();
+        for p in &cost.processes {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {:.1} MiB | {:.1} KiB | {:.1} MiB | {:.0} | {:.0}% | {} | {} |",
+                run_label(r, s),
+                r.repetition + 1,
+                p.index,
+                p.rooms,
+                p.connections,
+                p.rss_before_traffic as f64 / 1_048_576.0,
+                p.rss_before_traffic.saturating_sub(p.rss_baseline) as f64
+                    / p.connections.max(1) as f64
+                    / 1024.0,
+                p.rss_peak as f64 / 1_048_576.0,
+                p.cpu_ms_measured,
+                100.0 * p.cpu_ms_measured / cpu_all.max(1e-9),
+                p.delivered,
+                p.bytes_written
+            );
+        }
+    }
+}
+
 fn breakdown(o: &mut String, run: &RunFile) {
     if run.runs.iter().all(|r| r.breakdown.is_none()) {
         return;

@@ -33,6 +33,27 @@ impl ProcSample {
         self.cpu_user_ms + self.cpu_system_ms
     }
 
+    /// Several processes' samples taken together, as one: every figure
+    /// summed (`cpu_ns` only when every process has it), `t_ms` the first's.
+    pub fn sum(samples: &[ProcSample]) -> ProcSample {
+        let mut total = ProcSample {
+            t_ms: samples.first().map(|s| s.t_ms).unwrap_or(0),
+            ..ProcSample::default()
+        };
+        for s in samples {
+            total.cpu_user_ms += s.cpu_user_ms;
+            total.cpu_system_ms += s.cpu_system_ms;
+            total.rss_bytes += s.rss_bytes;
+            total.threads += s.threads;
+            total.fds += s.fds;
+            total.cpu_ns += s.cpu_ns;
+        }
+        if samples.iter().any(|s| s.cpu_ns == 0) {
+            total.cpu_ns = 0;
+        }
+        total
+    }
+
     /// CPU ms spent between two samples, and the precision of that figure
     /// in ms: nanoseconds from schedstat when both samples have them and no
     /// thread's time went missing in between (a thread that exits takes its

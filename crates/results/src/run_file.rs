@@ -269,8 +269,36 @@ pub struct ServerCost {
     pub threads_peak: u64,
     /// Most file descriptors.
     pub fds_peak: u64,
-    /// Samples, about one a second.
+    /// Samples, about one a second (summed over the processes).
     pub samples: Vec<ProcSample>,
+    /// With several server processes (`[server] processes`), each one's
+    /// share; the figures above are their sums. Empty for one process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ServerProcess>,
+}
+
+/// One of several server processes of a transport run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerProcess {
+    /// Its index: it owns the rooms whose `crc32(name) % processes` is this.
+    pub index: u32,
+    /// Rooms it owned.
+    pub rooms: u64,
+    /// Client connections routed to it (its rooms' receivers, plus the
+    /// publish connections of their senders on the HTTP transports).
+    pub connections: u64,
+    /// RSS before any client connected.
+    pub rss_baseline: u64,
+    /// RSS once all clients were connected, before traffic.
+    pub rss_before_traffic: u64,
+    /// Largest RSS seen.
+    pub rss_peak: u64,
+    /// CPU ms (user + system) in the measured window.
+    pub cpu_ms_measured: f64,
+    /// Messages it delivered over the run, from its `/metrics`.
+    pub delivered: u64,
+    /// Bytes it wrote to clients over the run, from its `/metrics`.
+    pub bytes_written: u64,
 }
 
 /// The load generator's own CPU.

@@ -46,6 +46,9 @@ pub struct Scenario {
     /// Long-poll settings.
     #[serde(default)]
     pub long_poll: LongPoll,
+    /// The server processes chatbench starts.
+    #[serde(default)]
+    pub server: ServerOptions,
     /// When a run is flagged saturated.
     #[serde(default)]
     pub limits: Limits,
@@ -161,6 +164,25 @@ impl Default for LongPoll {
         LongPoll {
             wait: Duration::from_secs(30),
         }
+    }
+}
+
+/// `[server]`: how many server processes share the rooms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerOptions {
+    /// Server processes started for each transport run. Each room is
+    /// owned by one of them, process `crc32(room) % processes`
+    /// (`chatbench-server --room-shard I/K`); the load generator routes
+    /// each room's clients to its owner. Only with a server chatbench
+    /// starts: `--server URL` is one process.
+    #[serde(default = "defaults::processes")]
+    pub processes: u32,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions { processes: 1 }
     }
 }
 
@@ -471,13 +493,35 @@ impl Scenario {
                 ),
             ));
         }
-        // The server is one process: its open-file limit bounds the run.
-        if conns > MAX_CONNECTIONS_PER_PROCESS {
+        if !(1..=MAX_PROCESSES).contains(&self.server.processes) {
             return Err((
-                "clients.clients_per_room",
+                "server.processes",
                 format!(
-                    "the scenario needs up to {conns} connections; one server process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000)"
+                    "must be 1 to {MAX_PROCESSES}, got {}",
+                    self.server.processes
                 ),
+            ));
+        }
+        // Each server process holds its rooms' connections, within its
+        // open-file limit.
+        let busiest = self.busiest_server_connections();
+        if busiest > MAX_CONNECTIONS_PER_PROCESS {
+            let k = self.server.processes;
+            return Err((
+                if k == 1 {
+                    "clients.clients_per_room"
+                } else {
+                    "server.processes"
+                },
+                if k == 1 {
+                    format!(
+                        "the scenario needs up to {conns} connections; one server process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000): raise server.processes"
+                    )
+                } else {
+                    format!(
+                        "the scenario needs up to {conns} connections, and the busiest of {k} server processes may get {busiest} (rooms are placed by hash: mean plus four standard deviations); one process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000): raise server.processes"
+                    )
+                },
             ));
         }
         if !(m.rate.is_finite() && m.rate > 0.0 && m.rate <= MAX_RATE) {
@@ -593,6 +637,24 @@ impl Scenario {
     /// connection for publishing.
     pub fn connections_needed(&self) -> u64 {
         self.total_clients() + self.total_senders()
+    }
+
+    /// Connections the busiest of the server processes may hold. Rooms go
+    /// to processes by a hash of their names, so a process's share of `n`
+    /// rooms is binomial; this bounds it at the mean plus four standard
+    /// deviations (exceeded with a chance below 1 in 30,000 per process),
+    /// and is exact for one process.
+    pub fn busiest_server_connections(&self) -> u64 {
+        let k = self.server.processes.max(1) as f64;
+        let n = self.clients.rooms as f64;
+        let p = 1.0 / k;
+        let rooms = if k <= 1.0 {
+            n
+        } else {
+            (n * p + 4.0 * (n * p * (1.0 - p)).sqrt()).ceil().min(n)
+        };
+        let per_room = self.clients.clients_per_room as u64 + self.clients.senders_per_room as u64;
+        rooms as u64 * per_room
     }
 }
 
@@ -808,7 +870,11 @@ rate = 2.5
             (GOOD.replace("rooms = 2", "rooms = 20000"),
              "s.toml:8: field `clients.clients_per_room`: the scenario needs up to 80000 connections, 80000 for each of 1 load-generator processes; one process can hold 19000 (open-file limit 20,000): raise clients.processes"),
             (GOOD.replace("rooms = 2", "rooms = 20000\nprocesses = 5"),
-             "s.toml:9: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one server process can hold 19000 (open-file limit 20,000)"),
+             "s.toml:9: field `clients.clients_per_room`: the scenario needs up to 80000 connections; one server process can hold 19000 (open-file limit 20,000): raise server.processes"),
+            (GOOD.replace("rooms = 2", "rooms = 20000\nprocesses = 5") + "\n[server]\nprocesses = 4\n",
+             "s.toml:16: field `server.processes`: the scenario needs up to 80000 connections, and the busiest of 4 server processes may get 20980 (rooms are placed by hash: mean plus four standard deviations); one process can hold 19000 (open-file limit 20,000): raise server.processes"),
+            (GOOD.to_owned() + "\n[server]\nprocesses = 65\n",
+             "s.toml:15: field `server.processes`: must be 1 to 64, got 65"),
             (GOOD.replace("rooms = 2", "rooms = 2\nprocesses = 0"),
              "s.toml:8: field `clients.processes`: must be 1 to 64, got 0"),
             (GOOD.replace("duration = \"5s\"\n", ""),
@@ -827,6 +893,21 @@ rate = 2.5
         for (src, want) in cases {
             assert_eq!(parse(&src).unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn server_processes_bound_the_busiest_by_its_rooms() {
+        let five = parse(
+            &(GOOD.replace("rooms = 2", "rooms = 20000\nprocesses = 5")
+                + "\n[server]\nprocesses = 5\n"),
+        )
+        .unwrap();
+        // 4000 rooms on average, sd 56.6: at most 4227 rooms of 4 connections.
+        assert_eq!(five.server.processes, 5);
+        assert_eq!(five.busiest_server_connections(), 16_908);
+        let one = parse(GOOD).unwrap();
+        assert_eq!(one.server.processes, 1);
+        assert_eq!(one.busiest_server_connections(), one.connections_needed());
     }
 
     #[test]
