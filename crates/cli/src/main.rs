@@ -406,12 +406,14 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cpus = CpuPlacement::default();
     let mut loadgen_cpus = allowed.len();
     let spawn = args.server.is_none();
+    let mut server_cpus = spawn.then_some(allowed.len());
     if spawn && !args.no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
         let (server, ours) = allowed.split_at(allowed.len() / 2);
         affinity::pin(ours).context("cannot pin the load generator")?;
         cpus.server = Some(affinity::format_cpu_list(server));
         cpus.loadgen = Some(affinity::format_cpu_list(ours));
         loadgen_cpus = ours.len();
+        server_cpus = Some(server.len());
     }
     let _awake = if args.hold_cpus_awake {
         cpus.awake = true;
@@ -439,6 +441,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         keep_going: args.keep_going,
         cpus,
         loadgen_cpus,
+        server_cpus,
         worker_exe: std::env::current_exe().context("cannot find my own executable")?,
         command: std::env::args().collect(),
         build: BuildInfo {
@@ -494,13 +497,13 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     human(format!("report: {}\n", written.report.display()));
                 }
             }
-            for s in &done.file.summary {
-                if s.flags.iter().any(|f| f == "saturated") {
-                    eprintln!(
-                        "WARNING: {} is flagged SATURATED: the load generator, not the server, limited this run; its latencies are not trustworthy",
-                        s.transport
-                    );
-                }
+            for r in done.file.runs.iter().filter(|r| !r.saturation.is_empty()) {
+                eprintln!(
+                    "WARNING: {} repetition {} is flagged SATURATED: {}; its latencies include that side's queueing",
+                    r.transport,
+                    r.repetition + 1,
+                    r.saturation.join("; ")
+                );
             }
             human(format!("results: {}\n", done.dir.display()));
             if args.json {

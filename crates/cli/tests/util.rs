@@ -64,6 +64,7 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
         keep_going: false,
         cpus: CpuPlacement::default(),
         loadgen_cpus: 1,
+        server_cpus: None,
         worker_exe: env!("CARGO_BIN_EXE_chatbench").into(),
         command: vec!["test".into()],
         build: chatbench_loadgen::resources::BuildInfo {

@@ -56,6 +56,9 @@ pub struct Loadgen {
     pub cpus: usize,
     /// `chatbench` itself, for `chatbench worker`.
     pub exe: std::path::PathBuf,
+    /// CPUs the server may use, when chatbench started it: the base of
+    /// its CPU share, for the `saturated` flag.
+    pub server_cpus: Option<usize>,
 }
 
 /// Runs `transport` once against `server`.
@@ -173,7 +176,14 @@ pub async fn run_transport(
         transport,
         deltas: deltas.as_deref(),
     });
-    let run = measurement.summarize(&s, ServerSide { counters, cost });
+    let run = measurement.summarize(
+        &s,
+        ServerSide {
+            counters,
+            cost,
+            cpus: loadgen.server_cpus,
+        },
+    );
     Ok(Outcome {
         run,
         histograms: measurement.histograms,

@@ -41,6 +41,10 @@ pub struct RunOptions {
     pub cpus: CpuPlacement,
     /// CPUs the load generator may use.
     pub loadgen_cpus: usize,
+    /// CPUs the server may use, when chatbench starts it (its pinning, or
+    /// every CPU); None for an external server. The base of the server's CPU
+    /// share, for the `saturated` flag.
+    pub server_cpus: Option<usize>,
     /// The `chatbench` executable, whose `worker` subcommand runs a share
     /// of the clients when a scenario asks for `[clients] processes` > 1.
     pub worker_exe: PathBuf,
@@ -260,6 +264,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     &Loadgen {
                         cpus: opts.loadgen_cpus,
                         exe: opts.worker_exe.clone(),
+                        server_cpus: opts.server_cpus,
                     },
                     opts.progress.as_ref(),
                 )

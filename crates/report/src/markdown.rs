@@ -38,9 +38,18 @@ pub(crate) fn render(run: &RunFile) -> String {
         for f in &flagged {
             let _ = writeln!(o, "> Flagged {f}.");
         }
+        for r in run.runs.iter().filter(|r| !r.saturation.is_empty()) {
+            let _ = writeln!(
+                o,
+                "> Saturated, {} repetition {}: {}.",
+                run_label(r, s),
+                r.repetition + 1,
+                r.saturation.join("; ")
+            );
+        }
         let _ = writeln!(
             o,
-            "> `saturated` means the load generator, not the server, was the limit; `incomplete` means the run ended early; `crosscheck_mismatch` means client and server counts disagree.\n"
+            "> `saturated` means a side ran out: the load generator (its send lag or CPU over `[limits]`), so latencies include its own delay, or the server (its CPU over `limits.server_cpu`), so latencies include its queueing; `incomplete` means the run ended early; `crosscheck_mismatch` means client and server counts disagree.\n"
         );
     }
     if !s.description.is_empty() {

@@ -276,6 +276,51 @@ pub struct ServerSide {
     pub counters: Option<(u64, u64)>,
     /// CPU, memory, threads and files, when the server's pid is known.
     pub cost: Option<ServerCost>,
+    /// CPUs the server may use (its pinning, or the machine's), when
+    /// chatbench started it: the base of its CPU share.
+    pub cpus: Option<usize>,
+}
+
+/// Which side ran out, if any: the load generator (send lag p99 or CPU
+/// share over `[limits]`) or the server (CPU share over
+/// `limits.server_cpu`), each with its figure.
+fn saturation(
+    s: &Scenario,
+    send_lag: &Percentiles,
+    loadgen: &LoadgenCost,
+    m: &Measurement,
+    server: &ServerSide,
+) -> Vec<String> {
+    let mut why = Vec::new();
+    let limits = &s.limits;
+    if send_lag.p99 > limits.send_lag_p99.as_micros() as u64 {
+        why.push(format!(
+            "load generator: send lag p99 {} over the limit of {}",
+            crate::fmt::fmt_us(send_lag.p99),
+            crate::fmt::fmt_us(limits.send_lag_p99.as_micros() as u64)
+        ));
+    }
+    let cpus = |n: usize| format!("{n} CPU{}", if n == 1 { "" } else { "s" });
+    if loadgen.cpu_share > limits.loadgen_cpu {
+        why.push(format!(
+            "load generator: CPU {:.0}% of its {} over the limit of {:.0}%",
+            loadgen.cpu_share * 100.0,
+            cpus(m.loadgen_cpus.max(1)),
+            limits.loadgen_cpu * 100.0
+        ));
+    }
+    if let (Some(cost), Some(n)) = (&server.cost, server.cpus) {
+        let share = cost.cpu_ms_measured / (m.measured_seconds * 1000.0 * n.max(1) as f64);
+        if m.measured_seconds > 0.0 && share > limits.server_cpu {
+            why.push(format!(
+                "server: CPU {:.0}% of its {} over the limit of {:.0}%",
+                share * 100.0,
+                cpus(n.max(1)),
+                limits.server_cpu * 100.0
+            ));
+        }
+    }
+    why
 }
 
 impl Measurement {
@@ -363,9 +408,8 @@ impl Measurement {
         let latency = Percentiles::of(&h.latency);
         let send_lag = Percentiles::of(&h.send_lag);
         let mut flags = Vec::new();
-        if send_lag.p99 > s.limits.send_lag_p99.as_micros() as u64
-            || loadgen.cpu_share > s.limits.loadgen_cpu
-        {
+        let saturation = saturation(s, &send_lag, &loadgen, self, &server);
+        if !saturation.is_empty() {
             flags.push("saturated".to_owned());
         }
         if self.ended_early {
@@ -402,6 +446,7 @@ impl Measurement {
             repetition: self.repetition,
             complete: !self.ended_early,
             flags,
+            saturation,
             connections: self.wire_total.connections,
             measured_seconds: self.measured_seconds,
             measured_from_unix_ms: self.measured_from_unix_ms,
@@ -479,6 +524,52 @@ mod tests {
     }
 
     #[test]
+    fn saturation_names_the_side_that_ran_out() {
+        let s = scenario();
+        // 100 ms of load-generator CPU in a 2 s window on 1 CPU: 5%.
+        let mut m = shard(1..101, 100);
+        let server = |cpu_ms: f64, cpus: Option<usize>| ServerSide {
+            counters: None,
+            cost: Some(ServerCost {
+                cpu_ms_measured: cpu_ms,
+                ..ServerCost::default()
+            }),
+            cpus,
+        };
+        let r = m.summarize(&s, server(1_700.0, Some(1)));
+        assert!(r.flags.is_empty() && r.saturation.is_empty(), "{r:?}");
+        // The server at 95% of its one CPU.
+        let r = m.summarize(&s, server(1_900.0, Some(1)));
+        assert_eq!(r.flags, ["saturated"]);
+        assert_eq!(
+            r.saturation,
+            ["server: CPU 95% of its 1 CPU over the limit of 90%"]
+        );
+        // The same CPU over 2 CPUs is 48%; an external server's CPUs are
+        // unknown, so its share is not judged.
+        assert!(m
+            .summarize(&s, server(1_900.0, Some(2)))
+            .saturation
+            .is_empty());
+        assert!(m.summarize(&s, server(1_900.0, None)).saturation.is_empty());
+        // Both sides: the load generator's CPU and send lag, then the server.
+        m.loadgen_cpu_ms = Some(1_950.0);
+        for _ in 0..10 {
+            m.histograms.send_lag.record(30_000).unwrap();
+        }
+        let r = m.summarize(&s, server(1_900.0, Some(1)));
+        assert_eq!(
+            r.saturation,
+            [
+                "load generator: send lag p99 30.0ms over the limit of 20.0ms",
+                "load generator: CPU 98% of its 1 CPU over the limit of 90%",
+                "server: CPU 95% of its 1 CPU over the limit of 90%"
+            ]
+        );
+        assert_eq!(r.flags, ["saturated"]);
+    }
+
+    #[test]
     fn shards_combine_into_what_one_process_would_have_measured() {
         let mut a = shard(1..101, 100);
         let b = shard(101..201, 100);
@@ -488,6 +579,7 @@ mod tests {
         let server = ServerSide {
             counters: Some((20_000, 202)),
             cost: None,
+            cpus: None,
         };
         let (ra, rw) = (a.summarize(&s, server.clone()), whole.summarize(&s, server));
         assert_eq!(ra.latency_us, rw.latency_us);

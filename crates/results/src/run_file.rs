@@ -339,8 +339,13 @@ pub struct TransportRun {
     pub repetition: u32,
     /// False when it ended early.
     pub complete: bool,
-    /// `saturated`, `incomplete`, `crosscheck_mismatch`.
+    /// `saturated`, `incomplete`, `not_ready`, `crosscheck_mismatch`.
     pub flags: Vec<String>,
+    /// Why the run is `saturated`: which side ran out (the load generator's
+    /// send lag or CPU, or the server's CPU), with the figure and the limit.
+    /// Empty when not saturated, and in files written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saturation: Vec<String>,
     /// Connections opened.
     pub connections: u64,
     /// Length of the measured window, s.

@@ -186,23 +186,29 @@ impl Default for ServerOptions {
     }
 }
 
-/// `[limits]`: when the load generator, not the server, is the bottleneck.
+/// `[limits]`: when a side (the load generator or the server) ran out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Flag `saturated` when the p99 of send lag exceeds this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "humantime_serde", default = "defaults::send_lag_p99")]
     pub send_lag_p99: Duration,
     /// Flag `saturated` when the load generator uses more than this share of
     /// the CPUs it may run on (0..1).
+    #[serde(default = "defaults::loadgen_cpu")]
     pub loadgen_cpu: f64,
+    /// Flag `saturated` when the server (all its processes) uses more than
+    /// this share of the CPUs it may run on (0..1), in the measured window.
+    #[serde(default = "defaults::server_cpu")]
+    pub server_cpu: f64,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            send_lag_p99: Duration::from_millis(20),
-            loadgen_cpu: 0.9,
+            send_lag_p99: defaults::send_lag_p99(),
+            loadgen_cpu: defaults::loadgen_cpu(),
+            server_cpu: defaults::server_cpu(),
         }
     }
 }
@@ -221,6 +227,15 @@ mod defaults {
     }
     pub fn processes() -> u32 {
         1
+    }
+    pub fn server_cpu() -> f64 {
+        0.9
+    }
+    pub fn loadgen_cpu() -> f64 {
+        0.9
+    }
+    pub fn send_lag_p99() -> Duration {
+        Duration::from_millis(20)
     }
     pub fn seed() -> u64 {
         1
@@ -563,6 +578,12 @@ impl Scenario {
             return Err((
                 "long_poll.wait",
                 "must be at most 120s (the server's limit)".into(),
+            ));
+        }
+        if !(self.limits.server_cpu > 0.0 && self.limits.server_cpu <= 1.0) {
+            return Err((
+                "limits.server_cpu",
+                format!("must be in (0, 1], got {}", self.limits.server_cpu),
             ));
         }
         if !(self.limits.loadgen_cpu > 0.0 && self.limits.loadgen_cpu <= 1.0) {
