@@ -422,10 +422,20 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let target = match &args.server {
-        Some(url) => ServerTarget::External {
-            addr: parse_server_url(url)?,
-            pid: args.server_pid,
-        },
+        Some(url) => {
+            let addr = parse_server_url(url)?;
+            let sources = scenario.clients.source_addresses;
+            if sources > 1 && !(addr.is_ipv4() && addr.ip().is_loopback()) {
+                anyhow::bail!(
+                    "{}: field `clients.source_addresses`: is {sources}, but the server {addr} is not an IPv4 loopback address; source addresses 127.0.0.x reach only loopback",
+                    args.scenario.display()
+                );
+            }
+            ServerTarget::External {
+                addr,
+                pid: args.server_pid,
+            }
+        }
         None => ServerTarget::Spawn {
             exe: std::env::current_exe().context("cannot find my own executable")?,
             args: vec!["serve".into()],

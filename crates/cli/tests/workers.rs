@@ -14,6 +14,9 @@ async fn clients_spread_over_worker_processes_measure_what_one_process_does() {
         let out = tempfile::tempdir().unwrap();
         let mut scenario = tiny(all);
         scenario.clients.processes = processes;
+        // The second run also connects from three source addresses
+        // (127.0.0.1 to 127.0.0.3), which must change nothing measured.
+        scenario.clients.source_addresses = if processes == 2 { 3 } else { 1 };
         let done = run_against(addr, scenario, out.path()).await;
         assert!(done.file.complete, "{processes} processes");
         assert_eq!(done.file.scenario.clients.processes, processes);

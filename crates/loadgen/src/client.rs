@@ -77,6 +77,15 @@ impl RunCtx {
         self.room_servers[room as usize]
     }
 
+    /// The local address client `id` connects from: with
+    /// `clients.source_addresses = N` above 1 and a loopback server,
+    /// 127.0.0.(1 + id % N); otherwise the kernel's choice.
+    pub fn source_of(&self, id: u64, server: SocketAddr) -> Option<std::net::IpAddr> {
+        let n = self.scenario.clients.source_addresses as u64;
+        (n > 1 && server.ip().is_loopback() && server.is_ipv4())
+            .then(|| std::net::IpAddr::from([127, 0, 0, 1 + (id % n) as u8]))
+    }
+
     /// Marks one client as connected and subscribed.
     fn client_ready(&self) {
         self.ready.fetch_add(1, Relaxed);
@@ -276,7 +285,8 @@ impl HttpConn {
     async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
         let start = Instant::now();
         let addr = ctx.server_of(key);
-        let io = WireCounter::connect(addr, ctx.wire.clone()).await?;
+        let io =
+            WireCounter::connect_from(addr, ctx.source_of(key, addr), ctx.wire.clone()).await?;
         let read_at = io.read_at();
         ctx.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
@@ -823,7 +833,9 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let start = Instant::now();
     let (mut reader, writer) = loop {
         let attempt = async {
-            let mut io = WireCounter::connect(addr, ctx.wire.clone()).await?;
+            let mut io =
+                WireCounter::connect_from(addr, ctx.source_of(spec.id, addr), ctx.wire.clone())
+                    .await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
             let leftover = ws::handshake(&mut io, &host, &target).await?;
             let writer = WsWriter::new(io.writer());

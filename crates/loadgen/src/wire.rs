@@ -69,7 +69,39 @@ impl WireCounter {
         addr: std::net::SocketAddr,
         stats: Arc<WireStats>,
     ) -> io::Result<WireCounter> {
-        let stream = TcpStream::connect(addr).await?;
+        WireCounter::connect_from(addr, None, stats).await
+    }
+
+    /// [`WireCounter::connect`] from the local address `source` when given
+    /// (port chosen at connect with `IP_BIND_ADDRESS_NO_PORT`, so a source
+    /// port is shared by connections to different destinations): each
+    /// source address has its own ~28,000 ephemeral ports toward one
+    /// destination.
+    pub async fn connect_from(
+        addr: std::net::SocketAddr,
+        source: Option<std::net::IpAddr>,
+        stats: Arc<WireStats>,
+    ) -> io::Result<WireCounter> {
+        let stream = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                if ip.is_ipv4() {
+                    nix::sys::socket::setsockopt(
+                        &socket,
+                        nix::sys::socket::sockopt::IpBindAddressNoPort,
+                        &true,
+                    )
+                    .map_err(io::Error::from)?;
+                }
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await?
+            }
+        };
         stream.set_nodelay(true)?;
         arrival_stamps(&stream);
         // Still non-blocking, as `into_std` leaves it.
@@ -359,6 +391,24 @@ write_through_sock!(WireWriter, 0);
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn connections_leave_from_the_source_address_asked_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(WireStats::default());
+        for last in [2u8, 3, 2] {
+            let ip = std::net::IpAddr::from([127, 0, 0, last]);
+            let (client, accepted) = tokio::join!(
+                WireCounter::connect_from(addr, Some(ip), stats.clone()),
+                listener.accept()
+            );
+            client.unwrap();
+            let (_, peer) = accepted.unwrap();
+            assert_eq!(peer.ip(), ip);
+        }
+        assert_eq!(stats.snapshot().connections, 3);
+    }
 
     /// A read's stamp is when the bytes reached the socket, not when the
     /// reader got to them: the reader here comes 50 ms late.

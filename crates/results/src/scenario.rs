@@ -101,6 +101,12 @@ pub struct Clients {
     /// itself, more start `chatbench worker` children.
     #[serde(default = "defaults::processes")]
     pub processes: u32,
+    /// Local addresses the clients connect from, 127.0.0.1 up to
+    /// 127.0.0.N (client `i` uses the `i % N`-th): each has its own
+    /// ephemeral ports toward one server address, about 28,000. Only
+    /// toward a loopback server.
+    #[serde(default = "defaults::source_addresses")]
+    pub source_addresses: u32,
 }
 
 /// How send times are spread.
@@ -228,6 +234,9 @@ mod defaults {
     pub fn processes() -> u32 {
         1
     }
+    pub fn source_addresses() -> u32 {
+        1
+    }
     pub fn server_cpu() -> f64 {
         0.9
     }
@@ -288,6 +297,9 @@ impl fmt::Display for ScenarioError {
 /// The most connections one process may hold (open-file limit 20,000, less
 /// room for the runtime, files and the control connection).
 pub const MAX_CONNECTIONS_PER_PROCESS: u64 = 19_000;
+
+/// The most client source addresses, 127.0.0.1 to 127.0.0.254.
+pub const MAX_SOURCE_ADDRESSES: u32 = 254;
 
 /// The most load-generator processes a scenario may ask for.
 pub const MAX_PROCESSES: u32 = 64;
@@ -505,6 +517,15 @@ impl Scenario {
                 format!(
                     "the scenario needs up to {conns} connections, {per_process} for each of {} load-generator processes; one process can hold {MAX_CONNECTIONS_PER_PROCESS} (open-file limit 20,000): raise clients.processes",
                     c.processes
+                ),
+            ));
+        }
+        if !(1..=MAX_SOURCE_ADDRESSES).contains(&c.source_addresses) {
+            return Err((
+                "clients.source_addresses",
+                format!(
+                    "must be 1 to {MAX_SOURCE_ADDRESSES} (127.0.0.1 up to 127.0.0.{MAX_SOURCE_ADDRESSES}), got {}",
+                    c.source_addresses
                 ),
             ));
         }
@@ -896,6 +917,8 @@ rate = 2.5
              "s.toml:16: field `server.processes`: the scenario needs up to 80000 connections, and the busiest of 4 server processes may get 20980 (rooms are placed by hash: mean plus four standard deviations); one process can hold 19000 (open-file limit 20,000): raise server.processes"),
             (GOOD.to_owned() + "\n[server]\nprocesses = 65\n",
              "s.toml:15: field `server.processes`: must be 1 to 64, got 65"),
+            (GOOD.replace("rooms = 2", "rooms = 2\nsource_addresses = 255"),
+             "s.toml:8: field `clients.source_addresses`: must be 1 to 254 (127.0.0.1 up to 127.0.0.254), got 255"),
             (GOOD.replace("rooms = 2", "rooms = 2\nprocesses = 0"),
              "s.toml:8: field `clients.processes`: must be 1 to 64, got 0"),
             (GOOD.replace("duration = \"5s\"\n", ""),
