@@ -447,7 +447,7 @@ fn kaazing(o: &mut String, run: &RunFile) {
         o,
         "The paper (Lubbers and Greco, Kaazing, 2010) counted 871 bytes of HTTP headers per poll and 2 bytes per WebSocket frame (pre-RFC framing; RFC 6455 frames are 2 bytes from server to client and 6 from client to server), \
 for clients that each poll, or receive one message, per second. chatbench's columns use its *measured* overhead per delivered message: all bytes on the client sockets, both directions, minus the message itself ({:.0} bytes here). \
-Each client here receives one message per second. This run measured {} clients: that row is measured, and the rows for other counts scale this run's per-message overhead linearly, which is the same assumption the paper makes (the committed kaazing, kaazing-10k and kaazing-100k runs measure each row; README.md gathers them). A cell marked * belongs to a transport this run flagged `saturated`: it did not deliver every message in time, so its figure is the per-message overhead times the offered rate, an extrapolation. Mbps are 2^20 bits per second, as in the paper.\n",
+Each client here receives one message per second. This run measured {} clients: that row is measured, and the rows for other counts scale this run's per-message overhead linearly, which is the same assumption the paper makes (the committed kaazing, kaazing-10k and kaazing-100k runs measure each row; README.md gathers them). A transport this run flagged `saturated` has no Mbps here: it did not keep up, and a poll or stream that falls behind carries many messages per answer, so its overhead per message understates what it costs at the offered rate; the README's table extrapolates such a row from a run that kept up, and says so. Mbps are 2^20 bits per second, as in the paper.\n",
         run.at_point(0).next().map_or(0.0, |x| x.payload_bytes.median),
         measured_clients
     );
@@ -461,22 +461,24 @@ Each client here receives one message per second. This run measured {} clients: 
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
     let saturated = |t| get(t).is_some_and(|x| x.flags.iter().any(|f| f == "saturated"));
     let cell = |t, n| {
+        if saturated(t) {
+            return "saturated".to_owned();
+        }
+        overhead(t).map_or("n/a".to_owned(), |b| format!("{:.3}", mbps(b, n)))
+    };
+    let bytes = |t, digits: usize| {
         overhead(t).map_or("n/a".to_owned(), |b| {
-            let star = if n == measured_clients && saturated(t) {
-                " *"
-            } else {
-                ""
-            };
-            format!("{:.3}{star}", mbps(b, n))
+            let note = if saturated(t) { " (saturated)" } else { "" };
+            format!("{b:.digits$}{note}")
         })
     };
     let _ = writeln!(
         o,
         "| overhead bytes per message | {KAAZING_POLL_BYTES:.0} | {} | {} | {} | {KAAZING_WS_BYTES:.0} | {} |",
-        overhead(ShortPoll).map_or("n/a".into(), |b| format!("{b:.0}")),
-        overhead(LongPoll).map_or("n/a".into(), |b| format!("{b:.0}")),
-        overhead(Sse).map_or("n/a".into(), |b| format!("{b:.0}")),
-        overhead(WebSocket).map_or("n/a".into(), |b| format!("{b:.1}")),
+        bytes(ShortPoll, 0),
+        bytes(LongPoll, 0),
+        bytes(Sse, 0),
+        bytes(WebSocket, 1),
     );
     for (i, n) in KAAZING_CLIENTS.iter().enumerate() {
         let note = if *n == measured_clients {

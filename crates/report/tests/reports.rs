@@ -268,3 +268,48 @@ fn centred_texts(svg: &str) -> Vec<(f64, f64, String)> {
     }
     out
 }
+
+#[test]
+fn saturation_reasons_and_a_saturated_kaazing_column_are_shown() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = chatbench_results::run_file::RunFile::read(&dir).unwrap();
+    run.scenario.report.kaazing = true;
+    let sse = run
+        .summary
+        .iter()
+        .position(|s| s.transport.as_str() == "sse")
+        .unwrap();
+    run.summary[sse].flags = vec!["saturated".into()];
+    let r = run
+        .runs
+        .iter()
+        .position(|r| r.transport.as_str() == "sse")
+        .unwrap();
+    run.runs[r].flags = vec!["saturated".into()];
+    run.runs[r].saturation = vec!["server: CPU 96% of its 1 CPU over the limit of 90%".into()];
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "> Saturated, sse repetition {}: server: CPU 96% of its 1 CPU over the limit of 90%.",
+            run.runs[r].repetition + 1
+        )),
+        "{md}"
+    );
+    // The Kaazing table gives a saturated transport no Mbps in any row, and
+    // marks its overhead.
+    let rows: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| | paper: polling"))
+        .take(6)
+        .collect();
+    assert_eq!(rows.len(), 6, "{md}");
+    assert!(rows[2].contains(" (saturated) |"), "{}", rows[2]);
+    for row in &rows[3..] {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | label | paper | short_poll | long_poll | sse | paper ws | websocket |
+        assert_eq!(cells[5], "saturated", "{row}");
+        assert_ne!(cells[7], "saturated", "{row}");
+    }
+}
