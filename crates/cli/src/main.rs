@@ -169,6 +169,60 @@ struct RunArgs {
     /// load generator's debug log; RUST_LOG, when set, decides instead).
     #[arg(long, short)]
     verbose: bool,
+    /// Run shard I of N (from 0) of a run spread over N machines: every
+    /// N-th client of every room, on the schedule --start-at fixes, into a
+    /// partial folder; `chatbench merge` joins the N folders. Needs
+    /// --server and --start-at.
+    #[arg(long, value_name = "I/N", requires_all = ["server", "start_at"])]
+    shard: Option<String>,
+    /// With --shard: when the first transport run's ramp starts, on the
+    /// server's clock, as RFC 3339 (2026-12-01T20:00:00Z). Every shard gets
+    /// the same value.
+    #[arg(long, value_name = "TIME", requires = "shard")]
+    start_at: Option<String>,
+    /// Let --server name a host that is not on loopback (another machine's
+    /// server). Without it chatbench loads only loopback servers.
+    #[arg(long, requires = "server")]
+    allow_remote: bool,
+    /// Test only: add this many µs to every clock reading, to stand for a
+    /// machine whose clock is off.
+    #[arg(long, hide = true, allow_negative_numbers = true)]
+    clock_skew_us: Option<i64>,
+}
+
+/// `--shard I/N` and `--start-at TIME`.
+fn shard_options(
+    shard: Option<&str>,
+    start_at: Option<&str>,
+) -> anyhow::Result<Option<chatbench_loadgen::run::ShardOptions>> {
+    let (Some(shard), Some(start_at)) = (shard, start_at) else {
+        return Ok(None);
+    };
+    let bad = || {
+        anyhow::anyhow!(
+            "--shard {shard}: expected I/N with N from 2 to 1024 and I from 0 to N-1, e.g. 0/4"
+        )
+    };
+    let (i, n) = shard.split_once('/').ok_or_else(bad)?;
+    let (index, of): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if !(2..=1024).contains(&of) || index >= of {
+        return Err(bad());
+    }
+    let at = humantime::parse_rfc3339_weak(start_at).map_err(|e| {
+        anyhow::anyhow!("--start-at {start_at}: {e}; expected RFC 3339, e.g. 2026-12-01T20:00:00Z")
+    })?;
+    let start_at_unix_us = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("--start-at {start_at}: before 1970"))?
+        .as_micros() as u64;
+    Ok(Some(chatbench_loadgen::run::ShardOptions {
+        index,
+        of,
+        start_at_unix_us,
+    }))
 }
 
 fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
@@ -328,8 +382,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_report,
         } => {
-            let merged =
-                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?;
+            // Shards of one run spread over machines add up; whole runs
+            // append repetitions.
+            let shards = run_dirs
+                .iter()
+                .all(|d| chatbench_loadgen::RunFile::read(d).is_ok_and(|f| f.is_shard_part()));
+            let merged = if shards {
+                chatbench_loadgen::merge::merge_shards(&run_dirs, &out, std::env::args().collect())?
+            } else {
+                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?
+            };
             print!(
                 "{}",
                 merged
@@ -348,7 +410,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The address of `--server`: an `http://` URL with a loopback IP and a
 /// port, and no path beyond `/` (the server's routes are fixed).
-fn parse_server_url(url: &str) -> anyhow::Result<SocketAddr> {
+fn parse_server_url(url: &str, allow_remote: bool) -> anyhow::Result<SocketAddr> {
     let bad = |why: &str| {
         anyhow::anyhow!(
             "--server {url}: {why}; expected http://IP:PORT, e.g. http://127.0.0.1:8080"
@@ -375,8 +437,8 @@ fn parse_server_url(url: &str) -> anyhow::Result<SocketAddr> {
         .unwrap_or(host)
         .parse()
         .map_err(|_| bad(&format!("{host} is not an IP address")))?;
-    if !ip.is_loopback() {
-        bail!("--server {url}: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)");
+    if !ip.is_loopback() && !allow_remote {
+        bail!("--server {url}: chatbench only loads servers on loopback (127.0.0.0/8 or ::1) unless --allow-remote is given");
     }
     Ok(SocketAddr::new(ip, port))
 }
@@ -389,6 +451,10 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
     };
     let scenario = Scenario::load(&args.scenario)?.with_overrides(&overrides, &args.scenario)?;
+    let shard = shard_options(args.shard.as_deref(), args.start_at.as_deref())?;
+    if let Some(skew) = args.clock_skew_us {
+        chatbench_loadgen::clock::set_clock_adjust_us(skew);
+    }
     if args.server.is_some() {
         for p in 0..scenario.points() {
             let k = scenario.at_point(p).map_or(1, |s| s.server.processes);
@@ -423,7 +489,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let target = match &args.server {
         Some(url) => {
-            let addr = parse_server_url(url)?;
+            let addr = parse_server_url(url, args.allow_remote)?;
             let sources = scenario.clients.source_addresses;
             if sources > 1 && !(addr.is_ipv4() && addr.ip().is_loopback()) {
                 anyhow::bail!(
@@ -452,6 +518,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cpus,
         loadgen_cpus,
         server_cpus,
+        shard,
         worker_exe: std::env::current_exe().context("cannot find my own executable")?,
         command: std::env::args().collect(),
         build: BuildInfo {
@@ -516,6 +583,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             human(format!("results: {}\n", done.dir.display()));
+            if let Some(sh) = shard {
+                eprintln!(
+                    "this is shard {} of {}: its figures count only its own clients; `chatbench merge` the {} shards' folders into the run",
+                    sh.index, sh.of, sh.of
+                );
+            }
             if args.json {
                 println!(
                     "{}",
@@ -542,12 +615,12 @@ mod tests {
 
     #[test]
     fn server_urls() {
-        let ok = |u: &str| parse_server_url(u).unwrap().to_string();
+        let ok = |u: &str| parse_server_url(u, false).unwrap().to_string();
         assert_eq!(ok("http://127.0.0.1:8080"), "127.0.0.1:8080");
         assert_eq!(ok("http://127.0.0.1:8080/"), "127.0.0.1:8080");
         assert_eq!(ok("http://127.3.0.9:1"), "127.3.0.9:1");
         assert_eq!(ok("http://[::1]:9000"), "[::1]:9000");
-        let err = |u: &str| parse_server_url(u).unwrap_err().to_string();
+        let err = |u: &str| parse_server_url(u, false).unwrap_err().to_string();
         let hint = "; expected http://IP:PORT, e.g. http://127.0.0.1:8080";
         assert_eq!(ok("127.0.0.1:8080"), "127.0.0.1:8080");
         assert_eq!(

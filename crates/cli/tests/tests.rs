@@ -7,4 +7,5 @@ mod accounting;
 mod commands;
 mod end_to_end;
 mod failures;
+mod shards;
 mod workers;

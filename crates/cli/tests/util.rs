@@ -74,6 +74,7 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
         },
         progress: None,
         stop: tokio_util::sync::CancellationToken::new(),
+        shard: None,
     }
 }
 

@@ -20,6 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -37,12 +38,38 @@ pub const SPIN: Duration = Duration::from_micros(100);
 /// the clock for what is left. It costs at most this much CPU per send.
 pub const WAKE_AHEAD: Duration = Duration::from_micros(60);
 
-/// Microseconds since the UNIX epoch, from `CLOCK_REALTIME`.
+/// µs added to `CLOCK_REALTIME` in every reading this process takes
+/// ([`unix_now_us`], and the kernel's arrival stamps through
+/// [`adjust_stamp`]): 0, except in a shard of a run spread over machines
+/// (`chatbench run --shard`), which sets it to its estimated offset to the
+/// server's clock, so every process of the run stamps on the server's
+/// clock. A test-only skew (`--clock-skew-us`) goes in here too.
+static ADJUST_US: AtomicI64 = AtomicI64::new(0);
+
+/// This process's clock adjustment, µs (see [`ADJUST_US`]).
+pub fn clock_adjust_us() -> i64 {
+    ADJUST_US.load(Relaxed)
+}
+
+/// Sets this process's clock adjustment, µs.
+pub fn set_clock_adjust_us(us: i64) {
+    ADJUST_US.store(us, Relaxed);
+}
+
+/// A `CLOCK_REALTIME` reading in µs, adjusted as [`unix_now_us`] is.
+pub fn adjust_stamp(real_us: u64) -> u64 {
+    real_us.saturating_add_signed(clock_adjust_us())
+}
+
+/// Microseconds since the UNIX epoch, from `CLOCK_REALTIME` (plus this
+/// process's adjustment, normally 0).
 pub fn unix_now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    adjust_stamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
+    )
 }
 
 /// The clock of one transport run: microseconds since the start of traffic.

@@ -33,6 +33,9 @@ pub struct Outcome {
     pub server_died: bool,
     /// Set when the run was stopped from outside (SIGINT, SIGTERM).
     pub interrupted: bool,
+    /// In a run spread over machines: this machine's measurement as one
+    /// JSON line, for its partial folder.
+    pub measurement_json: Option<String>,
 }
 
 /// Where one transport run sits in a whole run.
@@ -46,6 +49,53 @@ pub struct Slot<'a> {
     pub room_prefix: &'a str,
     /// Cancelled when the whole run must stop now (SIGINT, SIGTERM).
     pub stop: &'a CancellationToken,
+    /// This machine's share of a run spread over machines, if it is one.
+    pub machine: Option<MachineShard>,
+}
+
+/// One machine's share of a transport run spread over machines
+/// (`chatbench run --shard I/N`). With no barrier across machines, every
+/// machine keeps to one schedule: the ramp starts at `ramp_start_unix_us`
+/// (µs on the server's clock, to which this process's clock is adjusted)
+/// and traffic [`SHARD_SETTLE`] after the ramp ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineShard {
+    /// This machine's shard, from 0.
+    pub index: u32,
+    /// How many machines share the run.
+    pub of: u32,
+    /// When this transport run's ramp starts.
+    pub ramp_start_unix_us: u64,
+}
+
+/// In a run spread over machines: from the end of the ramp to the start of
+/// traffic, for the last clients to connect (there is no barrier across
+/// machines).
+pub const SHARD_SETTLE: Duration = Duration::from_secs(2);
+
+/// In a run spread over machines: the time after the drain kept free for
+/// teardown before the next transport run's ramp. Clients end within
+/// milliseconds of the end-of-run message; a teardown that overruns (a
+/// stuck client is aborted after 10 s) makes the next transport run start
+/// late, which its folder records as a problem.
+pub const SHARD_TEARDOWN: Duration = Duration::from_secs(5);
+
+/// How long one transport run takes in a run spread over machines, from
+/// the start of its ramp to the start of the next one's.
+pub fn shard_slot(s: &Scenario) -> Duration {
+    s.clients.ramp + SHARD_SETTLE + s.warmup + s.duration + s.grace + SHARD_TEARDOWN
+}
+
+/// The monotonic instant of a `unix_now_us` reading.
+fn instant_of(unix_us: u64) -> Instant {
+    let now = unix_now_us();
+    if unix_us >= now {
+        Instant::now() + Duration::from_micros(unix_us - now)
+    } else {
+        Instant::now()
+            .checked_sub(Duration::from_micros(now - unix_us))
+            .unwrap_or_else(Instant::now)
+    }
 }
 
 /// The load generator's side of a transport run: its CPUs, and the
@@ -75,7 +125,14 @@ pub async fn run_transport(
         repetition,
         room_prefix,
         stop,
+        machine,
     } = slot;
+    if let Some(m) = machine {
+        tokio::select! {
+            _ = tokio::time::sleep_until(instant_of(m.ramp_start_unix_us)) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
     let s = scenario.clone();
     let rooms: Vec<String> = (0..s.clients.rooms)
         .map(|r| {
@@ -85,11 +142,21 @@ pub async fn run_transport(
             )
         })
         .collect();
-    let pids = server.pids();
-    let before = server.scrape().await.ok();
+    // Across machines, the server's counters and process are shared with
+    // the other machines' clients: only machine 0 reads its process, and
+    // nobody its counters.
+    let pids = server
+        .pids()
+        .filter(|_| machine.is_none_or(|m| m.index == 0));
+    let before = match machine {
+        None => server.scrape().await.ok(),
+        Some(_) => None,
+    };
     let read_server = || pids.as_deref().and_then(|p| resources::read_all(p, 0));
     let rss_baseline = read_server();
     let processes = s.clients.processes.max(1);
+    // Across machines, machine I's processes take shards I*P.. of N*P.
+    let (first, of) = machine.map_or((0, processes), |m| (m.index * processes, m.of * processes));
     let tasks: Vec<ShardTask> = (0..processes)
         .map(|index| ShardTask {
             scenario: (*s).clone(),
@@ -98,8 +165,9 @@ pub async fn run_transport(
             repetition,
             rooms: rooms.clone(),
             servers: server.addrs(),
-            index,
-            of: processes,
+            clock_adjust_us: crate::clock::clock_adjust_us(),
+            index: first + index,
+            of,
         })
         .collect();
     let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
@@ -108,20 +176,23 @@ pub async fn run_transport(
     let mut server_died = false;
 
     let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);
+    // Across machines, traffic starts on the schedule; on one machine, a
+    // short settle after the barrier. Either way on one clock for every
+    // client of every shard.
+    let scheduled_t0 =
+        machine.map(|m| m.ramp_start_unix_us + (s.clients.ramp + SHARD_SETTLE).as_micros() as u64);
     let alive = shards
         .await_ready(
             server,
             expected,
-            ramp_start + s.clients.ramp + READY_TIMEOUT,
+            scheduled_t0.map_or(ramp_start + s.clients.ramp + READY_TIMEOUT, instant_of),
             stop,
         )
         .await;
     server_died |= !alive;
-    // Traffic starts a short settle after the barrier, on one clock for
-    // every client of every shard.
     let settle = Duration::from_millis(300);
-    let t0 = Instant::now() + settle;
-    let t0_unix_us = unix_now_us() + settle.as_micros() as u64;
+    let t0_unix_us = scheduled_t0.unwrap_or_else(|| unix_now_us() + settle.as_micros() as u64);
+    let t0 = instant_of(t0_unix_us);
     shards.set.send_all(ToShard::Start { t0_unix_us });
     tokio::time::sleep_until(t0).await;
     let rss_before = read_server();
@@ -131,11 +202,14 @@ pub async fn run_transport(
         .await;
     let interrupted = watched.interrupted;
     server_died |= watched.server_died;
+    // Across machines, machine 0 alone ends the rooms: one control message
+    // each, which every machine's receivers read.
+    let send_stops = machine.is_none_or(|m| m.index == 0);
     let torn = shards
-        .teardown(server, &rooms, server_died || interrupted)
+        .teardown(server, &rooms, server_died || interrupted, send_stops)
         .await;
     server_died |= torn.server_died;
-    let after = if server_died {
+    let after = if server_died || machine.is_some() {
         None
     } else {
         server.scrape().await.ok()
@@ -184,11 +258,17 @@ pub async fn run_transport(
             cpus: loadgen.server_cpus,
         },
     );
+    let measurement_json = match machine {
+        // Serializing plain numbers and base64 strings cannot fail.
+        Some(_) => serde_json::to_string(&measurement).ok(),
+        None => None,
+    };
     Ok(Outcome {
         run,
         histograms: measurement.histograms,
         server_died,
         interrupted,
+        measurement_json,
     })
 }
 
@@ -392,13 +472,14 @@ impl Shards {
         server: &mut RunningServer,
         rooms: &[String],
         abandon: bool,
+        send_stops: bool,
     ) -> TornDown {
         let control_wire = Arc::new(WireStats::default());
         let mut server_died = false;
         let abandon = abandon || !self.failed.is_empty();
         if abandon {
             self.set.send_all(ToShard::Abort);
-        } else {
+        } else if send_stops {
             let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
             for room in rooms {
                 let path = format!("/rooms/{room}/messages");

@@ -2,12 +2,16 @@
 //! folder. `run.json` is rewritten after each transport run, so a run that
 //! is stopped or whose server dies still leaves its partial results.
 
-use crate::engine::{run_transport, Loadgen, Progress, ProgressTx, Slot};
+use crate::engine::{run_transport, shard_slot, Loadgen, MachineShard, Progress, ProgressTx, Slot};
+use crate::merge::MEASUREMENTS;
 use crate::resources::detect_environment;
-use crate::results::{write_latency_histograms, CpuPlacement, LatencyRep, RunFile, SCHEMA};
+use crate::results::{
+    write_latency_histograms, CpuPlacement, LatencyRep, RunFile, ShardInfo, SCHEMA,
+};
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
 use crate::Transport;
+use chatbench_proto::RoomShard;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,6 +29,9 @@ fn room_salt() -> u16 {
     let base = *BASE.get_or_init(rand::random);
     base.wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
+
+/// `GET /time` exchanges a shard makes to estimate the server's clock.
+pub const CLOCK_EXCHANGES: u32 = 16;
 
 /// What to run and where results go.
 #[derive(Debug, Clone)]
@@ -57,6 +64,23 @@ pub struct RunOptions {
     /// Cancelled to stop the run now (the CLI cancels it on SIGINT and
     /// SIGTERM); the folder is then written with `complete: false`.
     pub stop: CancellationToken,
+    /// This machine's part of a run spread over machines, if it is one.
+    pub shard: Option<ShardOptions>,
+}
+
+/// One machine's part of a run spread over machines (`chatbench run
+/// --shard I/N --start-at T`): it runs every N-th client of every room,
+/// from shard I, on a schedule fixed by T, and writes a partial folder that
+/// `chatbench merge` joins with the other shards'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardOptions {
+    /// This shard, from 0.
+    pub index: u32,
+    /// How many shards the run has.
+    pub of: u32,
+    /// When the first transport run's ramp starts, µs since the epoch on
+    /// the server's clock.
+    pub start_at_unix_us: u64,
 }
 
 /// Why a run failed.
@@ -96,6 +120,14 @@ pub enum RunError {
     Interrupted {
         /// The transport run that was cut short.
         transport: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// This machine's shard of a run spread over machines could not run.
+    #[error("--shard: {reason}; the run folder is {dir}")]
+    Shard {
+        /// Why.
+        reason: String,
         /// The run folder.
         dir: PathBuf,
     },
@@ -190,8 +222,46 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         runs: Vec::new(),
         summary: Vec::new(),
         merged_from: Vec::new(),
+        shards: Vec::new(),
     };
     file.write(&dir).map_err(io(&dir))?;
+    if let Some(sh) = opts.shard {
+        let fail = |reason: String| RunError::Shard {
+            reason,
+            dir: dir.clone(),
+        };
+        let ServerTarget::External { addr, .. } = &target else {
+            return Err(fail(
+                "a shard runs against a server it is given (--server)".into(),
+            ));
+        };
+        // From here on this process stamps on the server's clock, as every
+        // other shard's does.
+        let clock = crate::server::estimate_clock(*addr, CLOCK_EXCHANGES)
+            .await
+            .map_err(|e| fail(format!("cannot read the server's clock: {e}")))?;
+        crate::clock::set_clock_adjust_us(crate::clock::clock_adjust_us() + clock.offset_us);
+        let now = crate::clock::unix_now_us();
+        if now + 500_000 > sh.start_at_unix_us {
+            return Err(fail(format!(
+                "--start-at is {:.1} s in the past on the server's clock (or less than 0.5 s ahead); give every shard a start a little in the future",
+                now.saturating_sub(sh.start_at_unix_us) as f64 / 1e6
+            )));
+        }
+        file.shards = vec![ShardInfo {
+            index: sh.index,
+            of: sh.of,
+            start_at_unix_us: sh.start_at_unix_us,
+            run_id: id.clone(),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            clock,
+        }];
+        file.write(&dir).map_err(io(&dir))?;
+    }
+    // The ramp start of the next transport run, in a run spread over machines.
+    let mut slot_at = opts.shard.map(|sh| sh.start_at_unix_us);
     let mut hists: Vec<LatencyRep> = Vec::new();
     let mut died: Vec<String> = Vec::new();
     let points: Vec<Arc<Scenario>> = (0..s.points())
@@ -250,7 +320,30 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         total: per_run(sp),
                     });
                 }
-                let prefix = format!("cb{run_salt:04x}");
+                // Every shard of a run spread over machines names the rooms
+                // alike, from the scenario and the start.
+                let prefix = match opts.shard {
+                    Some(sh) => format!(
+                        "cb{:04x}",
+                        RoomShard::owner(&format!("{}-{}", s.name, sh.start_at_unix_us), 1 << 16)
+                    ),
+                    None => format!("cb{run_salt:04x}"),
+                };
+                let machine = opts.shard.zip(slot_at).map(|(sh, at)| MachineShard {
+                    index: sh.index,
+                    of: sh.of,
+                    ramp_start_unix_us: at,
+                });
+                if let Some(at) = slot_at.as_mut() {
+                    let late = crate::clock::unix_now_us().saturating_sub(*at);
+                    if late > 1_000_000 {
+                        file.problems.push(format!(
+                            "{label}: this shard reached its start {:.1} s late, so its clients connected late",
+                            late as f64 / 1e6
+                        ));
+                    }
+                    *at += shard_slot(sp).as_micros() as u64;
+                }
                 let outcome = run_transport(
                     &mut server,
                     sp,
@@ -260,6 +353,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         repetition: rep,
                         room_prefix: &prefix,
                         stop: &opts.stop,
+                        machine,
                     },
                     &Loadgen {
                         cpus: opts.loadgen_cpus,
@@ -297,6 +391,16 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                             .max_by_key(|(_, n)| **n)
                             .map(|(c, n)| (c.clone(), *n)),
                     });
+                }
+                if let Some(line) = &outcome.measurement_json {
+                    use std::io::Write;
+                    let p = dir.join(MEASUREMENTS);
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
+                        .and_then(|mut f| writeln!(f, "{line}"))
+                        .map_err(io(&p))?;
                 }
                 if outcome.interrupted {
                     file.problems

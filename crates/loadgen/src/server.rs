@@ -475,6 +475,66 @@ impl ServerCounters {
     }
 }
 
+/// Estimates the offset of the server's clock from this process's
+/// ([`crate::clock::unix_now_us`]), NTP-style: `exchanges` requests of
+/// `GET /time` on one keep-alive connection, each timed on the local clock
+/// before and after; the one with the shortest round trip gives the
+/// offset, `now_us - (t0 + t1) / 2`, within half its round trip.
+pub async fn estimate_clock(
+    addr: SocketAddr,
+    exchanges: u32,
+) -> Result<chatbench_results::run_file::ClockEstimate, ServerError> {
+    use crate::clock::unix_now_us;
+    let fail = |reason: String| ServerError::Control {
+        addr,
+        path: "/time".into(),
+        reason,
+    };
+    let work = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        let mut conn = crate::h1::H1Conn::new(stream, addr.to_string());
+        let mut best: Option<(u64, i64)> = None;
+        for _ in 0..exchanges.max(1) {
+            let t0 = unix_now_us();
+            let (status, body) = conn
+                .call("GET", "/time", b"")
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let t1 = unix_now_us();
+            if status != http::StatusCode::OK {
+                return Err(fail(format!("status {status}")));
+            }
+            let now: u64 = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("now_us")?.as_u64())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "the answer {:?} holds no now_us",
+                        String::from_utf8_lossy(&body)
+                    ))
+                })?;
+            let rtt = t1.saturating_sub(t0);
+            let offset = now as i64 - ((t0 + t1) / 2) as i64;
+            if best.is_none_or(|(r, _)| rtt < r) {
+                best = Some((rtt, offset));
+            }
+        }
+        let (rtt, offset_us) = best.unwrap_or((0, 0));
+        Ok(chatbench_results::run_file::ClockEstimate {
+            offset_us,
+            // Half the round trip, plus the 1 µs of each stamp's rounding.
+            uncertainty_us: rtt.div_ceil(2) + 1,
+            exchanges: exchanges.max(1),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .map_err(|_| fail("timed out after 10s".into()))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,11 @@ pub struct ShardTask {
     /// The server processes, by index; a room lives on process
     /// `crc32(name) % servers.len()`.
     pub servers: Vec<SocketAddr>,
+    /// The clock adjustment of the process that made the task
+    /// ([`crate::clock::clock_adjust_us`]), which a worker takes on so that
+    /// every process of a machine's shard stamps on the same clock.
+    #[serde(default)]
+    pub clock_adjust_us: i64,
     /// This shard's number, from 0.
     pub index: u32,
     /// How many shards there are.
@@ -450,6 +455,7 @@ pub async fn worker_main() -> std::io::Result<()> {
             format!("the first stdin line is not a shard task: {e}"),
         )
     })?;
+    crate::clock::set_clock_adjust_us(task.clock_adjust_us);
     let (cmd_tx, cmd_rx) = unbounded_channel();
     let (ev_tx, mut ev_rx) = unbounded_channel();
     tokio::spawn(async move {
@@ -497,6 +503,7 @@ mod tests {
             repetition: 0,
             rooms: vec![],
             servers: vec!["127.0.0.1:1".parse().unwrap()],
+            clock_adjust_us: 0,
             index,
             of,
         }

@@ -262,7 +262,10 @@ fn recv_stamped(
             cmsgs.find_map(|c| match c {
                 ControlMessageOwned::ScmTimestampns(ts) => {
                     let us = ts.tv_sec() as i128 * 1_000_000 + ts.tv_nsec() as i128 / 1_000;
-                    u64::try_from(us).ok().filter(|&us| us > 0)
+                    u64::try_from(us)
+                        .ok()
+                        .filter(|&us| us > 0)
+                        .map(crate::clock::adjust_stamp)
                 }
                 _ => None,
             })

@@ -81,6 +81,18 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         .iter()
         .map(|d| RunFile::read(d).map_err(MergeError::Read))
         .collect::<Result<_, _>>()?;
+    for (dir, f) in inputs.iter().zip(&files) {
+        if f.is_shard_part() {
+            return Err(MergeError::Mismatch {
+                a: inputs[0].display().to_string(),
+                b: dir.display().to_string(),
+                why: format!(
+                    "it is shard {} of {} of a run spread over machines; merge all {} shards of that run, and nothing else",
+                    f.shards[0].index, f.shards[0].of, f.shards[0].of
+                ),
+            });
+        }
+    }
     let first = &files[0];
     for (dir, f) in inputs.iter().zip(&files).skip(1) {
         compatible(first, f).map_err(|why| MergeError::Mismatch {
@@ -177,6 +189,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         runs,
         summary: Vec::new(),
         merged_from: files.iter().map(|f| f.run_id.clone()).collect(),
+        shards: Vec::new(),
     };
     file.summarize();
 
@@ -258,6 +271,216 @@ fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
         }
     }
     walk(a, b, &mut Vec::new()).unwrap_or_else(|| "nothing".into())
+}
+
+/// The file in a shard's partial folder that holds what it measured: one
+/// JSON [`Measurement`](crate::measurement::Measurement) per line, one line
+/// per transport run, for `chatbench merge` to add up with the other
+/// shards'.
+pub const MEASUREMENTS: &str = "measurements.jsonl";
+
+/// Merges the partial folders of every shard of one run spread over
+/// machines (`chatbench run --shard I/N`) into one run folder: for each
+/// transport run, the shards' measurements are added up (histograms
+/// merged, audit, bytes and CPU summed), as `[clients] processes` does on
+/// one machine. The shards must come from one scenario and one `--start-at`,
+/// and every index from 0 to N-1 must be there once; their builds and
+/// machines may differ. A transport run is flagged `clock_uncertain` when a
+/// shard's clock uncertainty exceeds 10% of its p50 latency.
+pub fn merge_shards(
+    inputs: &[PathBuf],
+    out: &Path,
+    command: Vec<String>,
+) -> Result<Merged, MergeError> {
+    use crate::measurement::{Measurement, ServerSide};
+    let files: Vec<RunFile> = inputs
+        .iter()
+        .map(|d| RunFile::read(d).map_err(MergeError::Read))
+        .collect::<Result<_, _>>()?;
+    let mismatch = |i: usize, why: String| MergeError::Mismatch {
+        a: inputs[0].display().to_string(),
+        b: inputs[i].display().to_string(),
+        why,
+    };
+    for (i, f) in files.iter().enumerate() {
+        if !f.is_shard_part() {
+            return Err(mismatch(
+                i,
+                "it is not one shard's partial folder (`chatbench run --shard I/N`); mix shards of one run only".into(),
+            ));
+        }
+    }
+    let first = &files[0].shards[0];
+    let of = first.of;
+    let mut seen = vec![None::<usize>; of as usize];
+    for (i, f) in files.iter().enumerate() {
+        let sh = &f.shards[0];
+        if f.scenario != files[0].scenario {
+            let (a, b) = (
+                serde_json::to_value(&files[0].scenario).unwrap_or_default(),
+                serde_json::to_value(&f.scenario).unwrap_or_default(),
+            );
+            return Err(mismatch(
+                i,
+                format!(
+                    "their scenarios differ in {}; the shards of one run share it",
+                    first_difference(&a, &b)
+                ),
+            ));
+        }
+        if sh.of != of || sh.start_at_unix_us != first.start_at_unix_us {
+            return Err(mismatch(
+                i,
+                format!(
+                    "it is shard {}/{} starting at {} µs, not a shard of the run {}/{} starting at {} µs",
+                    sh.index, sh.of, sh.start_at_unix_us, first.index, of, first.start_at_unix_us
+                ),
+            ));
+        }
+        match seen.get_mut(sh.index as usize) {
+            Some(slot @ None) => *slot = Some(i),
+            Some(Some(j)) => {
+                return Err(MergeError::Duplicate {
+                    a: inputs[*j].display().to_string(),
+                    b: inputs[i].display().to_string(),
+                    run_id: format!("shard {}/{of}", sh.index),
+                })
+            }
+            None => {
+                return Err(mismatch(
+                    i,
+                    format!("its index {} is not below {of}", sh.index),
+                ))
+            }
+        }
+    }
+    let missing: Vec<String> = (0..of)
+        .filter(|&k| seen[k as usize].is_none())
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Mismatch {
+            a: inputs[0].display().to_string(),
+            b: format!("shards {}", missing.join(", ")),
+            why: format!("a run of {of} shards needs all of them; these are missing"),
+        });
+    }
+    // Every shard's measurements, in shard order.
+    let order: Vec<usize> = seen.iter().map(|s| s.unwrap_or(0)).collect();
+    let mut parts: Vec<Vec<Measurement>> = Vec::new();
+    for &i in &order {
+        let p = inputs[i].join(MEASUREMENTS);
+        let text = std::fs::read_to_string(&p).map_err(|source| MergeError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let ms = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str::<Measurement>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| MergeError::Io {
+                path: p.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+        parts.push(ms);
+    }
+    let scenario = files[0].scenario.clone();
+    let worst_uncertainty = files
+        .iter()
+        .map(|f| f.shards[0].clock.uncertainty_us)
+        .max()
+        .unwrap_or(0);
+    let mut problems: Vec<String> = files
+        .iter()
+        .flat_map(|f| f.problems.iter().map(move |p| format!("{}: {p}", f.run_id)))
+        .collect();
+    let mut runs = Vec::new();
+    let mut hists: Vec<LatencyRep> = Vec::new();
+    let mut complete = files.iter().all(|f| f.complete);
+    for m0 in &parts[0] {
+        let Some(t) = m0.transport else { continue };
+        let key = (t, m0.point, m0.repetition);
+        let mut all: Option<Measurement> = None;
+        for (k, ms) in parts.iter().enumerate() {
+            let Some(m) = ms
+                .iter()
+                .find(|m| (m.transport, m.point, m.repetition) == (Some(key.0), key.1, key.2))
+            else {
+                problems.push(format!(
+                    "shard {k} has no measurement of {t} at point {} repetition {}",
+                    key.1,
+                    key.2 + 1
+                ));
+                complete = false;
+                continue;
+            };
+            match &mut all {
+                None => {
+                    // A copy through JSON: Measurement holds histograms, which
+                    // do not clone cheaply in place.
+                    let copy = serde_json::to_string(m)
+                        .and_then(|j| serde_json::from_str::<Measurement>(&j))
+                        .map_err(|e| MergeError::Io {
+                            path: inputs[order[k]].join(MEASUREMENTS),
+                            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                        })?;
+                    all = Some(copy);
+                }
+                Some(a) => {
+                    if let Err(e) = a.combine(m) {
+                        problems.push(format!("shard {k}: {e}"));
+                        complete = false;
+                    }
+                }
+            }
+        }
+        let Some(m) = all else { continue };
+        let at = scenario
+            .at_point(key.1)
+            .unwrap_or_else(|_| scenario.clone());
+        let mut run = m.summarize(
+            &at,
+            ServerSide {
+                counters: None,
+                cost: None,
+                cpus: None,
+            },
+        );
+        if worst_uncertainty as f64 > 0.1 * run.latency_us.p50 as f64 {
+            run.flags.push("clock_uncertain".into());
+        }
+        hists.push((t, key.1, key.2, m.histograms.latency));
+        runs.push(run);
+    }
+    let id = new_run_id();
+    let dir = out.join(&scenario.name).join(&id);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MergeError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir.parent().unwrap_or(out)).map_err(io(&dir))?;
+    std::fs::create_dir(&dir).map_err(io(&dir))?;
+    let mut file = RunFile {
+        schema: SCHEMA.into(),
+        run_id: id,
+        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        command,
+        environment: files[order[0]].environment.clone(),
+        scenario,
+        server_mode: files[order[0]].server_mode.clone(),
+        cpus: files[order[0]].cpus.clone(),
+        complete,
+        problems,
+        runs,
+        summary: Vec::new(),
+        merged_from: order.iter().map(|&i| files[i].run_id.clone()).collect(),
+        shards: order.iter().map(|&i| files[i].shards[0].clone()).collect(),
+    };
+    file.summarize();
+    write_latency_histograms(&dir, &file.scenario, &hists, &file.runs).map_err(io(&dir))?;
+    file.write(&dir).map_err(io(&dir))?;
+    Ok(Merged { dir, file })
 }
 
 #[cfg(test)]

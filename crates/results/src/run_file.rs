@@ -80,6 +80,52 @@ pub struct RunFile {
     /// For a folder made by `chatbench merge`: the run ids it joined.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<String>,
+    /// A run spread over machines (`chatbench run --shard I/N`): in one
+    /// shard's partial folder its own entry, in the folder `chatbench merge`
+    /// made of them every shard's. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardInfo>,
+}
+
+/// One shard of a run spread over machines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Its index, from 0.
+    pub index: u32,
+    /// How many shards the run has.
+    pub of: u32,
+    /// The agreed start (`--start-at`), µs since the epoch on the server's
+    /// clock.
+    pub start_at_unix_us: u64,
+    /// Its run id (its partial folder's name).
+    pub run_id: String,
+    /// Its host, from the environment it ran in.
+    pub host: String,
+    /// Its clock against the server's, estimated before the run.
+    pub clock: ClockEstimate,
+}
+
+/// A clock offset to the server's clock, estimated NTP-style from
+/// exchanges with its `GET /time`: each exchange reads the local clock
+/// before (`t0`) and after (`t1`) and the server's `now_us` between; the
+/// exchange with the shortest round trip gives the offset
+/// `now_us - (t0 + t1) / 2`, within half that round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockEstimate {
+    /// Server clock minus local clock, µs; added to every local reading.
+    pub offset_us: i64,
+    /// How far off `offset_us` can be, µs: half the best round trip.
+    pub uncertainty_us: u64,
+    /// Exchanges made.
+    pub exchanges: u32,
+}
+
+impl RunFile {
+    /// True for one shard's partial folder, which `chatbench merge` joins
+    /// with the others into a run.
+    pub fn is_shard_part(&self) -> bool {
+        self.shards.len() == 1 && self.merged_from.is_empty()
+    }
 }
 
 /// Where processes ran.
