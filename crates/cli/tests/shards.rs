@@ -193,3 +193,58 @@ async fn shards_with_offset_clocks_merge_into_what_one_process_measures() {
         "{err}"
     );
 }
+
+/// The Kubernetes Job runs `chatbench run` with flags this binary has, and
+/// picks its shard from the Job's completion index; the Dockerfile puts the
+/// scenarios where the Job reads them.
+#[test]
+fn the_kubernetes_job_uses_flags_chatbench_has() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let job = std::fs::read_to_string(root.join("deploy/kubernetes/loadgen-job.yaml")).unwrap();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let args = job
+        .split("- >-")
+        .nth(1)
+        .and_then(|a| a.split("env:").next())
+        .expect("the container's args");
+    let flags: Vec<&str> = args
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches(';'))
+        .collect();
+    for want in [
+        "--server",
+        "--allow-remote",
+        "--shard",
+        "--start-at",
+        "--out",
+    ] {
+        assert!(
+            flags.contains(&want),
+            "the Job does not pass {want}: {flags:?}"
+        );
+    }
+    for f in &flags {
+        assert!(
+            help.contains(&format!("  {f}")),
+            "`chatbench run` has no {f}:\n{help}"
+        );
+    }
+    assert!(
+        args.contains("--shard \"${JOB_COMPLETION_INDEX}/${SHARDS}\""),
+        "{args}"
+    );
+    assert!(
+        args.contains("chatbench run /scenarios/${SCENARIO}.toml"),
+        "{args}"
+    );
+    assert!(job.contains("completionMode: Indexed"));
+    let server = std::fs::read_to_string(root.join("deploy/kubernetes/server.yaml")).unwrap();
+    assert!(server.contains("name: chatbench-server") && server.contains("kind: Service"));
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(docker.contains("COPY scenarios /scenarios"), "{docker}");
+}
