@@ -646,11 +646,18 @@ mod tests {
         assert!(err("http://a b").starts_with("--server http://a b: not a URL ("));
         assert_eq!(
             err("http://10.0.0.1:80"),
-            "--server http://10.0.0.1:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)"
+            "--server http://10.0.0.1:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1) unless --allow-remote is given"
         );
         assert_eq!(
             err("http://[2001:db8::1]:80"),
-            "--server http://[2001:db8::1]:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1)"
+            "--server http://[2001:db8::1]:80: chatbench only loads servers on loopback (127.0.0.0/8 or ::1) unless --allow-remote is given"
+        );
+        // With --allow-remote the address is taken (no test connects to it).
+        assert_eq!(
+            parse_server_url("http://10.0.0.1:80", true)
+                .unwrap()
+                .to_string(),
+            "10.0.0.1:80"
         );
     }
 }

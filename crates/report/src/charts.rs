@@ -50,6 +50,11 @@ type DrawResult = Result<(), String>;
 /// A chart that can draw itself on any backend.
 trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
+
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
 }
 
 fn e<E: std::fmt::Display>(err: E) -> String {
@@ -74,7 +79,7 @@ fn render(
     {
         let mut text = String::new();
         {
-            let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+            let root = SVGBackend::with_string(&mut text, chart.size()).into_drawing_area();
             chart.draw(&root).map_err(|r| fail(&svg, r))?;
             if incomplete {
                 incomplete_banner(&root).map_err(|r| fail(&svg, r))?;
@@ -84,7 +89,7 @@ fn render(
         std::fs::write(&svg, declare_font(&text)).map_err(|x| fail(&svg, x.to_string()))?;
     }
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(&png, chart.size()).into_drawing_area();
         chart.draw(&root).map_err(|r| fail(&png, r))?;
         if incomplete {
             incomplete_banner(&root).map_err(|r| fail(&png, r))?;
@@ -777,7 +782,25 @@ struct SweepChart<'a> {
     transports: &'a [Transport],
 }
 
+impl SweepChart<'_> {
+    /// The server's cost is drawn when the run measured it (a server
+    /// chatbench started).
+    fn has_server_cost(&self) -> bool {
+        self.summaries
+            .iter()
+            .any(|s| s.server_cpu_ms_per_1k.is_some())
+    }
+}
+
 impl Chart for SweepChart<'_> {
+    fn size(&self) -> (u32, u32) {
+        if self.has_server_cost() {
+            (SIZE.0, SIZE.1 * 3 / 2)
+        } else {
+            SIZE
+        }
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let root = root
@@ -797,7 +820,7 @@ impl Chart for SweepChart<'_> {
         entries.push((Key::Ring, "ringed point: saturated"));
         legend_row(&key, &entries).map_err(e)?;
         type Metric<'m> = &'m dyn Fn(&TransportSummary) -> f64;
-        let panels: [(&str, Metric<'_>); 4] = [
+        let mut panels: Vec<(&str, Metric<'_>)> = vec![
             ("p50 latency (ms, log)", &|s| s.p50_us.median / 1000.0),
             ("p99 latency (ms, log)", &|s| s.p99_us.median / 1000.0),
             ("client bytes/s, both directions (log)", &|s| {
@@ -805,8 +828,17 @@ impl Chart for SweepChart<'_> {
             }),
             ("HTTP requests/s (log)", &|s| s.requests_per_s.median),
         ];
+        if self.has_server_cost() {
+            panels.push(("server CPU-ms per 1,000 messages (log)", &|s| {
+                s.server_cpu_ms_per_1k.map_or(0.0, |v| v.median)
+            }));
+            panels.push(("server KiB per idle connection (log)", &|s| {
+                s.rss_per_connection.map_or(0.0, |v| v.median / 1024.0)
+            }));
+        }
         let n = self.labels.len();
-        for (area, (title, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
+        let rows = panels.len() / 2;
+        for (area, (title, f)) in root.split_evenly((rows, 2)).iter().zip(panels) {
             let (lo, hi) = y_range(self.summaries.iter().map(f));
             // A zero has no place on a log axis: when there is one, the axis
             // gets a decade below its floor whose line is labelled 0, and
