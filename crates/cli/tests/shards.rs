@@ -8,32 +8,6 @@ use crate::util::*;
 use chatbench_loadgen::RunFile;
 use std::path::{Path, PathBuf};
 
-const SCENARIO: &str = r#"
-name = "spread"
-transports = ["short_poll", "long_poll", "sse", "websocket"]
-duration = "2s"
-warmup = "500ms"
-grace = "500ms"
-seed = 7
-
-[clients]
-rooms = 2
-clients_per_room = 4
-senders_per_room = 2
-ramp = "200ms"
-
-[messages]
-rate = 10.0
-arrival = "poisson"
-body_bytes = 32
-
-[short_poll]
-interval = "100ms"
-
-[long_poll]
-wait = "5s"
-"#;
-
 fn chatbench(args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
         .args(args)
@@ -65,7 +39,8 @@ async fn shards_with_offset_clocks_merge_into_what_one_process_measures() {
     let (_server, addr) = spawn_server().await;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("spread.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let all = r#""short_poll", "long_poll", "sse", "websocket""#;
+    std::fs::write(&file, tiny_toml("spread", all)).unwrap();
     let file = file.to_str().unwrap();
     let url = format!("http://{addr}");
     let start = std::time::SystemTime::now() + std::time::Duration::from_secs(3);

@@ -11,9 +11,14 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// A scenario small enough for a test: 2 rooms of 4 clients, 2 senders each.
 pub fn tiny(transports: &str) -> Scenario {
-    let src = format!(
+    Scenario::parse(&tiny_toml("tiny", transports), Path::new("tiny.toml")).unwrap()
+}
+
+/// [`tiny`]'s file, named `name`.
+pub fn tiny_toml(name: &str, transports: &str) -> String {
+    format!(
         r#"
-name = "tiny"
+name = "{name}"
 transports = [{transports}]
 duration = "2s"
 warmup = "500ms"
@@ -37,8 +42,7 @@ interval = "100ms"
 [long_poll]
 wait = "5s"
 "#
-    );
-    Scenario::parse(&src, Path::new("tiny.toml")).unwrap()
+    )
 }
 
 /// Starts the server library in this process on port 0.

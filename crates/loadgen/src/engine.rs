@@ -209,7 +209,10 @@ pub async fn run_transport(
         .teardown(server, &rooms, server_died || interrupted, send_stops)
         .await;
     server_died |= torn.server_died;
-    let after = if server_died || machine.is_some() {
+    // No cross-check for a run stopped from outside: its clients were
+    // aborted mid-read, so their byte counts cannot match the server's
+    // (the flaky `crosscheck_mismatch` of an interrupted run, seen in CI).
+    let after = if server_died || interrupted || machine.is_some() {
         None
     } else {
         server.scrape().await.ok()

@@ -759,6 +759,10 @@ pub fn draw_all(
             .collect(),
     };
     files.extend(render(&timeline, dir, "timeline", !run.complete)?);
+    let resources = Resources::of(&first);
+    if !resources.lines.is_empty() {
+        files.extend(render(&resources, dir, "resources", !run.complete)?);
+    }
     if let Some(sweep) = &s.sweep {
         let chart = SweepChart {
             parameter: &sweep.parameter,
@@ -771,6 +775,105 @@ pub fn draw_all(
         files.extend(render(&chart, dir, "sweep", !run.complete)?);
     }
     Ok(files)
+}
+
+/// The server's CPU and memory, second by second, from the samples in
+/// `run.json` (`server.samples`), one line per transport (first
+/// repetition).
+struct Resources {
+    /// Per transport: (seconds since the clients began connecting, CPU %
+    /// of one CPU over the second before, RSS MiB).
+    lines: Vec<(Transport, Vec<(f64, f64, f64)>)>,
+}
+
+impl Resources {
+    /// From the runs' samples; transports with fewer than two are left out.
+    fn of(runs: &[&TransportRun]) -> Resources {
+        let lines = runs
+            .iter()
+            .filter_map(|r| {
+                let samples = &r.server.as_ref()?.samples;
+                let pts: Vec<(f64, f64, f64)> = samples
+                    .windows(2)
+                    .filter(|w| w[1].t_ms > w[0].t_ms)
+                    .map(|w| {
+                        let (cpu_ms, _) =
+                            chatbench_results::machine::ProcSample::cpu_between(&w[0], &w[1]);
+                        let dt_ms = (w[1].t_ms - w[0].t_ms) as f64;
+                        (
+                            w[1].t_ms as f64 / 1000.0,
+                            100.0 * cpu_ms / dt_ms,
+                            w[1].rss_bytes as f64 / 1_048_576.0,
+                        )
+                    })
+                    .collect();
+                (!pts.is_empty()).then_some((r.transport, pts))
+            })
+            .collect();
+        Resources { lines }
+    }
+}
+
+impl Chart for Resources {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root
+            .titled(
+                "Server CPU and memory over the run (first repetition)",
+                ("sans-serif", 22),
+            )
+            .map_err(e)?;
+        let (key, root) = root.split_vertically(30);
+        let entries: Vec<(Key, &str)> = self
+            .lines
+            .iter()
+            .map(|(t, _)| (Key::Line(color(*t)), t.as_str()))
+            .collect();
+        legend_row(&key, &entries).map_err(e)?;
+        let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 35);
+        let xmax = self
+            .lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|x| x.0))
+            .fold(1.0, f64::max)
+            .ceil();
+        type Pick = fn(&(f64, f64, f64)) -> f64;
+        let panels: [(&DrawingArea<DB, Shift>, &str, Pick, bool); 2] = [
+            (&top, "server CPU, % of one CPU", |p| p.1, false),
+            (&bottom, "server RSS, MiB", |p| p.2, true),
+        ];
+        for (area, desc, pick, last) in panels {
+            let ymax = self
+                .lines
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(pick))
+                .fold(1.0, f64::max);
+            let mut c = ChartBuilder::on(area)
+                .margin(10)
+                .x_label_area_size(if last { 40 } else { 30 })
+                .y_label_area_size(80)
+                .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
+                .map_err(e)?;
+            let mut mesh = c.configure_mesh();
+            mesh.y_desc(desc)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| trim_num(*y))
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14));
+            if last {
+                mesh.x_desc("seconds since the clients began connecting (samples about 1 s apart)");
+            }
+            mesh.draw().map_err(e)?;
+            for (t, pts) in &self.lines {
+                c.draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, pick(p))),
+                    color(*t).stroke_width(2),
+                ))
+                .map_err(e)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// 5. Each metric against the swept parameter, one line per transport;
@@ -973,6 +1076,39 @@ fn legend_row<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resources_chart_plots_cpu_share_and_rss_from_the_samples() {
+        use chatbench_results::machine::ProcSample;
+        use chatbench_results::run_file::ServerCost;
+        let sample = |t_ms, cpu_ns, rss_mib: u64| ProcSample {
+            t_ms,
+            cpu_ns,
+            rss_bytes: rss_mib << 20,
+            ..ProcSample::default()
+        };
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-a");
+        let file = RunFile::read(&fixture).unwrap();
+        let mut run = file.runs[0].clone();
+        run.transport = Transport::Sse;
+        run.server = Some(ServerCost {
+            samples: vec![
+                sample(0, 1_000_000, 10),
+                sample(1_000, 501_000_000, 12),
+                sample(2_000, 1_501_000_000, 12),
+                // A sample at the same instant adds no point.
+                sample(2_000, 1_501_000_000, 12),
+            ],
+            ..ServerCost::default()
+        });
+        let mut no_server = file.runs[0].clone();
+        no_server.transport = Transport::WebSocket;
+        no_server.server = None;
+        let r = Resources::of(&[&run, &no_server]);
+        assert_eq!(r.lines.len(), 1);
+        assert_eq!(r.lines[0].0, Transport::Sse);
+        assert_eq!(r.lines[0].1, vec![(1.0, 50.0, 12.0), (2.0, 100.0, 12.0)]);
+    }
 
     #[test]
     fn axis_numbers() {

@@ -159,8 +159,17 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         ("overhead", "Bytes and HTTP requests per delivered message, headers and framing included."),
         ("server-cost", "What the server spends: CPU per 1,000 delivered messages, and memory per idle connection."),
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
+        ("resources", "The server's CPU (% of one CPU) and memory each second, from the clients' first connects to the end (first repetition)."),
     ] {
         if file == "breakdown" && run.runs.iter().all(|r| r.breakdown.is_none()) {
+            continue;
+        }
+        if file == "resources"
+            && run
+                .runs
+                .iter()
+                .all(|r| r.server.as_ref().is_none_or(|c| c.samples.len() < 2))
+        {
             continue;
         }
         let _ = writeln!(o, "{what}\n\n![{file}](charts/{file}.png)\n");

@@ -25,6 +25,8 @@ fn every_chart_is_written_as_valid_svg_and_png() {
             "latency.svg",
             "overhead.png",
             "overhead.svg",
+            "resources.png",
+            "resources.svg",
             "server-cost.png",
             "server-cost.svg",
             "timeline.png",

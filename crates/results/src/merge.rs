@@ -167,14 +167,11 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     let mut scenario = first.scenario.clone();
     scenario.transports = transports.clone();
     scenario.repeat = next_rep.values().copied().max().unwrap_or(1);
-    let id = new_run_id();
-    let dir = out.join(&scenario.name).join(&id);
+    let (id, dir) = new_folder(out, &scenario.name)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MergeError::Io { path, source }
     };
-    std::fs::create_dir_all(dir.parent().unwrap_or(out)).map_err(io(&dir))?;
-    std::fs::create_dir(&dir).map_err(io(&dir))?;
     let mut file = RunFile {
         schema: SCHEMA.into(),
         run_id: id,
@@ -206,6 +203,20 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
     }
     file.write(&dir).map_err(io(&dir))?;
     Ok(Merged { dir, file })
+}
+
+/// A new run folder `<out>/<name>/<run-id>/` (never an existing one), and
+/// its run id.
+fn new_folder(out: &Path, name: &str) -> Result<(String, PathBuf), MergeError> {
+    let id = new_run_id();
+    let dir = out.join(name).join(&id);
+    let fail = |source| MergeError::Io {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir.parent().unwrap_or(out)).map_err(fail)?;
+    std::fs::create_dir(&dir).map_err(fail)?;
+    Ok((id, dir))
 }
 
 /// Whether `b` measured the same experiment as `a` on the same build and
@@ -453,14 +464,11 @@ pub fn merge_shards(
         hists.push((t, key.1, key.2, m.histograms.latency));
         runs.push(run);
     }
-    let id = new_run_id();
-    let dir = out.join(&scenario.name).join(&id);
+    let (id, dir) = new_folder(out, &scenario.name)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| MergeError::Io { path, source }
     };
-    std::fs::create_dir_all(dir.parent().unwrap_or(out)).map_err(io(&dir))?;
-    std::fs::create_dir(&dir).map_err(io(&dir))?;
     let mut file = RunFile {
         schema: SCHEMA.into(),
         run_id: id,
