@@ -781,10 +781,12 @@ pub fn draw_all(
 /// `run.json` (`server.samples`), one line per transport (first
 /// repetition).
 struct Resources {
-    /// Per transport: (seconds since the clients began connecting, CPU %
-    /// of one CPU over the second before, RSS MiB).
-    lines: Vec<(Transport, Vec<(f64, f64, f64)>)>,
+    lines: Vec<(Transport, Vec<ResourcePoint>)>,
 }
+
+/// Seconds since the clients began connecting, CPU % of one CPU over the
+/// second before, RSS MiB.
+type ResourcePoint = (f64, f64, f64);
 
 impl Resources {
     /// From the runs' samples; transports with fewer than two are left out.
@@ -793,7 +795,7 @@ impl Resources {
             .iter()
             .filter_map(|r| {
                 let samples = &r.server.as_ref()?.samples;
-                let pts: Vec<(f64, f64, f64)> = samples
+                let pts: Vec<ResourcePoint> = samples
                     .windows(2)
                     .filter(|w| w[1].t_ms > w[0].t_ms)
                     .map(|w| {
@@ -837,7 +839,7 @@ impl Chart for Resources {
             .flat_map(|(_, p)| p.iter().map(|x| x.0))
             .fold(1.0, f64::max)
             .ceil();
-        type Pick = fn(&(f64, f64, f64)) -> f64;
+        type Pick = fn(&ResourcePoint) -> f64;
         let panels: [(&DrawingArea<DB, Shift>, &str, Pick, bool); 2] = [
             (&top, "server CPU, % of one CPU", |p| p.1, false),
             (&bottom, "server RSS, MiB", |p| p.2, true),
