@@ -2,6 +2,8 @@
 /// or untouched pages, so per-connection buffers that are mostly unused cost
 /// less resident memory (SSE 13.3 → 9.6 KiB, long poll 16.0 → 8.5 KiB per
 /// connection at 1,000 clients; see results/README.md).
+/// The `system-allocator` feature leaves it out, for heap profilers.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
