@@ -382,16 +382,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_report,
         } => {
-            // Shards of one run spread over machines add up; whole runs
-            // append repetitions.
-            let shards = run_dirs
-                .iter()
-                .all(|d| chatbench_loadgen::RunFile::read(d).is_ok_and(|f| f.is_shard_part()));
-            let merged = if shards {
-                chatbench_loadgen::merge::merge_shards(&run_dirs, &out, std::env::args().collect())?
-            } else {
-                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?
-            };
+            // Whole runs append repetitions; the shards of one run spread
+            // over machines add up.
+            let merged =
+                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?;
             print!(
                 "{}",
                 merged

@@ -72,7 +72,9 @@ pub struct Merged {
 /// Merges the run folders `inputs` (in this order) into a new folder
 /// `<out>/<scenario>/<run-id>/` holding `run.json`, the histogram files and
 /// the inputs' server logs. Repetitions are renumbered per transport and
-/// sweep point in input order.
+/// sweep point in input order. The partial folders of a run spread over
+/// machines, given all together and nothing else, are added up instead
+/// (`merge_shards`).
 pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Merged, MergeError> {
     if inputs.len() < 2 {
         return Err(MergeError::TooFew(inputs.len()));
@@ -81,6 +83,9 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         .iter()
         .map(|d| RunFile::read(d).map_err(MergeError::Read))
         .collect::<Result<_, _>>()?;
+    if files.iter().all(RunFile::is_shard_part) {
+        return merge_shards(inputs, files, out, command);
+    }
     for (dir, f) in inputs.iter().zip(&files) {
         if f.is_shard_part() {
             return Err(MergeError::Mismatch {
@@ -297,17 +302,15 @@ pub const MEASUREMENTS: &str = "measurements.jsonl";
 /// one machine. The shards must come from one scenario and one `--start-at`,
 /// and every index from 0 to N-1 must be there once; their builds and
 /// machines may differ. A transport run is flagged `clock_uncertain` when a
-/// shard's clock uncertainty exceeds 10% of its p50 latency.
-pub fn merge_shards(
+/// shard's clock uncertainty exceeds 10% of its p50 latency. `files` are
+/// the inputs' `run.json`, already read.
+fn merge_shards(
     inputs: &[PathBuf],
+    files: Vec<RunFile>,
     out: &Path,
     command: Vec<String>,
 ) -> Result<Merged, MergeError> {
     use crate::measurement::{Measurement, ServerSide};
-    let files: Vec<RunFile> = inputs
-        .iter()
-        .map(|d| RunFile::read(d).map_err(MergeError::Read))
-        .collect::<Result<_, _>>()?;
     let mismatch = |i: usize, why: String| MergeError::Mismatch {
         a: inputs[0].display().to_string(),
         b: inputs[i].display().to_string(),
