@@ -64,6 +64,21 @@ async fn clients_spread_over_worker_processes_measure_what_one_process_does() {
         assert_eq!(cc.server_delivered, cc.client_receipts, "{t}: {cc:?}");
         // Both workers' CPU is counted.
         assert!(b.loadgen.cpu_ms_measured > 0.0, "{t}: {:?}", b.loadgen);
+        // Each side's memory: one process in the first run, two workers
+        // (each a whole process, so at least a MiB resident) in the second.
+        assert_eq!((a.loadgen.processes, b.loadgen.processes), (1, 2), "{t}");
+        let rss = b.loadgen.rss.expect("workers read their memory");
+        assert!(
+            rss.baseline > 2 << 20 && rss.before_traffic >= rss.baseline / 2,
+            "{t}: {rss:?}"
+        );
+        assert!(rss.peak >= rss.before_traffic, "{t}: {rss:?}");
+        assert_eq!(
+            rss.per_client,
+            rss.before_traffic.saturating_sub(rss.baseline) as f64
+                / b.ready.unwrap().expected as f64,
+            "{t}"
+        );
         // One clock for every process: the breakdown's parts add up.
         let br = b.breakdown.as_ref().expect("breakdown");
         assert_eq!(br.skewed, 0, "{t}");
@@ -151,6 +166,14 @@ async fn rooms_spread_over_server_processes_are_routed_to_their_owners_and_summe
     chatbench_report::report(&done.dir).unwrap();
     let report = std::fs::read_to_string(done.dir.join("REPORT.md")).unwrap();
     assert!(report.contains("\n## Server processes\n"), "{report}");
+    assert!(report.contains("\n## The load generator\n"), "{report}");
+    // One row per transport run, naming the two worker processes.
+    let rows = report
+        .lines()
+        .skip_while(|l| *l != "## The load generator")
+        .filter(|l| l.starts_with("| ") && l.contains(" | 1 | 2 | "))
+        .count();
+    assert_eq!(rows, 4, "{report}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::scenario::Scenario;
 use crate::wire::{WireSnapshot, WireStats};
 use crate::Transport;
 use chatbench_proto::RoomShard;
-use chatbench_results::measurement::Measurement;
+use chatbench_results::measurement::{Measurement, RssEdges};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -127,6 +127,51 @@ fn edge(wire: &WireStats) -> Edge {
     (resources::read(std::process::id(), 0), wire.snapshot())
 }
 
+/// This process's resident memory over a shard's run: at its start, when
+/// traffic starts, and the largest seen between.
+struct RssWatch {
+    baseline: Option<u64>,
+    before_traffic: Option<u64>,
+    peak: u64,
+}
+
+impl RssWatch {
+    fn start() -> RssWatch {
+        let baseline = resident_bytes();
+        RssWatch {
+            baseline,
+            before_traffic: None,
+            peak: baseline.unwrap_or(0),
+        }
+    }
+
+    fn sample(&mut self) -> Option<u64> {
+        let now = resident_bytes()?;
+        self.peak = self.peak.max(now);
+        Some(now)
+    }
+
+    fn at_start(&mut self) {
+        self.before_traffic = self.sample();
+    }
+
+    fn finish(mut self) -> Option<RssEdges> {
+        self.sample();
+        Some(RssEdges {
+            baseline: self.baseline?,
+            before_traffic: self.before_traffic?,
+            peak: self.peak,
+        })
+    }
+}
+
+/// This process's resident set, bytes, from `/proc/self/statm` (cheaper
+/// than a full [`resources::read`], which counts open files).
+fn resident_bytes() -> Option<u64> {
+    let statm = procfs::process::Process::myself().ok()?.statm().ok()?;
+    Some(statm.resident * procfs::page_size())
+}
+
 /// Runs one shard: ramp, ready reports, traffic from the start instant,
 /// then its measurement. Ends early on [`ToShard::Abort`] or when `cmds`
 /// closes.
@@ -160,6 +205,7 @@ pub async fn run_shard(
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
     });
+    let mut rss = RssWatch::start();
     let expected = task.expected_ready();
     let total = s.total_clients().max(1);
     let ramp_start = Instant::now();
@@ -208,6 +254,7 @@ pub async fn run_shard(
                 ClientSpec::nth(&s, id),
             )));
         }
+        rss.at_start();
         let _ = ctx.clock.set(clock);
         ctx.start.send_replace(true);
         let instant_of = |unix_us: u64| {
@@ -230,7 +277,9 @@ pub async fn run_shard(
                 },
                 _ = tokio::time::sleep_until(measure_start), if at_start.is_none() => {}
                 _ = tokio::time::sleep_until(measure_end), if at_end.is_none() => {}
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    rss.sample();
+                }
             }
             let now = Instant::now();
             if at_start.is_none() && now >= measure_start {
@@ -283,6 +332,8 @@ pub async fn run_shard(
         loadgen_cpu_ms: cpu.map(|c| c.0),
         loadgen_cpu_precision_ms: cpu.map_or(0.0, |c| c.1),
         loadgen_cpus: 0,
+        loadgen_rss: rss.finish(),
+        loadgen_processes: 1,
         ready: readiness,
         ended_early: aborted,
         error_causes: ctx.rec.audit.causes(),

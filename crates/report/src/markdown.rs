@@ -245,6 +245,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         }
     }
     server_processes(&mut o, run);
+    load_generator(&mut o, run);
     let e = &run.environment;
     let _ = writeln!(o, "\n## Environment\n");
     let _ = writeln!(o, "| | |\n|---|---|");
@@ -351,6 +352,39 @@ fn server_processes(o: &mut String, run: &RunFile) {
                 p.bytes_written
             );
         }
+    }
+}
+
+/// The load generator's own CPU and memory, per run, when it recorded its
+/// memory.
+fn load_generator(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
+    if run.runs.iter().all(|r| r.loadgen.rss.is_none()) {
+        return;
+    }
+    let _ = writeln!(o, "\n## The load generator\n");
+    let _ = writeln!(
+        o,
+        "What the instrument itself cost, summed over its processes. RSS per client is the growth from before the run's first client to the start of traffic, over the clients; with one process, a transport run after the first may reuse memory an earlier one freed and read low.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| transport | rep | processes | CPU ms | CPU share | RSS before traffic | RSS per client | RSS peak |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &run.runs {
+        let Some(m) = r.loadgen.rss else { continue };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {:.0} | {:.0}% | {:.1} MiB | {:.1} KiB | {:.1} MiB |",
+            run_label(r, s),
+            r.repetition + 1,
+            r.loadgen.processes,
+            r.loadgen.cpu_ms_measured,
+            100.0 * r.loadgen.cpu_share,
+            m.before_traffic as f64 / 1_048_576.0,
+            m.per_client / 1024.0,
+            m.peak as f64 / 1_048_576.0,
+        );
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::hist::{new_histogram, HIST_MAX_US};
 use crate::run_file::{
-    Audit, Breakdown, CrossCheck, LoadgenCost, Percentiles, Readiness, Second, ServerCost,
+    Audit, Breakdown, CrossCheck, LoadgenCost, LoadgenRss, Percentiles, Readiness, Second, ServerCost,
     TransportRun, WireResult,
 };
 use crate::scenario::Scenario;
@@ -162,6 +162,17 @@ impl std::ops::AddAssign for AuditCounts {
     }
 }
 
+/// A process's resident memory at the edges of a transport run, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RssEdges {
+    /// Before any client was started.
+    pub baseline: u64,
+    /// Once every client was connected, when traffic started.
+    pub before_traffic: u64,
+    /// The largest seen (sampled every 250 ms and at the edges).
+    pub peak: u64,
+}
+
 /// Everything one load-generator process recorded of one transport run.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Measurement {
@@ -189,6 +200,14 @@ pub struct Measurement {
     pub loadgen_cpu_precision_ms: f64,
     /// CPUs the load generator had (summed over shards).
     pub loadgen_cpus: usize,
+    /// The load-generator processes' memory, summed over them: before any
+    /// client (of this transport run), once all were connected, and the
+    /// largest seen. None in measurements that predate it.
+    #[serde(default)]
+    pub loadgen_rss: Option<RssEdges>,
+    /// Load-generator processes in this measurement (1 per shard).
+    #[serde(default)]
+    pub loadgen_processes: usize,
     /// The readiness barrier.
     pub ready: Readiness,
     /// The run ended early (server died, teardown stuck, interrupted).
@@ -362,6 +381,15 @@ impl Measurement {
             .loadgen_cpu_precision_ms
             .max(o.loadgen_cpu_precision_ms);
         self.loadgen_cpus += o.loadgen_cpus;
+        self.loadgen_rss = match (self.loadgen_rss, o.loadgen_rss) {
+            (Some(a), Some(b)) => Some(RssEdges {
+                baseline: a.baseline + b.baseline,
+                before_traffic: a.before_traffic + b.before_traffic,
+                peak: a.peak + b.peak,
+            }),
+            _ => None,
+        };
+        self.loadgen_processes += o.loadgen_processes;
         self.ready.expected += o.ready.expected;
         self.ready.ready += o.ready.ready;
         self.ready.ramp_ms = self.ready.ramp_ms.max(o.ready.ramp_ms);
@@ -403,8 +431,20 @@ impl Measurement {
                 cpu_ms_measured: cpu,
                 cpu_precision_ms: self.loadgen_cpu_precision_ms,
                 cpu_share: cpu / (self.measured_seconds * 1000.0 * self.loadgen_cpus.max(1) as f64),
+                ..LoadgenCost::default()
             })
             .unwrap_or_default();
+        let loadgen = LoadgenCost {
+            processes: self.loadgen_processes,
+            rss: self.loadgen_rss.map(|m| LoadgenRss {
+                baseline: m.baseline,
+                before_traffic: m.before_traffic,
+                peak: m.peak,
+                per_client: m.before_traffic.saturating_sub(m.baseline) as f64
+                    / self.ready.expected.max(1) as f64,
+            }),
+            ..loadgen
+        };
         let latency = Percentiles::of(&h.latency);
         let send_lag = Percentiles::of(&h.send_lag);
         let mut flags = Vec::new();
@@ -506,6 +546,12 @@ mod tests {
             loadgen_cpu_ms: Some(100.0),
             loadgen_cpu_precision_ms: 0.001,
             loadgen_cpus: 1,
+            loadgen_rss: Some(RssEdges {
+                baseline: 10_000_000,
+                before_traffic: 10_051_200,
+                peak: 10_100_000,
+            }),
+            loadgen_processes: 1,
             ready: Readiness {
                 expected: 5,
                 ready: 5,
@@ -597,6 +643,25 @@ mod tests {
         // Two processes of one CPU each, 100 ms each, over 2 s.
         assert_eq!(ra.loadgen.cpu_ms_measured, 200.0);
         assert_eq!(ra.loadgen.cpu_share, 0.05);
+        // Memory adds up over the processes; per client over all 10.
+        assert_eq!(ra.loadgen.processes, 2);
+        assert_eq!(
+            ra.loadgen.rss,
+            Some(LoadgenRss {
+                baseline: 20_000_000,
+                before_traffic: 20_102_400,
+                peak: 20_200_000,
+                per_client: 10_240.0,
+            })
+        );
+        assert_eq!(rw.loadgen.rss.unwrap().per_client, 10_240.0);
+        // One process without a reading: no memory figure, rather than half
+        // of one.
+        let mut c = shard(1..10, 9);
+        c.loadgen_rss = None;
+        let mut d = shard(1..10, 9);
+        d.combine(&c).unwrap();
+        assert_eq!(d.summarize(&s, ServerSide::default()).loadgen.rss, None);
         // The cross-check holds on the combined counts.
         let c = ra.crosscheck.unwrap();
         assert!(c.bytes_match && c.delivered_match, "{c:?}");
@@ -623,6 +688,8 @@ mod tests {
         assert_eq!(back.ready, m.ready);
         assert_eq!(back.error_causes, m.error_causes);
         assert_eq!(back.loadgen_cpu_ms, Some(100.0));
+        assert_eq!(back.loadgen_rss, m.loadgen_rss);
+        assert_eq!(back.loadgen_processes, 1);
         let bad = json.replacen("\"latency\":\"", "\"latency\":\"!", 1);
         let e = serde_json::from_str::<Measurement>(&bad).unwrap_err();
         assert!(

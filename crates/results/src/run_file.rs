@@ -357,6 +357,30 @@ pub struct LoadgenCost {
     pub cpu_precision_ms: f64,
     /// Share of the CPUs it may use (0..1).
     pub cpu_share: f64,
+    /// Its processes (shards); 0 in runs that predate the count.
+    #[serde(default)]
+    pub processes: usize,
+    /// Its memory, summed over its processes; absent in runs that predate
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss: Option<LoadgenRss>,
+}
+
+/// The load generator's resident memory over a transport run, summed over
+/// its processes, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadgenRss {
+    /// Before any client of the run was started.
+    pub baseline: u64,
+    /// When traffic started, every client connected.
+    pub before_traffic: u64,
+    /// The largest seen, each process sampled every 250 ms (a sum of each
+    /// process's peak).
+    pub peak: u64,
+    /// `(before_traffic - baseline) / clients`. With one process, a
+    /// transport run after the first can reuse memory an earlier one
+    /// freed, so this reads low there; worker processes start fresh.
+    pub per_client: f64,
 }
 
 /// One second of traffic (warm-up included).
