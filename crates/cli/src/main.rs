@@ -229,7 +229,27 @@ fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
     chatbench_loadgen::scenario::parse_duration(s)
 }
 
+/// Returns every jemalloc arena's freed pages to the system: the load
+/// generator calls it before each transport run's memory baseline.
+fn purge_jemalloc() {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge", MALLCTL_ARENAS_ALL being 4096.
+    const NAME: &[u8] = b"arena.4096.purge\0";
+    // SAFETY: a NUL-terminated name of a control that neither reads nor
+    // writes a value, so every pointer is null and every length 0, as
+    // jemalloc's mallctl(3) asks for it; jemalloc is this binary's allocator.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            NAME.as_ptr().cast(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    chatbench_loadgen::resources::set_release_freed(purge_jemalloc);
     let cli = Cli::parse();
     let verbose = matches!(&cli.command, Command::Run(a) if a.verbose);
     tracing_subscriber::fmt()

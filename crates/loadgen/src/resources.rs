@@ -6,6 +6,26 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How this process's allocator gives freed memory back to the system, set
+/// once by the binary that chose the allocator.
+static RELEASE_FREED: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how [`release_freed`] returns freed memory to the system (the
+/// `chatbench` binary purges jemalloc's arenas). Later calls are ignored.
+pub fn set_release_freed(f: fn()) {
+    let _ = RELEASE_FREED.set(f);
+}
+
+/// Gives the memory this process has freed back to the system, where the
+/// binary said how, so a resident-memory baseline taken next is not
+/// inflated by an earlier transport run's freed pages (which the next run
+/// would then reuse without its RSS growing).
+pub fn release_freed() {
+    if let Some(f) = RELEASE_FREED.get() {
+        f();
+    }
+}
+
 /// Reads `/proc/<pid>` now; `None` when the process is gone (or not Linux).
 pub fn read(pid: u32, t_ms: u64) -> Option<ProcSample> {
     let p = procfs::process::Process::new(pid as i32).ok()?;

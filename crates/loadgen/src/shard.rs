@@ -137,6 +137,7 @@ struct RssWatch {
 
 impl RssWatch {
     fn start() -> RssWatch {
+        resources::release_freed();
         let baseline = resident_bytes();
         RssWatch {
             baseline,

@@ -9,8 +9,8 @@
 
 use crate::hist::{new_histogram, HIST_MAX_US};
 use crate::run_file::{
-    Audit, Breakdown, CrossCheck, LoadgenCost, LoadgenRss, Percentiles, Readiness, Second, ServerCost,
-    TransportRun, WireResult,
+    Audit, Breakdown, CrossCheck, LoadgenCost, LoadgenRss, Percentiles, Readiness, Second,
+    ServerCost, TransportRun, WireResult,
 };
 use crate::scenario::Scenario;
 use crate::wire::WireSnapshot;
