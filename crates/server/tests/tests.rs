@@ -3,6 +3,7 @@
 mod util;
 
 mod attacks;
+mod browser;
 mod curl;
 mod errors;
 mod lifecycle;
