@@ -51,9 +51,48 @@ type DrawResult = Result<(), String>;
 trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
 
+    /// The values drawn, series by series, written beside the images as
+    /// `<name>.json` so a test (or a reader) can hold the picture to
+    /// `run.json`.
+    fn data(&self) -> Vec<SeriesData>;
+
     /// Width and height in pixels.
     fn size(&self) -> (u32, u32) {
         SIZE
+    }
+}
+
+/// One drawn series: its panel, its name and its points (x, y) in the
+/// chart's own units.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SeriesData {
+    /// The panel's title (the chart's, for one-panel charts).
+    pub panel: String,
+    /// The series: a transport, or a transport and a bar segment.
+    pub name: String,
+    /// (x, y) as drawn, before any axis transform (a log axis gets the
+    /// value, not its logarithm).
+    pub points: Vec<[f64; 2]>,
+}
+
+/// A chart's sidecar file, `<name>.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChartData {
+    /// The chart's file name, without extension.
+    pub chart: String,
+    /// Its series.
+    pub series: Vec<SeriesData>,
+}
+
+fn series(
+    panel: &str,
+    name: impl Into<String>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+) -> SeriesData {
+    SeriesData {
+        panel: panel.to_owned(),
+        name: name.into(),
+        points: points.into_iter().map(|(x, y)| [x, y]).collect(),
     }
 }
 
@@ -72,6 +111,7 @@ fn render(
     register_font();
     let svg = dir.join(format!("{name}.svg"));
     let png = dir.join(format!("{name}.png"));
+    let json = dir.join(format!("{name}.json"));
     let fail = |path: &Path, reason: String| ReportError::Chart {
         path: path.to_owned(),
         reason,
@@ -96,7 +136,13 @@ fn render(
         }
         root.present().map_err(|x| fail(&png, x.to_string()))?;
     }
-    Ok(vec![svg, png])
+    let data = ChartData {
+        chart: name.to_owned(),
+        series: chart.data(),
+    };
+    let text = serde_json::to_string_pretty(&data).map_err(|x| fail(&json, x.to_string()))?;
+    std::fs::write(&json, text + "\n").map_err(|x| fail(&json, x.to_string()))?;
+    Ok(vec![svg, png, json])
 }
 
 fn incomplete_banner<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -145,6 +191,13 @@ pub fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 impl Chart for Spectrum<'_> {
+    fn data(&self) -> Vec<SeriesData> {
+        self.lines
+            .iter()
+            .map(|(t, pts)| series("latency", t.as_str(), pts.iter().copied()))
+            .collect()
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let xmax = self
@@ -285,6 +338,20 @@ struct Panel<'a> {
 }
 
 impl Chart for Bars<'_> {
+    /// A series per bar segment: x is the bar's place, y the segment's
+    /// value.
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out = Vec::new();
+        for p in &self.panels {
+            for (i, (t, stack)) in p.bars.iter().enumerate() {
+                for (v, label) in stack.iter().flatten() {
+                    out.push(series(p.title, format!("{t} {label}"), [(i as f64, *v)]));
+                }
+            }
+        }
+        out
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let root = root.titled(&self.title, ("sans-serif", 22)).map_err(e)?;
@@ -511,6 +578,15 @@ struct Timeline {
 }
 
 impl Chart for Timeline {
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out = Vec::new();
+        for (t, pts) in &self.lines {
+            out.push(series("msg/s", t.as_str(), pts.iter().map(|p| (p.0, p.1))));
+            out.push(series("p99 ms", t.as_str(), pts.iter().map(|p| (p.0, p.2))));
+        }
+        out
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let root = root
@@ -817,6 +893,19 @@ impl Resources {
 }
 
 impl Chart for Resources {
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out = Vec::new();
+        for (t, pts) in &self.lines {
+            out.push(series("CPU %", t.as_str(), pts.iter().map(|p| (p.0, p.1))));
+            out.push(series(
+                "RSS MiB",
+                t.as_str(),
+                pts.iter().map(|p| (p.0, p.2)),
+            ));
+        }
+        out
+    }
+
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         root.fill(&WHITE).map_err(e)?;
         let root = root
@@ -887,6 +976,9 @@ struct SweepChart<'a> {
     transports: &'a [Transport],
 }
 
+/// A sweep panel's value of one summary.
+type Metric = fn(&TransportSummary) -> f64;
+
 impl SweepChart<'_> {
     /// The server's cost is drawn when the run measured it (a server
     /// chatbench started).
@@ -895,9 +987,49 @@ impl SweepChart<'_> {
             .iter()
             .any(|s| s.server_cpu_ms_per_1k.is_some())
     }
+
+    /// The panels: title and value.
+    fn panels(&self) -> Vec<(&'static str, Metric)> {
+        let mut panels: Vec<(&str, Metric)> = vec![
+            ("p50 latency (ms, log)", |s| s.p50_us.median / 1000.0),
+            ("p99 latency (ms, log)", |s| s.p99_us.median / 1000.0),
+            ("client bytes/s, both directions (log)", |s| {
+                s.bytes_per_s.median
+            }),
+            ("HTTP requests/s (log)", |s| s.requests_per_s.median),
+        ];
+        if self.has_server_cost() {
+            panels.push(("server CPU-ms per 1,000 messages (log)", |s| {
+                s.server_cpu_ms_per_1k.map_or(0.0, |v| v.median)
+            }));
+            panels.push(("server KiB per idle connection (log)", |s| {
+                s.rss_per_connection.map_or(0.0, |v| v.median / 1024.0)
+            }));
+        }
+        panels
+    }
 }
 
 impl Chart for SweepChart<'_> {
+    /// x is the sweep point's index; y the value (0 where the chart draws
+    /// its zero line).
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out = Vec::new();
+        for (title, f) in self.panels() {
+            for &t in self.transports {
+                out.push(series(
+                    title,
+                    t.as_str(),
+                    self.summaries
+                        .iter()
+                        .filter(|s| s.transport == t)
+                        .map(|s| (s.point as f64, f(s))),
+                ));
+            }
+        }
+        out
+    }
+
     fn size(&self) -> (u32, u32) {
         if self.has_server_cost() {
             (SIZE.0, SIZE.1 * 3 / 2)
@@ -924,23 +1056,7 @@ impl Chart for SweepChart<'_> {
             .collect();
         entries.push((Key::Ring, "ringed point: saturated"));
         legend_row(&key, &entries).map_err(e)?;
-        type Metric<'m> = &'m dyn Fn(&TransportSummary) -> f64;
-        let mut panels: Vec<(&str, Metric<'_>)> = vec![
-            ("p50 latency (ms, log)", &|s| s.p50_us.median / 1000.0),
-            ("p99 latency (ms, log)", &|s| s.p99_us.median / 1000.0),
-            ("client bytes/s, both directions (log)", &|s| {
-                s.bytes_per_s.median
-            }),
-            ("HTTP requests/s (log)", &|s| s.requests_per_s.median),
-        ];
-        if self.has_server_cost() {
-            panels.push(("server CPU-ms per 1,000 messages (log)", &|s| {
-                s.server_cpu_ms_per_1k.map_or(0.0, |v| v.median)
-            }));
-            panels.push(("server KiB per idle connection (log)", &|s| {
-                s.rss_per_connection.map_or(0.0, |v| v.median / 1024.0)
-            }));
-        }
+        let panels = self.panels();
         let n = self.labels.len();
         let rows = panels.len() / 2;
         for (area, (title, f)) in root.split_evenly((rows, 2)).iter().zip(panels) {

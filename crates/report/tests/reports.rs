@@ -21,20 +21,29 @@ fn every_chart_is_written_as_valid_svg_and_png() {
     assert_eq!(
         names,
         [
+            "latency.json",
             "latency.png",
             "latency.svg",
+            "overhead.json",
             "overhead.png",
             "overhead.svg",
+            "resources.json",
             "resources.png",
             "resources.svg",
+            "server-cost.json",
             "server-cost.png",
             "server-cost.svg",
+            "timeline.json",
             "timeline.png",
             "timeline.svg"
         ]
     );
     for p in &written.charts {
         let bytes = std::fs::read(p).unwrap();
+        if p.extension().unwrap() == "json" {
+            // Read in every_chart_draws_what_run_json_holds.
+            continue;
+        }
         if p.extension().unwrap() == "png" {
             assert_eq!(png_size(&bytes), (1000, 560), "{}", p.display());
             // A blank image compresses to almost nothing.
@@ -313,5 +322,164 @@ fn saturation_reasons_and_a_saturated_kaazing_column_are_shown() {
         // | label | paper | short_poll | long_poll | sse | paper ws | websocket |
         assert_eq!(cells[5], "saturated", "{row}");
         assert_ne!(cells[7], "saturated", "{row}");
+    }
+}
+
+/// The series of one chart's sidecar, by (panel, name).
+fn chart_data(
+    dir: &std::path::Path,
+    chart: &str,
+) -> std::collections::BTreeMap<(String, String), Vec<[f64; 2]>> {
+    let text = std::fs::read_to_string(dir.join(format!("charts/{chart}.json"))).unwrap();
+    let data: chatbench_report::charts::ChartData = serde_json::from_str(&text).unwrap();
+    assert_eq!(data.chart, chart);
+    data.series
+        .into_iter()
+        .map(|s| ((s.panel, s.name), s.points))
+        .collect()
+}
+
+/// Each chart's sidecar holds exactly what run.json (and the histogram
+/// logs) say, series by series: the picture cannot drift from the numbers.
+#[test]
+fn every_chart_draws_what_run_json_holds() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    chatbench_report::report(&dir).unwrap();
+    let run = RunFile::read(&dir).unwrap();
+    let transports = ["short_poll", "long_poll", "sse", "websocket"];
+
+    let overhead = chart_data(&dir, "overhead");
+    let cost = chart_data(&dir, "server-cost");
+    for (i, x) in run.at_point(0).enumerate() {
+        let t = x.transport.as_str();
+        assert_eq!(t, transports[i]);
+        let bar = |d: &std::collections::BTreeMap<_, Vec<[f64; 2]>>, panel: &str, name: String| {
+            d[&(panel.to_owned(), name)].clone()
+        };
+        let bytes = "bytes per message (both directions)";
+        assert_eq!(
+            bar(&overhead, bytes, format!("{t} client to server")),
+            [[i as f64, x.bytes_up_per_msg.median]]
+        );
+        assert_eq!(
+            bar(&overhead, bytes, format!("{t} server to client")),
+            [[i as f64, x.bytes_down_per_msg.median]]
+        );
+        assert_eq!(
+            bar(
+                &overhead,
+                "HTTP requests per message (log scale)",
+                format!("{t} requests")
+            ),
+            [[i as f64, x.requests_per_msg.median]]
+        );
+        assert_eq!(
+            bar(
+                &cost,
+                "server CPU-ms per 1,000 delivered messages",
+                format!("{t} cpu")
+            ),
+            [[i as f64, x.server_cpu_ms_per_1k.unwrap().median]]
+        );
+        assert_eq!(
+            bar(
+                &cost,
+                "server memory per idle connection",
+                format!("{t} rss")
+            ),
+            [[i as f64, x.rss_per_connection.unwrap().median / 1024.0]]
+        );
+    }
+    assert_eq!(overhead.len(), 4 * 3);
+
+    // Latency: a line per transport over both repetitions' histograms,
+    // rising, ending at the largest latency of either repetition.
+    let latency = chart_data(&dir, "latency");
+    assert_eq!(latency.len(), 4);
+    for t in transports {
+        let pts = &latency[&("latency".to_owned(), t.to_owned())];
+        let max = run
+            .runs
+            .iter()
+            .filter(|r| r.transport.as_str() == t)
+            .map(|r| r.latency_us.max)
+            .max()
+            .unwrap();
+        assert_eq!(pts.last().unwrap()[1], max as f64 / 1000.0, "{t}");
+        assert!(pts.windows(2).all(|w| w[1][1] >= w[0][1]), "{t}: {pts:?}");
+        assert_eq!(pts[0][0], 0.0, "{t}: starts at the 0th percentile");
+    }
+
+    // Timeline and resources: the first repetition's seconds and samples.
+    let timeline = chart_data(&dir, "timeline");
+    let resources = chart_data(&dir, "resources");
+    for t in transports {
+        let r = run
+            .runs
+            .iter()
+            .find(|r| r.transport.as_str() == t && r.repetition == 0)
+            .unwrap();
+        let want: Vec<[f64; 2]> = r
+            .timeline
+            .iter()
+            .map(|x| [x.second as f64, x.received as f64])
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(timeline[&("msg/s".to_owned(), t.to_owned())], want, "{t}");
+        let p99: Vec<[f64; 2]> = r
+            .timeline
+            .iter()
+            .map(|x| [x.second as f64, x.p99_us as f64 / 1000.0])
+            .collect();
+        assert_eq!(timeline[&("p99 ms".to_owned(), t.to_owned())], p99, "{t}");
+        let samples = &r.server.as_ref().unwrap().samples;
+        let rss: Vec<[f64; 2]> = samples[1..]
+            .iter()
+            .map(|x| [x.t_ms as f64 / 1000.0, x.rss_bytes as f64 / 1_048_576.0])
+            .collect();
+        assert_eq!(resources[&("RSS MiB".to_owned(), t.to_owned())], rss, "{t}");
+    }
+}
+
+/// A sweep's chart holds each point's summary, per transport and panel.
+#[test]
+fn the_sweep_chart_draws_each_points_summary() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = RunFile::read(&dir).unwrap();
+    // Make the fixture a two-point sweep: the second point is the first
+    // with every latency doubled.
+    run.scenario.sweep =
+        Some(toml::from_str("parameter = \"messages.rate\"\nvalues = [2.0, 4.0]").unwrap());
+    let second: Vec<_> = run
+        .summary
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.point = 1;
+            s.point_label = Some("4".into());
+            s.p50_us.median *= 2.0;
+            s
+        })
+        .collect();
+    run.summary.extend(second);
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let sweep = chart_data(&dir, "sweep");
+    for x in &run.summary[..4] {
+        let t = x.transport.as_str().to_owned();
+        assert_eq!(
+            sweep[&("p50 latency (ms, log)".to_owned(), t.clone())],
+            [
+                [0.0, x.p50_us.median / 1000.0],
+                [1.0, x.p50_us.median / 500.0]
+            ]
+        );
+        assert_eq!(
+            sweep[&("HTTP requests/s (log)".to_owned(), t)],
+            [
+                [0.0, x.requests_per_s.median],
+                [1.0, x.requests_per_s.median]
+            ]
+        );
     }
 }
