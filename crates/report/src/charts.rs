@@ -314,10 +314,14 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo > hi {
         return (0.1, 10.0);
     }
-    (
-        10f64.powf(lo.log10().floor()),
-        10f64.powf(hi.log10().ceil()).max(lo * 10.0),
-    )
+    // At least two whole decades: over a single one, plotters' log axis
+    // switches to a dense mesh that drew a grey band and ticks past the
+    // top (the scale sweep's CPU panel, 23 to 83 ms).
+    // The decade above the largest value, so a value on a decade (0.001
+    // requests per message) is not drawn on the top edge under the title.
+    let hi = 10f64.powf(hi.log10().floor() + 1.0);
+    let lo = 10f64.powf(lo.log10().floor()).min(hi / 100.0);
+    (lo, hi)
 }
 
 /// A two-panel bar chart with one bar (or stack) per transport.
@@ -1258,6 +1262,10 @@ mod tests {
     #[test]
     fn log_ranges_cover_whole_decades() {
         assert_eq!(y_range([1.7, 250.0].into_iter()), (1.0, 1000.0));
+        // One decade of data gets two on the axis.
+        assert_eq!(y_range([23.0, 83.0].into_iter()), (1.0, 100.0));
+        assert_eq!(y_range([100.0].into_iter()), (10.0, 1000.0));
+        assert_eq!(y_range([0.001, 0.0002].into_iter()), (0.0001, 0.01));
         assert_eq!(y_range(std::iter::empty()), (0.1, 10.0));
     }
 }
