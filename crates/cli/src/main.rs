@@ -103,6 +103,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print a man page (roff) for chatbench, or for one of its
+    /// subcommands, e.g. `chatbench man run > ~/.local/share/man/man1/chatbench-run.1`.
+    Man {
+        /// A subcommand (run, serve, report, ...); the top-level page when
+        /// left out.
+        command: Option<String>,
+    },
     /// Internal: run one load-generator shard for `chatbench run`, which
     /// starts it when a scenario sets `[clients] processes` above 1 (a task
     /// on the first stdin line, JSON lines both ways).
@@ -295,6 +302,42 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 "chatbench",
                 &mut std::io::stdout(),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { command } => {
+            let top = <Cli as clap::CommandFactory>::command();
+            let (page, title) = match command {
+                None => (top, "chatbench".to_owned()),
+                Some(name) => {
+                    let Some(sub) = top
+                        .get_subcommands()
+                        .find(|c| c.get_name() == name && !c.is_hide_set())
+                    else {
+                        let known: Vec<&str> = top
+                            .get_subcommands()
+                            .filter(|c| !c.is_hide_set())
+                            .map(|c| c.get_name())
+                            .collect();
+                        bail!("no subcommand {name:?}; chatbench has {}", known.join(", "));
+                    };
+                    (
+                        sub.clone()
+                            .bin_name(format!("chatbench {name}"))
+                            .display_name(format!("chatbench-{name}")),
+                        format!("chatbench-{name}"),
+                    )
+                }
+            };
+            let mut out = Vec::new();
+            clap_mangen::Man::new(page)
+                .title(title)
+                .source(concat!("chatbench ", env!("CARGO_PKG_VERSION")))
+                .render(&mut out)
+                .context("cannot render the man page")?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .context("cannot write the man page")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker => {

@@ -468,6 +468,40 @@ fn run_quiet_prints_only_the_results_folder() {
 }
 
 #[test]
+fn man_pages_are_printed_for_chatbench_and_each_subcommand() {
+    let (code, top, stderr) = chatbench(&["man"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(top.contains(".TH chatbench 1"), "{top}");
+    // Every visible subcommand is listed, the internal worker is not.
+    for sub in [
+        "run",
+        "serve",
+        "report",
+        "check",
+        "compare",
+        "merge",
+        "completions",
+    ] {
+        assert!(
+            top.contains(&format!("chatbench\\-{sub}(1)")),
+            "lacks {sub}: {top}"
+        );
+    }
+    assert!(!top.contains("worker"), "{top}");
+    let (code, run, _) = chatbench(&["man", "run"]);
+    assert_eq!(code, Some(0));
+    assert!(run.contains(".TH chatbench-run 1"), "{run}");
+    assert!(run.contains("\\-\\-hold\\-cpus\\-awake"), "{run}");
+    let (code, out, stderr) = chatbench(&["man", "worker"]);
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty());
+    assert_eq!(
+        stderr.trim_end(),
+        "chatbench: error: no subcommand \"worker\"; chatbench has run, serve, report, check, compare, export, merge, completions, man"
+    );
+}
+
+#[test]
 fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
     let (code, bash, stderr) = chatbench(&["completions", "bash"]);
     assert_eq!(code, Some(0), "{stderr}");
