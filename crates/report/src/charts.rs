@@ -579,7 +579,13 @@ fn coinciding(lines: &[(Transport, Series)]) -> Option<String> {
 struct Timeline {
     warmup_s: f64,
     lines: Vec<(Transport, Series)>,
+    /// Per line, the seconds whose p99 rests on fewer than 10 samples
+    /// beyond it (under 1,000 deliveries): marked, not hidden.
+    thin: Vec<Vec<f64>>,
 }
+
+/// Deliveries below which a p99 rests on fewer than 10 samples beyond it.
+const THIN_P99: u64 = 1000;
 
 impl Chart for Timeline {
     fn data(&self) -> Vec<SeriesData> {
@@ -587,6 +593,15 @@ impl Chart for Timeline {
         for (t, pts) in &self.lines {
             out.push(series("msg/s", t.as_str(), pts.iter().map(|p| (p.0, p.1))));
             out.push(series("p99 ms", t.as_str(), pts.iter().map(|p| (p.0, p.2))));
+        }
+        for ((t, pts), thin) in self.lines.iter().zip(&self.thin) {
+            out.push(series(
+                "p99 ms, under 10 samples beyond",
+                t.as_str(),
+                pts.iter()
+                    .filter(|p| thin.contains(&p.0))
+                    .map(|p| (p.0, p.2)),
+            ));
         }
         out
     }
@@ -676,13 +691,28 @@ impl Chart for Timeline {
             WARMUP.mix(0.5).filled(),
         )))
         .map_err(e)?;
-        for (t, pts) in &self.lines {
+        for ((t, pts), thin) in self.lines.iter().zip(&self.thin) {
             let col = color(*t);
             c.draw_series(LineSeries::new(
                 pts.iter().filter(|p| p.2 > 0.0).map(|p| (p.0 + 0.5, p.2)),
                 col.stroke_width(2),
             ))
             .map_err(e)?;
+            c.draw_series(
+                pts.iter()
+                    .filter(|p| p.2 > 0.0 && thin.contains(&p.0))
+                    .map(|p| Circle::new((p.0 + 0.5, p.2), 4, col.stroke_width(2))),
+            )
+            .map_err(e)?;
+        }
+        if self.thin.iter().any(|t| !t.is_empty()) {
+            bottom
+                .draw(&Text::new(
+                    "ring: a second with under 1,000 deliveries, so under 10 samples beyond its p99",
+                    (90, 14),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(e)?;
         }
         Ok(())
     }
@@ -835,6 +865,16 @@ pub fn draw_all(
                         .map(|x| (x.second as f64, x.received as f64, x.p99_us as f64 / 1000.0))
                         .collect(),
                 )
+            })
+            .collect(),
+        thin: first
+            .iter()
+            .map(|r| {
+                r.timeline
+                    .iter()
+                    .filter(|x| x.delivered > 0 && x.delivered < THIN_P99)
+                    .map(|x| x.second as f64)
+                    .collect()
             })
             .collect(),
     };

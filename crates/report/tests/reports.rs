@@ -413,6 +413,7 @@ fn every_chart_draws_what_run_json_holds() {
     // Timeline and resources: the first repetition's seconds and samples.
     let timeline = chart_data(&dir, "timeline");
     let resources = chart_data(&dir, "resources");
+    let mut thin_seconds = 0;
     for t in transports {
         let r = run
             .runs
@@ -432,6 +433,19 @@ fn every_chart_draws_what_run_json_holds() {
             .map(|x| [x.second as f64, x.p99_us as f64 / 1000.0])
             .collect();
         assert_eq!(timeline[&("p99 ms".to_owned(), t.to_owned())], p99, "{t}");
+        // Ringed: the seconds whose p99 rests on under 10 samples beyond.
+        let thin: Vec<[f64; 2]> = r
+            .timeline
+            .iter()
+            .filter(|x| x.delivered > 0 && x.delivered < 1000)
+            .map(|x| [x.second as f64, x.p99_us as f64 / 1000.0])
+            .collect();
+        assert_eq!(
+            timeline[&("p99 ms, under 10 samples beyond".to_owned(), t.to_owned())],
+            thin,
+            "{t}"
+        );
+        thin_seconds += thin.len();
         let samples = &r.server.as_ref().unwrap().samples;
         let rss: Vec<[f64; 2]> = samples[1..]
             .iter()
@@ -439,6 +453,11 @@ fn every_chart_draws_what_run_json_holds() {
             .collect();
         assert_eq!(resources[&("RSS MiB".to_owned(), t.to_owned())], rss, "{t}");
     }
+    // The fixture (quick, about 960 deliveries a second) has such seconds,
+    // and the chart says what its rings mean.
+    assert!(thin_seconds > 0);
+    let svg = std::fs::read_to_string(dir.join("charts/timeline.svg")).unwrap();
+    assert!(svg.contains("ring: a second with under 1,000 deliveries"));
 }
 
 /// A sweep's chart holds each point's summary, per transport and panel.
