@@ -63,6 +63,18 @@ pub struct RunCtx {
 }
 
 impl RunCtx {
+    /// A counted connection for client `key` to `addr`, from its source
+    /// address, through the scenario's emulated link when it has one.
+    pub async fn connect(&self, key: u64, addr: SocketAddr) -> std::io::Result<WireCounter> {
+        WireCounter::connect_over(
+            addr,
+            self.source_of(key, addr),
+            crate::link::LinkSpec::of(&self.scenario.network),
+            self.wire.clone(),
+        )
+        .await
+    }
+
     /// The run clock (zero at a far-future instant before the start).
     pub fn run_clock(&self) -> RunClock {
         self.clock
@@ -285,8 +297,7 @@ impl HttpConn {
     async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
         let start = Instant::now();
         let addr = ctx.server_of(key);
-        let io =
-            WireCounter::connect_from(addr, ctx.source_of(key, addr), ctx.wire.clone()).await?;
+        let io = ctx.connect(key, addr).await?;
         let read_at = io.read_at();
         ctx.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
@@ -833,9 +844,7 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let start = Instant::now();
     let (mut reader, writer) = loop {
         let attempt = async {
-            let mut io =
-                WireCounter::connect_from(addr, ctx.source_of(spec.id, addr), ctx.wire.clone())
-                    .await?;
+            let mut io = ctx.connect(spec.id, addr).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
             let leftover = ws::handshake(&mut io, &host, &target).await?;
             let writer = WsWriter::new(io.writer());

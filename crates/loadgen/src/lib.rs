@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod engine;
 pub mod h1;
+pub mod link;
 pub mod record;
 pub mod resources;
 pub mod run;

@@ -213,6 +213,10 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             ServerTarget::Spawn { .. } => "spawned".into(),
             ServerTarget::External { .. } => "external".into(),
         },
+        network_mode: (0..opts.scenario.points())
+            .filter_map(|p| opts.scenario.at_point(p).ok())
+            .any(|s| !s.network.is_loopback())
+            .then(|| crate::link::LinkSpec::MODE.to_owned()),
         cpus: opts.cpus.clone(),
         // Until the last transport run is in, the folder says it is not
         // complete, so even a run killed outright (SIGKILL) leaves an

@@ -15,6 +15,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::link::{Direction, LinkSpec};
+
 /// Totals of one transport run, shared by all of its clients.
 #[derive(Debug, Default)]
 pub struct WireStats {
@@ -61,6 +63,117 @@ pub struct WireCounter {
     read_at: Arc<AtomicU64>,
     /// Room for the stamp's control message, allocated once, not per read.
     cmsg: Vec<u8>,
+    /// The emulated link's downstream half, when the scenario has one.
+    down: Option<Box<Down>>,
+    /// Its upstream half, shared with the [`WireWriter`].
+    up: Option<Arc<Up>>,
+}
+
+/// Bytes read from an emulated link's socket and not yet released, at most
+/// this many (then the socket is left to fill, and TCP pushes back).
+const DOWN_QUEUE_MAX: usize = 1 << 20;
+
+/// An emulated link's downstream half: chunks read from the socket, each
+/// with its release time.
+struct Down {
+    dir: Direction,
+    /// (release µs, bytes, bytes of it already handed over).
+    queue: std::collections::VecDeque<(u64, Vec<u8>, usize)>,
+    queued: usize,
+    eof: bool,
+    err: Option<io::Error>,
+    /// The wait for the head's release: (its time, the wait).
+    wait: Option<(u64, Pin<Box<dyn std::future::Future<Output = ()> + Send>>)>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Down {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Down")
+            .field("queued", &self.queued)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An emulated link's upstream half: writes are queued with their release
+/// times for the connection's pump task.
+#[derive(Debug)]
+struct Up {
+    dir: std::sync::Mutex<Direction>,
+    tx: tokio::sync::mpsc::UnboundedSender<UpChunk>,
+    /// Why the pump stopped, if it failed.
+    failed: Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>,
+}
+
+#[derive(Debug)]
+enum UpChunk {
+    Data(u64, Vec<u8>),
+    Shutdown(u64),
+}
+
+impl Up {
+    fn write(&self, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
+        if let Some((kind, why)) = &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Poll::Ready(Err(io::Error::new(*kind, why.clone())));
+        }
+        let data: Vec<u8> = bufs.concat();
+        let n = data.len();
+        if n == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        // The release is computed and queued under one lock, so chunks of
+        // the reader's and the writer's handles leave in release order.
+        let mut dir = self.dir.lock().unwrap_or_else(|p| p.into_inner());
+        let at = dir.release_us(crate::clock::unix_now_us(), n);
+        self.tx
+            .send(UpChunk::Data(at, data))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the link's pump stopped"))?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn shutdown(&self) -> Poll<io::Result<()>> {
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner());
+        let at = dir.last_release_us().max(crate::clock::unix_now_us());
+        let _ = self.tx.send(UpChunk::Shutdown(at));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Writes each queued chunk at its release time, in order; ends when both
+/// handles are gone and the queue is empty, or at the first failed write.
+async fn pump(
+    sock: Arc<Sock>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<UpChunk>,
+    failed: Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            UpChunk::Data(at, data) => {
+                crate::link::wait_until(at).await;
+                let mut off = 0;
+                while off < data.len() {
+                    match std::future::poll_fn(|cx| sock.write(cx, &data[off..])).await {
+                        Ok(0) => {
+                            *failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some((io::ErrorKind::WriteZero, "the socket took no bytes".into()));
+                            return;
+                        }
+                        Ok(n) => off += n,
+                        Err(e) => {
+                            *failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some((e.kind(), e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            }
+            UpChunk::Shutdown(at) => {
+                crate::link::wait_until(at).await;
+                let _ = sock.shutdown();
+            }
+        }
+    }
 }
 
 impl WireCounter {
@@ -80,6 +193,18 @@ impl WireCounter {
     pub async fn connect_from(
         addr: std::net::SocketAddr,
         source: Option<std::net::IpAddr>,
+        stats: Arc<WireStats>,
+    ) -> io::Result<WireCounter> {
+        WireCounter::connect_over(addr, source, None, stats).await
+    }
+
+    /// [`WireCounter::connect_from`] through an emulated `link` when given
+    /// (see [`crate::link`]): the connection is usable one round trip after
+    /// the TCP connect, and every chunk each way waits its release time.
+    pub async fn connect_over(
+        addr: std::net::SocketAddr,
+        source: Option<std::net::IpAddr>,
+        link: Option<LinkSpec>,
         stats: Arc<WireStats>,
     ) -> io::Result<WireCounter> {
         let stream = match source {
@@ -110,10 +235,40 @@ impl WireCounter {
         // the same until the `AsyncFd` is dropped.
         let inner = unsafe { AsyncFd::register(std) }.map_err(io::Error::from)?;
         stats.connections.fetch_add(1, Relaxed);
+        let sock = Arc::new(Sock { inner, stats });
+        let (down, up) = match link {
+            None => (None, None),
+            Some(spec) => {
+                // SYN and SYN-ACK: one round trip before the first byte.
+                crate::link::wait_until(crate::clock::unix_now_us() + spec.rtt.as_micros() as u64)
+                    .await;
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let failed = Arc::new(std::sync::Mutex::new(None));
+                tokio::spawn(pump(sock.clone(), rx, failed.clone()));
+                (
+                    Some(Box::new(Down {
+                        dir: Direction::new(spec),
+                        queue: Default::default(),
+                        queued: 0,
+                        eof: false,
+                        err: None,
+                        wait: None,
+                        scratch: vec![0; 16 * 1024],
+                    })),
+                    Some(Arc::new(Up {
+                        dir: std::sync::Mutex::new(Direction::new(spec)),
+                        tx,
+                        failed,
+                    })),
+                )
+            }
+        };
         Ok(WireCounter {
-            sock: Arc::new(Sock { inner, stats }),
+            sock,
             read_at: Arc::new(AtomicU64::new(0)),
             cmsg: cmsg_space(),
+            down,
+            up,
         })
     }
 
@@ -132,7 +287,10 @@ impl WireCounter {
     /// than the reader's (a WebSocket sender's publishes). The socket
     /// closes when both are dropped. Only this counter may read.
     pub fn writer(&self) -> WireWriter {
-        WireWriter(self.sock.clone())
+        WireWriter {
+            sock: self.sock.clone(),
+            up: self.up.clone(),
+        }
     }
 }
 
@@ -145,7 +303,10 @@ struct Sock {
 
 /// The writing handle of a [`WireCounter`] ([`WireCounter::writer`]).
 #[derive(Debug)]
-pub struct WireWriter(Arc<Sock>);
+pub struct WireWriter {
+    sock: Arc<Sock>,
+    up: Option<Arc<Up>>,
+}
 
 impl Sock {
     /// One write through `op` (`write` or `writev`), counted.
@@ -290,6 +451,92 @@ impl Drop for Sock {
     }
 }
 
+impl WireCounter {
+    /// A read through the emulated link: takes what the socket has into
+    /// the queue (stamped with its release), and hands over the head once
+    /// its release time has come.
+    fn poll_read_link(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let WireCounter {
+            sock,
+            read_at,
+            cmsg,
+            down,
+            ..
+        } = self;
+        let Some(down) = down.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if !down.eof && down.err.is_none() && down.queued < DOWN_QUEUE_MAX {
+                match sock.inner.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        let len = down.scratch.len();
+                        let scratch = &mut down.scratch;
+                        match guard.try_io(|s| recv_stamped(s.get_ref(), scratch, cmsg)) {
+                            Ok(Ok((0, _))) => down.eof = true,
+                            Ok(Ok((n, stamp))) => {
+                                if n < len {
+                                    guard.clear_ready();
+                                }
+                                let at = stamp.unwrap_or_else(crate::clock::unix_now_us);
+                                let release = down.dir.release_us(at, n);
+                                down.queue.push_back((release, down.scratch[..n].to_vec(), 0));
+                                down.queued += n;
+                                sock.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                            }
+                            Ok(Err(e)) => down.err = Some(e),
+                            Err(_would_block) => {}
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        down.err = Some(e);
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if let Some((release, data, off)) = down.queue.front_mut() {
+                let release = *release;
+                if release <= crate::clock::unix_now_us() {
+                    let n = buf.remaining().min(data.len() - *off);
+                    buf.put_slice(&data[*off..*off + n]);
+                    *off += n;
+                    down.queued -= n;
+                    if *off == data.len() {
+                        down.queue.pop_front();
+                    }
+                    // The bytes reached the client at their release: the
+                    // receipt a latency ends at.
+                    read_at.store(release, Relaxed);
+                    down.wait = None;
+                    return Poll::Ready(Ok(()));
+                }
+                if down.wait.as_ref().map(|w| w.0) != Some(release) {
+                    down.wait = Some((release, Box::pin(crate::link::wait_until(release))));
+                }
+                if let Some((_, w)) = down.wait.as_mut() {
+                    if w.as_mut().poll(cx).is_ready() {
+                        down.wait = None;
+                        continue;
+                    }
+                }
+                return Poll::Pending;
+            }
+            if let Some(e) = down.err.take() {
+                return Poll::Ready(Err(e));
+            }
+            if down.eof {
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
 impl AsyncRead for WireCounter {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -297,6 +544,9 @@ impl AsyncRead for WireCounter {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.down.is_some() {
+            return this.poll_read_link(cx, buf);
+        }
         loop {
             let mut guard = ready!(this.sock.inner.poll_read_ready(cx))?;
             // SAFETY: recvmsg only writes into the slice, and only the `n`
@@ -353,16 +603,20 @@ impl Sock {
     }
 }
 
-/// [`AsyncWrite`] for a handle on a [`Sock`].
+/// [`AsyncWrite`] for a handle on a [`Sock`]: straight to the socket, or
+/// into the emulated link's queue.
 macro_rules! write_through_sock {
-    ($t:ty, $sock:tt) => {
+    ($t:ty) => {
         impl AsyncWrite for $t {
             fn poll_write(
                 self: Pin<&mut Self>,
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.$sock.write(cx, buf)
+                match &self.up {
+                    Some(up) => up.write(&[buf]),
+                    None => self.sock.write(cx, buf),
+                }
             }
 
             fn poll_write_vectored(
@@ -370,7 +624,10 @@ macro_rules! write_through_sock {
                 cx: &mut Context<'_>,
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.$sock.write_vectored(cx, bufs)
+                match &self.up {
+                    Some(up) => up.write(&bufs.iter().map(|b| &b[..]).collect::<Vec<_>>()),
+                    None => self.sock.write_vectored(cx, bufs),
+                }
             }
 
             fn is_write_vectored(&self) -> bool {
@@ -382,18 +639,115 @@ macro_rules! write_through_sock {
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.$sock.shutdown()
+                match &self.up {
+                    Some(up) => up.shutdown(),
+                    None => self.sock.shutdown(),
+                }
             }
         }
     };
 }
-write_through_sock!(WireCounter, sock);
-write_through_sock!(WireWriter, 0);
+write_through_sock!(WireCounter);
+write_through_sock!(WireWriter);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback echo server: every byte read is written back at once.
+    async fn echo_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                s.set_nodelay(true).unwrap();
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn link(rtt_ms: u64, bps: Option<u64>) -> Option<LinkSpec> {
+        Some(LinkSpec {
+            rtt: std::time::Duration::from_millis(rtt_ms),
+            jitter: std::time::Duration::ZERO,
+            bandwidth_bps: bps,
+        })
+    }
+
+    /// The emulated link's round trip, as an application sees it: the
+    /// connect, and an echo (its receipt stamp and the wall clock), each
+    /// within 5% of the configured RTT, at 20 and 100 ms.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_emulated_round_trip_is_the_configured_one() {
+        let _on = ArrivalStamps::hold();
+        let addr = echo_server().await;
+        for rtt_ms in [20u64, 100] {
+            let rtt_us = rtt_ms as f64 * 1000.0;
+            let stats = Arc::new(WireStats::default());
+            let t = std::time::Instant::now();
+            let mut c = WireCounter::connect_over(addr, None, link(rtt_ms, None), stats.clone())
+                .await
+                .unwrap();
+            let connect_us = t.elapsed().as_micros() as f64;
+            assert!(
+                (connect_us - rtt_us).abs() <= 0.05 * rtt_us,
+                "connect took {connect_us} µs at an RTT of {rtt_ms} ms"
+            );
+            let mut echoes = Vec::new();
+            for i in 0..5u8 {
+                let sent_at = crate::clock::unix_now_us();
+                let t = std::time::Instant::now();
+                c.write_all(&[b'a' + i; 16]).await.unwrap();
+                let mut got = [0u8; 16];
+                c.read_exact(&mut got).await.unwrap();
+                let wall_us = t.elapsed().as_micros() as f64;
+                assert_eq!(got, [b'a' + i; 16]);
+                let stamp_us = c.read_at().load(Relaxed).saturating_sub(sent_at) as f64;
+                echoes.push((stamp_us, wall_us));
+            }
+            for (stamp_us, wall_us) in &echoes {
+                assert!(
+                    (stamp_us - rtt_us).abs() <= 0.05 * rtt_us
+                        && (wall_us - rtt_us).abs() <= 0.05 * rtt_us,
+                    "echo at an RTT of {rtt_ms} ms: receipt {stamp_us} µs, wall clock {wall_us} µs"
+                );
+            }
+            // The bytes are counted once each way, as on a plain socket.
+            drop(c);
+            let s = stats.snapshot();
+            assert_eq!((s.bytes_up, s.bytes_down, s.connections), (80, 80, 1));
+        }
+    }
+
+    /// 1 Mbit/s each way: 62,500 bytes echoed take half a second to go up
+    /// and (pipelined behind them) about as long to come down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_emulated_bandwidth_paces_each_direction() {
+        let addr = echo_server().await;
+        let stats = Arc::new(WireStats::default());
+        let mut c = WireCounter::connect_over(addr, None, link(0, Some(1_000_000)), stats)
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        let data = vec![7u8; 62_500];
+        // In 1,250-byte writes, as a client's requests would go.
+        for chunk in data.chunks(1_250) {
+            c.write_all(chunk).await.unwrap();
+        }
+        let mut got = vec![0u8; data.len()];
+        c.read_exact(&mut got).await.unwrap();
+        let s = t.elapsed().as_secs_f64();
+        assert_eq!(got, data);
+        // Up: 0.5 s at 1 Mbit/s. Down: the echo's chunks arrive as they are
+        // sent up and leave the link 0.5 s after the first: about 0.5 s
+        // more in all, not 1 s, since the two directions overlap.
+        assert!((0.5..0.6).contains(&s), "{s} s");
+    }
 
     #[tokio::test]
     async fn connections_leave_from_the_source_address_asked_for() {

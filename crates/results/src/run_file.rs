@@ -67,6 +67,11 @@ pub struct RunFile {
     pub scenario: Scenario,
     /// `spawned` or `external`.
     pub server_mode: String,
+    /// How `[network]` was applied, when some sweep point sets a link
+    /// (`"emulated in the load generator's sockets"`); absent on loopback
+    /// as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
     /// CPU sets the server and the load generator were pinned to.
     pub cpus: CpuPlacement,
     /// False when a run ended early.

@@ -49,6 +49,9 @@ pub struct Scenario {
     /// The server processes chatbench starts.
     #[serde(default)]
     pub server: ServerOptions,
+    /// The network between each client and the server.
+    #[serde(default)]
+    pub network: Network,
     /// When a run is flagged saturated.
     #[serde(default)]
     pub limits: Limits,
@@ -192,6 +195,89 @@ impl Default for ServerOptions {
     }
 }
 
+/// `[network]`: the link each client connection goes through, emulated in
+/// the load generator's sockets (this kernel has no netem): every chunk
+/// waits half the round trip in each direction, plus or minus the jitter,
+/// without reordering bytes; the bandwidth paces each direction of each
+/// connection; a connection's setup pays one round trip. All zero (the
+/// default): loopback as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Round-trip time added to loopback's own.
+    #[serde(with = "humantime_serde", default)]
+    pub rtt: Duration,
+    /// Each chunk's one-way delay varies uniformly by up to this much
+    /// either way (at most half the round trip).
+    #[serde(with = "humantime_serde", default)]
+    pub jitter: Duration,
+    /// Bandwidth of each direction of each connection: `"unlimited"`, or a
+    /// rate such as `"1Mbit"`, `"256kbit"`, `"10Mbit/s"` (bits per second;
+    /// k, M and G are powers of 1,000).
+    #[serde(default = "defaults::bandwidth")]
+    pub bandwidth: String,
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network {
+            rtt: Duration::ZERO,
+            jitter: Duration::ZERO,
+            bandwidth: defaults::bandwidth(),
+        }
+    }
+}
+
+impl Network {
+    /// Bits per second, None for unlimited.
+    pub fn bandwidth_bps(&self) -> Result<Option<u64>, String> {
+        parse_bandwidth(&self.bandwidth)
+    }
+
+    /// True when the link changes nothing (no delay, no limit).
+    pub fn is_loopback(&self) -> bool {
+        self.rtt.is_zero()
+            && self.jitter.is_zero()
+            && matches!(self.bandwidth_bps(), Ok(None))
+    }
+}
+
+/// Parses a bandwidth: `"unlimited"` or a number with a unit of bits per
+/// second (`bit`, `kbit`, `Mbit`, `Gbit`, each optionally followed by
+/// `/s`).
+pub fn parse_bandwidth(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t == "unlimited" {
+        return Ok(None);
+    }
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit; write e.g. \"1Mbit\" or \"unlimited\""))?;
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "Mbit" => 1e6,
+        "Gbit" => 1e9,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use bit, kbit, Mbit or Gbit"
+            ))
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
+    let bps = v * scale;
+    if !(1000.0..=1e12).contains(&bps) {
+        return Err(format!(
+            "{s:?} is out of range: from 1kbit to 1000Gbit per second"
+        ));
+    }
+    Ok(Some(bps.round() as u64))
+}
+
 /// `[limits]`: when a side (the load generator or the server) ran out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,6 +308,9 @@ impl Default for Limits {
 mod defaults {
     use super::Arrival;
     use std::time::Duration;
+    pub fn bandwidth() -> String {
+        "unlimited".into()
+    }
     pub fn warmup() -> Duration {
         Duration::from_secs(2)
     }
@@ -601,6 +690,25 @@ impl Scenario {
                 "must be at most 120s (the server's limit)".into(),
             ));
         }
+        if let Err(m) = self.network.bandwidth_bps() {
+            return Err(("network.bandwidth", m));
+        }
+        if self.network.rtt > Duration::from_secs(10) {
+            return Err((
+                "network.rtt",
+                format!("must be at most 10s, got {:?}", self.network.rtt),
+            ));
+        }
+        if self.network.jitter * 2 > self.network.rtt {
+            return Err((
+                "network.jitter",
+                format!(
+                    "must be at most half of network.rtt ({:?}), so no one-way delay goes below zero; got {:?}",
+                    self.network.rtt / 2,
+                    self.network.jitter
+                ),
+            ));
+        }
         if !(self.limits.server_cpu > 0.0 && self.limits.server_cpu <= 1.0) {
             return Err((
                 "limits.server_cpu",
@@ -937,6 +1045,42 @@ rate = 2.5
         for (src, want) in cases {
             assert_eq!(parse(&src).unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn network_links_parse_validate_and_sweep() {
+        let s = parse(GOOD).unwrap();
+        assert!(s.network.is_loopback());
+        let net = |t: &str| format!("{GOOD}\n[network]\n{t}\n");
+        let s = parse(&net("rtt = \"150ms\"\njitter = \"10ms\"\nbandwidth = \"1Mbit/s\"")).unwrap();
+        assert_eq!(s.network.rtt, Duration::from_millis(150));
+        assert_eq!(s.network.bandwidth_bps(), Ok(Some(1_000_000)));
+        assert!(!s.network.is_loopback());
+        for (b, want) in [
+            ("256kbit", Some(256_000)),
+            ("1.5Mbit", Some(1_500_000)),
+            ("2Gbit/s", Some(2_000_000_000)),
+            ("unlimited", None),
+        ] {
+            assert_eq!(parse_bandwidth(b), Ok(want), "{b}");
+        }
+        for (t, want) in [
+            ("bandwidth = \"1MB\"", "s.toml:15: field `network.bandwidth`: \"1MB\": unknown unit \"MB\"; use bit, kbit, Mbit or Gbit"),
+            ("bandwidth = \"100\"", "s.toml:15: field `network.bandwidth`: \"100\" has no unit; write e.g. \"1Mbit\" or \"unlimited\""),
+            ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
+            ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
+            ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`"),
+        ] {
+            assert_eq!(parse(&net(t)).unwrap_err(), want, "{t}");
+        }
+        // The round trip is sweepable like any field.
+        let s = parse(&format!(
+            "{GOOD}\n[sweep]\nparameter = \"network.rtt\"\nvalues = [\"0s\", \"50ms\"]\n"
+        ))
+        .unwrap();
+        assert!(s.at_point(0).unwrap().network.is_loopback());
+        assert_eq!(s.at_point(1).unwrap().network.rtt, Duration::from_millis(50));
     }
 
     #[test]
