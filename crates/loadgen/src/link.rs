@@ -91,10 +91,9 @@ impl Direction {
     /// after their own serialisation at the bandwidth, after half the round
     /// trip ± jitter, and never before an earlier chunk's release.
     pub fn release_us(&mut self, arrival_us: u64, len: usize) -> u64 {
-        let serialise = self
-            .spec
-            .bandwidth_bps
-            .map_or(0, |bps| (len as u128 * 8 * 1_000_000).div_ceil(bps as u128) as u64);
+        let serialise = self.spec.bandwidth_bps.map_or(0, |bps| {
+            (len as u128 * 8 * 1_000_000).div_ceil(bps as u128) as u64
+        });
         let done = arrival_us.max(self.free_at_us) + serialise;
         self.free_at_us = done;
         let half = self.spec.rtt.as_micros() as i64 / 2;

@@ -455,7 +455,11 @@ impl WireCounter {
     /// A read through the emulated link: takes what the socket has into
     /// the queue (stamped with its release), and hands over the head once
     /// its release time has come.
-    fn poll_read_link(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_link(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let WireCounter {
             sock,
             read_at,
@@ -483,7 +487,8 @@ impl WireCounter {
                                 }
                                 let at = stamp.unwrap_or_else(crate::clock::unix_now_us);
                                 let release = down.dir.release_us(at, n);
-                                down.queue.push_back((release, down.scratch[..n].to_vec(), 0));
+                                down.queue
+                                    .push_back((release, down.scratch[..n].to_vec(), 0));
                                 down.queued += n;
                                 sock.stats.bytes_down.fetch_add(n as u64, Relaxed);
                             }

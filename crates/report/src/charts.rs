@@ -883,6 +883,9 @@ pub fn draw_all(
     if !resources.lines.is_empty() {
         files.extend(render(&resources, dir, "resources", !run.complete)?);
     }
+    if let Some(chart) = ModelChart::of(run) {
+        files.extend(render(&chart, dir, "model", !run.complete)?);
+    }
     if let Some(sweep) = &s.sweep {
         let chart = SweepChart {
             parameter: &sweep.parameter,
@@ -1194,9 +1197,168 @@ impl Chart for SweepChart<'_> {
     }
 }
 
+/// Measured p50 and mean latency against the model's, over a sweep of
+/// `network.rtt`: one colour per transport, the model dashed.
+struct ModelChart<'a> {
+    labels: Vec<String>,
+    /// (transport, point, measured p50 ms, measured mean ms, model p50 ms,
+    /// model mean ms).
+    points: Vec<(Transport, usize, f64, f64, f64, f64)>,
+    transports: &'a [Transport],
+}
+
+impl ModelChart<'_> {
+    fn of<'a>(run: &'a RunFile) -> Option<ModelChart<'a>> {
+        let s = &run.scenario;
+        let sweep = s.sweep.as_ref()?;
+        if sweep.parameter != "network.rtt" {
+            return None;
+        }
+        let points = run
+            .summary
+            .iter()
+            .filter_map(|x| {
+                let at = s.at_point(x.point).ok()?;
+                let m = chatbench_results::model::predict(&at, x.transport);
+                let runs: Vec<_> = run
+                    .runs
+                    .iter()
+                    .filter(|r| r.transport == x.transport && r.point == x.point)
+                    .collect();
+                let mean =
+                    runs.iter().map(|r| r.latency_us.mean).sum::<f64>() / runs.len().max(1) as f64;
+                Some((
+                    x.transport,
+                    x.point,
+                    x.p50_us.median / 1000.0,
+                    mean / 1000.0,
+                    m.p50_us / 1000.0,
+                    m.mean_us / 1000.0,
+                ))
+            })
+            .collect();
+        Some(ModelChart {
+            labels: (0..s.points())
+                .map(|p| s.point_label(p).unwrap_or_default())
+                .collect(),
+            points,
+            transports: &s.transports,
+        })
+    }
+
+    /// (title, measured, model) accessors of the two panels.
+    #[allow(clippy::type_complexity)]
+    fn panels() -> [(
+        &'static str,
+        fn(&(Transport, usize, f64, f64, f64, f64)) -> (f64, f64),
+    ); 2] {
+        [
+            ("p50 latency (ms, log)", |p| (p.2, p.4)),
+            ("mean latency (ms, log)", |p| (p.3, p.5)),
+        ]
+    }
+}
+
+impl Chart for ModelChart<'_> {
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out = Vec::new();
+        for (title, f) in ModelChart::panels() {
+            for &t in self.transports {
+                let pts: Vec<_> = self.points.iter().filter(|p| p.0 == t).collect();
+                out.push(series(
+                    title,
+                    format!("{t} measured"),
+                    pts.iter().map(|p| (p.1 as f64, f(p).0)),
+                ));
+                out.push(series(
+                    title,
+                    format!("{t} model"),
+                    pts.iter().map(|p| (p.1 as f64, f(p).1)),
+                ));
+            }
+        }
+        out
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root
+            .titled(
+                "Latency against the round trip: measured (solid) and model (dashed)",
+                ("sans-serif", 22),
+            )
+            .map_err(e)?;
+        let (key, root) = root.split_vertically(30);
+        let mut entries: Vec<(Key, &str)> = self
+            .transports
+            .iter()
+            .map(|&t| (Key::Line(color(t)), t.as_str()))
+            .collect();
+        entries.push((Key::Dash, "model, in each transport's colour"));
+        legend_row(&key, &entries).map_err(e)?;
+        let n = self.labels.len();
+        for (area, (title, f)) in root.split_evenly((1, 2)).iter().zip(ModelChart::panels()) {
+            let (lo, hi) = y_range(
+                self.points
+                    .iter()
+                    .flat_map(|p| [f(p).0, f(p).1])
+                    .filter(|v| *v > 0.0),
+            );
+            let mut c = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 15))
+                .margin(8)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(-0.3f64..(n as f64 - 0.7), (lo..hi).log_scale())
+                .map_err(e)?;
+            let labels = &self.labels;
+            c.configure_mesh()
+                .x_labels(n)
+                .x_desc("round-trip time added (network.rtt)")
+                .x_label_formatter(&|x| {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-6 && i >= 0.0 {
+                        labels.get(i as usize).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|y| trim_num(*y))
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(e)?;
+            for &t in self.transports {
+                let col = color(t);
+                let pts: Vec<_> = self.points.iter().filter(|p| p.0 == t).collect();
+                let clamp = |v: f64| v.max(lo);
+                c.draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.1 as f64, clamp(f(p).0))),
+                    col.stroke_width(2),
+                ))
+                .map_err(e)?;
+                c.draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.1 as f64, clamp(f(p).0)), 4, col.filled())),
+                )
+                .map_err(e)?;
+                c.draw_series(DashedLineSeries::new(
+                    pts.iter().map(|p| (p.1 as f64, clamp(f(p).1))),
+                    6,
+                    4,
+                    col.stroke_width(2),
+                ))
+                .map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a legend entry shows beside its label.
 enum Key {
     Line(RGBColor),
+    /// A dashed grey line: a model's curve.
+    Dash,
     Shade(RGBColor),
     Ring,
 }
@@ -1228,6 +1390,14 @@ fn legend_row<DB: DrawingBackend>(
                 area.draw(&Rectangle::new([(x, y - 6), (x + 24, y + 6)], col.filled()))?
             }
             Key::Ring => area.draw(&Circle::new((x + 12, y), 8, BLACK.stroke_width(2)))?,
+            Key::Dash => {
+                for i in 0..3 {
+                    area.draw(&PathElement::new(
+                        vec![(x + i * 9, y), (x + i * 9 + 6, y)],
+                        BLACK.stroke_width(2),
+                    ))?
+                }
+            }
         }
         area.draw(&Text::new(*label, (x + 30, y), font.clone()))?;
         x += 54 + width(label);

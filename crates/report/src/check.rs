@@ -33,6 +33,7 @@ pub fn value(s: &TransportSummary, m: Metric) -> Option<f64> {
         Metric::DeliveredPerS => s.delivered_per_s.median,
         Metric::ServerCpuMsPer1k => s.server_cpu_ms_per_1k?.median,
         Metric::RssPerConnection => s.rss_per_connection?.median,
+        Metric::P50ModelError => s.p50_model_error()?,
         Metric::Lost => s.lost as f64,
         Metric::Duplicated => s.duplicated as f64,
         Metric::Reordered => s.reordered as f64,

@@ -117,6 +117,9 @@ pub fn run_value(r: &TransportRun, m: Metric) -> Option<f64> {
         Metric::DeliveredPerS => r.audit.delivered as f64 / r.measured_seconds.max(1e-9),
         Metric::ServerCpuMsPer1k => r.server.as_ref()?.cpu_ms_per_1k_msgs,
         Metric::RssPerConnection => r.server.as_ref()?.rss_per_connection,
+        // A property of the summary against the scenario, not compared
+        // between runs.
+        Metric::P50ModelError => return None,
         Metric::Lost => r.audit.lost as f64,
         Metric::Duplicated => r.audit.duplicated as f64,
         Metric::Reordered => r.audit.reordered as f64,

@@ -1,5 +1,6 @@
 //! `REPORT.md`: environment, scenario in words, summary, charts, audit, flags.
 
+use chatbench_results::fmt::fmt_us;
 use chatbench_results::run_file::{RunFile, Stat};
 use chatbench_results::scenario::Arrival;
 use std::fmt::Write;
@@ -141,6 +142,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         );
     }
     breakdown(&mut o, run);
+    against_model(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
     }
@@ -160,7 +162,16 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         ("server-cost", "What the server spends: CPU per 1,000 delivered messages, and memory per idle connection."),
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
         ("resources", "The server's CPU (% of one CPU) and memory each second, from the clients' first connects to the end (first repetition)."),
+        ("model", "Measured p50 and mean latency against the round trip added, with the model's (see \"Against the model\") dashed in the same colour."),
     ] {
+        if file == "model"
+            && s
+                .sweep
+                .as_ref()
+                .is_none_or(|sw| sw.parameter != "network.rtt")
+        {
+            continue;
+        }
         if file == "breakdown" && run.runs.iter().all(|r| r.breakdown.is_none()) {
             continue;
         }
@@ -352,6 +363,84 @@ fn server_processes(o: &mut String, run: &RunFile) {
                 p.bytes_written
             );
         }
+    }
+}
+
+/// Measured latency beside the analytic model's (chatbench_results::model),
+/// for runs over an emulated link.
+fn against_model(o: &mut String, run: &RunFile) {
+    use chatbench_results::model::predict;
+    let Some(mode) = &run.network_mode else {
+        return;
+    };
+    let s = &run.scenario;
+    let _ = writeln!(o, "\n## Against the model\n");
+    let _ = writeln!(
+        o,
+        "The network here is {mode}: each direction delays every chunk by half the round trip (± jitter), in order, paced by the bandwidth, and each connection's setup pays one round trip. \
+The model expects, from the round trip and the scenario alone: **short poll** `rtt + P/2`, P the interval stretched to a whole number of intervals when a poll's round trip outlasts it; **long poll** `rtt` for a message that finds the poll armed, plus up to one more `rtt` for the share `q` that arrives while it re-arms (`λ·rtt / (1 + λ·rtt)` for λ messages per second into a room arriving as a Poisson stream; `1 − (1 − rate·rtt)^(senders − 1)` for evenly spaced senders); **SSE and WebSocket** `rtt`, half up and half down. \
+It leaves out the server's and the load generator's processing (the whole latency at a round trip of 0: about a millisecond on loopback here), bandwidth, and a sender's queueing behind its own previous request.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| transport | point | model p50 | measured p50 | model mean | measured mean | measured − model (p50) | where they part |\n|---|---|---:|---:|---:|---:|---:|---|"
+    );
+    let mut notes = Vec::new();
+    for x in &run.summary {
+        let Ok(at) = s.at_point(x.point) else {
+            continue;
+        };
+        let m = predict(&at, x.transport);
+        let runs: Vec<_> = run
+            .runs
+            .iter()
+            .filter(|r| r.transport == x.transport && r.point == x.point)
+            .collect();
+        let mean = runs.iter().map(|r| r.latency_us.mean).sum::<f64>() / runs.len().max(1) as f64;
+        let p50 = x.p50_us.median;
+        let diff = p50 - m.p50_us;
+        let rel = diff / m.p50_us.max(1.0);
+        let why = if x.flags.iter().any(|f| f == "saturated") {
+            "flagged saturated: queueing the model leaves out".to_owned()
+        } else if diff.abs() <= 2_000.0 {
+            "within the 2 ms of processing the model leaves out".to_owned()
+        } else if rel.abs() <= 0.15 {
+            format!("within 15% ({:+.0}%)", rel * 100.0)
+        } else {
+            let note = format!(
+                "{} at {}: measured {} against {}",
+                x.transport,
+                x.point_label.as_deref().unwrap_or("this run"),
+                fmt_us(p50 as u64),
+                fmt_us(m.p50_us as u64)
+            );
+            notes.push(note);
+            format!("{:+.0}%, see below", rel * 100.0)
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            x.transport,
+            x.point_label.as_deref().unwrap_or("—"),
+            fmt_us(m.p50_us as u64),
+            fmt_us(p50 as u64),
+            fmt_us(m.mean_us as u64),
+            fmt_us(mean as u64),
+            if diff < 0.0 {
+                format!("−{}", fmt_us(diff.abs() as u64))
+            } else {
+                format!("+{}", fmt_us(diff as u64))
+            },
+            why
+        );
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nWhere the measurement and the model part by more than 15% and 2 ms: {}. \
+For short polling, the model's poll period assumes polls leave exactly on their ticks and answers come back in one round trip; for long polling, it assumes the messages into a room arrive as a Poisson stream, which a few evenly spaced or bursty senders are not. A measured figure above the model by about the same amount at every round trip is processing the model leaves out; one that grows with the round trip is a wait the model does not have.",
+            notes.join("; ")
+        );
     }
 }
 

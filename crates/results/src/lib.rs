@@ -14,6 +14,7 @@ pub mod hist;
 pub mod machine;
 pub mod measurement;
 pub mod merge;
+pub mod model;
 pub mod rules;
 pub mod run_file;
 pub mod scenario;

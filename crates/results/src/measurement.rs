@@ -314,9 +314,14 @@ fn saturation(
     let limits = &s.limits;
     if send_lag.p99 > limits.send_lag_p99.as_micros() as u64 {
         why.push(format!(
-            "load generator: send lag p99 {} over the limit of {}",
+            "load generator: send lag p99 {} over the limit of {}{}",
             crate::fmt::fmt_us(send_lag.p99),
-            crate::fmt::fmt_us(limits.send_lag_p99.as_micros() as u64)
+            crate::fmt::fmt_us(limits.send_lag_p99.as_micros() as u64),
+            if s.network.rtt.is_zero() {
+                ""
+            } else {
+                " (over the emulated round trip, an HTTP sender's publish also waits for the answer to its previous one on its connection)"
+            }
         ));
     }
     let cpus = |n: usize| format!("{n} CPU{}", if n == 1 { "" } else { "s" });

@@ -48,6 +48,10 @@ pub enum Metric {
     ServerCpuMsPer1k,
     /// Server RSS per idle connection, bytes.
     RssPerConnection,
+    /// How far the measured p50 is from the analytic model's, relative to
+    /// the model's, after 2 ms of processing the model leaves out
+    /// (`TransportSummary::p50_model_error`): 0.15 is 15%.
+    P50ModelError,
     /// Lost messages.
     Lost,
     /// Duplicated messages.

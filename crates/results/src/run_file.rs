@@ -633,9 +633,26 @@ pub struct TransportSummary {
     pub errors: u64,
     /// Every flag any repetition had.
     pub flags: Vec<String>,
+    /// The analytic model's p50 at this point (`chatbench_results::model`),
+    /// µs; absent in files written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_p50_us: Option<f64>,
 }
 
 impl TransportSummary {
+    /// How far the measured p50 is from the model's, relative to the
+    /// model's: 0 within 2 ms (the processing the model leaves out), else
+    /// `(|measured − model| − 2 ms) / model`. None without a model figure.
+    pub fn p50_model_error(&self) -> Option<f64> {
+        let model = self.model_p50_us?;
+        let off = ((self.p50_us.median - model).abs() - MODEL_SLACK_US).max(0.0);
+        Some(if off == 0.0 {
+            0.0
+        } else {
+            off / model.max(1.0)
+        })
+    }
+
     /// Summarizes the runs of `t` at sweep point `point`; None when there
     /// are none.
     pub fn of(t: Transport, point: usize, runs: &[TransportRun]) -> Option<TransportSummary> {
@@ -689,9 +706,14 @@ impl TransportSummary {
             reordered: rs.iter().map(|r| r.audit.reordered).sum(),
             errors: rs.iter().map(|r| r.audit.errors).sum(),
             flags,
+            model_p50_us: None,
         })
     }
 }
+
+/// Processing the model leaves out, µs: a measured p50 within this of the
+/// model's counts as agreeing (about twice loopback's whole latency here).
+pub const MODEL_SLACK_US: f64 = 2_000.0;
 
 impl RunFile {
     /// Recomputes `summary` from `runs`: one entry per sweep point and
@@ -702,6 +724,11 @@ impl RunFile {
             for &t in &self.scenario.transports {
                 if let Some(mut s) = TransportSummary::of(t, p, &self.runs) {
                     s.point_label = self.scenario.point_label(p);
+                    s.model_p50_us = self
+                        .scenario
+                        .at_point(p)
+                        .ok()
+                        .map(|at| crate::model::predict(&at, t).p50_us);
                     out.push(s);
                 }
             }

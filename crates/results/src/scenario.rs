@@ -236,9 +236,7 @@ impl Network {
 
     /// True when the link changes nothing (no delay, no limit).
     pub fn is_loopback(&self) -> bool {
-        self.rtt.is_zero()
-            && self.jitter.is_zero()
-            && matches!(self.bandwidth_bps(), Ok(None))
+        self.rtt.is_zero() && self.jitter.is_zero() && matches!(self.bandwidth_bps(), Ok(None))
     }
 }
 
@@ -1052,7 +1050,10 @@ rate = 2.5
         let s = parse(GOOD).unwrap();
         assert!(s.network.is_loopback());
         let net = |t: &str| format!("{GOOD}\n[network]\n{t}\n");
-        let s = parse(&net("rtt = \"150ms\"\njitter = \"10ms\"\nbandwidth = \"1Mbit/s\"")).unwrap();
+        let s = parse(&net(
+            "rtt = \"150ms\"\njitter = \"10ms\"\nbandwidth = \"1Mbit/s\"",
+        ))
+        .unwrap();
         assert_eq!(s.network.rtt, Duration::from_millis(150));
         assert_eq!(s.network.bandwidth_bps(), Ok(Some(1_000_000)));
         assert!(!s.network.is_loopback());
@@ -1080,7 +1081,10 @@ rate = 2.5
         ))
         .unwrap();
         assert!(s.at_point(0).unwrap().network.is_loopback());
-        assert_eq!(s.at_point(1).unwrap().network.rtt, Duration::from_millis(50));
+        assert_eq!(
+            s.at_point(1).unwrap().network.rtt,
+            Duration::from_millis(50)
+        );
     }
 
     #[test]
