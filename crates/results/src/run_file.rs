@@ -640,17 +640,15 @@ pub struct TransportSummary {
 }
 
 impl TransportSummary {
-    /// How far the measured p50 is from the model's, relative to the
-    /// model's: 0 within 2 ms (the processing the model leaves out), else
-    /// `(|measured − model| − 2 ms) / model`. None without a model figure.
+    /// How far the measured p50 is from the model's: `(|measured − model|
+    /// − 2 ms) / max(model, 2 ms)`, and 0 within the 2 ms of processing the
+    /// model leaves out. Relative to the model's p50, or to those 2 ms
+    /// where the model's is smaller (a push transport on loopback, whose
+    /// model p50 is 0). None without a model figure.
     pub fn p50_model_error(&self) -> Option<f64> {
         let model = self.model_p50_us?;
         let off = ((self.p50_us.median - model).abs() - MODEL_SLACK_US).max(0.0);
-        Some(if off == 0.0 {
-            0.0
-        } else {
-            off / model.max(1.0)
-        })
+        Some(off / model.max(MODEL_SLACK_US))
     }
 
     /// Summarizes the runs of `t` at sweep point `point`; None when there
@@ -1279,5 +1277,38 @@ mod table_tests {
         assert_eq!(rows, ["short_poll", "long_poll", "sse", "websocket"]);
         // Wide enough, nothing is left out.
         assert_eq!(run.table_fitting(Some(400)), full);
+    }
+}
+
+#[cfg(test)]
+mod model_error_tests {
+    use super::{RunFile, Stat};
+
+    #[test]
+    fn the_model_error_allows_2_ms_then_counts_relative_to_the_model() {
+        let run = RunFile::read(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../report/tests/fixtures/run-a"),
+        )
+        .unwrap();
+        let mut s = run.summary[0].clone();
+        let at = |s: &mut super::TransportSummary, p50: f64, model: Option<f64>| {
+            s.p50_us = Stat {
+                median: p50,
+                min: p50,
+                max: p50,
+            };
+            s.model_p50_us = model;
+            s.p50_model_error()
+        };
+        // Files from before the model have none.
+        assert_eq!(at(&mut s, 1_000.0, None), None);
+        // Within 2 ms either way: 0.
+        assert_eq!(at(&mut s, 101_900.0, Some(100_000.0)), Some(0.0));
+        assert_eq!(at(&mut s, 98_500.0, Some(100_000.0)), Some(0.0));
+        // 17 ms over at 100 ms: 15 beyond the allowance, 15%.
+        assert_eq!(at(&mut s, 117_000.0, Some(100_000.0)), Some(0.15));
+        // A model of 0 (a push transport on loopback): relative to 2 ms.
+        assert_eq!(at(&mut s, 2_200.0, Some(0.0)), Some(0.1));
     }
 }
