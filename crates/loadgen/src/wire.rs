@@ -73,6 +73,9 @@ pub struct WireCounter {
 /// this many (then the socket is left to fill, and TCP pushes back).
 const DOWN_QUEUE_MAX: usize = 1 << 20;
 
+/// A wait on the link timer for a release time.
+type LinkWait = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// An emulated link's downstream half: chunks read from the socket, each
 /// with its release time.
 struct Down {
@@ -83,7 +86,7 @@ struct Down {
     eof: bool,
     err: Option<io::Error>,
     /// The wait for the head's release: (its time, the wait).
-    wait: Option<(u64, Pin<Box<dyn std::future::Future<Output = ()> + Send>>)>,
+    wait: Option<(u64, LinkWait)>,
     scratch: Vec<u8>,
 }
 
@@ -454,7 +457,7 @@ impl Drop for Sock {
             use std::io::Read;
             let mut scratch = [0u8; 4096];
             for _ in 0..64 {
-                match (&*self.inner.get_ref()).read(&mut scratch) {
+                match self.inner.get_ref().read(&mut scratch) {
                     Ok(n) if n > 0 => {
                         self.stats.bytes_down.fetch_add(n as u64, Relaxed);
                     }
