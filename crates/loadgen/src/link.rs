@@ -138,22 +138,29 @@ mod tests {
 
     #[test]
     fn jitter_stays_in_its_band_and_never_reorders() {
+        // Chunks 100 ms apart, further than the ±20 ms band is wide: each
+        // delay is its own draw, and the draws reach both edges.
+        let mut d = Direction::new(spec(100, 20, None));
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for i in 0..10_000u64 {
+            let at = 1_000_000 + i * 100_000;
+            let delay = d.release_us(at, 100) - at;
+            assert!((30_000..=70_000).contains(&delay), "{delay}");
+            lo = lo.min(delay);
+            hi = hi.max(delay);
+        }
+        assert!(lo <= 30_100 && hi >= 69_900, "{lo}..{hi}");
+        // Chunks 1 ms apart: a chunk drawn shorter than the one ahead of it
+        // waits for it, so none leaves first, and none waits past the band.
         let mut d = Direction::new(spec(100, 20, None));
         let mut last = 0;
-        let (mut lo, mut hi) = (u64::MAX, 0);
         for i in 0..10_000u64 {
             let at = 1_000_000 + i * 1_000;
             let r = d.release_us(at, 100);
             assert!(r >= last, "chunk {i} released before the one ahead of it");
+            assert!(r - at <= 70_000, "{}", r - at);
             last = r;
-            let delay = r - at;
-            lo = lo.min(delay);
-            hi = hi.max(delay);
-            assert!(delay <= 70_000, "{delay}");
         }
-        // Chunks 1 ms apart with ±20 ms of jitter: order holds some back,
-        // and the band is used up to its edges.
-        assert!(lo <= 31_000 && hi >= 69_000, "{lo}..{hi}");
     }
 
     #[test]
