@@ -7,5 +7,6 @@ mod accounting;
 mod commands;
 mod end_to_end;
 mod failures;
+mod network;
 mod shards;
 mod workers;
