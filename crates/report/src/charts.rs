@@ -607,21 +607,17 @@ impl Chart for Timeline {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(e)?;
-        let root = root
-            .titled(
-                "Throughput and p99 latency over the run (first repetition)",
-                ("sans-serif", 22),
-            )
-            .map_err(e)?;
-        let (key, root) = root.split_vertically(30);
         let mut entries = vec![(Key::Shade(WARMUP), "warm-up (not measured)")];
         entries.extend(
             self.lines
                 .iter()
                 .map(|(t, _)| (Key::Line(color(*t)), t.as_str())),
         );
-        legend_row(&key, &entries).map_err(e)?;
+        let root = titled_with_legend(
+            root,
+            "Throughput and p99 latency over the run (first repetition)",
+            &entries,
+        )?;
         let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 35);
         let xmax = self
             .lines
@@ -954,20 +950,16 @@ impl Chart for Resources {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(e)?;
-        let root = root
-            .titled(
-                "Server CPU and memory over the run (first repetition)",
-                ("sans-serif", 22),
-            )
-            .map_err(e)?;
-        let (key, root) = root.split_vertically(30);
         let entries: Vec<(Key, &str)> = self
             .lines
             .iter()
             .map(|(t, _)| (Key::Line(color(*t)), t.as_str()))
             .collect();
-        legend_row(&key, &entries).map_err(e)?;
+        let root = titled_with_legend(
+            root,
+            "Server CPU and memory over the run (first repetition)",
+            &entries,
+        )?;
         let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 35);
         let xmax = self
             .lines
@@ -1086,23 +1078,15 @@ impl Chart for SweepChart<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(e)?;
-        let root = root
-            .titled(
-                &format!("Sweep over {}", self.parameter),
-                ("sans-serif", 22),
-            )
-            .map_err(e)?;
         // One legend for all four panels, in a row of its own: lines rise or
         // fall with the parameter, so no corner of a panel is reliably free.
-        let (key, root) = root.split_vertically(30);
         let mut entries: Vec<(Key, &str)> = self
             .transports
             .iter()
             .map(|&t| (Key::Line(color(t)), t.as_str()))
             .collect();
         entries.push((Key::Ring, "ringed point: saturated"));
-        legend_row(&key, &entries).map_err(e)?;
+        let root = titled_with_legend(root, &format!("Sweep over {}", self.parameter), &entries)?;
         let panels = self.panels();
         let n = self.labels.len();
         let rows = panels.len() / 2;
@@ -1129,14 +1113,7 @@ impl Chart for SweepChart<'_> {
             let labels = &self.labels;
             c.configure_mesh()
                 .x_labels(n)
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|x| point_tick(labels, *x))
                 // The zero line's label is drawn below, whether or not the
                 // axis puts a tick there.
                 .y_label_formatter(&|y| {
@@ -1281,21 +1258,17 @@ impl Chart for ModelChart<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        root.fill(&WHITE).map_err(e)?;
-        let root = root
-            .titled(
-                "Latency against the round trip: measured (solid) and model (dashed)",
-                ("sans-serif", 22),
-            )
-            .map_err(e)?;
-        let (key, root) = root.split_vertically(30);
         let mut entries: Vec<(Key, &str)> = self
             .transports
             .iter()
             .map(|&t| (Key::Line(color(t)), t.as_str()))
             .collect();
         entries.push((Key::Dash, "model, in each transport's colour"));
-        legend_row(&key, &entries).map_err(e)?;
+        let root = titled_with_legend(
+            root,
+            "Latency against the round trip: measured (solid) and model (dashed)",
+            &entries,
+        )?;
         let n = self.labels.len();
         for (area, (title, f)) in root.split_evenly((1, 2)).iter().zip(ModelChart::panels()) {
             let (lo, hi) = y_range(
@@ -1315,14 +1288,7 @@ impl Chart for ModelChart<'_> {
             c.configure_mesh()
                 .x_labels(n)
                 .x_desc("round-trip time added (network.rtt)")
-                .x_label_formatter(&|x| {
-                    let i = x.round();
-                    if (x - i).abs() < 1e-6 && i >= 0.0 {
-                        labels.get(i as usize).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_label_formatter(&|x| point_tick(labels, *x))
                 .y_label_formatter(&|y| trim_num(*y))
                 .label_style(("sans-serif", 12))
                 .draw()
@@ -1361,6 +1327,30 @@ enum Key {
     Dash,
     Shade(RGBColor),
     Ring,
+}
+
+/// Fills `root` white, titles it, and draws `entries` as a legend row under
+/// the title; returns the area left for the panels.
+fn titled_with_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    entries: &[(Key, &str)],
+) -> Result<DrawingArea<DB, Shift>, String> {
+    root.fill(&WHITE).map_err(e)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(e)?;
+    let (key, rest) = root.split_vertically(30);
+    legend_row(&key, entries).map_err(e)?;
+    Ok(rest)
+}
+
+/// The x-axis label of sweep point `x` (blank between points).
+fn point_tick(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 {
+        labels.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
 }
 
 /// A centred row of legend entries, for charts whose lines leave no corner
