@@ -1080,11 +1080,7 @@ impl Chart for SweepChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
         // One legend for all four panels, in a row of its own: lines rise or
         // fall with the parameter, so no corner of a panel is reliably free.
-        let mut entries: Vec<(Key, &str)> = self
-            .transports
-            .iter()
-            .map(|&t| (Key::Line(color(t)), t.as_str()))
-            .collect();
+        let mut entries = transport_keys(self.transports);
         entries.push((Key::Ring, "ringed point: saturated"));
         let root = titled_with_legend(root, &format!("Sweep over {}", self.parameter), &entries)?;
         let panels = self.panels();
@@ -1258,11 +1254,7 @@ impl Chart for ModelChart<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
-        let mut entries: Vec<(Key, &str)> = self
-            .transports
-            .iter()
-            .map(|&t| (Key::Line(color(t)), t.as_str()))
-            .collect();
+        let mut entries = transport_keys(self.transports);
         entries.push((Key::Dash, "model, in each transport's colour"));
         let root = titled_with_legend(
             root,
@@ -1341,6 +1333,14 @@ fn titled_with_legend<DB: DrawingBackend>(
     let (key, rest) = root.split_vertically(30);
     legend_row(&key, entries).map_err(e)?;
     Ok(rest)
+}
+
+/// A legend entry per transport, in its colour.
+fn transport_keys(transports: &[Transport]) -> Vec<(Key, &'static str)> {
+    transports
+        .iter()
+        .map(|&t| (Key::Line(color(t)), t.as_str()))
+        .collect()
 }
 
 /// The x-axis label of sweep point `x` (blank between points).
