@@ -1188,26 +1188,17 @@ impl ModelChart<'_> {
             return None;
         }
         let points = run
-            .summary
+            .against_model()
             .iter()
-            .filter_map(|x| {
-                let at = s.at_point(x.point).ok()?;
-                let m = chatbench_results::model::predict(&at, x.transport);
-                let runs: Vec<_> = run
-                    .runs
-                    .iter()
-                    .filter(|r| r.transport == x.transport && r.point == x.point)
-                    .collect();
-                let mean =
-                    runs.iter().map(|r| r.latency_us.mean).sum::<f64>() / runs.len().max(1) as f64;
-                Some((
-                    x.transport,
-                    x.point,
-                    x.p50_us.median / 1000.0,
-                    mean / 1000.0,
-                    m.p50_us / 1000.0,
-                    m.mean_us / 1000.0,
-                ))
+            .map(|r| {
+                (
+                    r.summary.transport,
+                    r.summary.point,
+                    r.summary.p50_us.median / 1000.0,
+                    r.mean_us / 1000.0,
+                    r.model.p50_us / 1000.0,
+                    r.model.mean_us / 1000.0,
+                )
             })
             .collect();
         Some(ModelChart {

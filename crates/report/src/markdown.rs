@@ -369,11 +369,9 @@ fn server_processes(o: &mut String, run: &RunFile) {
 /// Measured latency beside the analytic model's (chatbench_results::model),
 /// for runs over an emulated link.
 fn against_model(o: &mut String, run: &RunFile) {
-    use chatbench_results::model::predict;
     let Some(mode) = &run.network_mode else {
         return;
     };
-    let s = &run.scenario;
     let _ = writeln!(o, "\n## Against the model\n");
     let _ = writeln!(
         o,
@@ -386,17 +384,8 @@ It leaves out the server's and the load generator's processing (the whole latenc
         "| transport | point | model p50 | measured p50 | model mean | measured mean | measured − model (p50) | where they part (`p50_model_error`) |\n|---|---|---:|---:|---:|---:|---:|---|"
     );
     let mut notes = Vec::new();
-    for x in &run.summary {
-        let Ok(at) = s.at_point(x.point) else {
-            continue;
-        };
-        let m = predict(&at, x.transport);
-        let runs: Vec<_> = run
-            .runs
-            .iter()
-            .filter(|r| r.transport == x.transport && r.point == x.point)
-            .collect();
-        let mean = runs.iter().map(|r| r.latency_us.mean).sum::<f64>() / runs.len().max(1) as f64;
+    for row in run.against_model() {
+        let (x, m, mean) = (row.summary, row.model, row.mean_us);
         let p50 = x.p50_us.median;
         let diff = p50 - m.p50_us;
         let error = x.p50_model_error().unwrap_or(0.0);

@@ -709,6 +709,18 @@ impl TransportSummary {
     }
 }
 
+/// One transport at one point, measured and modelled
+/// ([`RunFile::against_model`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelRow<'a> {
+    /// The measured summary (p50 as `summary.p50_us.median`).
+    pub summary: &'a TransportSummary,
+    /// The model's p50 and mean at the summary's point.
+    pub model: crate::model::Prediction,
+    /// Measured mean latency, µs.
+    pub mean_us: f64,
+}
+
 /// Processing the model leaves out, µs: a measured p50 within this of the
 /// model's counts as agreeing (about twice loopback's whole latency here).
 pub const MODEL_SLACK_US: f64 = 2_000.0;
@@ -732,6 +744,30 @@ impl RunFile {
             }
         }
         self.summary = out;
+    }
+
+    /// Each summary beside the analytic model's prediction at its point,
+    /// with the measured mean latency (the mean of its repetitions'): what
+    /// REPORT.md's "Against the model" and the model chart show.
+    pub fn against_model(&self) -> Vec<ModelRow<'_>> {
+        self.summary
+            .iter()
+            .filter_map(|x| {
+                let at = self.scenario.at_point(x.point).ok()?;
+                let runs: Vec<&TransportRun> = self
+                    .runs
+                    .iter()
+                    .filter(|r| r.transport == x.transport && r.point == x.point)
+                    .collect();
+                let mean_us =
+                    runs.iter().map(|r| r.latency_us.mean).sum::<f64>() / runs.len().max(1) as f64;
+                Some(ModelRow {
+                    summary: x,
+                    model: crate::model::predict(&at, x.transport),
+                    mean_us,
+                })
+            })
+            .collect()
     }
 
     /// The summaries of sweep point `p`.
