@@ -59,3 +59,62 @@ async fn a_run_over_an_emulated_round_trip_measures_what_the_model_expects() {
     assert!(report.contains("\n## Against the model\n"), "{report}");
     assert!(report.contains("emulated in the load generator's sockets"));
 }
+
+/// `network.drop_every`: clients lose their connections again and again
+/// and resume; every message still arrives exactly once, and client and
+/// server still agree on every byte and message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_keep_losing_their_connections_resume_without_loss_or_duplicates() {
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let all = r#""short_poll", "long_poll", "sse", "websocket""#;
+    let src = tiny_toml("drops", all).replace("grace = \"500ms\"", "grace = \"2s\"")
+        + "\n[network]\nrtt = \"20ms\"\ndrop_every = \"400ms\"\ndrop_for = \"100ms\"\n";
+    let scenario =
+        chatbench_loadgen::scenario::Scenario::parse(&src, std::path::Path::new("drops.toml"))
+            .unwrap();
+    let done = run_against(addr, scenario, out.path()).await;
+    let run = &done.file;
+    assert!(run.complete);
+    for r in &run.runs {
+        let t = r.transport;
+        assert_eq!(
+            (r.audit.lost, r.audit.duplicated, r.audit.errors),
+            (0, 0, 0),
+            "{t}: {:?}",
+            r.errors_by_cause
+        );
+        assert!(r.audit.delivered > 100, "{t}: {:?}", r.audit);
+        let c = r.crosscheck.expect("the server was scraped");
+        assert!(c.bytes_match && c.delivered_match, "{t}: {c:?}");
+        let d = r.drops.expect("drop counts");
+        // 8 clients, 2.5 s of traffic, a drop every 0.4 s: about 50.
+        assert!((20..=90).contains(&d.drops), "{t}: {d:?}");
+        // One TCP handshake per drop, two for a client that also publishes
+        // over HTTP (its publishing connection was cut too).
+        let most = if t == chatbench_loadgen::Transport::WebSocket {
+            1.0
+        } else {
+            2.0
+        };
+        assert!(
+            d.handshakes_per_drop >= 1.0 && d.handshakes_per_drop <= most,
+            "{t}: {d:?}"
+        );
+        assert!(d.resume_bytes > 0 && d.bytes_per_drop > 50.0, "{t}: {d:?}");
+        // Messages sent while a receiver was away waited for it.
+        assert!(d.away_latency_us.count > 0, "{t}: {d:?}");
+        assert!(
+            d.away_latency_us.p50 > r.latency_us.p50,
+            "{t}: away {:?} against {:?}",
+            d.away_latency_us,
+            r.latency_us
+        );
+    }
+    let x = &run.summary[0];
+    assert!(x.bytes_per_drop.is_some() && x.handshakes_per_drop.is_some());
+    chatbench_report::report(&done.dir).unwrap();
+    let report = std::fs::read_to_string(done.dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("\n## Connection drops\n"), "{report}");
+    assert!(report.contains("| websocket | 1 | "), "{report}");
+}

@@ -7,6 +7,7 @@
 //! over the WebSocket itself.
 
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::drops::{Away, AwaySpans, DropSchedule};
 use crate::h1::H1Conn;
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
@@ -134,6 +135,19 @@ impl RunCtx {
         self.rec.audit.error(what, &why);
     }
 
+    /// Waits until a client cut by a drop is back online (at once when it
+    /// was not cut); false when the run aborted first.
+    async fn back_online(&self, clock: &RunClock, away: &Away) -> bool {
+        let back = away.back_at_us();
+        if back > clock.now_us() {
+            tokio::select! {
+                _ = self.timer.wait_until(clock, back) => {}
+                _ = self.abort.cancelled() => return false,
+            }
+        }
+        !self.abort.is_cancelled()
+    }
+
     async fn backoff(&self) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -176,6 +190,9 @@ struct Inbox {
     stopped: bool,
     /// The current connection's last-read stamp ([`WireCounter::read_at`]).
     read_at: Option<Arc<AtomicU64>>,
+    /// When the client was away (connection drops); while it is, what
+    /// arrives came on a cut connection and is thrown away.
+    spans: AwaySpans,
 }
 
 impl Inbox {
@@ -186,7 +203,14 @@ impl Inbox {
             seqs: SeqTracker::starting_at(1),
             stopped: false,
             read_at: None,
+            spans: AwaySpans::default(),
         }
+    }
+
+    /// The sequence number a resuming client asks to continue after: the
+    /// last one it has seen with none missing before it.
+    fn resume_after(&self) -> u64 {
+        self.seqs.seen_through()
     }
 
     /// Takes a message fetched by a poll sent at `poll_at` (run clock, µs),
@@ -206,6 +230,11 @@ impl Inbox {
         let arrived = stamped.unwrap_or(unix_now).saturating_sub(clock.t0_unix_us);
         let audit = &self.ctx.rec.audit;
         audit.receipts.fetch_add(1, Relaxed);
+        if self.spans.is_away() {
+            // On a cut connection: fetched again after the resume.
+            self.ctx.rec.drops.discarded.fetch_add(1, Relaxed);
+            return;
+        }
         if m.from == STOP_FROM {
             self.stopped = true;
             return;
@@ -239,6 +268,9 @@ impl Inbox {
             }
         }
         let receive = stamped.map(|at| unix_now - at);
+        if measured && self.spans.covers(sent) {
+            self.ctx.rec.away(self.key, arrived.saturating_sub(sent));
+        }
         self.ctx.rec.delivery(
             self.key,
             &Delivery {
@@ -253,6 +285,9 @@ impl Inbox {
     }
 
     fn missed(&mut self, n: &Notice) {
+        if self.spans.is_away() {
+            return;
+        }
         self.ctx.rec.audit.missed.fetch_add(n.missed, Relaxed);
         self.seqs.skip_to(n.next);
     }
@@ -265,7 +300,7 @@ impl Inbox {
 
     fn json(&mut self, text: &[u8]) {
         if let Ok(m) = serde_json::from_slice::<Message<'_>>(text) {
-            if m.from != STOP_FROM {
+            if m.from != STOP_FROM && !self.spans.is_away() {
                 self.payload(text.len() as u64, 1);
             }
             self.message(&m, None);
@@ -310,9 +345,15 @@ impl HttpConn {
 
     /// Sends a request and reads the response head; the body follows from
     /// [`H1Conn::body_chunk`].
-    async fn send(&mut self, method: &str, target: &str, body: &[u8]) -> HttpResult<StatusCode> {
+    async fn send_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[String],
+    ) -> HttpResult<StatusCode> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
-        Ok(self.conn.send(method, target, body).await?)
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        Ok(self.conn.send_with(method, target, &headers, b"").await?)
     }
 
     async fn call(
@@ -336,24 +377,102 @@ impl HttpConn {
     async fn close(self) {
         self.conn.close().await;
     }
+
+    /// Bytes of the request just answered and its response head, when it
+    /// was the connection's first: `body` bytes of the answer were read.
+    fn first_exchange_bytes(&self, body: usize) -> u64 {
+        let (up, down) = self.conn.get_ref().bytes();
+        up + down.saturating_sub((body + self.conn.buffered()) as u64)
+    }
+}
+
+/// A client's connection drops (`network.drop_every`), made by its
+/// receiver on the client's [`DropSchedule`].
+struct Dropper {
+    schedule: Option<DropSchedule>,
+    next_us: Option<u64>,
+    away: Arc<Away>,
+}
+
+impl Dropper {
+    fn new(ctx: &RunCtx, id: u64, away: Arc<Away>) -> Dropper {
+        let mut schedule = ctx
+            .scenario
+            .network
+            .drop_every
+            .map(|every| DropSchedule::new(ctx.scenario.seed, id, every, ctx.send_end()));
+        let next_us = schedule.as_mut().and_then(Iterator::next);
+        Dropper {
+            schedule,
+            next_us,
+            away,
+        }
+    }
+
+    /// Waits for the next drop; never ends without one.
+    async fn due(&self, ctx: &RunCtx) {
+        let Some(at) = self.next_us else {
+            return std::future::pending().await;
+        };
+        let clock = match ctx.clock.get() {
+            Some(c) => *c,
+            None => match ctx.started().await {
+                Some(c) => c,
+                None => return std::future::pending().await,
+            },
+        };
+        ctx.timer.wait_until(&clock, at).await
+    }
+
+    /// Drops the client now, cutting `conn` when it has one. A drop that
+    /// comes while the client is still away from the last one is skipped.
+    fn drop_now(&mut self, ctx: &RunCtx, inbox: &mut Inbox, conn: Option<&crate::wire::CutHandle>) {
+        let now = ctx.run_clock().now_us();
+        while self.next_us.is_some_and(|at| at <= now) {
+            self.next_us = self.schedule.as_mut().and_then(Iterator::next);
+        }
+        if inbox.spans.is_away() {
+            return;
+        }
+        if let Some(c) = conn {
+            c.cut();
+        }
+        inbox.spans.cut(now);
+        self.away.dropped(now, ctx.scenario.network.drop_for);
+        ctx.rec.drops.drops.fetch_add(1, Relaxed);
+    }
+}
+
+/// Reads a cut connection to its end (the server closes it on the
+/// client's FIN) and counts the bytes that came after the cut.
+async fn finish_cut(ctx: &RunCtx, c: HttpConn) {
+    let cut = c.conn.get_ref().cut_handle();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.conn.drain()).await;
+    ctx.rec
+        .drops
+        .bytes_after_cut
+        .fetch_add(cut.bytes_after_cut(), Relaxed);
 }
 
 /// Runs one client until the run ends.
 pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
     let t = ctx.transport;
     let room = ctx.rooms[spec.room].clone();
+    // The receiver makes the client's drops; the sender follows them.
+    let away = Arc::new(Away::default());
     match t {
         Transport::WebSocket => websocket_client(ctx, spec, &room).await,
         Transport::ShortPoll | Transport::LongPoll | Transport::Sse => {
             let sender = spec.sender.map(|s| {
                 let ctx = ctx.clone();
                 let room = room.clone();
+                let away = away.clone();
                 let sends = ctx.sends.handle().clone();
-                sends.spawn(async move { http_sender(ctx, spec.id, s, &room).await })
+                sends.spawn(async move { http_sender(ctx, spec.id, s, &room, &away).await })
             });
             match t {
-                Transport::Sse => sse_receiver(ctx.clone(), spec, &room).await,
-                _ => poll_receiver(ctx.clone(), spec, &room).await,
+                Transport::Sse => sse_receiver(ctx.clone(), spec, &room, away).await,
+                _ => poll_receiver(ctx.clone(), spec, &room, away).await,
             }
             if let Some(s) = sender {
                 // Sending ended before the drain, unless the run was aborted.
@@ -395,17 +514,22 @@ async fn wait_until_spinning(ctx: &RunCtx, clock: &RunClock, at_us: u64) -> bool
 /// Waits for the next intended send time; returns it (µs after the start
 /// of traffic) and records the lag of the actual send behind it, or None
 /// when the schedule is over or the run aborted.
+///
+/// `resumed_us` is when the sender last got its connection back after a
+/// drop (0 without drops): a message due while it was offline is late by
+/// the network's doing, so its lag counts from then.
 async fn next_send(
     ctx: &RunCtx,
     clock: &RunClock,
     key: u64,
     schedule: &mut SendSchedule,
+    resumed_us: u64,
 ) -> Option<u64> {
     let at_us = schedule.next()?.as_micros() as u64;
     if !wait_until_spinning(ctx, clock, at_us).await {
         return None;
     }
-    let lag = clock.now_us().saturating_sub(at_us);
+    let lag = clock.now_us().saturating_sub(at_us.max(resumed_us));
     if ctx.in_window(at_us) {
         ctx.rec.record(key, Metric::SendLag, lag);
     }
@@ -451,7 +575,7 @@ async fn connect_then_start(ctx: &Arc<RunCtx>, key: u64) -> Option<(HttpConn, Ru
     }
 }
 
-async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
+async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &Away) {
     let target = format!("/rooms/{room}/messages");
     let mut schedule = schedule_for(&ctx, sender);
     // Connected before the start, as a browser's page is: the first send
@@ -460,19 +584,40 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
         return;
     };
     let mut conn = Some(c);
-    while let Some(at_us) = next_send(&ctx, &clock, id, &mut schedule).await {
+    // The client's drops when the connection was opened: a later drop cut
+    // it (noticed here, before the next publish).
+    let mut opened_at_drop = 0;
+    let mut resumed_us = 0;
+    while let Some(at_us) = next_send(&ctx, &clock, id, &mut schedule, resumed_us).await {
+        let dropped = away.drops() > opened_at_drop;
+        if let Some(cut) = conn.take_if(|_| dropped) {
+            cut.conn.get_ref().cut();
+            finish_cut(&ctx, cut).await;
+        }
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
             stale.close().await;
         }
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match HttpConn::connect(&ctx, id).await {
-                Ok(c) => c,
-                Err(e) => {
-                    ctx.count_error("connect", e);
-                    continue;
+            None => {
+                if dropped && !ctx.back_online(&clock, away).await {
+                    break;
                 }
-            },
+                opened_at_drop = away.drops();
+                match HttpConn::connect(&ctx, id).await {
+                    Ok(c) => {
+                        if dropped {
+                            ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
+                            resumed_us = clock.now_us();
+                        }
+                        c
+                    }
+                    Err(e) => {
+                        ctx.count_error("connect", e);
+                        continue;
+                    }
+                }
+            }
         };
         let body = publish_body(&ctx, id, at_us);
         match c.call("POST", &target, body.as_bytes()).await {
@@ -498,8 +643,9 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str) {
     }
 }
 
-async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
+async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<Away>) {
     let long = ctx.transport == Transport::LongPoll;
+    let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let wait_ms = ctx.scenario.long_poll.wait.as_millis();
     let interval = ctx.scenario.short_poll.interval;
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
@@ -524,6 +670,15 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         if paced {
             tokio::select! {
                 _ = ctx.timer.wait_until(&clock, tick_us) => {}
+                _ = dropper.due(&ctx) => {
+                    // A drop between polls: the idle connection goes.
+                    let cut = conn.as_ref().map(|c| c.conn.get_ref().cut_handle());
+                    dropper.drop_now(&ctx, &mut inbox, cut.as_ref());
+                    if let Some(c) = conn.take_if(|_| cut.is_some_and(|h| h.is_cut())) {
+                        finish_cut(&ctx, c).await;
+                    }
+                    continue;
+                }
                 _ = &mut cancelled => break,
             }
             // The next tick; ticks missed while a poll was out are skipped,
@@ -541,16 +696,27 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
             stale.close().await;
         }
+        let resuming = inbox.spans.is_away();
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match HttpConn::connect(&ctx, spec.id).await {
-                Ok(c) => c,
-                Err(e) => {
-                    ctx.count_error("connect", e);
-                    ctx.backoff().await;
-                    continue;
+            None => {
+                if resuming && !ctx.back_online(&clock, &away).await {
+                    break;
                 }
-            },
+                match HttpConn::connect(&ctx, spec.id).await {
+                    Ok(c) => {
+                        if resuming {
+                            ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
+                        }
+                        c
+                    }
+                    Err(e) => {
+                        ctx.count_error("connect", e);
+                        ctx.backoff().await;
+                        continue;
+                    }
+                }
+            }
         };
         if !inbox
             .read_at
@@ -576,10 +742,35 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         };
         let start = Instant::now();
         let poll_at = clock.now_us();
-        let result = tokio::select! {
-            r = c.call("GET", this_target, b"") => r,
-            _ = &mut cancelled => break,
+        if resuming {
+            inbox.spans.resumed(poll_at);
+        }
+        let cut = c.conn.get_ref().cut_handle();
+        let result = {
+            let call = c.call("GET", this_target, b"");
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => break Some(r),
+                    // A drop with the poll out: its answer, if it comes,
+                    // is read and thrown away.
+                    _ = dropper.due(&ctx) => {
+                        dropper.drop_now(&ctx, &mut inbox, Some(&cut));
+                    }
+                    _ = &mut cancelled => break None,
+                }
+            }
         };
+        let Some(result) = result else { break };
+        if resuming {
+            if let Ok((_, body)) = &result {
+                ctx.rec
+                    .drops
+                    .resume_bytes
+                    .fetch_add(c.first_exchange_bytes(body.len()), Relaxed);
+            }
+        }
+        let away_now = inbox.spans.is_away();
         match result {
             Ok((StatusCode::OK, body)) => {
                 ctx.rec
@@ -599,7 +790,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                         // around the messages' own bytes: what is left after
                         // the envelope and commas is their exact size.
                         let chat = p.messages.iter().filter(|m| m.from != STOP_FROM).count() as u64;
-                        if chat == p.messages.len() as u64 && chat > 0 {
+                        if chat == p.messages.len() as u64 && chat > 0 && !away_now {
                             let envelope = format!(
                                 "{{\"messages\":[],\"next\":{},\"missed\":{}}}",
                                 p.next, p.missed
@@ -610,7 +801,9 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                         for m in &p.messages {
                             inbox.message(m, Some(poll_at));
                         }
-                        cursor = p.next;
+                        if !away_now {
+                            cursor = p.next;
+                        }
                     }
                     Err(e) => ctx.count_error("poll answer", e),
                 }
@@ -621,11 +814,16 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 conn = Some(c);
                 ctx.backoff().await;
             }
+            // The server closed the connection it saw cut.
+            Err(_) if cut.is_cut() => finish_cut(&ctx, c).await,
             Err(e) => {
                 ctx.count_error("poll", e);
                 c.close().await;
                 ctx.backoff().await;
             }
+        }
+        if let Some(c) = conn.take_if(|_| cut.is_cut()) {
+            finish_cut(&ctx, c).await;
         }
     }
     if let Some(c) = conn {
@@ -633,11 +831,18 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     }
 }
 
-async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
+async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<Away>) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
+    let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let mut last_id: Option<u64> = None;
     let mut ready = false;
+    // Resume as EventSource does: the same URL, plus Last-Event-ID.
+    let target = format!("/rooms/{room}/events?after=0");
     while !inbox.done() {
+        let resuming = inbox.spans.is_away();
+        if resuming && !ctx.back_online(&ctx.run_clock(), &away).await {
+            break;
+        }
         let mut c = match HttpConn::connect(&ctx, spec.id).await {
             Ok(c) => c,
             Err(e) => {
@@ -646,10 +851,13 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 continue;
             }
         };
-        // Resume as EventSource does: same URL, plus Last-Event-ID.
-        let target = format!("/rooms/{room}/events?after={}", last_id.unwrap_or(0));
+        if resuming {
+            ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
+            inbox.spans.resumed(ctx.run_clock().now_us());
+        }
+        let last_event_id = last_id.map(|id| format!("last-event-id: {id}"));
         let resp = tokio::select! {
-            r = c.send("GET", &target, b"") => r,
+            r = c.send_with("GET", &target, last_event_id.as_slice()) => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
         };
         match resp {
@@ -677,7 +885,14 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
             ready = true;
             ctx.client_ready();
         }
+        if resuming {
+            ctx.rec
+                .drops
+                .resume_bytes
+                .fetch_add(c.first_exchange_bytes(0), Relaxed);
+        }
         inbox.read_at = Some(c.read_at.clone());
+        let cut = c.conn.get_ref().cut_handle();
         let mut parser = SseParser::default();
         // One cancellation future for the whole stream: a new one per frame
         // locked the token's shared mutex for every message.
@@ -686,12 +901,17 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         while !inbox.done() {
             let piece = tokio::select! {
                 p = c.conn.body_chunk() => p,
+                // A drop: the stream is read to its end and thrown away.
+                _ = dropper.due(&ctx) => {
+                    dropper.drop_now(&ctx, &mut inbox, Some(&cut));
+                    continue;
+                }
                 _ = &mut cancelled => break,
             };
             match piece {
                 Ok(Some(data)) => {
                     parser.feed(&data, |ev| {
-                        if let Some(id) = ev.id {
+                        if let Some(id) = ev.id.filter(|_| !inbox.spans.is_away()) {
                             last_id = Some(id);
                         }
                         inbox.json(ev.data);
@@ -699,12 +919,18 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    ctx.count_error("sse stream", e);
+                    if !cut.is_cut() {
+                        ctx.count_error("sse stream", e);
+                    }
                     break;
                 }
             }
         }
-        c.close().await;
+        if cut.is_cut() {
+            finish_cut(&ctx, c).await;
+        } else {
+            c.close().await;
+        }
         // Reconnect as EventSource does: after the stream's `retry:` time.
         if let Some(ms) = parser.retry_ms() {
             tokio::select! {
@@ -838,28 +1064,11 @@ type WsOut = Arc<tokio::sync::Mutex<WsWriter<WireWriter>>>;
 
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
-    let target = format!("/rooms/{room}/ws?after=0");
-    let addr = ctx.server_of(spec.id);
-    let host = addr.to_string();
+    let away = Arc::new(Away::default());
+    let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let start = Instant::now();
-    let (mut reader, writer) = loop {
-        let attempt = async {
-            let mut io = ctx.connect(spec.id, addr).await?;
-            ctx.wire.requests.fetch_add(1, Relaxed);
-            let leftover = ws::handshake(&mut io, &host, &target).await?;
-            let writer = WsWriter::new(io.writer());
-            Ok::<_, std::io::Error>((WsReader::new(io, leftover), writer))
-        };
-        match attempt.await {
-            Ok(conn) => break conn,
-            Err(e) => {
-                ctx.count_error("connect", e);
-                if ctx.abort.is_cancelled() {
-                    return;
-                }
-                ctx.backoff().await;
-            }
-        }
+    let Some((mut reader, writer, _)) = ws_connect(&ctx, spec.id, room, 0).await else {
+        return;
     };
     inbox.read_at = Some(reader.get_ref().read_at());
     ctx.rec
@@ -867,6 +1076,8 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     // The 101 came after the server set the socket's cursor: subscribed.
     ctx.client_ready();
     let out: WsOut = Arc::new(tokio::sync::Mutex::new(writer));
+    // Bumped each time a drop's reconnect puts a new socket into `out`.
+    let (reconnected, mut sockets) = watch::channel(0u64);
     // A sender publishes from the send thread.
     let send_task = spec.sender.map(|sender| {
         let ctx = ctx.clone();
@@ -876,19 +1087,69 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                 return;
             };
             let mut schedule = schedule_for(&ctx, sender);
-            while let Some(at_us) = next_send(&ctx, &clock, spec.id, &mut schedule).await {
+            let mut resumed_us = 0;
+            'sends: while let Some(at_us) =
+                next_send(&ctx, &clock, spec.id, &mut schedule, resumed_us).await
+            {
                 let body = publish_body(&ctx, spec.id, at_us);
-                match out.lock().await.text(&body).await {
-                    Ok(()) => sent_ok(&ctx, at_us),
-                    Err(e) => {
-                        ctx.count_error("publish", e);
-                        break;
+                loop {
+                    let socket = *sockets.borrow_and_update();
+                    // The lock is let go before a wait for the next socket,
+                    // which the receiver puts in under it.
+                    let sent = out.lock().await.text(&body).await;
+                    match sent {
+                        Ok(()) => {
+                            sent_ok(&ctx, at_us);
+                            break;
+                        }
+                        // Cut by a drop: the message goes on the next
+                        // socket, as an app queues what its user typed
+                        // while offline.
+                        Err(_) if ctx.scenario.network.drop_every.is_some() => {
+                            let next = tokio::select! {
+                                r = sockets.wait_for(|s| *s > socket) => r.is_ok(),
+                                _ = ctx.abort.cancelled() => false,
+                            };
+                            if !next {
+                                break 'sends;
+                            }
+                            resumed_us = clock.now_us();
+                        }
+                        Err(e) => {
+                            ctx.count_error("publish", e);
+                            break 'sends;
+                        }
                     }
                 }
             }
         })
     });
-    ws_receive(&ctx, &mut inbox, &mut reader, &out).await;
+    loop {
+        ws_receive(&ctx, &mut inbox, &mut reader, &out, &mut dropper).await;
+        if inbox.done() || !inbox.spans.is_away() {
+            break;
+        }
+        // Dropped, and the cut socket read to its end: come back, and ask
+        // for what came after the last message seen.
+        ctx.rec
+            .drops
+            .bytes_after_cut
+            .fetch_add(reader.get_ref().cut_handle().bytes_after_cut(), Relaxed);
+        if !ctx.back_online(&ctx.run_clock(), &away).await {
+            break;
+        }
+        let after = inbox.resume_after();
+        inbox.spans.resumed(ctx.run_clock().now_us());
+        let Some((r, w, setup)) = ws_connect(&ctx, spec.id, room, after).await else {
+            break;
+        };
+        ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
+        ctx.rec.drops.resume_bytes.fetch_add(setup, Relaxed);
+        reader = r;
+        inbox.read_at = Some(reader.get_ref().read_at());
+        *out.lock().await = w;
+        reconnected.send_modify(|n| *n += 1);
+    }
     if let Some(task) = send_task {
         // Sending ended before the drain, unless the run was aborted.
         let _ = task.await;
@@ -906,30 +1167,74 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     }
 }
 
-/// Reads WebSocket frames into `inbox` until the run's end, answering pings.
+/// Connects client `key`'s WebSocket to `room` from message `after`,
+/// retrying until it works or the run aborts; with the bytes of the
+/// upgrade and its 101.
+async fn ws_connect(
+    ctx: &RunCtx,
+    key: u64,
+    room: &str,
+    after: u64,
+) -> Option<(WsReader<WireCounter>, WsWriter<WireWriter>, u64)> {
+    let target = format!("/rooms/{room}/ws?after={after}");
+    let addr = ctx.server_of(key);
+    let host = addr.to_string();
+    loop {
+        let attempt = async {
+            let mut io = ctx.connect(key, addr).await?;
+            ctx.wire.requests.fetch_add(1, Relaxed);
+            let leftover = ws::handshake(&mut io, &host, &target).await?;
+            let (up, down) = io.bytes();
+            let setup = up + down.saturating_sub(leftover.len() as u64);
+            let writer = WsWriter::new(io.writer());
+            Ok::<_, std::io::Error>((WsReader::new(io, leftover), writer, setup))
+        };
+        match attempt.await {
+            Ok(conn) => return Some(conn),
+            Err(e) => {
+                ctx.count_error("connect", e);
+                if ctx.abort.is_cancelled() {
+                    return None;
+                }
+                ctx.backoff().await;
+            }
+        }
+    }
+}
+
+/// Reads WebSocket frames into `inbox` until the run's end, answering
+/// pings, or until the socket ends; a drop cuts it, and what arrives after
+/// is read to the end and thrown away.
 async fn ws_receive(
     ctx: &RunCtx,
     inbox: &mut Inbox,
     reader: &mut WsReader<WireCounter>,
     out: &WsOut,
+    dropper: &mut Dropper,
 ) {
+    let cut = reader.get_ref().cut_handle();
     let cancelled = ctx.abort.cancelled();
     tokio::pin!(cancelled);
     while !inbox.done() {
         let next = tokio::select! {
             n = reader.next() => n,
+            _ = dropper.due(ctx) => {
+                dropper.drop_now(ctx, inbox, Some(&cut));
+                continue;
+            }
             _ = &mut cancelled => break,
         };
         match next {
             Ok(Some(Frame::Text(t))) => inbox.json(&t),
-            Ok(Some(Frame::Ping(p))) => {
+            Ok(Some(Frame::Ping(p))) if !cut.is_cut() => {
                 if let Err(e) = out.lock().await.pong(&p).await {
                     ctx.count_error("websocket", e);
                     break;
                 }
             }
             Ok(Some(Frame::Close(_))) | Ok(None) => break,
-            Ok(Some(Frame::Binary(_) | Frame::Pong(_))) => {}
+            Ok(Some(Frame::Binary(_) | Frame::Pong(_) | Frame::Ping(_))) => {}
+            Err(_) if cut.is_cut() => break,
             Err(e) => {
                 ctx.count_error("websocket", e);
                 break;

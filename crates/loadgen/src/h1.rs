@@ -125,6 +125,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         target: &str,
         body: &[u8],
     ) -> io::Result<StatusCode> {
+        self.send_with(method, target, &[], body).await
+    }
+
+    /// [`H1Conn::send`] with more request headers (`name: value` lines,
+    /// each without its CRLF; the caller vouches for their syntax).
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> io::Result<StatusCode> {
         if self.closed || self.in_flight {
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -142,6 +154,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
             "\r\n",
         ] {
             self.wbuf.extend_from_slice(part.as_bytes());
+        }
+        for h in headers {
+            self.wbuf.extend_from_slice(h.as_bytes());
+            self.wbuf.extend_from_slice(b"\r\n");
         }
         if !body.is_empty() {
             self.wbuf
@@ -404,6 +420,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
     /// Closes the connection: a FIN, then the socket.
     pub async fn close(mut self) {
         let _ = self.io.shutdown().await;
+    }
+
+    /// Bytes read and not yet handed out (after a response head: the start
+    /// of its body).
+    pub fn buffered(&self) -> usize {
+        self.rbuf.len()
+    }
+
+    /// Reads and throws away everything until the server closes the
+    /// connection (or a read fails).
+    pub async fn drain(mut self) {
+        loop {
+            self.rbuf.clear();
+            if !matches!(self.fill().await, Ok(n) if n > 0) {
+                return;
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod drops;
 pub mod engine;
 pub mod h1;
 pub mod link;

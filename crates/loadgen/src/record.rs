@@ -78,6 +78,37 @@ pub struct Recorder {
     shards: Vec<Mutex<Histograms>>,
     /// Audit counters.
     pub audit: AuditCounters,
+    /// Connection drops and resumes.
+    pub drops: DropCounters,
+}
+
+/// Counters of connection drops (`network.drop_every`), shared by all
+/// clients; see [`chatbench_results::measurement::DropCounts`].
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    /// Drops made.
+    pub drops: AtomicU64,
+    /// TCP connections opened to resume.
+    pub reconnects: AtomicU64,
+    /// Bytes read on cut connections after the cut.
+    pub bytes_after_cut: AtomicU64,
+    /// Bytes of resuming requests and their response heads.
+    pub resume_bytes: AtomicU64,
+    /// Messages thrown away because they arrived on a cut connection.
+    pub discarded: AtomicU64,
+}
+
+impl DropCounters {
+    /// The counts now.
+    pub fn counts(&self) -> chatbench_results::measurement::DropCounts {
+        chatbench_results::measurement::DropCounts {
+            drops: self.drops.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            bytes_after_cut: self.bytes_after_cut.load(Relaxed),
+            resume_bytes: self.resume_bytes.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
+        }
+    }
 }
 
 /// Counters of the delivery audit, shared by all clients.
@@ -167,6 +198,7 @@ impl Recorder {
                 .map(|_| Mutex::new(Histograms::new()))
                 .collect(),
             audit: AuditCounters::default(),
+            drops: DropCounters::default(),
         }
     }
 
@@ -203,6 +235,12 @@ impl Recorder {
         if let Some(r) = d.receive {
             let _ = h.receive.record(r.min(HIST_MAX_US));
         }
+    }
+
+    /// Records the latency of a measured message sent while its receiver
+    /// was away (connection drops).
+    pub fn away(&self, key: u64, us: u64) {
+        let _ = self.shard(key).away.record(us.clamp(1, HIST_MAX_US));
     }
 
     /// Records `us` into the histogram `m`.
@@ -293,6 +331,12 @@ impl SeqTracker {
         } else {
             Receipt::InOrder
         }
+    }
+
+    /// The highest sequence number seen with every one before it seen (or
+    /// skipped as missed); 0 before any.
+    pub fn seen_through(&self) -> u64 {
+        self.next.saturating_sub(1)
     }
 
     /// Skips sequence numbers reported as `missed`: continue after `next`.

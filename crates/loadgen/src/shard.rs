@@ -338,6 +338,11 @@ pub async fn run_shard(
         ready: readiness,
         ended_early: aborted,
         error_causes: ctx.rec.audit.causes(),
+        drops: s
+            .network
+            .drop_every
+            .is_some()
+            .then(|| ctx.rec.drops.counts()),
     };
     let _ = events.send(FromShard::Done(Box::new(measurement)));
     Ok(())

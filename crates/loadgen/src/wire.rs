@@ -238,7 +238,15 @@ impl WireCounter {
         // the same until the `AsyncFd` is dropped.
         let inner = unsafe { AsyncFd::register(std) }.map_err(io::Error::from)?;
         stats.connections.fetch_add(1, Relaxed);
-        let sock = Arc::new(Sock { inner, stats });
+        let sock = Arc::new(Sock {
+            inner,
+            stats,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            down_at_cut: AtomicU64::new(0),
+            released: AtomicU64::new(0),
+        });
         let (down, up) = match link {
             None => (None, None),
             Some(spec) => {
@@ -295,6 +303,71 @@ impl WireCounter {
             up: self.up.clone(),
         }
     }
+
+    /// Drops the connection as a lost network does, for the client: from
+    /// now on it writes nothing (a write fails with `BrokenPipe`), and what
+    /// it had written still leaves (over an emulated link, after the
+    /// chunks queued before the cut), followed by a FIN, so the server
+    /// sees the connection end at once. Reads go on until the server
+    /// closes, so every byte it sent is counted; what the client does with
+    /// them is its own affair.
+    pub fn cut(&self) {
+        self.cut_handle().cut();
+    }
+
+    /// A handle that cuts this connection from another task, or while the
+    /// counter is borrowed by a request in flight.
+    pub fn cut_handle(&self) -> CutHandle {
+        CutHandle {
+            sock: self.sock.clone(),
+            up: self.up.clone(),
+        }
+    }
+
+    /// Bytes this connection wrote so far, and bytes it handed to the
+    /// client (over an emulated link, those released by it).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.sock.up.load(Relaxed), self.sock.released.load(Relaxed))
+    }
+}
+
+/// Cuts a [`WireCounter`]'s connection ([`WireCounter::cut`]).
+#[derive(Debug, Clone)]
+pub struct CutHandle {
+    sock: Arc<Sock>,
+    up: Option<Arc<Up>>,
+}
+
+impl CutHandle {
+    /// See [`WireCounter::cut`]; a second cut does nothing. Returns the
+    /// bytes the connection had read by the cut.
+    pub fn cut(&self) -> u64 {
+        let down = self.sock.released.load(Relaxed);
+        if !self.sock.cut.swap(true, Relaxed) {
+            self.sock.down_at_cut.store(down, Relaxed);
+            let _ = match &self.up {
+                Some(up) => up.shutdown(),
+                None => self.sock.shutdown(),
+            };
+        }
+        down
+    }
+
+    /// True once the connection was cut.
+    pub fn is_cut(&self) -> bool {
+        self.sock.cut.load(Relaxed)
+    }
+
+    /// Bytes that reached the client after the connection was cut (0 when
+    /// it was not): over an emulated link, those still on the link at the
+    /// cut included.
+    pub fn bytes_after_cut(&self) -> u64 {
+        if self.is_cut() {
+            self.sock.released.load(Relaxed) - self.sock.down_at_cut.load(Relaxed)
+        } else {
+            0
+        }
+    }
 }
 
 /// The socket a [`WireCounter`] and its [`WireWriter`] share.
@@ -302,6 +375,16 @@ impl WireCounter {
 struct Sock {
     inner: AsyncFd<std::net::TcpStream>,
     stats: Arc<WireStats>,
+    /// This connection's own byte counts (also added to `stats`).
+    up: AtomicU64,
+    down: AtomicU64,
+    /// Set by [`WireCounter::cut`].
+    cut: std::sync::atomic::AtomicBool,
+    /// `released` when it was cut.
+    down_at_cut: AtomicU64,
+    /// Bytes handed to the client: `down` less what an emulated link still
+    /// holds.
+    released: AtomicU64,
 }
 
 /// The writing handle of a [`WireCounter`] ([`WireCounter::writer`]).
@@ -312,6 +395,12 @@ pub struct WireWriter {
 }
 
 impl Sock {
+    /// Counts `n` bytes read.
+    fn count_down(&self, n: u64) {
+        self.stats.bytes_down.fetch_add(n, Relaxed);
+        self.down.fetch_add(n, Relaxed);
+    }
+
     /// One write through `op` (`write` or `writev`), counted.
     fn poll_write_with(
         &self,
@@ -329,6 +418,7 @@ impl Sock {
                         guard.clear_ready();
                     }
                     self.stats.bytes_up.fetch_add(n as u64, Relaxed);
+                    self.up.fetch_add(n as u64, Relaxed);
                     return Poll::Ready(Ok(n));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -459,7 +549,7 @@ impl Drop for Sock {
             for _ in 0..64 {
                 match self.inner.get_ref().read(&mut scratch) {
                     Ok(n) if n > 0 => {
-                        self.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                        self.count_down(n as u64);
                     }
                     _ => break,
                 }
@@ -511,7 +601,7 @@ impl WireCounter {
                                 down.queue
                                     .push_back((release, down.scratch[..n].to_vec(), 0));
                                 down.queued += n;
-                                sock.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                                sock.count_down(n as u64);
                             }
                             Ok(Err(e)) => down.err = Some(e),
                             Err(_would_block) => {}
@@ -530,6 +620,7 @@ impl WireCounter {
                 if release <= crate::clock::unix_now_us() {
                     let n = buf.remaining().min(data.len() - *off);
                     buf.put_slice(&data[*off..*off + n]);
+                    sock.released.fetch_add(n as u64, Relaxed);
                     *off += n;
                     down.queued -= n;
                     if *off == data.len() {
@@ -597,7 +688,8 @@ impl AsyncRead for WireCounter {
                     if n > 0 {
                         let at = stamp.unwrap_or_else(crate::clock::unix_now_us);
                         this.read_at.store(at, Relaxed);
-                        this.sock.stats.bytes_down.fetch_add(n as u64, Relaxed);
+                        this.sock.count_down(n as u64);
+                        this.sock.released.fetch_add(n as u64, Relaxed);
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -629,6 +721,14 @@ impl Sock {
     }
 }
 
+/// The error of a write on a connection that was cut.
+fn dropped() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the connection was dropped (network.drop_every)",
+    )
+}
+
 /// [`AsyncWrite`] for a handle on a [`Sock`]: straight to the socket, or
 /// into the emulated link's queue.
 macro_rules! write_through_sock {
@@ -639,6 +739,9 @@ macro_rules! write_through_sock {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
+                if self.sock.cut.load(Relaxed) {
+                    return Poll::Ready(Err(dropped()));
+                }
                 match &self.up {
                     Some(up) => up.write(&[buf]),
                     None => self.sock.write(cx, buf),
@@ -650,6 +753,9 @@ macro_rules! write_through_sock {
                 cx: &mut Context<'_>,
                 bufs: &[io::IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
+                if self.sock.cut.load(Relaxed) {
+                    return Poll::Ready(Err(dropped()));
+                }
                 match &self.up {
                     Some(up) => up.write(&bufs.iter().map(|b| &b[..]).collect::<Vec<_>>()),
                     None => self.sock.write_vectored(cx, bufs),
@@ -682,6 +788,37 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A loopback echo server: every byte read is written back at once.
+    /// A cut connection writes nothing more, still delivers what the
+    /// peer sends until it closes, and counts that as after the cut; over
+    /// an emulated link, what was written before the cut still leaves.
+    #[tokio::test]
+    async fn a_cut_connection_stops_writing_and_reads_to_the_end() {
+        let _one = ONE_LINK_TEST.lock().await;
+        let addr = echo_server().await;
+        for link in [None, link(10, None)] {
+            let stats = Arc::new(WireStats::default());
+            let mut c = WireCounter::connect_over(addr, None, link, stats.clone())
+                .await
+                .unwrap();
+            c.write_all(b"hello").await.unwrap();
+            let cut = c.cut_handle();
+            cut.cut();
+            assert!(cut.is_cut());
+            let e = c.write_all(b"more").await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{link:?}");
+            assert_eq!(
+                e.to_string(),
+                "the connection was dropped (network.drop_every)"
+            );
+            // The echo of what left before the cut, then the server's close.
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello", "{link:?}");
+            assert_eq!(cut.bytes_after_cut(), 5, "{link:?}");
+            assert_eq!(c.bytes(), (5, 5), "{link:?}");
+        }
+    }
+
     async fn echo_server() -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

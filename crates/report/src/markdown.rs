@@ -143,6 +143,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
     }
     breakdown(&mut o, run);
     against_model(&mut o, run);
+    drops(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
     }
@@ -431,6 +432,56 @@ It leaves out the server's and the load generator's processing (the whole latenc
             "\nWhere the measurement and the model part by more than 2 ms and then 15% (of the model's p50, or of 2 ms where that is smaller): {}. \
 A send lag near the gap is a sender's queue, which the model leaves out: an HTTP sender publishes over one connection, one request at a time, so over a long round trip a burst's later messages wait for the earlier ones' answers (a WebSocket sender does not wait). For short polling, the model's poll period assumes polls leave exactly on their ticks and answers come back in one round trip; for long polling, it assumes the messages into a room arrive as a Poisson stream, which a few evenly spaced or bursty senders are not. A measured figure above the model by about the same amount at every round trip is processing the model leaves out; one that grows with the round trip is a wait the model does not have.",
             notes.join("; ")
+        );
+    }
+}
+
+/// Connection drops and what resuming from them cost, in runs with
+/// `network.drop_every`.
+fn drops(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
+    let Some(every) = s.network.drop_every else {
+        return;
+    };
+    let _ = writeln!(o, "\n## Connection drops\n");
+    let _ = writeln!(
+        o,
+        "Each client lost its connections at random times, {} apart on average (exponential gaps), stayed offline for {}, then resumed from the last message it had seen: polls with `after`, SSE with `Last-Event-ID` on the same URL, as EventSource does, WebSocket by reconnecting with `after`. \
+What arrived on a cut connection was read to its end (the server closes it on the client's FIN) and thrown away, so the audit below counts each message once, from the resumed connection. \
+**Bytes per drop** are those the server sent into cut connections after the cut, plus each resuming request and its response head (the upgrade and its 101; the SSE request and its head; the first poll on the new connection and its head); **handshakes per drop** are the TCP connections opened to resume (an HTTP client with a publishing connection opens two). \
+**Away** is the latency of the measured messages sent while their receiver was away, from the cut until its resuming request left. \
+The server learns of a drop at once here (the client's FIN); a phone that loses its network sends nothing, and the server keeps the connection until a write or a keep-alive fails.\n",
+        fmt_us(every.as_micros() as u64),
+        fmt_us(s.network.drop_for.as_micros() as u64),
+    );
+    let _ = writeln!(
+        o,
+        "| transport | rep | drops | handshakes per drop | bytes per drop | of which after the cut | messages thrown away | p50 | p50 away | p99 away | lost | duplicated |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &run.runs {
+        let Some(d) = r.drops else { continue };
+        let away = |v: u64| {
+            if d.away_latency_us.count == 0 {
+                "—".to_owned()
+            } else {
+                fmt_us(v)
+            }
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            run_label(r, s),
+            r.repetition + 1,
+            d.drops,
+            d.handshakes_per_drop,
+            d.bytes_per_drop,
+            d.bytes_after_cut as f64 / d.drops.max(1) as f64,
+            d.discarded,
+            fmt_us(r.latency_us.p50),
+            away(d.away_latency_us.p50),
+            away(d.away_latency_us.p99),
+            r.audit.lost,
+            r.audit.duplicated,
         );
     }
 }

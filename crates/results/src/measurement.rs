@@ -60,6 +60,11 @@ pub struct Histograms {
     /// clients on the same CPU included.
     #[serde(with = "hist_b64")]
     pub receive: Histogram<u64>,
+    /// With connection drops: the latency of measured messages sent while
+    /// their receiver was away (from the cut until its resuming request
+    /// left). Empty without drops, and in files that predate it.
+    #[serde(with = "hist_b64", default = "new_histogram")]
+    pub away: Histogram<u64>,
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
     #[serde(with = "hist_vec_b64")]
@@ -81,6 +86,7 @@ impl Histograms {
             poll_wait: new_histogram(),
             down_leg: new_histogram(),
             receive: new_histogram(),
+            away: new_histogram(),
             timeline: Vec::new(),
             received: Vec::new(),
         }
@@ -98,6 +104,7 @@ impl Histograms {
         let _ = self.poll_wait.add(&o.poll_wait);
         let _ = self.down_leg.add(&o.down_leg);
         let _ = self.receive.add(&o.receive);
+        let _ = self.away.add(&o.away);
         for (i, h) in o.timeline.iter().enumerate() {
             while self.timeline.len() <= i {
                 self.timeline.push(timeline_histogram());
@@ -214,6 +221,39 @@ pub struct Measurement {
     pub ended_early: bool,
     /// `audit.errors` by cause (see [`TransportRun::errors_by_cause`]).
     pub error_causes: std::collections::BTreeMap<String, u64>,
+    /// Connection drops and resumes, in runs with `network.drop_every`.
+    #[serde(default)]
+    pub drops: Option<DropCounts>,
+}
+
+/// What the clients counted of connection drops (`network.drop_every`),
+/// whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropCounts {
+    /// Drops: each cuts one client's connections.
+    pub drops: u64,
+    /// TCP connections opened to resume after a drop.
+    pub reconnects: u64,
+    /// Bytes the server sent into cut connections after the cut (read, and
+    /// thrown away).
+    pub bytes_after_cut: u64,
+    /// Bytes of each resuming request and its response head (WebSocket:
+    /// the upgrade and its 101; SSE: the GET with `Last-Event-ID` and its
+    /// head; polls: the first poll on the new connection and its head).
+    pub resume_bytes: u64,
+    /// Messages that arrived on a cut connection, thrown away and fetched
+    /// again after the resume.
+    pub discarded: u64,
+}
+
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, o: DropCounts) {
+        self.drops += o.drops;
+        self.reconnects += o.reconnects;
+        self.bytes_after_cut += o.bytes_after_cut;
+        self.resume_bytes += o.resume_bytes;
+        self.discarded += o.discarded;
+    }
 }
 
 /// A histogram as base64 of its V2 deflate encoding.
@@ -399,6 +439,13 @@ impl Measurement {
         self.ready.ready += o.ready.ready;
         self.ready.ramp_ms = self.ready.ramp_ms.max(o.ready.ramp_ms);
         self.ended_early |= o.ended_early;
+        self.drops = match (self.drops, o.drops) {
+            (Some(mut a), Some(b)) => {
+                a += b;
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
         for (cause, n) in &o.error_causes {
             *self.error_causes.entry(cause.clone()).or_default() += n;
         }
@@ -517,6 +564,7 @@ impl Measurement {
             poll_lag_us: Percentiles::of(&h.poll_lag),
             ready: Some(self.ready),
             errors_by_cause: self.error_causes.clone(),
+            drops: self.drops.map(|d| crate::run_file::Drops::of(d, &h.away)),
         }
     }
 }

@@ -279,6 +279,47 @@ impl WireResult {
     }
 }
 
+/// Connection drops (`network.drop_every`) and what resuming from them
+/// cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drops {
+    /// Drops: each cut one client's connections (its receiving one, and
+    /// its publishing one when it has a second).
+    pub drops: u64,
+    /// TCP connections opened to resume.
+    pub reconnects: u64,
+    /// Bytes the server sent into cut connections after the cut.
+    pub bytes_after_cut: u64,
+    /// Bytes of the resuming requests and their response heads.
+    pub resume_bytes: u64,
+    /// Messages that arrived on cut connections and were fetched again.
+    pub discarded: u64,
+    /// `(bytes_after_cut + resume_bytes) / drops`.
+    pub bytes_per_drop: f64,
+    /// TCP handshakes per drop: `reconnects / drops`.
+    pub handshakes_per_drop: f64,
+    /// Latency of the measured messages sent while their receiver was
+    /// away (from the cut until its resuming request left).
+    pub away_latency_us: Percentiles,
+}
+
+impl Drops {
+    /// The run.json entry of the clients' counts and the away latencies.
+    pub fn of(c: crate::measurement::DropCounts, away: &Histogram<u64>) -> Drops {
+        let per = |x: u64| x as f64 / c.drops.max(1) as f64;
+        Drops {
+            drops: c.drops,
+            reconnects: c.reconnects,
+            bytes_after_cut: c.bytes_after_cut,
+            resume_bytes: c.resume_bytes,
+            discarded: c.discarded,
+            bytes_per_drop: per(c.bytes_after_cut + c.resume_bytes),
+            handshakes_per_drop: per(c.reconnects),
+            away_latency_us: Percentiles::of(away),
+        }
+    }
+}
+
 /// Client counts against the server's `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrossCheck {
@@ -474,6 +515,9 @@ pub struct TransportRun {
     /// `"<what>: other causes"`. Empty (and left out) when nothing failed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_cause: BTreeMap<String, u64>,
+    /// Connection drops and their cost, in runs with `network.drop_every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<Drops>,
 }
 
 /// The parts of delivery latency. For every delivery
@@ -637,6 +681,16 @@ pub struct TransportSummary {
     /// µs; absent in files written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_p50_us: Option<f64>,
+    /// With drops: bytes per drop (after the cut, and to resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_drop: Option<Stat>,
+    /// With drops: TCP handshakes per drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshakes_per_drop: Option<Stat>,
+    /// With drops: p50 latency of messages sent while their receiver was
+    /// away, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_p50_us: Option<Stat>,
 }
 
 impl TransportSummary {
@@ -705,6 +759,13 @@ impl TransportSummary {
             errors: rs.iter().map(|r| r.audit.errors).sum(),
             flags,
             model_p50_us: None,
+            bytes_per_drop: opt(&|r| r.drops.map(|d| d.bytes_per_drop)),
+            handshakes_per_drop: opt(&|r| r.drops.map(|d| d.handshakes_per_drop)),
+            away_p50_us: opt(&|r| {
+                r.drops
+                    .filter(|d| d.away_latency_us.count > 0)
+                    .map(|d| d.away_latency_us.p50 as f64)
+            }),
         })
     }
 }

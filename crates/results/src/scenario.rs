@@ -216,6 +216,16 @@ pub struct Network {
     /// k, M and G are powers of 1,000).
     #[serde(default = "defaults::bandwidth")]
     pub bandwidth: String,
+    /// Cut each client's connections at random times, this far apart on
+    /// average (exponential gaps, seeded by the scenario's seed and the
+    /// client): the client then resumes as real ones do, from the last
+    /// message it saw. None (the default): no drops.
+    #[serde(with = "humantime_serde", default)]
+    pub drop_every: Option<Duration>,
+    /// How long a client stays offline after each drop before it
+    /// reconnects.
+    #[serde(with = "humantime_serde", default)]
+    pub drop_for: Duration,
 }
 
 impl Default for Network {
@@ -224,6 +234,8 @@ impl Default for Network {
             rtt: Duration::ZERO,
             jitter: Duration::ZERO,
             bandwidth: defaults::bandwidth(),
+            drop_every: None,
+            drop_for: Duration::ZERO,
         }
     }
 }
@@ -234,7 +246,8 @@ impl Network {
         parse_bandwidth(&self.bandwidth)
     }
 
-    /// True when the link changes nothing (no delay, no limit).
+    /// True when the link changes nothing (no delay, no limit; drops are
+    /// not the link's).
     pub fn is_loopback(&self) -> bool {
         self.rtt.is_zero() && self.jitter.is_zero() && matches!(self.bandwidth_bps(), Ok(None))
     }
@@ -707,6 +720,28 @@ impl Scenario {
                 ),
             ));
         }
+        if let Some(every) = self.network.drop_every {
+            if every < Duration::from_millis(100) {
+                return Err((
+                    "network.drop_every",
+                    format!("must be at least 100ms, got {every:?}"),
+                ));
+            }
+            if self.network.drop_for >= every {
+                return Err((
+                    "network.drop_for",
+                    format!(
+                        "must be shorter than network.drop_every ({every:?}), got {:?}",
+                        self.network.drop_for
+                    ),
+                ));
+            }
+        } else if !self.network.drop_for.is_zero() {
+            return Err((
+                "network.drop_for",
+                "needs network.drop_every: how often the connections drop".into(),
+            ));
+        }
         if !(self.limits.server_cpu > 0.0 && self.limits.server_cpu <= 1.0) {
             return Err((
                 "limits.server_cpu",
@@ -1057,6 +1092,12 @@ rate = 2.5
         assert_eq!(s.network.rtt, Duration::from_millis(150));
         assert_eq!(s.network.bandwidth_bps(), Ok(Some(1_000_000)));
         assert!(!s.network.is_loopback());
+        assert_eq!(s.network.drop_every, None);
+        let s = parse(&net("drop_every = \"20s\"\ndrop_for = \"1500ms\"")).unwrap();
+        assert_eq!(s.network.drop_every, Some(Duration::from_secs(20)));
+        assert_eq!(s.network.drop_for, Duration::from_millis(1500));
+        // Drops are not the link's: the link stays loopback.
+        assert!(s.network.is_loopback());
         for (b, want) in [
             ("256kbit", Some(256_000)),
             ("1.5Mbit", Some(1_500_000)),
@@ -1071,7 +1112,10 @@ rate = 2.5
             ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
             ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
             ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
-            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`"),
+            ("drop_every = \"50ms\"", "s.toml:15: field `network.drop_every`: must be at least 100ms, got 50ms"),
+            ("drop_every = \"2s\"\ndrop_for = \"2s\"", "s.toml:16: field `network.drop_for`: must be shorter than network.drop_every (2s), got 2s"),
+            ("drop_for = \"1s\"", "s.toml:15: field `network.drop_for`: needs network.drop_every: how often the connections drop"),
         ] {
             assert_eq!(parse(&net(t)).unwrap_err(), want, "{t}");
         }
