@@ -746,6 +746,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
             inbox.spans.resumed(poll_at);
         }
         let cut = c.conn.get_ref().cut_handle();
+        let (up0, down0) = c.conn.get_ref().bytes();
         let result = {
             let call = c.call("GET", this_target, b"");
             tokio::pin!(call);
@@ -780,23 +781,32 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                         if p.messages.is_empty() {
                             ctx.wire.empty_polls.fetch_add(1, Relaxed);
                         }
+                        // The answer is `{"messages":[m1,..,mn],"next":N,"missed":K}`:
+                        // what the poll costs besides its messages is the
+                        // exchange less what is between the brackets.
+                        let envelope = format!(
+                            "{{\"messages\":[],\"next\":{},\"missed\":{}}}",
+                            p.next, p.missed
+                        )
+                        .len() as u64;
+                        let (up, down) = c.conn.get_ref().bytes();
+                        let inside = (body.len() as u64).saturating_sub(envelope);
+                        ctx.wire.answered_polls.fetch_add(1, Relaxed);
+                        ctx.wire.poll_overhead_bytes.fetch_add(
+                            (up + down - up0 - down0).saturating_sub(inside),
+                            Relaxed,
+                        );
                         if p.missed > 0 {
                             inbox.missed(&Notice {
                                 missed: p.missed,
                                 next: p.next - p.messages.len() as u64,
                             });
                         }
-                        // The answer is `{"messages":[m1,..,mn],"next":N,"missed":K}`
-                        // around the messages' own bytes: what is left after
+                        // Around the messages' own bytes: what is left after
                         // the envelope and commas is their exact size.
                         let chat = p.messages.iter().filter(|m| m.from != STOP_FROM).count() as u64;
                         if chat == p.messages.len() as u64 && chat > 0 && !away_now {
-                            let envelope = format!(
-                                "{{\"messages\":[],\"next\":{},\"missed\":{}}}",
-                                p.next, p.missed
-                            )
-                            .len() as u64;
-                            inbox.payload(body.len() as u64 - envelope - (chat - 1), chat);
+                            inbox.payload(inside - (chat - 1), chat);
                         }
                         for m in &p.messages {
                             inbox.message(m, Some(poll_at));

@@ -28,6 +28,10 @@ pub struct WireStats {
     pub requests: AtomicU64,
     /// Poll answers that held no message.
     pub empty_polls: AtomicU64,
+    /// Polls answered.
+    pub answered_polls: AtomicU64,
+    /// Their bytes less the messages inside them.
+    pub poll_overhead_bytes: AtomicU64,
     /// TCP connections opened.
     pub connections: AtomicU64,
     /// Segments received, from `TCP_INFO` at close.
@@ -44,6 +48,8 @@ impl WireStats {
             bytes_down: self.bytes_down.load(Relaxed),
             requests: self.requests.load(Relaxed),
             empty_polls: self.empty_polls.load(Relaxed),
+            answered_polls: self.answered_polls.load(Relaxed),
+            poll_overhead_bytes: self.poll_overhead_bytes.load(Relaxed),
             connections: self.connections.load(Relaxed),
             segs_in: self.segs_in.load(Relaxed),
             segs_out: self.segs_out.load(Relaxed),

@@ -882,6 +882,10 @@ pub fn draw_all(
     if let Some(chart) = ModelChart::of(run) {
         files.extend(render(&chart, dir, "model", !run.complete)?);
     }
+    let pareto = Pareto::of(run);
+    if pareto.points.len() >= 2 {
+        files.extend(render(&pareto, dir, "pareto", !run.complete)?);
+    }
     if let Some(sweep) = &s.sweep {
         let chart = SweepChart {
             parameter: &sweep.parameter,
@@ -1295,6 +1299,168 @@ impl Chart for ModelChart<'_> {
                     6,
                     4,
                     col.stroke_width(2),
+                ))
+                .map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every transport and setting (sweep point) of a run: p50 latency against
+/// bytes per message, with the Pareto frontier, the combinations no other
+/// beats on both.
+struct Pareto<'a> {
+    /// (transport, point label, bytes per message, p50 ms).
+    points: Vec<(Transport, String, f64, f64)>,
+    transports: &'a [Transport],
+}
+
+impl Pareto<'_> {
+    fn of(run: &RunFile) -> Pareto<'_> {
+        let s = &run.scenario;
+        Pareto {
+            points: run
+                .summary
+                .iter()
+                .filter(|x| x.bytes_per_msg.median > 0.0)
+                .map(|x| {
+                    (
+                        x.transport,
+                        x.point_label.clone().unwrap_or_default(),
+                        x.bytes_per_msg.median,
+                        (x.p50_us.median / 1000.0).max(1e-3),
+                    )
+                })
+                .collect(),
+            transports: &s.transports,
+        }
+    }
+
+    /// The frontier, by bytes: each point with a lower latency than every
+    /// point with fewer bytes.
+    fn frontier(&self) -> Vec<(f64, f64)> {
+        let mut pts: Vec<(f64, f64)> = self.points.iter().map(|p| (p.2, p.3)).collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut best = f64::MAX;
+        pts.into_iter()
+            .filter(|p| {
+                let keep = p.1 < best;
+                best = best.min(p.1);
+                keep
+            })
+            .collect()
+    }
+}
+
+impl Chart for Pareto<'_> {
+    fn data(&self) -> Vec<SeriesData> {
+        let mut out: Vec<SeriesData> = self
+            .transports
+            .iter()
+            .map(|&t| {
+                series(
+                    "",
+                    t.as_str(),
+                    self.points
+                        .iter()
+                        .filter(|p| p.0 == t)
+                        .map(|p| (p.2, p.3)),
+                )
+            })
+            .collect();
+        out.push(series("", "Pareto frontier", self.frontier()));
+        out
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let mut entries = transport_keys(self.transports);
+        entries.push((Key::Dash, "Pareto frontier: nothing beats these on both"));
+        let root = titled_with_legend(
+            root,
+            "Latency against bytes, every transport and setting",
+            &entries,
+        )?;
+        // Bytes per message often span less than a factor of 3 (one
+        // transport's settings), latencies several decades: a linear bytes
+        // axis then, fitted to the points.
+        let (bmin, bmax) = self
+            .points
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
+        if bmax < 3.0 * bmin {
+            let pad = ((bmax - bmin) * 0.15).max(bmax * 0.02);
+            self.plot(&root, (bmin - pad).max(0.0)..bmax + pad, "")
+        } else {
+            let (xlo, xhi) = y_range(self.points.iter().map(|p| p.2));
+            self.plot(&root, (xlo..xhi).log_scale(), " (log)")
+        }
+    }
+}
+
+impl Pareto<'_> {
+    fn plot<DB: DrawingBackend, X>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        x: X,
+        x_log: &str,
+    ) -> DrawResult
+    where
+        X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+        X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+    {
+        let (ylo, yhi) = y_range(self.points.iter().map(|p| p.3));
+        let mut c = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x, (ylo..yhi).log_scale())
+            .map_err(e)?;
+        c.configure_mesh()
+            .x_desc(format!("bytes per delivered message, both directions{x_log}"))
+            .y_desc("p50 latency, ms (log)")
+            .x_label_formatter(&|x| trim_num(*x))
+            .y_label_formatter(&|y| trim_num(*y))
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(e)?;
+        c.draw_series(DashedLineSeries::new(
+            self.frontier(),
+            6,
+            4,
+            RGBColor(90, 90, 90).stroke_width(2),
+        ))
+        .map_err(e)?;
+        let label = TextStyle::from(("sans-serif", 11).into_font());
+        for &t in self.transports {
+            let col = color(t);
+            let pts: Vec<_> = self.points.iter().filter(|p| p.0 == t).collect();
+            c.draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.2, p.3), 5, col.filled())),
+            )
+            .map_err(e)?;
+            // Points of one transport that nearly coincide (a setting that
+            // does not touch it) share one label, "first–last".
+            let mut groups: Vec<(f64, f64, String, String)> = Vec::new();
+            for p in pts.iter().filter(|p| !p.1.is_empty()) {
+                let near = |g: &&mut (f64, f64, String, String)| {
+                    (g.0 / p.2 - 1.0).abs() < 0.03 && (g.1 / p.3 - 1.0).abs() < 0.3
+                };
+                match groups.iter_mut().find(near) {
+                    Some(g) => g.3 = p.1.clone(),
+                    None => groups.push((p.2, p.3, p.1.clone(), p.1.clone())),
+                }
+            }
+            for (x, y, first, last) in groups {
+                let text = if first == last {
+                    first
+                } else {
+                    format!("{first}–{last}")
+                };
+                c.draw_series(std::iter::once(
+                    EmptyElement::at((x, y))
+                        + Text::new(text, (8, -14), label.clone().color(&col)),
                 ))
                 .map_err(e)?;
             }

@@ -144,6 +144,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
     breakdown(&mut o, run);
     against_model(&mut o, run);
     drops(&mut o, run);
+    break_even(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
     }
@@ -164,6 +165,7 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
         ("resources", "The server's CPU (% of one CPU) and memory each second, from the clients' first connects to the end (first repetition)."),
         ("model", "Measured p50 and mean latency against the round trip added, with the model's (see \"Against the model\") dashed in the same colour."),
+        ("pareto", "Every transport and setting (each sweep point, labelled): p50 latency against bytes per message. The dashed line joins the combinations that no other beats on both; anything above and right of it pays more for less."),
     ] {
         if file == "model"
             && s
@@ -171,6 +173,9 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
                 .as_ref()
                 .is_none_or(|sw| sw.parameter != "network.rtt")
         {
+            continue;
+        }
+        if file == "pareto" && run.summary.iter().filter(|x| x.bytes_per_msg.median > 0.0).count() < 2 {
             continue;
         }
         if file == "breakdown" && run.runs.iter().all(|r| r.breakdown.is_none()) {
@@ -433,6 +438,121 @@ It leaves out the server's and the load generator's processing (the whole latenc
 A send lag near the gap is a sender's queue, which the model leaves out: an HTTP sender publishes over one connection, one request at a time, so over a long round trip a burst's later messages wait for the earlier ones' answers (a WebSocket sender does not wait). For short polling, the model's poll period assumes polls leave exactly on their ticks and answers come back in one round trip; for long polling, it assumes the messages into a room arrive as a Poisson stream, which a few evenly spaced or bursty senders are not. A measured figure above the model by about the same amount at every round trip is processing the model leaves out; one that grows with the round trip is a wait the model does not have.",
             notes.join("; ")
         );
+    }
+}
+
+/// Seconds, as a duration.
+fn secs(v: f64) -> String {
+    fmt_us((v * 1e6) as u64)
+}
+
+/// Where short polling starts to cost more bytes than WebSocket, and long
+/// polling more requests than short polling
+/// ([`chatbench_results::break_even`]).
+fn break_even(o: &mut String, run: &RunFile) {
+    let b = chatbench_results::break_even::BreakEven::of(run);
+    if b.bytes.is_empty() && b.requests.is_empty() {
+        return;
+    }
+    let s = &run.scenario;
+    let at = |point: usize| s.point_label(point).unwrap_or_else(|| "—".into());
+    let _ = writeln!(o, "\n## Break-even points\n");
+    if !b.bytes.is_empty() {
+        let _ = writeln!(
+            o,
+            "**Short polling against WebSocket, in bytes.** Per delivered message, short polling at interval P costs `N·C/(P·D) + r`: N pollers each paying C bytes per poll besides the messages in it (its request, the answer's head and JSON envelope, measured), D deliveries a second, and r the rest per delivery (the message inside an answer, a share of the publishes), which P does not change. It equals WebSocket's w at `P* = N·C / (D·(w − r))`; when r alone is above w, short polling costs more bytes than WebSocket at any interval. Bytes and deliveries are both counted as read in the measured window.\n"
+        );
+        let _ = writeln!(
+            o,
+            "| point | interval | short poll, bytes per delivery | WebSocket | C (bytes per poll) | r | D (deliveries/s) | break-even interval P* |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for p in &b.bytes {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {} |",
+                at(p.point),
+                secs(p.interval_s),
+                p.short_poll,
+                p.websocket,
+                p.poll_bytes,
+                p.rest,
+                p.deliveries_per_s,
+                match p.break_even_s {
+                    Some(v) => format!("{} (polling every {} or faster costs more)", secs(v), secs(v)),
+                    None => format!(
+                        "none: r alone is {:.1} bytes above WebSocket's w",
+                        p.rest - p.websocket
+                    ),
+                }
+            );
+        }
+        match b.bytes_crossing_s {
+            Some(x) => {
+                let model: Vec<String> = b
+                    .bytes
+                    .iter()
+                    .filter_map(|p| p.break_even_s)
+                    .map(secs)
+                    .collect();
+                let _ = writeln!(
+                    o,
+                    "\nThe sweep crosses it: the measured bytes per delivery of short polling and WebSocket are equal at an interval of **{}** (interpolated in 1/P between the two sweep points around it), against P* = {} from each point's own figures.",
+                    secs(x),
+                    model.join(" / ")
+                );
+            }
+            None if s
+                .sweep
+                .as_ref()
+                .is_some_and(|sw| sw.parameter == "short_poll.interval") =>
+            {
+                let _ = writeln!(
+                    o,
+                    "\nThe sweep does not cross it: short polling's bytes per delivery stay on one side of WebSocket's at every interval swept."
+                );
+            }
+            None => {}
+        }
+    }
+    if !b.requests.is_empty() {
+        let _ = writeln!(
+            o,
+            "{}**Long polling against short polling, in requests.** A long poll is answered at the first message after it is armed (or at its wait), then re-arms in a round trip; messages arriving meanwhile are answered as soon as it is back. With messages reaching a room at λ per second (Poisson), a receiver's long polls per second are `1 / (rtt + e^(−λ·rtt)·(1 − e^(−λ·wait))/λ)`; short polling makes `1/P`. Long polling makes more requests once λ passes the rate λ* where the two are equal.\n",
+            if b.bytes.is_empty() { "" } else { "\n" }
+        );
+        let _ = writeln!(
+            o,
+            "| point | interval | messages/s into a room (as sent) | short polls/s per receiver | long polls/s per receiver | model | break-even rate λ* |\n|---|---:|---:|---:|---:|---:|---|"
+        );
+        for p in &b.requests {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+                at(p.point),
+                secs(p.interval_s),
+                p.room_rate,
+                p.short_poll,
+                p.long_poll,
+                p.long_poll_model,
+                match p.break_even_rate {
+                    Some(l) => format!("{l:.3} messages/s into a room"),
+                    None => "none at this interval".into(),
+                }
+            );
+        }
+        if let Some(x) = b.requests_crossing_rate {
+            let model: Vec<String> = b
+                .requests
+                .iter()
+                .filter_map(|p| p.break_even_rate)
+                .map(|l| format!("{l:.3}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "\nThe sweep crosses it: the measured polls per second per receiver of long and short polling are equal at **{x:.3} messages/s** into a room (interpolated between the two sweep points around it), against the model's λ* = {}.",
+                model.join(" / ")
+            );
+        }
     }
 }
 

@@ -27,6 +27,9 @@ fn every_chart_is_written_as_valid_svg_and_png() {
             "overhead.json",
             "overhead.png",
             "overhead.svg",
+            "pareto.json",
+            "pareto.png",
+            "pareto.svg",
             "resources.json",
             "resources.png",
             "resources.svg",
@@ -453,6 +456,28 @@ fn every_chart_draws_what_run_json_holds() {
             .collect();
         assert_eq!(resources[&("RSS MiB".to_owned(), t.to_owned())], rss, "{t}");
     }
+    // Pareto: one point per transport (bytes per message, p50 ms), and the
+    // frontier: those no other beats on both, by bytes.
+    let pareto = chart_data(&dir, "pareto");
+    for x in run.at_point(0) {
+        assert_eq!(
+            pareto[&(String::new(), x.transport.as_str().to_owned())],
+            [[x.bytes_per_msg.median, x.p50_us.median / 1000.0]]
+        );
+    }
+    let frontier = &pareto[&(String::new(), "Pareto frontier".to_owned())];
+    assert!(!frontier.is_empty());
+    for w in frontier.windows(2) {
+        assert!(w[1][0] >= w[0][0] && w[1][1] < w[0][1], "{frontier:?}");
+    }
+    for x in run.at_point(0) {
+        let (b, l) = (x.bytes_per_msg.median, x.p50_us.median / 1000.0);
+        let on = frontier.contains(&[b, l]);
+        let beaten = run
+            .at_point(0)
+            .any(|y| y.bytes_per_msg.median <= b && y.p50_us.median / 1000.0 < l);
+        assert_eq!(on, !beaten, "{}", x.transport);
+    }
     // The fixture (quick, about 960 deliveries a second) has such seconds,
     // and the chart says what its rings mean.
     assert!(thin_seconds > 0);
@@ -501,4 +526,38 @@ fn the_sweep_chart_draws_each_points_summary() {
             ]
         );
     }
+}
+
+/// REPORT.md's break-even points: short polling's bytes against
+/// WebSocket's from the run's own poll costs, and long polling's requests
+/// against short polling's from the model, each as the library computes.
+#[test]
+fn the_report_gives_the_break_even_points() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = RunFile::read(&dir).unwrap();
+    for r in run.runs.iter_mut().filter(|r| r.transport == chatbench_results::Transport::ShortPoll) {
+        let w = &mut r.wire.measured;
+        w.answered_polls = w.requests - r.audit.sent;
+        w.poll_overhead_bytes = w.answered_polls * 250;
+    }
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    let b = chatbench_results::break_even::BreakEven::of(&run);
+    assert_eq!(b.bytes.len(), 1);
+    assert_eq!(b.bytes[0].poll_bytes, 250.0);
+    assert!(md.contains("\n## Break-even points\n"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| — | 500.0ms | "))
+        .expect("the bytes row");
+    let want = match b.bytes[0].break_even_s {
+        Some(p) => format!("{} (polling every", chatbench_results::fmt::fmt_us((p * 1e6) as u64)),
+        None => "none: r alone is".to_owned(),
+    };
+    assert!(row.contains(&want) && row.contains("| 250 |"), "{row}");
+    // Short polls every 500 ms against long polls: the model's rate.
+    let l = b.requests[0].break_even_rate.unwrap();
+    assert!((l - 2.0).abs() < 0.01, "{l}");
+    assert!(md.contains(&format!("| {l:.3} messages/s into a room |")), "{md}");
 }

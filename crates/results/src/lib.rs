@@ -9,6 +9,7 @@
 //! these; the report, `check`, `compare` and `merge` read them.
 #![deny(missing_docs)]
 
+pub mod break_even;
 pub mod fmt;
 pub mod hist;
 pub mod machine;

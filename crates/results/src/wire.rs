@@ -12,6 +12,14 @@ pub struct WireSnapshot {
     pub requests: u64,
     /// Poll answers that held no message.
     pub empty_polls: u64,
+    /// Polls answered with messages or without (absent in files that
+    /// predate it, as is the next).
+    #[serde(default)]
+    pub answered_polls: u64,
+    /// Their bytes less the messages inside: requests, response heads and
+    /// each answer's JSON envelope (`{"messages":[],"next":..}`).
+    #[serde(default)]
+    pub poll_overhead_bytes: u64,
     /// TCP connections opened.
     pub connections: u64,
     /// Segments received (closed connections only).
@@ -28,6 +36,10 @@ impl std::ops::Sub for WireSnapshot {
             bytes_down: self.bytes_down.saturating_sub(o.bytes_down),
             requests: self.requests.saturating_sub(o.requests),
             empty_polls: self.empty_polls.saturating_sub(o.empty_polls),
+            answered_polls: self.answered_polls.saturating_sub(o.answered_polls),
+            poll_overhead_bytes: self
+                .poll_overhead_bytes
+                .saturating_sub(o.poll_overhead_bytes),
             connections: self.connections.saturating_sub(o.connections),
             segs_in: self.segs_in.saturating_sub(o.segs_in),
             segs_out: self.segs_out.saturating_sub(o.segs_out),
@@ -50,6 +62,8 @@ impl std::ops::Add for WireSnapshot {
             bytes_down: self.bytes_down + o.bytes_down,
             requests: self.requests + o.requests,
             empty_polls: self.empty_polls + o.empty_polls,
+            answered_polls: self.answered_polls + o.answered_polls,
+            poll_overhead_bytes: self.poll_overhead_bytes + o.poll_overhead_bytes,
             connections: self.connections + o.connections,
             segs_in: self.segs_in + o.segs_in,
             segs_out: self.segs_out + o.segs_out,
