@@ -7,6 +7,7 @@ mod accounting;
 mod commands;
 mod end_to_end;
 mod failures;
+mod netns;
 mod network;
 mod shards;
 mod workers;

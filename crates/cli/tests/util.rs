@@ -82,8 +82,9 @@ pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptio
     }
 }
 
-/// Runs `scenario` against the server at `addr` (no pid, so no server
-/// cost), writing under `out`; panics if the run fails.
+/// Runs `scenario` against the server at `addr` (no pid: the server's
+/// cost comes from its `/metrics`), writing under `out`; panics if the run
+/// fails.
 pub async fn run_against(
     addr: SocketAddr,
     scenario: Scenario,

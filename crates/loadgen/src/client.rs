@@ -792,10 +792,9 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                         let (up, down) = c.conn.get_ref().bytes();
                         let inside = (body.len() as u64).saturating_sub(envelope);
                         ctx.wire.answered_polls.fetch_add(1, Relaxed);
-                        ctx.wire.poll_overhead_bytes.fetch_add(
-                            (up + down - up0 - down0).saturating_sub(inside),
-                            Relaxed,
-                        );
+                        ctx.wire
+                            .poll_overhead_bytes
+                            .fetch_add((up + down - up0 - down0).saturating_sub(inside), Relaxed);
                         if p.missed > 0 {
                             inbox.missed(&Notice {
                                 missed: p.missed,

@@ -8,7 +8,7 @@
 use crate::client::STOP_FROM;
 use crate::clock::unix_now_us;
 use crate::record::Histograms;
-use crate::resources::{self, ProcSample, Sampler};
+use crate::resources::{ProcSample, Sampler};
 use crate::results::{ServerCost, ServerProcess, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
@@ -145,15 +145,12 @@ pub async fn run_transport(
     // Across machines, the server's counters and process are shared with
     // the other machines' clients: only machine 0 reads its process, and
     // nobody its counters.
-    let pids = server
-        .pids()
-        .filter(|_| machine.is_none_or(|m| m.index == 0));
+    let probe = Some(server.probe()).filter(|_| machine.is_none_or(|m| m.index == 0));
     let before = match machine {
         None => server.scrape().await.ok(),
         Some(_) => None,
     };
-    let read_server = || pids.as_deref().and_then(|p| resources::read_all(p, 0));
-    let rss_baseline = read_server();
+    let rss_baseline = read_server(probe.as_ref()).await;
     let processes = s.clients.processes.max(1);
     // Across machines, machine I's processes take shards I*P.. of N*P.
     let (first, of) = machine.map_or((0, processes), |m| (m.index * processes, m.of * processes));
@@ -172,7 +169,7 @@ pub async fn run_transport(
         .collect();
     let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
     let ramp_start = Instant::now();
-    let sampler = pids.clone().map(Sampler::spawn);
+    let sampler = probe.clone().map(Sampler::spawn);
     let mut server_died = false;
 
     let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);
@@ -195,7 +192,7 @@ pub async fn run_transport(
     let t0 = instant_of(t0_unix_us);
     shards.set.send_all(ToShard::Start { t0_unix_us });
     tokio::time::sleep_until(t0).await;
-    let rss_before = read_server();
+    let rss_before = read_server(probe.as_ref()).await;
 
     let watched = shards
         .watch_phases(server, &s, t0, ramp_start, stop, progress)
@@ -392,8 +389,7 @@ impl Shards {
         stop: &CancellationToken,
         progress: Option<&ProgressTx>,
     ) -> Watched {
-        let pids = server.pids();
-        let read_server = || pids.as_deref().and_then(|p| resources::read_all(p, 0));
+        let probe = server.probe();
         let measure_start = t0 + s.warmup;
         let measure_end = measure_start + s.duration;
         let drain_end = measure_end + s.grace;
@@ -422,10 +418,10 @@ impl Shards {
             }
             let now = Instant::now();
             if w.server_at_start.is_none() && now >= measure_start {
-                w.server_at_start = read_server();
+                w.server_at_start = probe.read(0).await;
             }
             if w.server_at_end.is_none() && now >= measure_end {
-                w.server_at_end = read_server();
+                w.server_at_end = probe.read(0).await;
             }
             if !server.is_alive().await {
                 w.server_died = true;
@@ -757,3 +753,8 @@ pub enum Progress {
 pub type ProgressTx = tokio::sync::mpsc::UnboundedSender<Progress>;
 
 pub use chatbench_results::fmt::{fmt_us, fmt_us_sep};
+
+/// The server's processes now, through `probe` when there is one.
+async fn read_server(probe: Option<&crate::server::ServerProbe>) -> Option<Vec<ProcSample>> {
+    probe?.read(0).await
+}

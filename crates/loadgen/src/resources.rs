@@ -2,7 +2,6 @@
 
 pub use chatbench_results::machine::{BuildInfo, Environment, ProcSample};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -92,8 +91,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `pids`; stops by itself when one of them is gone.
-    pub fn spawn(pids: Vec<u32>) -> Sampler {
+    /// Starts sampling `probe` (every [`ServerProbe::period`]); stops by
+    /// itself when a process is gone or stops answering.
+    pub fn spawn(probe: crate::server::ServerProbe) -> Sampler {
         let s = Sampler {
             ticks: Arc::default(),
             stop: CancellationToken::new(),
@@ -101,14 +101,14 @@ impl Sampler {
         };
         let task = s.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut tick = tokio::time::interval(probe.period());
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = task.stop.cancelled() => break,
                 }
                 let t = task.start.elapsed().as_millis() as u64;
-                match read_all(&pids, t) {
+                match probe.read(t).await {
                     Some(x) => task
                         .ticks
                         .lock()

@@ -211,7 +211,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         scenario: opts.scenario.clone(),
         server_mode: match target {
             ServerTarget::Spawn { .. } => "spawned".into(),
-            ServerTarget::External { .. } => "external".into(),
+            ServerTarget::External { pid: Some(_), .. } => "external".into(),
+            // Its CPU and memory come from its `/metrics` (`process_*`).
+            ServerTarget::External { pid: None, .. } => "external, measured by its /metrics".into(),
         },
         network_mode: (0..opts.scenario.points())
             .filter_map(|p| opts.scenario.at_point(p).ok())

@@ -2,6 +2,7 @@
 //! external URL; plus `/healthz` and `/metrics` over a control connection
 //! whose bytes are not counted as client traffic.
 
+use crate::resources::ProcSample;
 use crate::wire::{WireCounter, WireStats};
 use chatbench_proto::RoomShard;
 use http_body_util::{BodyExt, Empty, Full};
@@ -163,6 +164,15 @@ impl RunningServer {
     /// The processes' ids, by process index, when every one is known.
     pub fn pids(&self) -> Option<Vec<u32>> {
         self.procs.iter().map(|p| p.pid).collect()
+    }
+
+    /// Where its CPU and memory are read: `/proc` when every process id is
+    /// known, else each process's `/metrics`.
+    pub fn probe(&self) -> ServerProbe {
+        match self.pids() {
+            Some(pids) => ServerProbe::Proc(pids),
+            None => ServerProbe::Metrics(self.addrs()),
+        }
     }
 
     /// False once any process is gone: a spawned one has exited, an
@@ -388,6 +398,76 @@ pub struct ServerCounters {
     pub bytes_written: HashMap<String, u64>,
     /// `chatbench_requests_total` by transport label.
     pub requests: HashMap<String, u64>,
+    /// The `process_*` metrics, when the server gives them all.
+    #[serde(default)]
+    pub process: Option<ProcessMetrics>,
+}
+
+/// A server process's own figures from its `/metrics` (the names of
+/// Prometheus' process collector): what `/proc` gives when the server runs
+/// on another host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessMetrics {
+    /// `process_cpu_seconds_total`.
+    pub cpu_seconds: f64,
+    /// `process_resident_memory_bytes`.
+    pub rss_bytes: u64,
+    /// `process_threads`.
+    pub threads: u64,
+    /// `process_open_fds`.
+    pub fds: u64,
+}
+
+impl ProcessMetrics {
+    /// As a [`ProcSample`] taken `t_ms` into a run (CPU all in user time,
+    /// which `/metrics` does not split; precise to the microsecond).
+    pub fn sample(&self, t_ms: u64) -> ProcSample {
+        let ns = (self.cpu_seconds * 1e9) as u64;
+        ProcSample {
+            t_ms,
+            cpu_user_ms: ns / 1_000_000,
+            cpu_system_ms: 0,
+            rss_bytes: self.rss_bytes,
+            threads: self.threads,
+            fds: self.fds,
+            cpu_ns: ns,
+        }
+    }
+}
+
+/// Where the server's CPU and memory are read.
+#[derive(Debug, Clone)]
+pub enum ServerProbe {
+    /// `/proc` of its processes, on this host.
+    Proc(Vec<u32>),
+    /// Its processes' `/metrics` (`process_*`), wherever they run.
+    Metrics(Vec<SocketAddr>),
+}
+
+impl ServerProbe {
+    /// Every process's figures now, by process index; None when one is
+    /// gone or does not say.
+    pub async fn read(&self, t_ms: u64) -> Option<Vec<ProcSample>> {
+        match self {
+            ServerProbe::Proc(pids) => crate::resources::read_all(pids, t_ms),
+            ServerProbe::Metrics(addrs) => {
+                let mut out = Vec::with_capacity(addrs.len());
+                for &a in addrs {
+                    out.push(ServerCounters::scrape(a).await.ok()?.process?.sample(t_ms));
+                }
+                Some(out)
+            }
+        }
+    }
+
+    /// How often a sampler reads it: `/proc` every 100 ms; a scrape, which
+    /// costs the server a request, every second.
+    pub fn period(&self) -> Duration {
+        match self {
+            ServerProbe::Proc(_) => Duration::from_millis(100),
+            ServerProbe::Metrics(_) => Duration::from_secs(1),
+        }
+    }
 }
 
 impl ServerCounters {
@@ -401,7 +481,17 @@ impl ServerCounters {
         let Ok(scrape) = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))) else {
             return c;
         };
+        let (mut cpu, mut rss, mut threads, mut fds) = (None, None, None, None);
         for sample in scrape.samples {
+            if let Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) = sample.value {
+                match sample.metric.as_str() {
+                    "process_cpu_seconds_total" => cpu = Some(v),
+                    "process_resident_memory_bytes" => rss = Some(v as u64),
+                    "process_threads" => threads = Some(v as u64),
+                    "process_open_fds" => fds = Some(v as u64),
+                    _ => {}
+                }
+            }
             let map = match sample.metric.as_str() {
                 "chatbench_messages_delivered_total" => &mut c.delivered,
                 "chatbench_messages_published_total" => &mut c.published,
@@ -416,6 +506,14 @@ impl ServerCounters {
                 continue;
             };
             *map.entry(t.to_owned()).or_default() += v as u64;
+        }
+        if let (Some(cpu_seconds), Some(rss_bytes)) = (cpu, rss) {
+            c.process = Some(ProcessMetrics {
+                cpu_seconds,
+                rss_bytes,
+                threads: threads.unwrap_or(0),
+                fds: fds.unwrap_or(0),
+            });
         }
         c
     }
@@ -471,6 +569,7 @@ impl ServerCounters {
             published: d(&self.published, &before.published),
             bytes_written: d(&self.bytes_written, &before.bytes_written),
             requests: d(&self.requests, &before.requests),
+            process: self.process,
         }
     }
 }
@@ -561,9 +660,24 @@ chatbench_connections_open 3
         assert_eq!(c.requests, [("long_poll".to_owned(), 9)].into());
         assert_eq!(c.delivered, [("sse".to_owned(), 40)].into());
         assert!(c.published.is_empty());
+        assert_eq!(c.process, None, "no process_* metrics in it");
         assert_eq!(
             ServerCounters::parse("not prometheus {"),
             ServerCounters::default()
         );
+        // The process collector's metrics: CPU to the microsecond.
+        let c = ServerCounters::parse(&format!(
+            "{text}# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total 2.5000015\nprocess_resident_memory_bytes 8712192\nprocess_threads 3\nprocess_open_fds 15\n# EOF\n"
+        ));
+        let p = c.process.unwrap();
+        assert_eq!((p.rss_bytes, p.threads, p.fds), (8_712_192, 3, 15));
+        let s = p.sample(700);
+        assert_eq!(
+            (s.t_ms, s.cpu_ns, s.cpu_ms(), s.rss_bytes),
+            (700, 2_500_001_500, 2500, 8_712_192)
+        );
+        // CPU without memory is no process figure.
+        let c = ServerCounters::parse("process_cpu_seconds_total 1\n");
+        assert_eq!(c.process, None);
     }
 }

@@ -1362,10 +1362,7 @@ impl Chart for Pareto<'_> {
                 series(
                     "",
                     t.as_str(),
-                    self.points
-                        .iter()
-                        .filter(|p| p.0 == t)
-                        .map(|p| (p.2, p.3)),
+                    self.points.iter().filter(|p| p.0 == t).map(|p| (p.2, p.3)),
                 )
             })
             .collect();
@@ -1387,7 +1384,9 @@ impl Chart for Pareto<'_> {
         let (bmin, bmax) = self
             .points
             .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
+            .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+                (lo.min(p.2), hi.max(p.2))
+            });
         if bmax < 3.0 * bmin {
             let pad = ((bmax - bmin) * 0.15).max(bmax * 0.02);
             self.plot(&root, (bmin - pad).max(0.0)..bmax + pad, "")
@@ -1417,7 +1416,9 @@ impl Pareto<'_> {
             .build_cartesian_2d(x, (ylo..yhi).log_scale())
             .map_err(e)?;
         c.configure_mesh()
-            .x_desc(format!("bytes per delivered message, both directions{x_log}"))
+            .x_desc(format!(
+                "bytes per delivered message, both directions{x_log}"
+            ))
             .y_desc("p50 latency, ms (log)")
             .x_label_formatter(&|x| trim_num(*x))
             .y_label_formatter(&|y| trim_num(*y))
@@ -1435,11 +1436,8 @@ impl Pareto<'_> {
         for &t in self.transports {
             let col = color(t);
             let pts: Vec<_> = self.points.iter().filter(|p| p.0 == t).collect();
-            c.draw_series(
-                pts.iter()
-                    .map(|p| Circle::new((p.2, p.3), 5, col.filled())),
-            )
-            .map_err(e)?;
+            c.draw_series(pts.iter().map(|p| Circle::new((p.2, p.3), 5, col.filled())))
+                .map_err(e)?;
             // Points of one transport that nearly coincide (a setting that
             // does not touch it) share one label, "first–last".
             let mut groups: Vec<(f64, f64, String, String)> = Vec::new();
@@ -1459,8 +1457,7 @@ impl Pareto<'_> {
                     format!("{first}–{last}")
                 };
                 c.draw_series(std::iter::once(
-                    EmptyElement::at((x, y))
-                        + Text::new(text, (8, -14), label.clone().color(&col)),
+                    EmptyElement::at((x, y)) + Text::new(text, (8, -14), label.clone().color(&col)),
                 ))
                 .map_err(e)?;
             }

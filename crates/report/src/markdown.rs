@@ -478,7 +478,11 @@ fn break_even(o: &mut String, run: &RunFile) {
                 p.rest,
                 p.deliveries_per_s,
                 match p.break_even_s {
-                    Some(v) => format!("{} (polling every {} or faster costs more)", secs(v), secs(v)),
+                    Some(v) => format!(
+                        "{} (polling every {} or faster costs more)",
+                        secs(v),
+                        secs(v)
+                    ),
                     None => format!(
                         "none: r alone is {:.1} bytes above WebSocket's w",
                         p.rest - p.websocket

@@ -535,7 +535,11 @@ fn the_sweep_chart_draws_each_points_summary() {
 fn the_report_gives_the_break_even_points() {
     let (_tmp, dir) = copy_fixture("run-a");
     let mut run = RunFile::read(&dir).unwrap();
-    for r in run.runs.iter_mut().filter(|r| r.transport == chatbench_results::Transport::ShortPoll) {
+    for r in run
+        .runs
+        .iter_mut()
+        .filter(|r| r.transport == chatbench_results::Transport::ShortPoll)
+    {
         let w = &mut r.wire.measured;
         w.answered_polls = w.requests - r.audit.sent;
         w.poll_overhead_bytes = w.answered_polls * 250;
@@ -552,12 +556,18 @@ fn the_report_gives_the_break_even_points() {
         .find(|l| l.starts_with("| — | 500.0ms | "))
         .expect("the bytes row");
     let want = match b.bytes[0].break_even_s {
-        Some(p) => format!("{} (polling every", chatbench_results::fmt::fmt_us((p * 1e6) as u64)),
+        Some(p) => format!(
+            "{} (polling every",
+            chatbench_results::fmt::fmt_us((p * 1e6) as u64)
+        ),
         None => "none: r alone is".to_owned(),
     };
     assert!(row.contains(&want) && row.contains("| 250 |"), "{row}");
     // Short polls every 500 ms against long polls: the model's rate.
     let l = b.requests[0].break_even_rate.unwrap();
     assert!((l - 2.0).abs() < 0.01, "{l}");
-    assert!(md.contains(&format!("| {l:.3} messages/s into a room |")), "{md}");
+    assert!(
+        md.contains(&format!("| {l:.3} messages/s into a room |")),
+        "{md}"
+    );
 }

@@ -233,12 +233,7 @@ impl BreakEven {
             let mut pts: Vec<(f64, f64)> = out
                 .bytes
                 .iter()
-                .map(|b| {
-                    (
-                        1.0 / b.interval_s.max(1e-9),
-                        b.short_poll - b.websocket,
-                    )
-                })
+                .map(|b| (1.0 / b.interval_s.max(1e-9), b.short_poll - b.websocket))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             out.bytes_crossing_s = crossing(&pts).map(|x| 1.0 / x);
@@ -297,8 +292,14 @@ mod tests {
             short_poll_bytes_break_even(1000.0, 200.0, 10_000.0, 170.0, 174.0),
             Some(5.0)
         );
-        assert_eq!(short_poll_bytes_break_even(1000.0, 200.0, 10_000.0, 175.0, 174.0), None);
-        assert_eq!(short_poll_bytes_break_even(1000.0, 0.0, 10_000.0, 170.0, 174.0), None);
+        assert_eq!(
+            short_poll_bytes_break_even(1000.0, 200.0, 10_000.0, 175.0, 174.0),
+            None
+        );
+        assert_eq!(
+            short_poll_bytes_break_even(1000.0, 0.0, 10_000.0, 170.0, 174.0),
+            None
+        );
     }
 
     #[test]

@@ -262,15 +262,67 @@ impl Metrics {
         &self.per[t as usize]
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, with the process's own figures.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
             let _ = writeln!(out, "# encoding failed");
         }
+        // Before the OpenMetrics end marker, if there is one.
+        let at = out.rfind("# EOF").unwrap_or(out.len());
+        out.insert_str(at, &process_metrics());
         out
     }
+}
+
+/// The process's CPU time, memory, threads and open files, under the
+/// names of Prometheus' standard process collector (`process_*`), so a
+/// load generator on another host can read what `/proc` would tell it.
+/// Linux only; elsewhere, nothing.
+pub fn process_metrics() -> String {
+    let mut out = String::new();
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{getrusage, UsageWho};
+        if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            let cpu = secs(u.user_time()) + secs(u.system_time());
+            let _ = write!(
+                out,
+                "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total {cpu:.6}\n"
+            );
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let Some(kib) = field("VmRSS:") {
+            let _ = write!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+                kib * 1024
+            );
+        }
+        if let Some(n) = field("Threads:") {
+            let _ = write!(
+                out,
+                "# HELP process_threads Number of OS threads in the process.\n# TYPE process_threads gauge\nprocess_threads {n}\n"
+            );
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            let _ = write!(
+                out,
+                "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n",
+                fds.count()
+            );
+        }
+    }
+    out
 }
 
 impl Default for Metrics {

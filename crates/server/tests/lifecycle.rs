@@ -38,6 +38,15 @@ async fn metrics_match_what_the_clients_did() {
     assert_eq!(metric(&m, "messages_delivered_total", "short_poll"), 4.0);
     assert_eq!(metric(&m, "messages_delivered_total", "long_poll"), 2.0);
     assert_eq!(metric(&m, "messages_delivered_total", "sse"), 3.0);
+    // The process's own figures, as Prometheus' process collector names
+    // them: this test process is the server (threads and open files
+    // included), a few MiB, and some CPU spent.
+    assert!(m["process_cpu_seconds_total"] > 0.0, "{m:?}");
+    assert!(m["process_resident_memory_bytes"] > 1_048_576.0, "{m:?}");
+    assert!(
+        m["process_threads"] >= 1.0 && m["process_open_fds"] >= 3.0,
+        "{m:?}"
+    );
     assert_eq!(metric(&m, "messages_delivered_total", "websocket"), 4.0);
     assert_eq!(metric(&m, "active", "sse"), 1.0);
     assert_eq!(metric(&m, "active", "websocket"), 1.0);
