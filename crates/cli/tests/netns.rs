@@ -8,7 +8,6 @@
 
 use crate::util::*;
 use std::process::Command;
-use tokio::io::AsyncBufReadExt;
 
 /// A network namespace with one end of a veth pair inside it; both go
 /// when it is dropped.
@@ -124,17 +123,7 @@ async fn serve_inside(ns: &Netns) -> (tokio::process::Child, std::net::SocketAdd
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    tokio::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("the server said {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = listening_on(&mut child).await;
     (child, addr)
 }
 

@@ -114,18 +114,22 @@ pub async fn spawn_server_with(flags: &[&str]) -> (tokio::process::Child, Socket
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let addr = listening_on(&mut child).await;
+    (child, addr)
+}
+
+/// The address a `chatbench serve` child prints first (its stdout piped).
+pub async fn listening_on(child: &mut tokio::process::Child) -> SocketAddr {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .await
         .unwrap();
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on http://")
-        .unwrap()
+        .unwrap_or_else(|| panic!("the server said {line:?}"))
         .parse()
-        .unwrap();
-    (child, addr)
+        .unwrap()
 }
 
 /// One interval of an `.hlog`, read by hand from HdrHistogram's log format
