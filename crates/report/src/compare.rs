@@ -120,6 +120,14 @@ pub fn run_value(r: &TransportRun, m: Metric) -> Option<f64> {
         // A property of the summary against the scenario, not compared
         // between runs.
         Metric::P50ModelError => return None,
+        Metric::BytesPerDrop => r.drops?.bytes_per_drop,
+        Metric::HandshakesPerDrop => r.drops?.handshakes_per_drop,
+        Metric::AwayP50Latency => {
+            r.drops
+                .filter(|d| d.away_latency_us.count > 0)?
+                .away_latency_us
+                .p50 as f64
+        }
         Metric::Lost => r.audit.lost as f64,
         Metric::Duplicated => r.audit.duplicated as f64,
         Metric::Reordered => r.audit.reordered as f64,

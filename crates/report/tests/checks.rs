@@ -170,3 +170,38 @@ fn compare_reads_repetitions_not_summaries_and_warns_of_other_builds() {
         "{text}"
     );
 }
+
+/// The drop metrics read the summary's drop figures; a run without drops
+/// has none, and a rule on them fails rather than passing unmeasured.
+#[test]
+fn drop_rules() {
+    let rules = r#"
+[[expect]]
+metric = "bytes_per_drop"
+order = ["sse", "websocket"]
+[[expect]]
+metric = "handshakes_per_drop"
+max = 2
+[[expect]]
+metric = "away_p50_latency"
+transport = "websocket"
+max = "2s"
+"#;
+    let without = verdicts(rules);
+    assert!(without.iter().all(|(pass, _)| !pass), "{without:?}");
+    let mut run = with_rules(rules);
+    for x in run.summary.iter_mut() {
+        let stat = |v: f64| chatbench_results::run_file::Stat::of(vec![v]);
+        let ws = x.transport == Transport::WebSocket;
+        x.bytes_per_drop = Some(stat(if ws { 390.0 } else { 250.0 }));
+        x.handshakes_per_drop = Some(stat(if ws { 1.0 } else { 1.03 }));
+        x.away_p50_us = Some(stat(1_360_000.0));
+    }
+    let v: Vec<(bool, String)> = check::check(&run)
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.pass, format!("{} ({})", v.rule, v.measured)))
+        .collect();
+    assert!(v.iter().all(|(pass, _)| *pass), "{v:?}");
+    assert!(v[2].1.contains("websocket 1.36s"), "{:?}", v[2]);
+}

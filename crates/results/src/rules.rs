@@ -52,6 +52,14 @@ pub enum Metric {
     /// the model's, after 2 ms of processing the model leaves out
     /// (`TransportSummary::p50_model_error`): 0.15 is 15%.
     P50ModelError,
+    /// With connection drops: bytes per drop (sent into cut connections,
+    /// and to resume).
+    BytesPerDrop,
+    /// With connection drops: TCP handshakes per drop.
+    HandshakesPerDrop,
+    /// With connection drops: p50 latency of the messages sent while their
+    /// receiver was away, µs.
+    AwayP50Latency,
     /// Lost messages.
     Lost,
     /// Duplicated messages.
@@ -72,6 +80,7 @@ impl Metric {
                 | Metric::P99Latency
                 | Metric::P999Latency
                 | Metric::MaxLatency
+                | Metric::AwayP50Latency
         )
     }
 
@@ -271,7 +280,7 @@ mod tests {
             .and_then(|rest| rest.split(". A rule").next())
             .expect("scenarios/README.md lists the metrics");
         let named: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
-        assert_eq!(named.len(), 18, "{named:?}");
+        assert_eq!(named.len(), 21, "{named:?}");
         for name in &named {
             let m: Metric = serde_json::from_value(serde_json::Value::from(*name))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
