@@ -784,11 +784,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                         // The answer is `{"messages":[m1,..,mn],"next":N,"missed":K}`:
                         // what the poll costs besides its messages is the
                         // exchange less what is between the brackets.
-                        let envelope = format!(
-                            "{{\"messages\":[],\"next\":{},\"missed\":{}}}",
-                            p.next, p.missed
-                        )
-                        .len() as u64;
+                        let envelope = envelope_len(p.next, p.missed);
                         let (up, down) = c.conn.get_ref().bytes();
                         let inside = (body.len() as u64).saturating_sub(envelope);
                         ctx.wire.answered_polls.fetch_add(1, Relaxed);
@@ -948,6 +944,14 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
             }
         }
     }
+}
+
+/// The length of a poll answer's JSON without its messages,
+/// `{"messages":[],"next":N,"missed":K}`, counted rather than written: it
+/// is on the per-poll path.
+fn envelope_len(next: u64, missed: u64) -> u64 {
+    let digits = |v: u64| v.checked_ilog10().map_or(1, |d| d as u64 + 1);
+    r#"{"messages":[],"next":,"missed":}"#.len() as u64 + digits(next) + digits(missed)
 }
 
 /// One parsed SSE event.
@@ -1338,6 +1342,18 @@ mod tests {
             let stream = parts.concat();
             let whole = events(stream.as_bytes(), &[stream.len().max(1)]);
             proptest::prop_assert_eq!(events(stream.as_bytes(), &sizes), whole);
+        }
+    }
+
+    #[test]
+    fn a_poll_answers_envelope_is_counted_as_it_would_be_written() {
+        for (next, missed) in [(0, 0), (9, 10), (10, 99), (123_456, 0), (u64::MAX, 7)] {
+            let written = format!("{{\"messages\":[],\"next\":{next},\"missed\":{missed}}}");
+            assert_eq!(
+                envelope_len(next, missed),
+                written.len() as u64,
+                "{written}"
+            );
         }
     }
 
