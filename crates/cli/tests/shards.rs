@@ -142,8 +142,11 @@ async fn shards_with_offset_clocks_merge_into_what_one_process_measures() {
         assert_eq!(m.latency_us.count, m.audit.delivered, "{t}");
         // Corrected clocks: no delivery is 65 ms off. Short polls wait up to
         // their 100 ms interval; the push transports take about a ms here.
+        // The slack above each is for a 2-CPU machine running two shards,
+        // the server and this binary's other tests at once (a short poll
+        // once took 105.9 ms there); a 65 ms error would still be past it.
         let bound = if t == chatbench_loadgen::Transport::ShortPoll {
-            105_000
+            120_000
         } else {
             20_000
         };
