@@ -44,6 +44,8 @@ pub struct Config {
     /// The rooms this process serves, when several processes share them
     /// (`--room-shard I/K`); others get `421`.
     pub room_shard: Option<chatbench_proto::RoomShard>,
+    /// TLS on the same port as plain HTTP, when set ([`crate::tls`]).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Default for Config {
@@ -126,6 +128,26 @@ pub struct ServerArgs {
     /// Pin the server to these CPUs (Linux), e.g. `0` or `0-1`.
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
+    /// Also answer TLS (`https://`, `wss://`) on the listening port, with
+    /// ALPN `h2` and `http/1.1`. Without `--tls-cert`, a CA and a
+    /// certificate for localhost, 127.0.0.1 and ::1 are made at start and
+    /// the CA is written to `--tls-ca-out`.
+    #[arg(long)]
+    pub tls: bool,
+    /// The certificate chain (PEM) for TLS; implies `--tls`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM); implies `--tls`.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Where to write the generated CA certificate (PEM) that clients
+    /// trust [default: chatbench-ca-<pid>.pem in the temporary directory].
+    #[arg(long, value_name = "PEM", conflicts_with = "tls_cert")]
+    pub tls_ca_out: Option<std::path::PathBuf>,
+    /// Another name for the generated certificate (a host name or an IP
+    /// address), besides localhost, 127.0.0.1 and ::1. Repeatable.
+    #[arg(long = "tls-name", value_name = "NAME", conflicts_with = "tls_cert")]
+    pub tls_names: Vec<String>,
 }
 
 impl ServerArgs {
@@ -149,6 +171,24 @@ impl ServerArgs {
             max_batch: self.max_batch as usize,
             shutdown_grace: self.shutdown_grace,
             room_shard: self.room_shard,
+            tls: None,
+        }
+    }
+
+    /// True when the flags ask for TLS.
+    pub fn wants_tls(&self) -> bool {
+        self.tls || self.tls_cert.is_some() || self.tls_ca_out.is_some() || !self.tls_names.is_empty()
+    }
+
+    /// The TLS setup the flags ask for: loaded from `--tls-cert` and
+    /// `--tls-key`, or generated (writing the CA file); None without TLS.
+    pub fn tls_setup(&self) -> Result<Option<crate::tls::Tls>, String> {
+        if !self.wants_tls() {
+            return Ok(None);
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::from_files(cert, key).map(Some),
+            _ => crate::tls::self_signed(self.tls_ca_out.as_deref(), &self.tls_names).map(Some),
         }
     }
 }

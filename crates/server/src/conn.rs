@@ -20,21 +20,33 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// reading.
 pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(250);
 
-/// Which transport label the request in flight on a connection has. HTTP/1.1
-/// serves one request at a time per connection, so bytes written are charged
-/// to the label the router set for the current request.
+/// Which transport label a connection's bytes are charged to. It starts
+/// as [`Transport::Connection`] (a TLS handshake, HTTP/2's preface). HTTP/1.1
+/// serves one request at a time per connection, so there the router sets
+/// the label of the request in flight. HTTP/2 multiplexes, and a client's
+/// one connection carries its publishes and its polls or stream, so there a
+/// stream raises the label ([`Transport::outranks`]) and the connection's
+/// bytes are its transport's. Bytes are counted on the socket, below TLS,
+/// so a label's bytes include TLS records.
 #[derive(Debug)]
 pub struct ConnTag(AtomicU8);
 
 impl ConnTag {
-    /// A tag that starts as [`Transport::Other`].
+    /// A tag that starts as [`Transport::Connection`].
     pub fn new() -> ConnTag {
-        ConnTag(AtomicU8::new(Transport::Other as u8))
+        ConnTag(AtomicU8::new(Transport::Connection as u8))
     }
 
     /// Charges later bytes to `t`.
     pub fn set(&self, t: Transport) {
         self.0.store(t as u8, Ordering::Relaxed);
+    }
+
+    /// Charges later bytes to `t` if it outranks the current label.
+    pub fn raise(&self, t: Transport) {
+        if t.outranks(self.get()) {
+            self.set(t);
+        }
     }
 
     /// The current label.
@@ -113,9 +125,6 @@ pub struct CountedIo {
     /// returns `Pending`, dropped on progress, so a connection that is not
     /// blocked pays one pointer for it.
     blocked: Option<Box<Blocked>>,
-    /// A JSON answer written in place of one of hyper's own, and how much
-    /// of it is out.
-    replacement: Option<(&'static [u8], usize)>,
 }
 
 impl std::fmt::Debug for CountedIo {
@@ -147,26 +156,7 @@ impl CountedIo {
             write_stall: deadlines.write_stall,
             shutdown: deadlines.shutdown.clone(),
             blocked: None,
-            replacement: None,
         }
-    }
-
-    /// Writes what is left of a replacement answer.
-    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some((bytes, done)) = self.replacement {
-            if done == bytes.len() {
-                self.replacement = None;
-                break;
-            }
-            let n = match Pin::new(&mut self.inner).poll_write(cx, &bytes[done..]) {
-                Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return self.poll_stall(cx).map(Err),
-            };
-            self.wrote(n);
-            self.replacement = Some((bytes, done + n));
-        }
-        Poll::Ready(Ok(()))
     }
 
     /// Called when a write is pending: arms the stall timer at the start of
@@ -209,29 +199,6 @@ impl CountedIo {
                 }
             ),
         ))
-    }
-
-    /// Before a write: finishes a replacement answer in progress, and
-    /// replaces one of hyper's own empty error answers (`first` is the
-    /// write's first buffer) with JSON; `Some(n)` claims hyper's `n` bytes
-    /// as written.
-    fn poll_before_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        first: &[u8],
-    ) -> Poll<io::Result<Option<usize>>> {
-        ready!(self.poll_replacement(cx))?;
-        let Some(json) = json_for_hyper_error(first) else {
-            return Poll::Ready(Ok(None));
-        };
-        // Claim hyper's bytes at once, so a retried write cannot start the
-        // replacement over; what the socket does not take now goes out
-        // before the next write, flush or shutdown.
-        self.replacement = Some((json, 0));
-        if let Poll::Ready(Err(e)) = self.poll_replacement(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(Some(first.len())))
     }
 
     /// After a write: counts what was written, or arms the stall timer.
@@ -307,11 +274,115 @@ impl AsyncWrite for CountedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, res)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, res)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The stream right under hyper (the plaintext, above TLS when there is
+/// TLS): replaces one of hyper's own empty HTTP/1.1 error answers with the
+/// same status and a JSON reason. Everything else passes through.
+pub struct JsonErrors<T> {
+    inner: T,
+    /// A JSON answer written in place of one of hyper's own, and how much
+    /// of it is out.
+    replacement: Option<(&'static [u8], usize)>,
+}
+
+impl<T> JsonErrors<T> {
+    /// Wraps the stream hyper will serve.
+    pub fn new(inner: T) -> JsonErrors<T> {
+        JsonErrors {
+            inner,
+            replacement: None,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> JsonErrors<T> {
+    /// Writes what is left of a replacement answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, done)) = self.replacement {
+            if done == bytes.len() {
+                self.replacement = None;
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[done..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.replacement = Some((bytes, done + n));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Before a write: finishes a replacement answer in progress, and
+    /// replaces one of hyper's own empty error answers (`first` is the
+    /// write's first buffer) with JSON; `Some(n)` claims hyper's `n` bytes
+    /// as written.
+    fn poll_before_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        first: &[u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        ready!(self.poll_replacement(cx))?;
+        let Some(json) = json_for_hyper_error(first) else {
+            return Poll::Ready(Ok(None));
+        };
+        // Claim hyper's bytes at once, so a retried write cannot start the
+        // replacement over; what the socket does not take now goes out
+        // before the next write, flush or shutdown.
+        self.replacement = Some((json, 0));
+        if let Poll::Ready(Err(e)) = self.poll_replacement(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(Some(first.len())))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for JsonErrors<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for JsonErrors<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         if let Some(claimed) = ready!(this.poll_before_write(cx, buf))? {
             return Poll::Ready(Ok(claimed));
         }
-        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.after_write(cx, res)
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -327,8 +398,7 @@ impl AsyncWrite for CountedIo {
         if let Some(claimed) = ready!(this.poll_before_write(cx, first))? {
             return Poll::Ready(Ok(claimed));
         }
-        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        this.after_write(cx, res)
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -144,7 +144,11 @@ pub(crate) async fn handle(
     let path = req.uri().path().to_owned();
     let route = Route::of(&path);
     let transport = route.transport(&req);
-    tag.set(transport);
+    if req.version() == http::Version::HTTP_2 {
+        tag.raise(transport);
+    } else {
+        tag.set(transport);
+    }
     app.metrics.of(transport).requests.inc();
     let origin = match cross_origin(&app.config, &req) {
         Ok(origin) => origin,
@@ -177,6 +181,9 @@ pub(crate) async fn handle(
             Ok(()) => sse::open(&app, room, &req),
             Err(e) => Err(e),
         },
+        Route::Ws(room) if req.version() == http::Version::HTTP_2 => {
+            ws::upgrade_h2(&app, room, req, guard)
+        }
         Route::Ws(room) => match only_get(&req) {
             Ok(()) => ws::upgrade(&app, room, req, guard),
             Err(e) => Err(e),
@@ -423,6 +430,10 @@ pub(crate) fn publish_json(app: &App, log: &RoomLog, body: &[u8]) -> Result<u64,
 impl ApiError {
     pub(crate) fn set_upgrade_header(&mut self) {
         self.upgrade = true;
+    }
+
+    pub(crate) fn set_allow(&mut self, allow: &'static str) {
+        self.allow = Some(allow);
     }
 
     /// The reason, for WebSocket error frames.

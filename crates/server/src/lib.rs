@@ -12,6 +12,8 @@
 //!   the transport of the request in flight and enforces the idle and
 //!   write-stall timeouts and the end of shutdown.
 //! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
+//! - [`tls`]: the rustls configuration (from files or generated with rcgen)
+//!   and the first-byte sniffing that serves TLS and plain HTTP on one port.
 //! - [`affinity`]: CPU lists and pinning (`--cpus`).
 //! - [`config`]: [`Config`] and the command-line flags [`ServerArgs`].
 //!
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod room;
 mod server;
 pub mod sse;
+pub mod tls;
 mod ws;
 
 pub use config::{Config, ServerArgs};
@@ -77,9 +80,12 @@ pub enum ServeError {
 
 /// Checks the flags together ([`config::check`]), binds `args.listen`, prints
 /// `listening on http://ADDR` as the first line on stdout (so a parent
-/// process can learn a port-0 address), and serves until Ctrl-C or SIGTERM.
+/// process can learn a port-0 address), with `--tls` a second line
+/// `listening on https://ADDR` (and the CA file it wrote, when it made its
+/// own certificate), and serves until Ctrl-C or SIGTERM.
 pub async fn serve(args: &ServerArgs) -> Result<(), ServeError> {
     config::check(args).map_err(ServeError::Flags)?;
+    let tls = args.tls_setup().map_err(ServeError::Flags)?;
     let listen = |source| ServeError::Listen {
         addr: args.listen,
         source,
@@ -89,9 +95,22 @@ pub async fn serve(args: &ServerArgs) -> Result<(), ServeError> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}").map_err(listen)?;
+        if let Some(tls) = &tls {
+            match &tls.ca_file {
+                Some(ca) => writeln!(
+                    out,
+                    "listening on https://{addr} (CA certificate in {})",
+                    ca.display()
+                ),
+                None => writeln!(out, "listening on https://{addr}"),
+            }
+            .map_err(listen)?;
+        }
         out.flush().map_err(listen)?;
     }
     tracing::info!("listening on http://{addr}");
-    run(listener, args.config(), shutdown_signal()).await;
+    let mut config = args.config();
+    config.tls = tls;
+    run(listener, config, shutdown_signal()).await;
     Ok(())
 }

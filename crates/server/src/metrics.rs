@@ -26,17 +26,22 @@ pub enum Transport {
     Publish = 4,
     /// Anything else: the page, `/healthz`, `/metrics`, unknown paths.
     Other = 5,
+    /// Bytes of a connection before its first request: the TLS handshake,
+    /// HTTP/2's connection preface and settings, and the answer to a
+    /// request that could not be parsed.
+    Connection = 6,
 }
 
 impl Transport {
     /// Every label value, in `repr` order.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
         Transport::ShortPoll,
         Transport::LongPoll,
         Transport::Sse,
         Transport::WebSocket,
         Transport::Publish,
         Transport::Other,
+        Transport::Connection,
     ];
 
     /// The transport under comparison this label counts; None for
@@ -48,7 +53,7 @@ impl Transport {
             Transport::LongPoll => Some(T::LongPoll),
             Transport::Sse => Some(T::Sse),
             Transport::WebSocket => Some(T::WebSocket),
-            Transport::Publish | Transport::Other => None,
+            Transport::Publish | Transport::Other | Transport::Connection => None,
         }
     }
 
@@ -58,8 +63,26 @@ impl Transport {
         match (self.transport(), self) {
             (Some(t), _) => t.as_str(),
             (None, Transport::Publish) => "publish",
+            (None, Transport::Connection) => "connection",
             (None, _) => "other",
         }
+    }
+
+    /// Which label an HTTP/2 connection's bytes go to when one of its
+    /// streams is a `self` request and the connection's label is `now`:
+    /// the highest of the two, in the order connection < other < publish <
+    /// the four transports. A client's one connection carries its
+    /// publishes and its polls or stream, so its bytes are its transport's.
+    pub fn outranks(self, now: Transport) -> bool {
+        fn rank(t: Transport) -> u8 {
+            match t {
+                Transport::Connection => 0,
+                Transport::Other => 1,
+                Transport::Publish => 2,
+                _ => 3,
+            }
+        }
+        rank(self) > rank(now)
     }
 
     pub(crate) fn from_u8(v: u8) -> Transport {
@@ -123,6 +146,10 @@ pub struct Metrics {
     /// Connections closed because their writes made no progress for the
     /// write-stall timeout (or the shutdown linger).
     pub write_stalls: Counter,
+    /// TLS handshakes completed.
+    pub tls_handshakes: Counter,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: Counter,
     message_bytes: Gauge,
     memory_budget: Gauge,
     evicted: Counter,
@@ -162,6 +189,18 @@ impl Metrics {
             "write_stalls",
             "Connections closed because the client accepted no bytes for the write-stall timeout",
             write_stalls.clone(),
+        );
+        let tls_handshakes = Counter::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed",
+            tls_handshakes.clone(),
+        );
+        let tls_failures = Counter::default();
+        registry.register(
+            "tls_failures",
+            "TLS handshakes that failed or timed out",
+            tls_failures.clone(),
         );
         let message_bytes = Gauge::default();
         registry.register(
@@ -231,6 +270,8 @@ impl Metrics {
             connections_rejected,
             rooms,
             write_stalls,
+            tls_handshakes,
+            tls_failures,
             message_bytes,
             memory_budget,
             evicted,

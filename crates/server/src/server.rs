@@ -1,13 +1,13 @@
 //! The accept loop, per-connection tasks, the connection limit and shutdown.
 
-use crate::conn::{closing_answer, ConnGuard, ConnTag, CountedIo, Deadlines};
+use crate::conn::{closing_answer, ConnGuard, ConnTag, CountedIo, Deadlines, JsonErrors};
 use crate::http::{handle, App};
 use crate::metrics::Metrics;
 use crate::room::Rooms;
 use crate::Config;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,14 +44,27 @@ pub async fn run_with_metrics(
     // or `/healthz` and `/metrics` so a saturated server stays observable.
     // Past the pool too, they are closed at once.
     let refusals = Arc::new(Semaphore::new(REFUSAL_POOL));
-    let mut builder = http1::Builder::new();
+    // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) or by ALPN over TLS.
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout)
         // Bounds what hyper buffers per connection, both the request head
         // (431 past it) and the response pieces queued for a slow reader.
         .max_buf_size(MAX_BUF)
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // WebSocket over HTTP/2 (RFC 8441).
+        .enable_connect_protocol()
+        // The same bounds for HTTP/2: streams per connection, the header
+        // block, and what is queued for a slow reader.
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_BUF as u32)
+        .max_send_buf_size(MAX_BUF);
+    let builder = Arc::new(builder);
     app.tracker.spawn(expire_rooms(app.clone()));
     // A descriptor kept spare, so that at the open-file limit one connection
     // can still be accepted, told 503 and closed instead of waiting in the
@@ -119,8 +132,13 @@ pub async fn run_with_metrics(
     }
 }
 
-/// What hyper may buffer per connection, each way.
+/// What hyper may buffer per connection, each way (on HTTP/2, per stream).
 pub const MAX_BUF: usize = 64 * 1024;
+
+/// Concurrent streams an HTTP/2 connection may open. A browser tab needs a
+/// handful; the bound keeps one connection's memory at most this many
+/// requests' worth.
+pub const MAX_STREAMS: u32 = 100;
 
 /// Connections past the limit answered at once, at most.
 pub const REFUSAL_POOL: usize = 64;
@@ -142,27 +160,74 @@ async fn expire_rooms(app: Arc<App>) {
     }
 }
 
+type Builder = auto::Builder<TokioExecutor>;
+
 async fn serve_connection(
     app: Arc<App>,
-    builder: http1::Builder,
+    builder: Arc<Builder>,
     stream: TcpStream,
     guard: Arc<ConnGuard>,
 ) {
     let tag = Arc::new(ConnTag::new());
+    let tls = match &app.config.tls {
+        Some(tls) => {
+            // A TLS client speaks first, with a handshake record.
+            let mut first = [0u8; 1];
+            let peeked =
+                tokio::time::timeout(app.config.header_read_timeout, stream.peek(&mut first)).await;
+            match peeked {
+                Ok(Ok(1)) => (first[0] == crate::tls::HANDSHAKE_RECORD).then(|| tls.config.clone()),
+                // Closed, failed, or silent past the header timeout.
+                _ => return,
+            }
+        }
+        None => None,
+    };
     let deadlines = Deadlines {
         idle: app.config.idle_timeout,
         write_stall: app.config.write_stall_timeout,
         shutdown: app.shutdown.clone(),
     };
-    let io = TokioIo::new(CountedIo::new(
-        stream,
-        tag.clone(),
-        app.metrics.clone(),
-        &deadlines,
-    ));
+    let counted = CountedIo::new(stream, tag.clone(), app.metrics.clone(), &deadlines);
+    match tls {
+        None => serve_http(app, &builder, JsonErrors::new(counted), tag, guard).await,
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let accepted =
+                tokio::time::timeout(app.config.header_read_timeout, acceptor.accept(counted))
+                    .await;
+            match accepted {
+                Ok(Ok(tls)) => {
+                    app.metrics.tls_handshakes.inc();
+                    serve_http(app, &builder, JsonErrors::new(tls), tag, guard).await
+                }
+                Ok(Err(e)) => {
+                    app.metrics.tls_failures.inc();
+                    tracing::debug!("TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    app.metrics.tls_failures.inc();
+                    tracing::debug!("TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on a connection (plain or TLS) until it ends
+/// or the server shuts down.
+async fn serve_http<T>(
+    app: Arc<App>,
+    builder: &Builder,
+    io: T,
+    tag: Arc<ConnTag>,
+    guard: Arc<ConnGuard>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc_app = app.clone();
     let svc = service_fn(move |req| handle(svc_app.clone(), tag.clone(), guard.clone(), req));
-    let conn = builder.serve_connection(io, svc).with_upgrades();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {

@@ -90,11 +90,71 @@ pub(crate) fn upgrade(
         .get(header::SEC_WEBSOCKET_KEY)
         .ok_or_else(|| ApiError::bad_request("header Sec-WebSocket-Key is missing"))?;
     let accept = derive_accept_key(key.as_bytes());
+    start_session(app, room_name, &mut req, guard)?;
+    let mut resp = Response::new(crate::http::full(bytes::Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|_| ApiError::bad_request("bad key"))?,
+    );
+    Ok(resp)
+}
+
+/// WebSocket over HTTP/2 (RFC 8441): an extended CONNECT with `:protocol
+/// websocket` on one stream, answered `200`; the stream's DATA frames then
+/// carry the WebSocket frames.
+pub(crate) fn upgrade_h2(
+    app: &Arc<App>,
+    room_name: &str,
+    mut req: Request<Incoming>,
+    guard: Arc<ConnGuard>,
+) -> Result<Response<Body>, ApiError> {
+    let protocol = req
+        .extensions()
+        .get::<hyper::ext::Protocol>()
+        .map(|p| p.as_str().to_owned());
+    if req.method() != http::Method::CONNECT || protocol.as_deref() != Some("websocket") {
+        let mut e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "over HTTP/2 this endpoint speaks WebSocket: send an extended CONNECT with :protocol websocket (RFC 8441), not {}{}",
+                req.method(),
+                protocol.map(|p| format!(" with :protocol {p}")).unwrap_or_default()
+            ),
+        );
+        e.set_allow("CONNECT");
+        return Err(e);
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(ApiError::bad_request(
+            "header Sec-WebSocket-Version must be 13",
+        ));
+    }
+    start_session(app, room_name, &mut req, guard)?;
+    Ok(Response::new(crate::http::full(bytes::Bytes::new())))
+}
+
+/// Subscribes to the room and spawns the session that runs once hyper hands
+/// over the upgraded stream.
+fn start_session(
+    app: &Arc<App>,
+    room_name: &str,
+    req: &mut Request<Incoming>,
+    guard: Arc<ConnGuard>,
+) -> Result<(), ApiError> {
     let q = Query::parse(req.uri().query())?;
     let log = subscribe(app, room_name)?;
     let cursor = q.after.unwrap_or_else(|| log.head());
 
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let on_upgrade = hyper::upgrade::on(req);
     let session_app = app.clone();
     app.tracker.spawn(async move {
         // Keep the connection slot until the session ends.
@@ -112,17 +172,7 @@ pub(crate) fn upgrade(
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     });
-
-    let mut resp = Response::new(crate::http::full(bytes::Bytes::new()));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).map_err(|_| ApiError::bad_request("bad key"))?,
-    );
-    Ok(resp)
+    Ok(())
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
