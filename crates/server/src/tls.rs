@@ -131,6 +131,7 @@ mod tests {
 
     #[test]
     fn a_generated_leaf_verifies_against_its_ca_for_every_name() {
+        use rustls::client::danger::ServerCertVerifier;
         let g = generate(&["chat.test".into()]).unwrap();
         let ca = CertificateDer::from_pem_slice(g.ca_pem.as_bytes()).unwrap();
         let mut roots = rustls::RootCertStore::empty();

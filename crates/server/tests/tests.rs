@@ -8,5 +8,6 @@ mod curl;
 mod errors;
 mod lifecycle;
 mod long_poll;
+mod protocols;
 mod resume;
 mod transports;
