@@ -142,6 +142,11 @@ struct RunArgs {
     /// Process id of the --server, for its CPU and memory figures.
     #[arg(long, requires = "server")]
     server_pid: Option<u32>,
+    /// The CA certificate (PEM) the --server's TLS certificate chains to,
+    /// for scenarios with `protocol.tls` (`chatbench serve --tls
+    /// --tls-ca-out FILE` writes one).
+    #[arg(long, requires = "server", value_name = "PEM")]
+    server_ca: Option<PathBuf>,
     /// Repetitions (overrides the scenario).
     #[arg(long)]
     repeat: Option<u32>,
@@ -557,6 +562,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ServerTarget::External {
                 addr,
                 pid: args.server_pid,
+                ca: args.server_ca.clone(),
             }
         }
         None => ServerTarget::Spawn {

@@ -334,7 +334,11 @@ async fn progress_announces_the_whole_plan_then_each_run() {
     let mut opts = options(
         scenario,
         out.path(),
-        ServerTarget::External { addr, pid: None },
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: None,
+        },
     );
     opts.progress = Some(tx);
     let done = run(opts).await.unwrap();

@@ -9,5 +9,6 @@ mod end_to_end;
 mod failures;
 mod netns;
 mod network;
+mod protocols;
 mod shards;
 mod workers;

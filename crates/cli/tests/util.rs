@@ -93,7 +93,11 @@ pub async fn run_against(
     chatbench_loadgen::run::run(options(
         scenario,
         out,
-        ServerTarget::External { addr, pid: None },
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: None,
+        },
     ))
     .await
     .unwrap()

@@ -7,17 +7,20 @@
 //! over the WebSocket itself.
 
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::connect::{Connector, Handles, Stream};
+use crate::h2::H2Conn;
 use crate::drops::{Away, AwaySpans, DropSchedule};
 use crate::h1::H1Conn;
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
 use crate::schedule::SendSchedule;
-use crate::wire::{WireCounter, WireStats, WireWriter};
+use crate::wire::{WireCounter, WireStats};
 use crate::ws::{self, Frame, WsReader, WsWriter};
 use crate::Transport;
 use bytes::Bytes;
 use chatbench_proto::{Message, Notice, PollResponse, PublishRequest};
-use http::StatusCode;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -61,6 +64,8 @@ pub struct RunCtx {
     pub abort: CancellationToken,
     /// Message body, shared by all senders.
     pub body: String,
+    /// How connections are made: plain or TLS, HTTP/1.1 or HTTP/2.
+    pub connector: Connector,
 }
 
 impl RunCtx {
@@ -74,6 +79,30 @@ impl RunCtx {
             self.wire.clone(),
         )
         .await
+    }
+
+    /// A connection for client `key` to its room's server, through the
+    /// run's [`Connector`]: TCP, then TLS when the scenario asks. With the
+    /// server's address.
+    pub async fn open(&self, key: u64) -> std::io::Result<(Stream, SocketAddr)> {
+        let addr = self.server_of(key);
+        let start = Instant::now();
+        let tcp = self.connect(key, addr).await?;
+        let stream = self.connector.secure(tcp, addr, start, &self.wire).await?;
+        Ok((stream, addr))
+    }
+
+    /// An HTTP/2 connection for client `key` ([`RunCtx::open`], then
+    /// HTTP/2's preface and settings); with `extended_connect`, once the
+    /// server allows WebSocket over it. Its connect time is recorded.
+    pub async fn open_h2(&self, key: u64, extended_connect: bool) -> std::io::Result<Arc<H2Conn>> {
+        let start = Instant::now();
+        let (stream, addr) = self.open(key).await?;
+        let base = format!("{}://{addr}", self.connector.scheme());
+        let conn = H2Conn::handshake(stream, base, extended_connect).await?;
+        self.rec
+            .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+        Ok(conn)
     }
 
     /// The run clock (zero at a far-future instant before the start).
@@ -317,72 +346,215 @@ impl Inbox {
     }
 }
 
-/// A keep-alive HTTP/1.1 connection over a [`WireCounter`], through the
-/// load generator's own client ([`H1Conn`]: why it is not hyper's is
-/// there).
+/// A client's HTTP connection, made through the run's [`Connector`]:
+/// HTTP/1.1 through the load generator's own client ([`H1Conn`]: why it is
+/// not hyper's is there), or HTTP/2 through hyper's ([`H2Conn`]), which a
+/// client's sender and receiver share as a browser's tab does.
 struct HttpConn {
-    conn: H1Conn<WireCounter>,
+    http: Http,
     ctx: Arc<RunCtx>,
-    read_at: Arc<AtomicU64>,
+    handles: Handles,
+}
+
+enum Http {
+    H1(H1Conn<Stream>),
+    H2 {
+        conn: Arc<H2Conn>,
+        /// The body of the last answer, while it is read a piece at a time.
+        body: Option<hyper::body::Incoming>,
+    },
 }
 
 type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// A client's one HTTP/2 connection, which its sender and its receiver
+/// both use; made by whichever needs it first, and again after a drop.
+///
+/// A drop does not cut the connection while a publish is out on it: the
+/// cut waits for the publish's answer. Cut mid-request, the client could
+/// not know whether the server took the message, and the audit could not
+/// be exact. (Over HTTP/1.1 the sender's connection is its own, and the
+/// sender finds it cut before its next publish.)
+#[derive(Debug, Default)]
+pub struct SharedH2 {
+    slot: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
+    /// A publish is out; the cut a drop asked for meanwhile.
+    publishing: std::sync::Mutex<(bool, Option<crate::wire::CutHandle>)>,
+}
+
+impl SharedH2 {
+    /// The cut to make now for a drop: `cut` itself, or None when a
+    /// publish is out on it, which then makes the cut once answered.
+    fn cut_now<'a>(&self, cut: Option<&'a crate::wire::CutHandle>) -> Option<&'a crate::wire::CutHandle> {
+        let c = cut?;
+        let mut p = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        if p.0 {
+            p.1 = Some(c.clone());
+            None
+        } else {
+            Some(c)
+        }
+    }
+
+    fn publish_started(&self) {
+        self.publishing.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
+    }
+
+    fn publish_ended(&self) {
+        let pending = {
+            let mut p = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            p.0 = false;
+            p.1.take()
+        };
+        if let Some(c) = pending {
+            c.cut();
+        }
+    }
+}
+
 impl HttpConn {
-    async fn connect(ctx: &Arc<RunCtx>, key: u64) -> HttpResult<HttpConn> {
-        let start = Instant::now();
-        let addr = ctx.server_of(key);
-        let io = ctx.connect(key, addr).await?;
-        let read_at = io.read_at();
-        ctx.rec
-            .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+    async fn connect(ctx: &Arc<RunCtx>, key: u64, shared: &SharedH2) -> HttpResult<HttpConn> {
+        if !ctx.connector.is_http2() {
+            let start = Instant::now();
+            let (stream, addr) = ctx.open(key).await?;
+            ctx.rec
+                .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+            return Ok(HttpConn {
+                handles: Handles::of(&stream),
+                http: Http::H1(H1Conn::new(stream, addr.to_string())),
+                ctx: ctx.clone(),
+            });
+        }
+        let mut slot = shared.slot.lock().await;
+        let conn = match slot.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => c.clone(),
+            None => {
+                let c = ctx.open_h2(key, false).await?;
+                *slot = Some(c.clone());
+                c
+            }
+        };
         Ok(HttpConn {
-            conn: H1Conn::new(io, addr.to_string()),
+            handles: conn.handles.clone(),
+            http: Http::H2 { conn, body: None },
             ctx: ctx.clone(),
-            read_at,
         })
     }
 
     /// Sends a request and reads the response head; the body follows from
-    /// [`H1Conn::body_chunk`].
+    /// [`HttpConn::body_chunk`] or [`HttpConn::body`].
     async fn send_with(
         &mut self,
         method: &str,
         target: &str,
-        headers: &[String],
+        headers: &[(&str, &str)],
     ) -> HttpResult<StatusCode> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
-        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-        Ok(self.conn.send_with(method, target, &headers, b"").await?)
+        match &mut self.http {
+            Http::H1(c) => {
+                let lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                Ok(c.send_with(method, target, &lines, b"").await?)
+            }
+            Http::H2 { conn, body } => {
+                let m = Method::from_bytes(method.as_bytes())?;
+                let req = conn.request(m, target, headers, Bytes::new())?;
+                let (_, resp) = conn.send(req).await?;
+                let status = resp.status();
+                *body = Some(resp.into_body());
+                Ok(status)
+            }
+        }
     }
 
+    /// The next piece of the answer's body; None at its end.
+    async fn body_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        match &mut self.http {
+            Http::H1(c) => c.body_chunk().await,
+            Http::H2 { body, .. } => match body {
+                Some(b) => crate::h2::body_chunk(b).await,
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The rest of the answer's body.
+    async fn body(&mut self) -> std::io::Result<Bytes> {
+        match &mut self.http {
+            Http::H1(c) => c.body().await,
+            Http::H2 { body, .. } => match body.take() {
+                Some(b) => Ok(b.collect().await.map_err(std::io::Error::other)?.to_bytes()),
+                None => Ok(Bytes::new()),
+            },
+        }
+    }
+
+    /// A whole exchange: the status, the body, and the bytes it cost both
+    /// ways (over HTTP/1.1 the socket's, TLS records included; over
+    /// HTTP/2 its stream's frames).
     async fn call(
         &mut self,
         method: &str,
         target: &str,
         body: &[u8],
-    ) -> HttpResult<(StatusCode, Bytes)> {
+    ) -> HttpResult<(StatusCode, Bytes, u64)> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
-        Ok(self.conn.call(method, target, body).await?)
+        match &mut self.http {
+            Http::H1(c) => {
+                let (up0, down0) = self.handles.cut.bytes();
+                let (status, b) = c.call(method, target, body).await?;
+                let (up, down) = self.handles.cut.bytes();
+                Ok((status, b, (up + down) - (up0 + down0)))
+            }
+            Http::H2 { conn, .. } => {
+                let m = Method::from_bytes(method.as_bytes())?;
+                let json = [("content-type", "application/json")];
+                let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
+                Ok(conn
+                    .call(m, target, headers, Bytes::copy_from_slice(body))
+                    .await?)
+            }
+        }
     }
 
     /// True once the connection can take no request (see
     /// [`H1Conn::is_closed`]).
     fn is_closed(&mut self) -> bool {
-        self.conn.is_closed()
+        match &mut self.http {
+            Http::H1(c) => c.is_closed(),
+            Http::H2 { conn, .. } => conn.is_closed(),
+        }
     }
 
     /// Closes the connection; its segment counts are in once this returns
-    /// ([`WireCounter`]'s drop).
+    /// ([`WireCounter`]'s drop). Over TLS, reads until the server's own
+    /// close. An HTTP/2 connection closes when its last user lets go.
     async fn close(self) {
-        self.conn.close().await;
+        match self.http {
+            Http::H1(c) if c.get_ref().is_tls() => c.into_io().close().await,
+            Http::H1(c) => c.close().await,
+            Http::H2 { conn, .. } => conn.close().await,
+        }
+    }
+
+    /// Reads a cut connection to its end.
+    async fn drain(self) {
+        match self.http {
+            Http::H1(c) => c.drain().await,
+            // The connection's task reads it to its end.
+            Http::H2 { conn, .. } => conn.finished().await,
+        }
     }
 
     /// Bytes of the request just answered and its response head, when it
     /// was the connection's first: `body` bytes of the answer were read.
     fn first_exchange_bytes(&self, body: usize) -> u64 {
-        let (up, down) = self.conn.get_ref().bytes();
-        up + down.saturating_sub((body + self.conn.buffered()) as u64)
+        let (up, down) = self.handles.cut.bytes();
+        let buffered = match &self.http {
+            Http::H1(c) => c.buffered(),
+            Http::H2 { .. } => 0,
+        };
+        up + down.saturating_sub((body + buffered) as u64)
     }
 }
 
@@ -446,8 +618,8 @@ impl Dropper {
 /// Reads a cut connection to its end (the server closes it on the
 /// client's FIN) and counts the bytes that came after the cut.
 async fn finish_cut(ctx: &RunCtx, c: HttpConn) {
-    let cut = c.conn.get_ref().cut_handle();
-    let _ = tokio::time::timeout(Duration::from_secs(5), c.conn.drain()).await;
+    let cut = c.handles.cut.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.drain()).await;
     ctx.rec
         .drops
         .bytes_after_cut
@@ -460,6 +632,9 @@ pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
     let room = ctx.rooms[spec.room].clone();
     // The receiver makes the client's drops; the sender follows them.
     let away = Arc::new(Away::default());
+    // Over HTTP/2, the sender's publishes and the receiver's polls or
+    // stream share one connection.
+    let h2 = Arc::new(SharedH2::default());
     match t {
         Transport::WebSocket => websocket_client(ctx, spec, &room).await,
         Transport::ShortPoll | Transport::LongPoll | Transport::Sse => {
@@ -467,16 +642,22 @@ pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
                 let ctx = ctx.clone();
                 let room = room.clone();
                 let away = away.clone();
+                let h2 = h2.clone();
                 let sends = ctx.sends.handle().clone();
-                sends.spawn(async move { http_sender(ctx, spec.id, s, &room, &away).await })
+                sends.spawn(async move { http_sender(ctx, spec.id, s, &room, &away, &h2).await })
             });
             match t {
-                Transport::Sse => sse_receiver(ctx.clone(), spec, &room, away).await,
-                _ => poll_receiver(ctx.clone(), spec, &room, away).await,
+                Transport::Sse => sse_receiver(ctx.clone(), spec, &room, away, &h2).await,
+                _ => poll_receiver(ctx.clone(), spec, &room, away, &h2).await,
             }
             if let Some(s) = sender {
                 // Sending ended before the drain, unless the run was aborted.
                 let _ = s.await;
+            }
+            // The sender and receiver are done with the HTTP/2 connection.
+            let shared = h2.slot.lock().await.take();
+            if let Some(c) = shared {
+                c.close().await;
             }
         }
     }
@@ -546,9 +727,9 @@ fn schedule_for(ctx: &RunCtx, sender: u64) -> SendSchedule {
 }
 
 /// Connects, retrying until it works or the run aborts.
-async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64) -> Option<HttpConn> {
+async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64, h2: &SharedH2) -> Option<HttpConn> {
     loop {
-        match HttpConn::connect(ctx, key).await {
+        match HttpConn::connect(ctx, key, h2).await {
             Ok(c) => return Some(c),
             Err(e) => {
                 ctx.count_error("connect", e);
@@ -563,8 +744,12 @@ async fn connect_retrying(ctx: &Arc<RunCtx>, key: u64) -> Option<HttpConn> {
 
 /// Connects (retrying), reports ready, and waits for the start of traffic;
 /// None when the run aborted first.
-async fn connect_then_start(ctx: &Arc<RunCtx>, key: u64) -> Option<(HttpConn, RunClock)> {
-    let c = connect_retrying(ctx, key).await?;
+async fn connect_then_start(
+    ctx: &Arc<RunCtx>,
+    key: u64,
+    h2: &SharedH2,
+) -> Option<(HttpConn, RunClock)> {
+    let c = connect_retrying(ctx, key, h2).await?;
     ctx.client_ready();
     match ctx.started().await {
         Some(clock) => Some((c, clock)),
@@ -575,12 +760,19 @@ async fn connect_then_start(ctx: &Arc<RunCtx>, key: u64) -> Option<(HttpConn, Ru
     }
 }
 
-async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &Away) {
+async fn http_sender(
+    ctx: Arc<RunCtx>,
+    id: u64,
+    sender: u64,
+    room: &str,
+    away: &Away,
+    h2: &SharedH2,
+) {
     let target = format!("/rooms/{room}/messages");
     let mut schedule = schedule_for(&ctx, sender);
     // Connected before the start, as a browser's page is: the first send
     // must not pay a connect.
-    let Some((c, clock)) = connect_then_start(&ctx, id).await else {
+    let Some((c, clock)) = connect_then_start(&ctx, id, h2).await else {
         return;
     };
     let mut conn = Some(c);
@@ -591,7 +783,7 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &
     while let Some(at_us) = next_send(&ctx, &clock, id, &mut schedule, resumed_us).await {
         let dropped = away.drops() > opened_at_drop;
         if let Some(cut) = conn.take_if(|_| dropped) {
-            cut.conn.get_ref().cut();
+            cut.handles.cut.cut();
             finish_cut(&ctx, cut).await;
         }
         if let Some(stale) = conn.take_if(|c| c.is_closed()) {
@@ -604,7 +796,7 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &
                     break;
                 }
                 opened_at_drop = away.drops();
-                match HttpConn::connect(&ctx, id).await {
+                match HttpConn::connect(&ctx, id, h2).await {
                     Ok(c) => {
                         if dropped {
                             ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
@@ -620,12 +812,20 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &
             }
         };
         let body = publish_body(&ctx, id, at_us);
-        match c.call("POST", &target, body.as_bytes()).await {
-            Ok((StatusCode::CREATED, _)) => {
+        let shared = matches!(c.http, Http::H2 { .. });
+        if shared {
+            h2.publish_started();
+        }
+        let answer = c.call("POST", &target, body.as_bytes()).await;
+        if shared {
+            h2.publish_ended();
+        }
+        match answer {
+            Ok((StatusCode::CREATED, _, _)) => {
                 sent_ok(&ctx, at_us);
                 conn = Some(c);
             }
-            Ok((status, b)) => {
+            Ok((status, b, _)) => {
                 ctx.count_error(
                     "publish",
                     format!("{status} {}", String::from_utf8_lossy(&b)),
@@ -643,7 +843,13 @@ async fn http_sender(ctx: Arc<RunCtx>, id: u64, sender: u64, room: &str, away: &
     }
 }
 
-async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<Away>) {
+async fn poll_receiver(
+    ctx: Arc<RunCtx>,
+    spec: ClientSpec,
+    room: &str,
+    away: Arc<Away>,
+    h2: &SharedH2,
+) {
     let long = ctx.transport == Transport::LongPoll;
     let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let wait_ms = ctx.scenario.long_poll.wait.as_millis();
@@ -654,7 +860,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
     // browsers on independent timers would, on the precise timer.
     let interval_us = (interval.as_micros() as u64).max(1);
     let phase_us = (interval_us as f64 * (spec.id as f64 * 0.618_033_988_75).fract()) as u64;
-    let Some((c, clock)) = connect_then_start(&ctx, spec.id).await else {
+    let Some((c, clock)) = connect_then_start(&ctx, spec.id, h2).await else {
         return;
     };
     let mut conn = Some(c);
@@ -672,9 +878,12 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                 _ = ctx.timer.wait_until(&clock, tick_us) => {}
                 _ = dropper.due(&ctx) => {
                     // A drop between polls: the idle connection goes.
-                    let cut = conn.as_ref().map(|c| c.conn.get_ref().cut_handle());
-                    dropper.drop_now(&ctx, &mut inbox, cut.as_ref());
-                    if let Some(c) = conn.take_if(|_| cut.is_some_and(|h| h.is_cut())) {
+                    let cut = conn.as_ref().map(|c| c.handles.cut.clone());
+                    dropper.drop_now(&ctx, &mut inbox, h2.cut_now(cut.as_ref()));
+                    // Over HTTP/2 the cut may wait for a publish's answer
+                    // (SharedH2); the connection is let go either way.
+                    let gone = cut.is_some_and(|h| h.is_cut()) || inbox.spans.is_away();
+                    if let Some(c) = conn.take_if(|_| gone) {
                         finish_cut(&ctx, c).await;
                     }
                     continue;
@@ -703,7 +912,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                 if resuming && !ctx.back_online(&clock, &away).await {
                     break;
                 }
-                match HttpConn::connect(&ctx, spec.id).await {
+                match HttpConn::connect(&ctx, spec.id, h2).await {
                     Ok(c) => {
                         if resuming {
                             ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
@@ -721,9 +930,9 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
         if !inbox
             .read_at
             .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, &c.read_at))
+            .is_some_and(|r| Arc::ptr_eq(r, &c.handles.read_at))
         {
-            inbox.read_at = Some(c.read_at.clone());
+            inbox.read_at = Some(c.handles.read_at.clone());
         }
         // The target is written again only when the cursor moved: an
         // empty short poll repeats the last one.
@@ -745,8 +954,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
         if resuming {
             inbox.spans.resumed(poll_at);
         }
-        let cut = c.conn.get_ref().cut_handle();
-        let (up0, down0) = c.conn.get_ref().bytes();
+        let cut = c.handles.cut.clone();
         let result = {
             let call = c.call("GET", this_target, b"");
             tokio::pin!(call);
@@ -756,7 +964,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                     // A drop with the poll out: its answer, if it comes,
                     // is read and thrown away.
                     _ = dropper.due(&ctx) => {
-                        dropper.drop_now(&ctx, &mut inbox, Some(&cut));
+                        dropper.drop_now(&ctx, &mut inbox, h2.cut_now(Some(&cut)));
                     }
                     _ = &mut cancelled => break None,
                 }
@@ -764,7 +972,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
         };
         let Some(result) = result else { break };
         if resuming {
-            if let Ok((_, body)) = &result {
+            if let Ok((_, body, _)) = &result {
                 ctx.rec
                     .drops
                     .resume_bytes
@@ -773,7 +981,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
         }
         let away_now = inbox.spans.is_away();
         match result {
-            Ok((StatusCode::OK, body)) => {
+            Ok((StatusCode::OK, body, exchange)) => {
                 ctx.rec
                     .record(spec.id, Metric::Request, start.elapsed().as_micros() as u64);
                 match serde_json::from_slice::<PollResponse<'_>>(&body) {
@@ -785,12 +993,11 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                         // what the poll costs besides its messages is the
                         // exchange less what is between the brackets.
                         let envelope = envelope_len(p.next, p.missed);
-                        let (up, down) = c.conn.get_ref().bytes();
                         let inside = (body.len() as u64).saturating_sub(envelope);
                         ctx.wire.answered_polls.fetch_add(1, Relaxed);
                         ctx.wire
                             .poll_overhead_bytes
-                            .fetch_add((up + down - up0 - down0).saturating_sub(inside), Relaxed);
+                            .fetch_add(exchange.saturating_sub(inside), Relaxed);
                         if p.missed > 0 {
                             inbox.missed(&Notice {
                                 missed: p.missed,
@@ -814,7 +1021,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                 }
                 conn = Some(c);
             }
-            Ok((status, b)) => {
+            Ok((status, b, _)) => {
                 ctx.count_error("poll", format!("{status} {}", String::from_utf8_lossy(&b)));
                 conn = Some(c);
                 ctx.backoff().await;
@@ -827,7 +1034,7 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
                 ctx.backoff().await;
             }
         }
-        if let Some(c) = conn.take_if(|_| cut.is_cut()) {
+        if let Some(c) = conn.take_if(|_| cut.is_cut() || inbox.spans.is_away()) {
             finish_cut(&ctx, c).await;
         }
     }
@@ -836,7 +1043,13 @@ async fn poll_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc
     }
 }
 
-async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<Away>) {
+async fn sse_receiver(
+    ctx: Arc<RunCtx>,
+    spec: ClientSpec,
+    room: &str,
+    away: Arc<Away>,
+    h2: &SharedH2,
+) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let mut last_id: Option<u64> = None;
@@ -848,7 +1061,7 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
         if resuming && !ctx.back_online(&ctx.run_clock(), &away).await {
             break;
         }
-        let mut c = match HttpConn::connect(&ctx, spec.id).await {
+        let mut c = match HttpConn::connect(&ctx, spec.id, h2).await {
             Ok(c) => c,
             Err(e) => {
                 ctx.count_error("connect", e);
@@ -860,9 +1073,13 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
             ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
             inbox.spans.resumed(ctx.run_clock().now_us());
         }
-        let last_event_id = last_id.map(|id| format!("last-event-id: {id}"));
+        let last_event_id = last_id.map(|id| id.to_string());
+        let headers: Vec<(&str, &str)> = last_event_id
+            .iter()
+            .map(|id| ("last-event-id", id.as_str()))
+            .collect();
         let resp = tokio::select! {
-            r = c.send_with("GET", &target, last_event_id.as_slice()) => r,
+            r = c.send_with("GET", &target, &headers) => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
         };
         match resp {
@@ -870,7 +1087,7 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
             Ok(status) => {
                 // The error's reason is in its body.
                 let why = tokio::select! {
-                    b = c.conn.body() => b.unwrap_or_default(),
+                    b = c.body() => b.unwrap_or_default(),
                     _ = ctx.abort.cancelled() => Bytes::new(),
                 };
                 ctx.count_error("sse", format!("{status} {}", String::from_utf8_lossy(&why)));
@@ -896,8 +1113,8 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
                 .resume_bytes
                 .fetch_add(c.first_exchange_bytes(0), Relaxed);
         }
-        inbox.read_at = Some(c.read_at.clone());
-        let cut = c.conn.get_ref().cut_handle();
+        inbox.read_at = Some(c.handles.read_at.clone());
+        let cut = c.handles.cut.clone();
         let mut parser = SseParser::default();
         // One cancellation future for the whole stream: a new one per frame
         // locked the token's shared mutex for every message.
@@ -905,10 +1122,10 @@ async fn sse_receiver(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str, away: Arc<
         tokio::pin!(cancelled);
         while !inbox.done() {
             let piece = tokio::select! {
-                p = c.conn.body_chunk() => p,
+                p = c.body_chunk() => p,
                 // A drop: the stream is read to its end and thrown away.
                 _ = dropper.due(&ctx) => {
-                    dropper.drop_now(&ctx, &mut inbox, Some(&cut));
+                    dropper.drop_now(&ctx, &mut inbox, h2.cut_now(Some(&cut)));
                     continue;
                 }
                 _ = &mut cancelled => break,
@@ -1073,17 +1290,47 @@ impl SseParser {
 
 /// A WebSocket's writing half, shared by its sender (on the send thread)
 /// and its reader (pongs, and the closing handshake).
-type WsOut = Arc<tokio::sync::Mutex<WsWriter<WireWriter>>>;
+type WsOut = Arc<tokio::sync::Mutex<WsWrite>>;
+
+/// The read half of a client's WebSocket, whatever carries it: the counted
+/// socket itself, a TLS stream's half, or an HTTP/2 stream's.
+type WsRead = WsReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>;
+
+/// Its write half: over plain TCP the socket's own writer
+/// ([`WireCounter::writer`], no lock), else the other half of a split.
+type WsWrite = WsWriter<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>;
+
+/// A WebSocket's connection: its halves, its socket's handles, and the
+/// bytes its opening handshake cost (for a resume's cost).
+struct WsConn {
+    reader: WsRead,
+    writer: WsWrite,
+    handles: Handles,
+    setup: u64,
+    /// Over HTTP/2, the connection the WebSocket's stream lives on.
+    _h2: Option<Arc<H2Conn>>,
+    /// Over TLS or HTTP/2, the socket is read to its end after the close,
+    /// so that both sides count the same bytes.
+    drain_after_close: bool,
+}
 
 async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     let away = Arc::new(Away::default());
     let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let start = Instant::now();
-    let Some((mut reader, writer, _)) = ws_connect(&ctx, spec.id, room, 0).await else {
+    let Some(ws) = ws_connect(&ctx, spec.id, room, 0).await else {
         return;
     };
-    inbox.read_at = Some(reader.get_ref().read_at());
+    let WsConn {
+        mut reader,
+        writer,
+        mut handles,
+        mut _h2,
+        drain_after_close,
+        ..
+    } = ws;
+    inbox.read_at = Some(handles.read_at.clone());
     ctx.rec
         .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
     // The 101 came after the server set the socket's cursor: subscribed.
@@ -1138,7 +1385,7 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         })
     });
     loop {
-        ws_receive(&ctx, &mut inbox, &mut reader, &out, &mut dropper).await;
+        ws_receive(&ctx, &mut inbox, &mut reader, &handles, &out, &mut dropper).await;
         if inbox.done() || !inbox.spans.is_away() {
             break;
         }
@@ -1147,20 +1394,22 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
         ctx.rec
             .drops
             .bytes_after_cut
-            .fetch_add(reader.get_ref().cut_handle().bytes_after_cut(), Relaxed);
+            .fetch_add(handles.cut.bytes_after_cut(), Relaxed);
         if !ctx.back_online(&ctx.run_clock(), &away).await {
             break;
         }
         let after = inbox.resume_after();
         inbox.spans.resumed(ctx.run_clock().now_us());
-        let Some((r, w, setup)) = ws_connect(&ctx, spec.id, room, after).await else {
+        let Some(ws) = ws_connect(&ctx, spec.id, room, after).await else {
             break;
         };
         ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
-        ctx.rec.drops.resume_bytes.fetch_add(setup, Relaxed);
-        reader = r;
-        inbox.read_at = Some(reader.get_ref().read_at());
-        *out.lock().await = w;
+        ctx.rec.drops.resume_bytes.fetch_add(ws.setup, Relaxed);
+        reader = ws.reader;
+        handles = ws.handles;
+        _h2 = ws._h2;
+        inbox.read_at = Some(handles.read_at.clone());
+        *out.lock().await = ws.writer;
         reconnected.send_modify(|n| *n += 1);
     }
     if let Some(task) = send_task {
@@ -1175,32 +1424,58 @@ async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &str) {
                     break;
                 }
             }
+            if drain_after_close {
+                let mut w = out.lock().await;
+                let _ = w.shutdown().await;
+                while let Ok(Some(_)) = reader.next().await {}
+            }
         })
         .await;
+    }
+    drop(reader);
+    drop(out);
+    if let Some(c) = _h2 {
+        c.close().await;
     }
 }
 
 /// Connects client `key`'s WebSocket to `room` from message `after`,
-/// retrying until it works or the run aborts; with the bytes of the
-/// upgrade and its 101.
-async fn ws_connect(
-    ctx: &RunCtx,
-    key: u64,
-    room: &str,
-    after: u64,
-) -> Option<(WsReader<WireCounter>, WsWriter<WireWriter>, u64)> {
+/// retrying until it works or the run aborts: over HTTP/1.1 by Upgrade
+/// (plain or TLS), over HTTP/2 by extended CONNECT (RFC 8441) on a
+/// connection of its own.
+async fn ws_connect(ctx: &RunCtx, key: u64, room: &str, after: u64) -> Option<WsConn> {
     let target = format!("/rooms/{room}/ws?after={after}");
-    let addr = ctx.server_of(key);
-    let host = addr.to_string();
     loop {
         let attempt = async {
-            let mut io = ctx.connect(key, addr).await?;
+            if ctx.connector.is_http2() {
+                return ws_connect_h2(ctx, key, &target).await;
+            }
+            let (mut io, addr) = ctx.open(key).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
-            let leftover = ws::handshake(&mut io, &host, &target).await?;
-            let (up, down) = io.bytes();
+            let leftover = ws::handshake(&mut io, &addr.to_string(), &target).await?;
+            let handles = Handles::of(&io);
+            let (up, down) = handles.cut.bytes();
             let setup = up + down.saturating_sub(leftover.len() as u64);
-            let writer = WsWriter::new(io.writer());
-            Ok::<_, std::io::Error>((WsReader::new(io, leftover), writer, setup))
+            let drain_after_close = io.is_tls();
+            let (r, w): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) =
+                match io {
+                    Stream::Plain(c) => {
+                        let w = c.writer();
+                        (Box::new(c), Box::new(w))
+                    }
+                    Stream::Tls(t) => {
+                        let (r, w) = tokio::io::split(*t);
+                        (Box::new(r), Box::new(w))
+                    }
+                };
+            Ok::<_, std::io::Error>(WsConn {
+                reader: WsReader::new(r, leftover),
+                writer: WsWriter::new(w),
+                handles,
+                setup,
+                _h2: None,
+                drain_after_close,
+            })
         };
         match attempt.await {
             Ok(conn) => return Some(conn),
@@ -1215,17 +1490,59 @@ async fn ws_connect(
     }
 }
 
+/// A WebSocket over HTTP/2: a connection, then an extended CONNECT with
+/// `:protocol websocket` answered 200; the stream then carries the frames.
+async fn ws_connect_h2(ctx: &RunCtx, key: u64, target: &str) -> std::io::Result<WsConn> {
+    let conn = ctx.open_h2(key, true).await?;
+    ctx.wire.requests.fetch_add(1, Relaxed);
+    let mut req = conn.request(
+        Method::CONNECT,
+        target,
+        &[("sec-websocket-version", "13")],
+        Bytes::new(),
+    )?;
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let (_, resp) = conn.send(req).await?;
+    if resp.status() != StatusCode::OK {
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(std::io::Error::other(format!(
+            "the server refused the extended CONNECT: {status} {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    let upgraded = hyper::upgrade::on(resp).await.map_err(std::io::Error::other)?;
+    let (r, w) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+    let handles = conn.handles.clone();
+    let (up, down) = handles.cut.bytes();
+    Ok(WsConn {
+        reader: WsReader::new(Box::new(r), bytes::BytesMut::new()),
+        writer: WsWriter::new(Box::new(w)),
+        handles,
+        setup: up + down,
+        _h2: Some(conn),
+        drain_after_close: true,
+    })
+}
+
 /// Reads WebSocket frames into `inbox` until the run's end, answering
 /// pings, or until the socket ends; a drop cuts it, and what arrives after
 /// is read to the end and thrown away.
 async fn ws_receive(
     ctx: &RunCtx,
     inbox: &mut Inbox,
-    reader: &mut WsReader<WireCounter>,
+    reader: &mut WsRead,
+    handles: &Handles,
     out: &WsOut,
     dropper: &mut Dropper,
 ) {
-    let cut = reader.get_ref().cut_handle();
+    let cut = handles.cut.clone();
     let cancelled = ctx.abort.cancelled();
     tokio::pin!(cancelled);
     while !inbox.done() {

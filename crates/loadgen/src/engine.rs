@@ -163,6 +163,7 @@ pub async fn run_transport(
             rooms: rooms.clone(),
             servers: server.addrs(),
             clock_adjust_us: crate::clock::clock_adjust_us(),
+            ca_pems: server.ca_pems(),
             index: first + index,
             of,
         })

@@ -417,6 +417,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H1Conn<S> {
         self.closed
     }
 
+    /// The stream, for a caller that closes it its own way.
+    pub fn into_io(self) -> S {
+        self.io
+    }
+
     /// Closes the connection: a FIN, then the socket.
     pub async fn close(mut self) {
         let _ = self.io.shutdown().await;

@@ -10,9 +10,11 @@
 
 pub mod client;
 pub mod clock;
+pub mod connect;
 pub mod drops;
 pub mod engine;
 pub mod h1;
+pub mod h2;
 pub mod link;
 pub mod record;
 pub mod resources;

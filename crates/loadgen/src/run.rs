@@ -302,6 +302,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     &target,
                     sp.server.processes,
                     sp.busiest_server_connections(),
+                    sp.protocol.tls,
                 )
                 .await
                 {

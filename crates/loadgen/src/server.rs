@@ -36,6 +36,9 @@ pub enum ServerTarget {
         addr: SocketAddr,
         /// Its process id, for resource figures.
         pid: Option<u32>,
+        /// The CA certificate (PEM file) its TLS certificate chains to,
+        /// for scenarios with `protocol.tls`.
+        ca: Option<PathBuf>,
     },
 }
 
@@ -59,6 +62,9 @@ pub enum ServerError {
     /// `/healthz` did not answer in time.
     #[error("server at {0} is not healthy after {1:?}")]
     Unhealthy(SocketAddr, Duration),
+    /// TLS was asked for and cannot be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A control request failed.
     #[error("control request {path} to {addr} failed: {reason}")]
     Control {
@@ -84,6 +90,8 @@ pub struct RunningServer {
 struct ServerProc {
     addr: SocketAddr,
     pid: Option<u32>,
+    /// The CA its TLS certificate chains to (PEM), when it serves TLS.
+    ca_pem: Option<String>,
     child: Option<Child>,
     health_failures: u32,
 }
@@ -94,19 +102,36 @@ impl RunningServer {
     /// `max_connections` client connections. Several processes are only
     /// for a spawned server; more than one with an external server is an
     /// error.
+    ///
+    /// With `tls`, a spawned process also serves TLS with a certificate it
+    /// makes (`--tls`), and its CA is read back; an external server's CA
+    /// comes from its file.
     pub async fn start(
         target: &ServerTarget,
         processes: u32,
         max_connections: u64,
+        tls: bool,
     ) -> Result<RunningServer, ServerError> {
         let procs = match target {
-            ServerTarget::External { addr, pid } => {
+            ServerTarget::External { addr, pid, ca } => {
                 if processes > 1 {
                     return Err(ServerError::OneExternal(processes));
                 }
+                let ca_pem = match (tls, ca) {
+                    (false, _) => None,
+                    (true, None) => {
+                        return Err(ServerError::Tls(
+                            "the scenario uses TLS; give the server's CA certificate with --server-ca".into(),
+                        ))
+                    }
+                    (true, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        ServerError::Tls(format!("--server-ca {}: {e}", path.display()))
+                    })?),
+                };
                 vec![ServerProc {
                     addr: *addr,
                     pid: *pid,
+                    ca_pem,
                     child: None,
                     health_failures: 0,
                 }]
@@ -114,7 +139,9 @@ impl RunningServer {
             ServerTarget::Spawn { .. } => {
                 let k = processes.max(1);
                 let started = futures_util::future::join_all(
-                    (0..k).map(|i| spawn_one(target, (k > 1).then_some((i, k)), max_connections)),
+                    (0..k).map(|i| {
+                        spawn_one(target, (k > 1).then_some((i, k)), max_connections, tls)
+                    }),
                 )
                 .await;
                 let mut procs = Vec::with_capacity(k as usize);
@@ -159,6 +186,11 @@ impl RunningServer {
     pub fn owner_of(&self, room: &str) -> SocketAddr {
         let k = self.procs.len() as u32;
         self.procs[RoomShard::owner(room, k) as usize].addr
+    }
+
+    /// The CA certificates (PEM) of the processes that serve TLS.
+    pub fn ca_pems(&self) -> Vec<String> {
+        self.procs.iter().filter_map(|p| p.ca_pem.clone()).collect()
     }
 
     /// The processes' ids, by process index, when every one is known.
@@ -207,6 +239,7 @@ async fn spawn_one(
     target: &ServerTarget,
     shard: Option<(u32, u32)>,
     max_connections: u64,
+    tls: bool,
 ) -> Result<ServerProc, ServerError> {
     let ServerTarget::Spawn {
         exe,
@@ -229,6 +262,15 @@ async fn spawn_one(
     }
     if let Some((i, k)) = shard {
         cmd.arg("--room-shard").arg(format!("{i}/{k}"));
+    }
+    // The server writes its CA before it says where it listens.
+    static SPAWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let ca_file = tls.then(|| {
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("chatbench-ca-{}-{n}.pem", std::process::id()))
+    });
+    if let Some(ca) = &ca_file {
+        cmd.arg("--tls-ca-out").arg(ca);
     }
     match log.as_ref().map(|p| {
         std::fs::OpenOptions::new()
@@ -269,9 +311,27 @@ async fn spawn_one(
         let _ = child.kill().await;
         return Err(ServerError::NoAddress(format!("first line was {line:?}")));
     };
+    let ca_pem = match &ca_file {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read_to_string(path);
+            let _ = std::fs::remove_file(path);
+            match pem {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let _ = child.kill().await;
+                    return Err(ServerError::Tls(format!(
+                        "the spawned server's CA {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    };
     Ok(ServerProc {
         addr,
         pid: child.id(),
+        ca_pem,
         child: Some(child),
         health_failures: 0,
     })

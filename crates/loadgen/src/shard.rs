@@ -60,6 +60,10 @@ pub struct ShardTask {
     /// every process of a machine's shard stamps on the same clock.
     #[serde(default)]
     pub clock_adjust_us: i64,
+    /// The CA certificates (PEM) of the servers' TLS, when the scenario
+    /// uses TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ca_pems: Vec<String>,
     /// This shard's number, from 0.
     pub index: u32,
     /// How many shards there are.
@@ -205,6 +209,7 @@ pub async fn run_shard(
         rec: Arc::new(Recorder::new(16)),
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
+        connector: crate::connect::Connector::new(&s.protocol, &task.ca_pems)?,
     });
     let mut rss = RssWatch::start();
     let expected = task.expected_ready();

@@ -38,6 +38,12 @@ pub struct WireStats {
     pub segs_in: AtomicU64,
     /// Segments sent, from `TCP_INFO` at close.
     pub segs_out: AtomicU64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: AtomicU64,
+    /// Their bytes on the socket, both directions.
+    pub tls_handshake_bytes: AtomicU64,
+    /// Their time from the TCP connect, summed, µs.
+    pub tls_handshake_us: AtomicU64,
 }
 
 impl WireStats {
@@ -53,6 +59,9 @@ impl WireStats {
             connections: self.connections.load(Relaxed),
             segs_in: self.segs_in.load(Relaxed),
             segs_out: self.segs_out.load(Relaxed),
+            tls_handshakes: self.tls_handshakes.load(Relaxed),
+            tls_handshake_bytes: self.tls_handshake_bytes.load(Relaxed),
+            tls_handshake_us: self.tls_handshake_us.load(Relaxed),
         }
     }
 }
@@ -345,6 +354,12 @@ pub struct CutHandle {
 }
 
 impl CutHandle {
+    /// Bytes the connection wrote so far, and bytes it handed to the client
+    /// (as [`WireCounter::bytes`]).
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.sock.up.load(Relaxed), self.sock.released.load(Relaxed))
+    }
+
     /// See [`WireCounter::cut`]; a second cut does nothing. Returns the
     /// bytes the connection had read by the cut.
     pub fn cut(&self) -> u64 {

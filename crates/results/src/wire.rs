@@ -26,6 +26,18 @@ pub struct WireSnapshot {
     pub segs_in: u64,
     /// Segments sent (closed connections only).
     pub segs_out: u64,
+    /// TLS handshakes completed (absent in files that predate TLS, as are
+    /// the next two).
+    #[serde(default)]
+    pub tls_handshakes: u64,
+    /// Their bytes, both directions (on the socket, from the TCP connect
+    /// to the handshake's end).
+    #[serde(default)]
+    pub tls_handshake_bytes: u64,
+    /// Their time, summed: from the TCP connect to the handshake's end, in
+    /// microseconds.
+    #[serde(default)]
+    pub tls_handshake_us: u64,
 }
 
 impl std::ops::Sub for WireSnapshot {
@@ -43,6 +55,11 @@ impl std::ops::Sub for WireSnapshot {
             connections: self.connections.saturating_sub(o.connections),
             segs_in: self.segs_in.saturating_sub(o.segs_in),
             segs_out: self.segs_out.saturating_sub(o.segs_out),
+            tls_handshakes: self.tls_handshakes.saturating_sub(o.tls_handshakes),
+            tls_handshake_bytes: self
+                .tls_handshake_bytes
+                .saturating_sub(o.tls_handshake_bytes),
+            tls_handshake_us: self.tls_handshake_us.saturating_sub(o.tls_handshake_us),
         }
     }
 }
@@ -67,6 +84,9 @@ impl std::ops::Add for WireSnapshot {
             connections: self.connections + o.connections,
             segs_in: self.segs_in + o.segs_in,
             segs_out: self.segs_out + o.segs_out,
+            tls_handshakes: self.tls_handshakes + o.tls_handshakes,
+            tls_handshake_bytes: self.tls_handshake_bytes + o.tls_handshake_bytes,
+            tls_handshake_us: self.tls_handshake_us + o.tls_handshake_us,
         }
     }
 }

@@ -1,0 +1,245 @@
+//! `[protocol]`: every transport over HTTP/1.1 and HTTP/2, plain and over
+//! TLS, with nothing lost and the byte cross-check with the server exact.
+
+use crate::util::*;
+use chatbench_loadgen::results::TransportRun;
+use chatbench_loadgen::scenario::Scenario;
+use chatbench_loadgen::server::ServerTarget;
+use chatbench_loadgen::Transport;
+
+const ALL: &str = r#""short_poll", "long_poll", "sse", "websocket""#;
+
+const STACKS: &str = r#"
+[sweep]
+parameter = "protocol"
+values = [{ http = "1.1" }, { http = "1.1", tls = true }, { http = "2" }, { http = "2", tls = true }]
+"#;
+
+/// The server library in this process, answering TLS too; its CA file.
+async fn tls_server(
+    dir: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::path::PathBuf,
+) {
+    let ca = dir.join("ca.pem");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = chatbench_server::Config {
+        tls: Some(chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap()),
+        ..chatbench_server::Config::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(chatbench_server::run(listener, config, async {
+        let _ = rx.await;
+    }));
+    (addr, tx, ca)
+}
+
+/// Every run: nothing lost, duplicated or failed, and client and server
+/// agree on every byte and every message.
+fn assert_clean(r: &TransportRun, what: &str) {
+    let t = r.transport;
+    assert_eq!(
+        (r.audit.lost, r.audit.duplicated, r.audit.errors),
+        (0, 0, 0),
+        "{what} {t}: {:?}",
+        r.errors_by_cause
+    );
+    assert!(r.audit.delivered > 0, "{what} {t}");
+    let c = r.crosscheck.as_ref().expect("a cross-check");
+    assert!(
+        c.bytes_match && c.delivered_match,
+        "{what} {t}: server wrote {} bytes, clients read {}; server delivered {}, clients received {}",
+        c.server_bytes_written,
+        c.client_bytes_down,
+        c.server_delivered,
+        c.client_receipts
+    );
+    assert!(
+        r.flags.is_empty() || what.contains("drops"),
+        "{what} {t}: {:?} {:?}",
+        r.flags,
+        r.saturation
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
+    let out = tempfile::tempdir().unwrap();
+    let (addr, _stop, ca) = tls_server(out.path()).await;
+    let src = tiny_toml("stacks", ALL) + STACKS;
+    let scenario = Scenario::parse(&src, std::path::Path::new("stacks.toml")).unwrap();
+    let clients = scenario.total_clients();
+    let senders = scenario.total_senders();
+    let done = chatbench_loadgen::run::run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: Some(ca),
+        },
+    ))
+    .await
+    .unwrap();
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    assert_eq!(run.runs.len(), 16);
+    for r in &run.runs {
+        let (http2, tls) = (r.point >= 2, r.point % 2 == 1);
+        let what = format!("point {}", r.point);
+        assert_clean(r, &what);
+        let w = &r.wire.total;
+        // HTTP/1.1 senders publish on a second connection; over HTTP/2 a
+        // client's publishes share its one connection. A WebSocket client
+        // has one connection either way.
+        let want = match (r.transport, http2) {
+            (Transport::WebSocket, _) | (_, true) => clients,
+            (_, false) => clients + senders,
+        };
+        assert_eq!(w.connections, want, "{what} {}", r.transport);
+        if tls {
+            assert_eq!(w.tls_handshakes, w.connections, "{what} {}", r.transport);
+            // A certificate and a key share each way, at least.
+            assert!(
+                w.tls_handshake_bytes > 600 * w.tls_handshakes,
+                "{what} {}: {} bytes for {} handshakes",
+                r.transport,
+                w.tls_handshake_bytes,
+                w.tls_handshakes
+            );
+            assert!(w.tls_handshake_us > 0);
+        } else {
+            assert_eq!(
+                (w.tls_handshakes, w.tls_handshake_bytes),
+                (0, 0),
+                "{what} {}",
+                r.transport
+            );
+        }
+    }
+    // HPACK: the same polls cost fewer bytes per message over HTTP/2 than
+    // over HTTP/1.1, plain and over TLS.
+    let bytes = |t: Transport, point: usize| {
+        run.runs
+            .iter()
+            .find(|r| r.transport == t && r.point == point)
+            .unwrap()
+            .wire
+            .per_msg
+            .bytes
+    };
+    for t in [Transport::ShortPoll, Transport::LongPoll] {
+        assert!(bytes(t, 2) < bytes(t, 0), "{t}: h2c {} vs h1 {}", bytes(t, 2), bytes(t, 0));
+        assert!(bytes(t, 3) < bytes(t, 1), "{t}: h2 {} vs h1+tls {}", bytes(t, 3), bytes(t, 1));
+    }
+    // The sweep's points are named by their stacks.
+    let labels: Vec<String> = (0..4)
+        .map(|i| run.scenario.point_label(i).unwrap())
+        .collect();
+    assert_eq!(labels, ["h1", "h1+tls", "h2c", "h2+tls"]);
+    chatbench_report::report(&done.dir).unwrap();
+    let report = std::fs::read_to_string(done.dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("\n## Protocols\n"), "{report}");
+}
+
+/// Connection drops over HTTP/2 and TLS: the client's one connection is
+/// cut, and its sender and receiver resume on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_resume_after_drops_over_http2_and_tls() {
+    let out = tempfile::tempdir().unwrap();
+    let (addr, _stop, ca) = tls_server(out.path()).await;
+    // WebSocket over HTTP/2 with drops is refused by the scenario check
+    // (`protocol.http`); see scenarios/README.md.
+    let http = r#""short_poll", "long_poll", "sse""#;
+    let src = tiny_toml("h2drops", http).replace("grace = \"500ms\"", "grace = \"2s\"")
+        + "\n[network]\nrtt = \"20ms\"\ndrop_every = \"400ms\"\ndrop_for = \"100ms\"\n"
+        + "\n[protocol]\nhttp = \"2\"\ntls = true\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("h2drops.toml")).unwrap();
+    let done = chatbench_loadgen::run::run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: Some(ca),
+        },
+    ))
+    .await
+    .unwrap();
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    for r in &run.runs {
+        assert_clean(r, "h2+tls with drops");
+        let d = r.drops.as_ref().expect("drop figures");
+        assert!(d.drops >= 10, "{}: {} drops", r.transport, d.drops);
+        assert!(d.reconnects >= 1, "{}", r.transport);
+    }
+}
+
+/// A spawned server makes its certificate; two server processes make two
+/// CAs, and two load-generator processes trust both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_servers_make_their_certificates_and_every_process_trusts_them() {
+    let out = tempfile::tempdir().unwrap();
+    let src = tiny_toml("spawned-tls", r#""long_poll", "websocket""#)
+        + "\n[protocol]\nhttp = \"2\"\ntls = true\n";
+    let mut scenario = Scenario::parse(&src, std::path::Path::new("spawned-tls.toml")).unwrap();
+    scenario.clients.rooms = 4;
+    scenario.clients.processes = 2;
+    scenario.server.processes = 2;
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    for r in &run.runs {
+        assert_clean(r, "spawned");
+        assert_eq!(r.wire.total.tls_handshakes, r.wire.total.connections);
+    }
+    // No CA file is left behind in the temporary directory.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("chatbench-ca-{}-", std::process::id()))
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// TLS against an external server needs its CA: the run says so before
+/// it starts.
+#[tokio::test]
+async fn tls_against_a_server_without_its_ca_is_refused_with_a_reason() {
+    let out = tempfile::tempdir().unwrap();
+    let (addr, _stop, _ca) = tls_server(out.path()).await;
+    let src = tiny_toml("noca", r#""sse""#) + "\n[protocol]\ntls = true\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("noca.toml")).unwrap();
+    let e = chatbench_loadgen::run::run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: None,
+        },
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("TLS: the scenario uses TLS; give the server's CA certificate with --server-ca"),
+        "{e}"
+    );
+}

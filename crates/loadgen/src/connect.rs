@@ -1,0 +1,235 @@
+//! The one seam every client connection goes through: TCP (over the
+//! emulated link when the scenario has one, counted by a [`WireCounter`]),
+//! then TLS when the scenario asks for it, then HTTP/1.1 or HTTP/2 above
+//! ([`crate::h1`], [`crate::h2`]). Bytes are counted on the socket, below
+//! TLS, so they are the ciphertext a packet capture would see.
+
+use crate::wire::{CutHandle, WireCounter, WireStats};
+use chatbench_results::scenario::Protocol;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// How a run's clients reach the server.
+#[derive(Clone)]
+pub struct Connector {
+    tls: Option<tokio_rustls::TlsConnector>,
+    http2: bool,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("tls", &self.tls.is_some())
+            .field("http2", &self.http2)
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Plain HTTP/1.1.
+    pub fn plain() -> Connector {
+        Connector {
+            tls: None,
+            http2: false,
+        }
+    }
+
+    /// The scenario's protocol; with TLS, trusting exactly the CA
+    /// certificates in `ca_pems` (PEM text each), and offering by ALPN
+    /// only the HTTP version asked for.
+    pub fn new(protocol: &Protocol, ca_pems: &[String]) -> io::Result<Connector> {
+        let tls = if protocol.tls {
+            Some(tls_connector(ca_pems, protocol.is_http2())?)
+        } else {
+            None
+        };
+        Ok(Connector {
+            tls,
+            http2: protocol.is_http2(),
+        })
+    }
+
+    /// True when clients speak HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        self.http2
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// TLS over a connected, counted socket to `server`, when the run uses
+    /// TLS: the handshake's bytes and time (from `tcp_start`, the TCP
+    /// connect's start) go to `stats`.
+    pub async fn secure(
+        &self,
+        tcp: WireCounter,
+        server: std::net::SocketAddr,
+        tcp_start: tokio::time::Instant,
+        stats: &WireStats,
+    ) -> io::Result<Stream> {
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let handle = tcp.cut_handle();
+        let name = ServerName::IpAddress(server.ip().into());
+        let stream = tls.connect(name, tcp).await?;
+        let (up, down) = handle.bytes();
+        stats.tls_handshakes.fetch_add(1, Relaxed);
+        stats.tls_handshake_bytes.fetch_add(up + down, Relaxed);
+        stats
+            .tls_handshake_us
+            .fetch_add(tcp_start.elapsed().as_micros() as u64, Relaxed);
+        let want: &[u8] = if self.http2 { b"h2" } else { b"http/1.1" };
+        match stream.get_ref().1.alpn_protocol() {
+            Some(p) if p == want => Ok(Stream::Tls(Box::new(stream))),
+            other => Err(io::Error::other(format!(
+                "the server chose ALPN {:?}, not {:?}",
+                other.map(String::from_utf8_lossy),
+                String::from_utf8_lossy(want)
+            ))),
+        }
+    }
+}
+
+/// A rustls client that trusts `ca_pems` and offers `h2` or `http/1.1`.
+pub fn tls_connector(ca_pems: &[String], http2: bool) -> io::Result<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in ca_pems {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| io::Error::other(format!("a CA certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| io::Error::other(format!("a CA certificate: {e}")))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(io::Error::other(
+            "TLS needs the server's CA certificate, and none was given",
+        ));
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| io::Error::other(format!("TLS versions: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![if http2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// A client connection's byte stream: the counted socket, or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(WireCounter),
+    /// TLS over the counted socket.
+    Tls(Box<tokio_rustls::client::TlsStream<WireCounter>>),
+}
+
+impl Stream {
+    /// The counted socket underneath.
+    pub fn counter(&self) -> &WireCounter {
+        match self {
+            Stream::Plain(c) => c,
+            Stream::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    /// True over TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Ends the connection: a FIN (over TLS, after a `close_notify`), then
+    /// over TLS reads until the server's own close, so that what the server
+    /// writes in answer (its `close_notify`, HTTP/2's GOAWAY) is read and
+    /// the byte counts on both sides agree.
+    pub async fn close(mut self) {
+        let _ = self.shutdown().await;
+        if self.is_tls() {
+            drain(&mut self).await;
+        }
+    }
+}
+
+/// Reads and throws away until EOF, an error, or 5 s.
+pub async fn drain<R: AsyncRead + Unpin>(io: &mut R) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(c) => Pin::new(c).poll_read(cx, buf),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(c) => Pin::new(c).poll_write(cx, buf),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(c) => Pin::new(c).poll_flush(cx),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(c) => Pin::new(c).poll_shutdown(cx),
+            Stream::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a client keeps of a connection once HTTP owns its stream: the cut
+/// (and byte counts) and the arrival stamp of the last read.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// Cuts the socket, and reads its byte counts.
+    pub cut: CutHandle,
+    /// The kernel's arrival stamp of the socket's last read.
+    pub read_at: Arc<AtomicU64>,
+}
+
+impl Handles {
+    /// The handles of `stream`'s socket.
+    pub fn of(stream: &Stream) -> Handles {
+        Handles {
+            cut: stream.counter().cut_handle(),
+            read_at: stream.counter().read_at(),
+        }
+    }
+}
