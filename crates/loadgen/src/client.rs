@@ -9,6 +9,7 @@
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
 use crate::connect::{Connector, Handles, Stream};
 use crate::h2::H2Conn;
+use crate::profile::{Headers, Kind};
 use crate::drops::{Away, AwaySpans, DropSchedule};
 use crate::h1::H1Conn;
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
@@ -66,6 +67,8 @@ pub struct RunCtx {
     pub body: String,
     /// How connections are made: plain or TLS, HTTP/1.1 or HTTP/2.
     pub connector: Connector,
+    /// The request headers of `protocol.headers`, for each server.
+    pub headers: Vec<(SocketAddr, Arc<Headers>)>,
 }
 
 impl RunCtx {
@@ -103,6 +106,15 @@ impl RunCtx {
         self.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
         Ok(conn)
+    }
+
+    /// The request headers for requests to `server`.
+    pub fn headers_for(&self, server: SocketAddr) -> Arc<Headers> {
+        self.headers
+            .iter()
+            .find(|(a, _)| *a == server)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default()
     }
 
     /// The run clock (zero at a far-future instant before the start).
@@ -354,6 +366,8 @@ struct HttpConn {
     http: Http,
     ctx: Arc<RunCtx>,
     handles: Handles,
+    /// The extra request headers (`protocol.headers`).
+    headers: Arc<Headers>,
 }
 
 enum Http {
@@ -423,6 +437,7 @@ impl HttpConn {
                 handles: Handles::of(&stream),
                 http: Http::H1(H1Conn::new(stream, addr.to_string())),
                 ctx: ctx.clone(),
+                headers: ctx.headers_for(addr),
             });
         }
         let mut slot = shared.slot.lock().await;
@@ -438,6 +453,7 @@ impl HttpConn {
             handles: conn.handles.clone(),
             http: Http::H2 { conn, body: None },
             ctx: ctx.clone(),
+            headers: ctx.headers_for(ctx.server_of(key)),
         })
     }
 
@@ -445,20 +461,26 @@ impl HttpConn {
     /// [`HttpConn::body_chunk`] or [`HttpConn::body`].
     async fn send_with(
         &mut self,
+        kind: Kind,
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
     ) -> HttpResult<StatusCode> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
+        let profile = self.headers.of(kind);
         match &mut self.http {
             Http::H1(c) => {
-                let lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let lines: Vec<String> = headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .chain(profile.iter().map(|(k, v)| format!("{k}: {v}")))
+                    .collect();
                 let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
                 Ok(c.send_with(method, target, &lines, b"").await?)
             }
             Http::H2 { conn, body } => {
                 let m = Method::from_bytes(method.as_bytes())?;
-                let req = conn.request(m, target, headers, Bytes::new())?;
+                let req = conn.request(m, target, headers, profile, Bytes::new())?;
                 let (_, resp) = conn.send(req).await?;
                 let status = resp.status();
                 *body = Some(resp.into_body());
@@ -494,15 +516,25 @@ impl HttpConn {
     /// HTTP/2 its stream's frames).
     async fn call(
         &mut self,
+        kind: Kind,
         method: &str,
         target: &str,
         body: &[u8],
     ) -> HttpResult<(StatusCode, Bytes, u64)> {
         self.ctx.wire.requests.fetch_add(1, Relaxed);
+        let profile = self.headers.of(kind);
         match &mut self.http {
             Http::H1(c) => {
                 let (up0, down0) = self.handles.cut.bytes();
-                let (status, b) = c.call(method, target, body).await?;
+                let (status, b) = if profile.is_empty() {
+                    c.call(method, target, body).await?
+                } else {
+                    let lines: Vec<String> =
+                        profile.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                    let status = c.send_with(method, target, &lines, body).await?;
+                    (status, c.body().await?)
+                };
                 let (up, down) = self.handles.cut.bytes();
                 Ok((status, b, (up + down) - (up0 + down0)))
             }
@@ -511,7 +543,7 @@ impl HttpConn {
                 let json = [("content-type", "application/json")];
                 let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
                 Ok(conn
-                    .call(m, target, headers, Bytes::copy_from_slice(body))
+                    .call(m, target, headers, profile, Bytes::copy_from_slice(body))
                     .await?)
             }
         }
@@ -816,7 +848,7 @@ async fn http_sender(
         if shared {
             h2.publish_started();
         }
-        let answer = c.call("POST", &target, body.as_bytes()).await;
+        let answer = c.call(Kind::Publish, "POST", &target, body.as_bytes()).await;
         if shared {
             h2.publish_ended();
         }
@@ -956,7 +988,7 @@ async fn poll_receiver(
         }
         let cut = c.handles.cut.clone();
         let result = {
-            let call = c.call("GET", this_target, b"");
+            let call = c.call(Kind::Poll, "GET", this_target, b"");
             tokio::pin!(call);
             loop {
                 tokio::select! {
@@ -1079,7 +1111,7 @@ async fn sse_receiver(
             .map(|id| ("last-event-id", id.as_str()))
             .collect();
         let resp = tokio::select! {
-            r = c.send_with("GET", &target, &headers) => r,
+            r = c.send_with(Kind::Sse, "GET", &target, &headers) => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
         };
         match resp {
@@ -1452,7 +1484,13 @@ async fn ws_connect(ctx: &RunCtx, key: u64, room: &str, after: u64) -> Option<Ws
             }
             let (mut io, addr) = ctx.open(key).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
-            let leftover = ws::handshake(&mut io, &addr.to_string(), &target).await?;
+            let profile = ctx.headers_for(addr);
+            let lines: Vec<String> = profile
+                .of(Kind::WebSocket)
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let leftover = ws::handshake(&mut io, &addr.to_string(), &target, &lines).await?;
             let handles = Handles::of(&io);
             let (up, down) = handles.cut.bytes();
             let setup = up + down.saturating_sub(leftover.len() as u64);
@@ -1495,10 +1533,12 @@ async fn ws_connect(ctx: &RunCtx, key: u64, room: &str, after: u64) -> Option<Ws
 async fn ws_connect_h2(ctx: &RunCtx, key: u64, target: &str) -> std::io::Result<WsConn> {
     let conn = ctx.open_h2(key, true).await?;
     ctx.wire.requests.fetch_add(1, Relaxed);
+    let profile = ctx.headers_for(ctx.server_of(key));
     let mut req = conn.request(
         Method::CONNECT,
         target,
         &[("sec-websocket-version", "13")],
+        profile.of(Kind::WebSocket),
         Bytes::new(),
     )?;
     req.extensions_mut()

@@ -298,12 +298,14 @@ impl H2Conn {
         Ok((id, resp))
     }
 
-    /// A request for `target` (path and query) with `headers` and `body`.
+    /// A request for `target` (path and query) with `headers`, then the
+    /// profile's (`protocol.headers`), and `body`.
     pub fn request(
         &self,
         method: Method,
         target: &str,
         headers: &[(&str, &str)],
+        profile: &[(String, String)],
         body: Bytes,
     ) -> io::Result<Request<Full<Bytes>>> {
         let mut b = Request::builder()
@@ -311,6 +313,9 @@ impl H2Conn {
             .uri(format!("{}{target}", self.base));
         for (k, v) in headers {
             b = b.header(*k, *v);
+        }
+        for (k, v) in profile {
+            b = b.header(k.as_str(), v.as_str());
         }
         b.body(Full::new(body)).map_err(io::Error::other)
     }
@@ -322,9 +327,10 @@ impl H2Conn {
         method: Method,
         target: &str,
         headers: &[(&str, &str)],
+        profile: &[(String, String)],
         body: Bytes,
     ) -> io::Result<(StatusCode, Bytes, u64)> {
-        let req = self.request(method, target, headers, body)?;
+        let req = self.request(method, target, headers, profile, body)?;
         let (id, resp) = self.send(req).await?;
         let status = resp.status();
         let body = resp

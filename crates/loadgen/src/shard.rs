@@ -209,6 +209,16 @@ pub async fn run_shard(
         rec: Arc::new(Recorder::new(16)),
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
+        headers: {
+            let scheme = if s.protocol.tls { "https" } else { "http" };
+            let mut by_server = Vec::new();
+            for &addr in &task.servers {
+                let h = crate::profile::Headers::new(&s.protocol, scheme, &addr.to_string())
+                    .map_err(std::io::Error::other)?;
+                by_server.push((addr, Arc::new(h)));
+            }
+            by_server
+        },
         connector: crate::connect::Connector::new(&s.protocol, &task.ca_pems)?,
     });
     let mut rss = RssWatch::start();

@@ -62,12 +62,18 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     host: &str,
     target: &str,
+    extra: &[String],
 ) -> io::Result<BytesMut> {
     crate::h1::check_target(target)?;
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    let mut request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
     );
+    for line in extra {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
     io.write_all(request.as_bytes()).await?;
     let mut buf = BytesMut::with_capacity(READ_SPACE);
     loop {
@@ -518,7 +524,7 @@ mod tests {
             server.write_all(&answer).await.unwrap();
             (req, server)
         });
-        let leftover = handshake(&mut client, "127.0.0.1:9", "/rooms/a/ws?after=0")
+        let leftover = handshake(&mut client, "127.0.0.1:9", "/rooms/a/ws?after=0", &[])
             .await
             .unwrap();
         let (req, _server) = srv.await.unwrap();
@@ -552,7 +558,7 @@ mod tests {
                 let _ = server.read(&mut buf).await.unwrap();
                 server.write_all(&answer).await.unwrap();
             });
-            let e = handshake(&mut client, "h", "/").await.unwrap_err();
+            let e = handshake(&mut client, "h", "/", &[]).await.unwrap_err();
             assert!(e.to_string().starts_with(why), "{e} vs {why}");
         }
     }

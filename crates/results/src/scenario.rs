@@ -96,6 +96,28 @@ pub struct Protocol {
     /// certificate and the clients trust its CA.
     #[serde(default)]
     pub tls: bool,
+    /// The request headers clients send: `"minimal"` (the default: only
+    /// what the request needs) or `"browser"` (what Chromium sends for
+    /// `fetch`, `EventSource` and the WebSocket handshake, captured into
+    /// `crates/loadgen/profiles/chromium.txt`).
+    #[serde(default)]
+    pub headers: HeaderProfile,
+    /// With `headers = "browser"`, the `Cookie` header's value is this many
+    /// bytes (0, the default: no cookie). At most 4096, a browser's limit
+    /// for one cookie.
+    #[serde(default)]
+    pub cookie_bytes: u32,
+}
+
+/// Which request headers clients send (`protocol.headers`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderProfile {
+    /// Only what each request needs: `host`, and a body's type and length.
+    #[default]
+    Minimal,
+    /// Headless Chromium's, as captured.
+    Browser,
 }
 
 /// The HTTP version clients speak.
@@ -116,14 +138,27 @@ impl Protocol {
         self.http == HttpVersion::Http2
     }
 
-    /// A short name: `h1`, `h1+tls`, `h2c` or `h2+tls`.
-    pub fn label(&self) -> &'static str {
+    /// The stack's short name: `h1`, `h1+tls`, `h2c` or `h2+tls`.
+    pub fn stack(&self) -> &'static str {
         match (self.http, self.tls) {
             (HttpVersion::Http1, false) => "h1",
             (HttpVersion::Http1, true) => "h1+tls",
             (HttpVersion::Http2, false) => "h2c",
             (HttpVersion::Http2, true) => "h2+tls",
         }
+    }
+
+    /// A short name: the stack, then ` browser` with the browser's
+    /// headers, and ` cookie N` with a cookie of N bytes.
+    pub fn label(&self) -> String {
+        let mut l = self.stack().to_owned();
+        if self.headers == HeaderProfile::Browser {
+            l.push_str(" browser");
+            if self.cookie_bytes > 0 {
+                l.push_str(&format!(" cookie {}", self.cookie_bytes));
+            }
+        }
+        l
     }
 }
 
@@ -793,6 +828,21 @@ impl Scenario {
                 "needs network.drop_every: how often the connections drop".into(),
             ));
         }
+        if self.protocol.cookie_bytes > 4096 {
+            return Err((
+                "protocol.cookie_bytes",
+                format!(
+                    "must be at most 4096 (a browser's limit for one cookie), got {}",
+                    self.protocol.cookie_bytes
+                ),
+            ));
+        }
+        if self.protocol.cookie_bytes > 0 && self.protocol.headers != HeaderProfile::Browser {
+            return Err((
+                "protocol.cookie_bytes",
+                "needs protocol.headers = \"browser\": the minimal headers carry no cookie".into(),
+            ));
+        }
         if self.network.drop_every.is_some()
             && self.protocol.is_http2()
             && self.transports.contains(&Transport::WebSocket)
@@ -829,7 +879,7 @@ impl Scenario {
             toml::Value::String(s) => s.clone(),
             // A whole `[protocol]` table: its short name.
             toml::Value::Table(t) => match t.clone().try_into::<Protocol>() {
-                Ok(p) => p.label().to_owned(),
+                Ok(p) => p.label(),
                 Err(_) => v.to_string(),
             },
             other => other.to_string(),
@@ -1162,6 +1212,11 @@ rate = 2.5
         for (label, stack) in &stacks {
             assert_eq!(label, stack);
         }
+        let s2 = parse(&format!(
+            "{GOOD}\n[protocol]\nhttp = \"2\"\nheaders = \"browser\"\ncookie_bytes = 512\n"
+        ))
+        .unwrap();
+        assert_eq!(s2.protocol.label(), "h2c browser cookie 512");
         assert_eq!(
             stacks.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
             ["h1", "h1+tls", "h2c", "h2+tls"]
@@ -1219,6 +1274,9 @@ rate = 2.5
             ("drop_every = \"2s\"\n[protocol]\nhttp = \"2\"", "s.toml:17: field `protocol.http`: is \"2\" with network.drop_every and websocket, which chatbench does not run: a frame the HTTP/2 stream took may not have reached the socket when the drop cuts it, so the delivery audit could not be exact (drop WebSocket over HTTP/1.1, or the other transports over HTTP/2)"),
             ("[protocol]\nhttp = \"3\"", "s.toml:16: field `protocol.http`: unknown variant `3`, expected `1.1` or `2`"),
             ("[protocol]\ntls = \"yes\"", "s.toml:16: field `protocol.tls`: invalid type: string \"yes\", expected a boolean"),
+            ("[protocol]\ncookie_bytes = 10", "s.toml:16: field `protocol.cookie_bytes`: needs protocol.headers = \"browser\": the minimal headers carry no cookie"),
+            ("[protocol]\nheaders = \"browser\"\ncookie_bytes = 5000", "s.toml:17: field `protocol.cookie_bytes`: must be at most 4096 (a browser's limit for one cookie), got 5000"),
+            ("[protocol]\nheaders = \"curl\"", "s.toml:16: field `protocol.headers`: unknown variant `curl`, expected `minimal` or `browser`"),
         ] {
             assert_eq!(parse(&net(t)).unwrap_err(), want, "{t}");
         }

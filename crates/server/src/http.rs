@@ -213,10 +213,12 @@ fn cross_origin<B>(config: &Config, req: &Request<B>) -> Result<Option<HeaderVal
         return Ok(None);
     };
     let text = origin.to_str().unwrap_or("");
+    // HTTP/2 has no Host header: its `:authority` is the URI's.
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     let authority = text
         .strip_prefix("http://")

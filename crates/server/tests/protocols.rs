@@ -387,6 +387,19 @@ async fn websocket_over_http2_by_extended_connect_over_h2c_and_tls() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["next"], 1);
+        // Same-origin by `:authority` (HTTP/2 has no Host header), as a
+        // browser's page on this server sends it; another origin is refused.
+        for (origin, status) in [
+            (format!("https://{authority}"), StatusCode::OK),
+            ("https://elsewhere.example".to_string(), StatusCode::FORBIDDEN),
+        ] {
+            let req = Request::get(format!("https://{authority}/rooms/{room}/messages?after=1"))
+                .header("origin", &origin)
+                .body(Empty::new())
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), status, "{origin}");
+        }
         // Anything but CONNECT with :protocol websocket is refused with a reason.
         let req = Request::get(format!("https://{authority}/rooms/{room}/ws"))
             .body(Empty::new())
