@@ -10,7 +10,7 @@ OUT=${OUT:-results}
 cargo build --release -p chatbench
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  names=(quick ci group-chat live-stream idle-lurkers poll-interval-sweep clients-sweep kaazing fan-out many-clients kaazing-10k kaazing-100k scale-sweep rtt-sweep mobile flaky-mobile break-even-bytes break-even-requests)
+  names=(quick ci group-chat live-stream idle-lurkers poll-interval-sweep clients-sweep kaazing fan-out many-clients kaazing-10k kaazing-100k scale-sweep rtt-sweep mobile flaky-mobile break-even-bytes break-even-requests protocols kaazing-protocols)
 fi
 status=0
 for name in "${names[@]}"; do

@@ -665,27 +665,58 @@ fn protocols(o: &mut String, run: &RunFile) {
             );
         }
     }
-    // What each step costs or saves, per message, from this run's figures.
-    let find = |label: &str| stacks.iter().position(|p| p.label() == label);
-    let bytes = |t, p: Option<usize>| p.and_then(|p| per_point(t, p)).map(|x| x.bytes_per_msg.median);
+    // What each step costs or saves, per message, from this run's figures,
+    // for each header profile the run has.
+    let bytes = |t, p: usize| per_point(t, p).map(|x| x.bytes_per_msg.median);
+    let mut profiles: Vec<String> = Vec::new();
+    for p in &stacks {
+        let suffix = p.label()[p.stack().len()..].to_owned();
+        if !profiles.contains(&suffix) {
+            profiles.push(suffix);
+        }
+    }
     let mut lines = Vec::new();
-    for t in [ShortPoll, LongPoll, Sse, WebSocket] {
-        if !s.transports.contains(&t) {
-            continue;
-        }
-        let diff = |a: &str, b: &str| bytes(t, find(a)).zip(bytes(t, find(b))).map(|(a, b)| b - a);
-        let mut parts = Vec::new();
-        if let Some(d) = diff("h1", "h2c") {
-            parts.push(format!("HTTP/2 instead of HTTP/1.1 {} {:.0} bytes per message", if d <= 0.0 { "saves" } else { "adds" }, d.abs()));
-        }
-        if let Some(d) = diff("h1", "h1+tls") {
-            parts.push(format!("TLS adds {d:.0} over HTTP/1.1"));
-        }
-        if let Some(d) = diff("h2c", "h2+tls") {
-            parts.push(format!("{d:.0} over HTTP/2"));
-        }
-        if !parts.is_empty() {
-            lines.push(format!("- **{t}**: {}.", parts.join("; ")));
+    for suffix in &profiles {
+        let find = |stack: &str| stacks.iter().position(|p| p.label() == format!("{stack}{suffix}"));
+        let headers = if suffix.is_empty() {
+            "minimal headers".to_owned()
+        } else {
+            format!("headers:{suffix}")
+        };
+        for t in [ShortPoll, LongPoll, Sse, WebSocket] {
+            if !s.transports.contains(&t) {
+                continue;
+            }
+            let diff = |a: &str, b: &str| {
+                find(a)
+                    .and_then(|a| bytes(t, a))
+                    .zip(find(b).and_then(|b| bytes(t, b)))
+                    .map(|(a, b)| b - a)
+            };
+            let mut parts = Vec::new();
+            if let Some(d) = diff("h1", "h2c") {
+                parts.push(format!(
+                    "HTTP/2 instead of HTTP/1.1 {} {:.0} bytes per message",
+                    if d <= 0.0 { "saves" } else { "adds" },
+                    d.abs()
+                ));
+            }
+            if let Some(d) = diff("h1+tls", "h2+tls") {
+                parts.push(format!(
+                    "{} {:.0} over TLS",
+                    if d <= 0.0 { "saves" } else { "adds" },
+                    d.abs()
+                ));
+            }
+            if let Some(d) = diff("h1", "h1+tls") {
+                parts.push(format!("TLS adds {d:.0} to HTTP/1.1"));
+            }
+            if let Some(d) = diff("h2c", "h2+tls") {
+                parts.push(format!("{d:.0} to HTTP/2"));
+            }
+            if !parts.is_empty() {
+                lines.push(format!("- **{t}** ({headers}): {}.", parts.join("; ")));
+            }
         }
     }
     if !lines.is_empty() {
@@ -882,19 +913,57 @@ Each client here receives one message per second. This run measured {} clients: 
             cell(WebSocket, *n),
         );
     }
-    if KAAZING_CLIENTS.contains(&measured_clients) {
+    if !KAAZING_CLIENTS.contains(&measured_clients) {
+        let _ = writeln!(
+            o,
+            "| {measured_clients} clients, Mbps (measured) | {:.3} | {} | {} | {} | {:.3} | {} |",
+            mbps(KAAZING_POLL_BYTES, measured_clients),
+            cell(ShortPoll, measured_clients),
+            cell(LongPoll, measured_clients),
+            cell(Sse, measured_clients),
+            mbps(KAAZING_WS_BYTES, measured_clients),
+            cell(WebSocket, measured_clients),
+        );
+    }
+    kaazing_by_stack(o, run);
+}
+
+/// With a sweep over `protocol`: the Kaazing overhead of every stack (the
+/// HTTP/2 columns of the comparison), measured at this run's client count.
+fn kaazing_by_stack(o: &mut String, run: &RunFile) {
+    use chatbench_results::Transport::*;
+    let s = &run.scenario;
+    if s.points() < 2 || s.sweep.as_ref().is_none_or(|sw| !sw.parameter.starts_with("protocol")) {
         return;
     }
+    let n = s.total_clients();
     let _ = writeln!(
         o,
-        "| {measured_clients} clients, Mbps (measured) | {:.3} | {} | {} | {} | {:.3} | {} |",
-        mbps(KAAZING_POLL_BYTES, measured_clients),
-        cell(ShortPoll, measured_clients),
-        cell(LongPoll, measured_clients),
-        cell(Sse, measured_clients),
-        mbps(KAAZING_WS_BYTES, measured_clients),
-        cell(WebSocket, measured_clients),
+        "\nOver each stack of the sweep: overhead bytes per message beyond the message itself, and in brackets the Mbps of overhead at this run's {n} clients (the paper: {KAAZING_POLL_BYTES:.0} bytes and {:.3} Mbps for polling, {KAAZING_WS_BYTES:.0} and {:.3} for WebSocket). `browser` sends the headers headless Chromium sends, with a cookie of the size given.\n",
+        mbps(KAAZING_POLL_BYTES, n),
+        mbps(KAAZING_WS_BYTES, n),
     );
+    let _ = writeln!(o, "| stack | short_poll | long_poll | sse | websocket |\n|---|---:|---:|---:|---:|");
+    for p in 0..s.points() {
+        let label = s.point_label(p).unwrap_or_default();
+        let cell = |t| {
+            run.at_point(p)
+                .find(|x| x.transport == t)
+                .map_or("n/a".to_owned(), |x| {
+                    let b = (x.bytes_per_msg.median - x.payload_bytes.median).max(0.0);
+                    let note = if x.flags.iter().any(|f| f == "saturated") { ", saturated" } else { "" };
+                    format!("{b:.0} ({:.3}{note})", mbps(b, n))
+                })
+        };
+        let _ = writeln!(
+            o,
+            "| {label} | {} | {} | {} | {} |",
+            cell(ShortPoll),
+            cell(LongPoll),
+            cell(Sse),
+            cell(WebSocket)
+        );
+    }
 }
 
 /// A transport run's label in a table: the transport, and ` @ <value>` at
