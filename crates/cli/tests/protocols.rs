@@ -132,8 +132,18 @@ async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
             .bytes
     };
     for t in [Transport::ShortPoll, Transport::LongPoll] {
-        assert!(bytes(t, 2) < bytes(t, 0), "{t}: h2c {} vs h1 {}", bytes(t, 2), bytes(t, 0));
-        assert!(bytes(t, 3) < bytes(t, 1), "{t}: h2 {} vs h1+tls {}", bytes(t, 3), bytes(t, 1));
+        assert!(
+            bytes(t, 2) < bytes(t, 0),
+            "{t}: h2c {} vs h1 {}",
+            bytes(t, 2),
+            bytes(t, 0)
+        );
+        assert!(
+            bytes(t, 3) < bytes(t, 1),
+            "{t}: h2 {} vs h1+tls {}",
+            bytes(t, 3),
+            bytes(t, 1)
+        );
     }
     // The sweep's points are named by their stacks.
     let labels: Vec<String> = (0..4)
@@ -145,19 +155,16 @@ async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
     assert!(report.contains("\n## Protocols\n"), "{report}");
 }
 
-/// Connection drops over HTTP/2 and TLS: the client's one connection is
-/// cut, and its sender and receiver resume on a new one.
+/// Connection drops over TLS (HTTP/1.1): every transport resumes with
+/// nothing lost and the cross-check exact, `close_notify` and all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_resume_after_drops_over_http2_and_tls() {
+async fn clients_resume_after_drops_over_tls() {
     let out = tempfile::tempdir().unwrap();
     let (addr, _stop, ca) = tls_server(out.path()).await;
-    // WebSocket over HTTP/2 with drops is refused by the scenario check
-    // (`protocol.http`); see scenarios/README.md.
-    let http = r#""short_poll", "long_poll", "sse""#;
-    let src = tiny_toml("h2drops", http).replace("grace = \"500ms\"", "grace = \"2s\"")
+    let src = tiny_toml("tlsdrops", ALL).replace("grace = \"500ms\"", "grace = \"2s\"")
         + "\n[network]\nrtt = \"20ms\"\ndrop_every = \"400ms\"\ndrop_for = \"100ms\"\n"
-        + "\n[protocol]\nhttp = \"2\"\ntls = true\n";
-    let scenario = Scenario::parse(&src, std::path::Path::new("h2drops.toml")).unwrap();
+        + "\n[protocol]\ntls = true\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("tlsdrops.toml")).unwrap();
     let done = chatbench_loadgen::run::run(options(
         scenario,
         out.path(),
@@ -172,10 +179,12 @@ async fn clients_resume_after_drops_over_http2_and_tls() {
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
-        assert_clean(r, "h2+tls with drops");
+        assert_clean(r, "tls with drops");
         let d = r.drops.as_ref().expect("drop figures");
         assert!(d.drops >= 10, "{}: {} drops", r.transport, d.drops);
         assert!(d.reconnects >= 1, "{}", r.transport);
+        // Every reconnect pays a TLS handshake too.
+        assert_eq!(r.wire.total.tls_handshakes, r.wire.total.connections);
     }
 }
 
@@ -238,8 +247,40 @@ async fn tls_against_a_server_without_its_ca_is_refused_with_a_reason() {
     .await
     .unwrap_err();
     assert!(
-        e.to_string()
-            .contains("TLS: the scenario uses TLS; give the server's CA certificate with --server-ca"),
+        e.to_string().contains(
+            "TLS: the scenario uses TLS; give the server's CA certificate with --server-ca"
+        ),
         "{e}"
+    );
+}
+
+/// Over an emulated round trip, a TLS 1.3 handshake takes one round trip
+/// after the TCP connect's: its time from the connect is two round trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_handshake_takes_one_round_trip_after_the_tcp_connect() {
+    let out = tempfile::tempdir().unwrap();
+    let (addr, _stop, ca) = tls_server(out.path()).await;
+    let src = tiny_toml("tls-rtt", r#""websocket""#)
+        + "\n[network]\nrtt = \"40ms\"\n"
+        + "\n[protocol]\nhttp = \"2\"\ntls = true\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("tls-rtt.toml")).unwrap();
+    let done = chatbench_loadgen::run::run(options(
+        scenario,
+        out.path(),
+        ServerTarget::External {
+            addr,
+            pid: None,
+            ca: Some(ca),
+        },
+    ))
+    .await
+    .unwrap();
+    let r = &done.file.runs[0];
+    assert_clean(r, "tls over 40 ms");
+    let w = &r.wire.total;
+    let mean_us = w.tls_handshake_us / w.tls_handshakes;
+    assert!(
+        (80_000..95_000).contains(&mean_us),
+        "a handshake took {mean_us} µs from the TCP connect; two round trips are 80,000"
     );
 }

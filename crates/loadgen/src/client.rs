@@ -8,10 +8,10 @@
 
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
 use crate::connect::{Connector, Handles, Stream};
-use crate::h2::H2Conn;
-use crate::profile::{Headers, Kind};
 use crate::drops::{Away, AwaySpans, DropSchedule};
 use crate::h1::H1Conn;
+use crate::h2::H2Conn;
+use crate::profile::{Headers, Kind};
 use crate::record::{Delivery, Metric, Parts, Receipt, Recorder, SeqTracker};
 use crate::scenario::Scenario;
 use crate::schedule::SendSchedule;
@@ -382,48 +382,11 @@ enum Http {
 type HttpResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// A client's one HTTP/2 connection, which its sender and its receiver
-/// both use; made by whichever needs it first, and again after a drop.
-///
-/// A drop does not cut the connection while a publish is out on it: the
-/// cut waits for the publish's answer. Cut mid-request, the client could
-/// not know whether the server took the message, and the audit could not
-/// be exact. (Over HTTP/1.1 the sender's connection is its own, and the
-/// sender finds it cut before its next publish.)
+/// both use; made by whichever needs it first. (Connection drops are not
+/// run over HTTP/2: see `Scenario::validate`.)
 #[derive(Debug, Default)]
 pub struct SharedH2 {
     slot: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
-    /// A publish is out; the cut a drop asked for meanwhile.
-    publishing: std::sync::Mutex<(bool, Option<crate::wire::CutHandle>)>,
-}
-
-impl SharedH2 {
-    /// The cut to make now for a drop: `cut` itself, or None when a
-    /// publish is out on it, which then makes the cut once answered.
-    fn cut_now<'a>(&self, cut: Option<&'a crate::wire::CutHandle>) -> Option<&'a crate::wire::CutHandle> {
-        let c = cut?;
-        let mut p = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-        if p.0 {
-            p.1 = Some(c.clone());
-            None
-        } else {
-            Some(c)
-        }
-    }
-
-    fn publish_started(&self) {
-        self.publishing.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
-    }
-
-    fn publish_ended(&self) {
-        let pending = {
-            let mut p = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
-            p.0 = false;
-            p.1.take()
-        };
-        if let Some(c) = pending {
-            c.cut();
-        }
-    }
 }
 
 impl HttpConn {
@@ -844,15 +807,10 @@ async fn http_sender(
             }
         };
         let body = publish_body(&ctx, id, at_us);
-        let shared = matches!(c.http, Http::H2 { .. });
-        if shared {
-            h2.publish_started();
-        }
-        let answer = c.call(Kind::Publish, "POST", &target, body.as_bytes()).await;
-        if shared {
-            h2.publish_ended();
-        }
-        match answer {
+        match c
+            .call(Kind::Publish, "POST", &target, body.as_bytes())
+            .await
+        {
             Ok((StatusCode::CREATED, _, _)) => {
                 sent_ok(&ctx, at_us);
                 conn = Some(c);
@@ -911,11 +869,8 @@ async fn poll_receiver(
                 _ = dropper.due(&ctx) => {
                     // A drop between polls: the idle connection goes.
                     let cut = conn.as_ref().map(|c| c.handles.cut.clone());
-                    dropper.drop_now(&ctx, &mut inbox, h2.cut_now(cut.as_ref()));
-                    // Over HTTP/2 the cut may wait for a publish's answer
-                    // (SharedH2); the connection is let go either way.
-                    let gone = cut.is_some_and(|h| h.is_cut()) || inbox.spans.is_away();
-                    if let Some(c) = conn.take_if(|_| gone) {
+                    dropper.drop_now(&ctx, &mut inbox, cut.as_ref());
+                    if let Some(c) = conn.take_if(|_| cut.is_some_and(|h| h.is_cut())) {
                         finish_cut(&ctx, c).await;
                     }
                     continue;
@@ -996,7 +951,7 @@ async fn poll_receiver(
                     // A drop with the poll out: its answer, if it comes,
                     // is read and thrown away.
                     _ = dropper.due(&ctx) => {
-                        dropper.drop_now(&ctx, &mut inbox, h2.cut_now(Some(&cut)));
+                        dropper.drop_now(&ctx, &mut inbox, Some(&cut));
                     }
                     _ = &mut cancelled => break None,
                 }
@@ -1066,7 +1021,7 @@ async fn poll_receiver(
                 ctx.backoff().await;
             }
         }
-        if let Some(c) = conn.take_if(|_| cut.is_cut() || inbox.spans.is_away()) {
+        if let Some(c) = conn.take_if(|_| cut.is_cut()) {
             finish_cut(&ctx, c).await;
         }
     }
@@ -1157,7 +1112,7 @@ async fn sse_receiver(
                 p = c.body_chunk() => p,
                 // A drop: the stream is read to its end and thrown away.
                 _ = dropper.due(&ctx) => {
-                    dropper.drop_now(&ctx, &mut inbox, h2.cut_now(Some(&cut)));
+                    dropper.drop_now(&ctx, &mut inbox, Some(&cut));
                     continue;
                 }
                 _ = &mut cancelled => break,
@@ -1495,17 +1450,19 @@ async fn ws_connect(ctx: &RunCtx, key: u64, room: &str, after: u64) -> Option<Ws
             let (up, down) = handles.cut.bytes();
             let setup = up + down.saturating_sub(leftover.len() as u64);
             let drain_after_close = io.is_tls();
-            let (r, w): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, Box<dyn tokio::io::AsyncWrite + Send + Unpin>) =
-                match io {
-                    Stream::Plain(c) => {
-                        let w = c.writer();
-                        (Box::new(c), Box::new(w))
-                    }
-                    Stream::Tls(t) => {
-                        let (r, w) = tokio::io::split(*t);
-                        (Box::new(r), Box::new(w))
-                    }
-                };
+            let (r, w): (
+                Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+            ) = match io {
+                Stream::Plain(c) => {
+                    let w = c.writer();
+                    (Box::new(c), Box::new(w))
+                }
+                Stream::Tls(t) => {
+                    let (r, w) = tokio::io::split(*t);
+                    (Box::new(r), Box::new(w))
+                }
+            };
             Ok::<_, std::io::Error>(WsConn {
                 reader: WsReader::new(r, leftover),
                 writer: WsWriter::new(w),
@@ -1557,7 +1514,9 @@ async fn ws_connect_h2(ctx: &RunCtx, key: u64, target: &str) -> std::io::Result<
             String::from_utf8_lossy(&body)
         )));
     }
-    let upgraded = hyper::upgrade::on(resp).await.map_err(std::io::Error::other)?;
+    let upgraded = hyper::upgrade::on(resp)
+        .await
+        .map_err(std::io::Error::other)?;
     let (r, w) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
     let handles = conn.handles.clone();
     let (up, down) = handles.cut.bytes();

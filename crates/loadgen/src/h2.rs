@@ -112,14 +112,8 @@ impl Frames {
 /// to the [`Stream`] and are charged to their frames' streams. The stream
 /// sits in a shared slot, so that once hyper is done with the connection
 /// the task that ran it can close it properly ([`Stream::close`]).
-///
-/// Once a drop has cut the socket, writes are taken and thrown away, as a
-/// dead network would: hyper keeps reading, so an answer the server wrote
-/// before it saw the cut still reaches its request (and the audit's count
-/// of what arrived), where a failed write would end every stream at once.
 struct Metered {
     slot: Arc<Mutex<Option<Stream>>>,
-    cut: crate::wire::CutHandle,
     tally: Arc<Tally>,
     up: Frames,
     down: Frames,
@@ -162,9 +156,6 @@ impl AsyncWrite for Metered {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.cut.is_cut() {
-            return Poll::Ready(Ok(buf.len()));
-        }
         let r = this.with(|s| s.poll_write(cx, buf), 0);
         if let Poll::Ready(Ok(n)) = r {
             if n == 0 && !buf.is_empty() {
@@ -176,9 +167,6 @@ impl AsyncWrite for Metered {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.cut.is_cut() {
-            return Poll::Ready(Ok(()));
-        }
         self.get_mut().with(|s| s.poll_flush(cx), ())
     }
 
@@ -224,7 +212,6 @@ impl H2Conn {
         let slot = Arc::new(Mutex::new(Some(stream)));
         let io = Metered {
             slot: slot.clone(),
-            cut: handles.cut.clone(),
             tally: tally.clone(),
             up: Frames {
                 preface: PREFACE,
@@ -373,7 +360,13 @@ impl H2Conn {
 
     /// True once no request can go on this connection.
     pub fn is_closed(&self) -> bool {
-        self.handles.cut.is_cut() || self.send.lock().unwrap_or_else(|e| e.into_inner()).0.is_closed()
+        self.handles.cut.is_cut()
+            || self
+                .send
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+                .is_closed()
     }
 }
 

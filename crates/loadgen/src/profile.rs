@@ -92,7 +92,12 @@ impl Headers {
             lines
                 .next()
                 .filter(|l| l.ends_with(" HTTP/1.1"))
-                .ok_or_else(|| format!("section [{}] does not start with a request line", kind.section()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "section [{}] does not start with a request line",
+                        kind.section()
+                    )
+                })?;
             let list = h.of_mut(kind);
             for line in lines {
                 let (name, value) = line
@@ -160,11 +165,18 @@ mod tests {
     fn the_capture_becomes_each_kinds_own_headers() {
         let h = Headers::from_capture(CHROMIUM, "https", "127.0.0.1:9", 40).unwrap();
         for kind in [Kind::Poll, Kind::Publish, Kind::Sse, Kind::WebSocket] {
-            let names: Vec<String> = h.of(kind).iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+            let names: Vec<String> = h
+                .of(kind)
+                .iter()
+                .map(|(n, _)| n.to_ascii_lowercase())
+                .collect();
             for own in OWN {
                 assert!(!names.iter().any(|n| n == own), "{kind:?} keeps {own}");
             }
-            assert!(names.iter().any(|n| n == "user-agent"), "{kind:?}: {names:?}");
+            assert!(
+                names.iter().any(|n| n == "user-agent"),
+                "{kind:?}: {names:?}"
+            );
             assert!(names.iter().any(|n| n == "accept-language"), "{kind:?}");
             let cookie = h.of(kind).iter().find(|(n, _)| n == "Cookie").unwrap();
             assert_eq!(cookie.1.len(), 40, "{kind:?}");
@@ -203,7 +215,8 @@ mod tests {
 
     #[test]
     fn a_broken_capture_is_refused_with_the_section() {
-        let e = Headers::from_capture("[poll]\nGET / HTTP/1.1\nUser-Agent x\n", "http", "a", 0).unwrap_err();
+        let e = Headers::from_capture("[poll]\nGET / HTTP/1.1\nUser-Agent x\n", "http", "a", 0)
+            .unwrap_err();
         assert_eq!(e, "[poll]: \"User-Agent x\" is not a header");
         let e = Headers::from_capture("[poll]\nGET / HTTP/1.1\n", "http", "a", 0).unwrap_err();
         assert_eq!(e, "the capture has no \"[publish]\\n\" section");

@@ -119,11 +119,10 @@ impl RunningServer {
                 }
                 let ca_pem = match (tls, ca) {
                     (false, _) => None,
-                    (true, None) => {
-                        return Err(ServerError::Tls(
-                            "the scenario uses TLS; give the server's CA certificate with --server-ca".into(),
-                        ))
-                    }
+                    (true, None) => return Err(ServerError::Tls(
+                        "the scenario uses TLS; give the server's CA certificate with --server-ca"
+                            .into(),
+                    )),
                     (true, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
                         ServerError::Tls(format!("--server-ca {}: {e}", path.display()))
                     })?),
@@ -138,12 +137,11 @@ impl RunningServer {
             }
             ServerTarget::Spawn { .. } => {
                 let k = processes.max(1);
-                let started = futures_util::future::join_all(
-                    (0..k).map(|i| {
+                let started =
+                    futures_util::future::join_all((0..k).map(|i| {
                         spawn_one(target, (k > 1).then_some((i, k)), max_connections, tls)
-                    }),
-                )
-                .await;
+                    }))
+                    .await;
                 let mut procs = Vec::with_capacity(k as usize);
                 let mut first_error = None;
                 for p in started {

@@ -576,6 +576,7 @@ mod tests {
             rooms: vec![],
             servers: vec!["127.0.0.1:1".parse().unwrap()],
             clock_adjust_us: 0,
+            ca_pems: vec![],
             index,
             of,
         }

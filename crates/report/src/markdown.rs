@@ -622,9 +622,12 @@ fn protocols(o: &mut String, run: &RunFile) {
     if stacks.iter().all(|p| *p == Default::default()) {
         return;
     }
-    let _ = writeln!(o, "
+    let _ = writeln!(
+        o,
+        "
 ## Protocols
-");
+"
+    );
     let _ = writeln!(
         o,
         "The same traffic over HTTP/1.1 (`h1`), HTTP/1.1 over TLS (`h1+tls`), HTTP/2 with prior knowledge (`h2c`) and HTTP/2 over TLS with ALPN (`h2+tls`). Over HTTP/2 a client's publishes and its polls or stream share one connection, as a browser tab's do, and WebSocket runs over extended CONNECT (RFC 8441) on a stream; over HTTP/1.1 a client that sends keeps a second connection for its publishes. Bytes are counted on the sockets, below TLS: they are the ciphertext a packet capture sees. A TLS handshake's bytes and time run from the TCP connect to the handshake's end (TLS 1.3, ECDSA P-256, one round trip; no session tickets or resumption).\n"
@@ -634,8 +637,16 @@ fn protocols(o: &mut String, run: &RunFile) {
         "| transport | stack | p50 | bytes/msg | requests/msg | connections per client | server CPU ms per 1,000 msgs | TLS handshake bytes | TLS handshake time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let clients = s.total_clients().max(1) as f64;
-    let per_point = |t, p: usize| run.summary.iter().find(|x| x.transport == t && x.point == p);
-    let runs_at = |t, p: usize| run.runs.iter().filter(move |r| r.transport == t && r.point == p);
+    let per_point = |t, p: usize| {
+        run.summary
+            .iter()
+            .find(|x| x.transport == t && x.point == p)
+    };
+    let runs_at = |t, p: usize| {
+        run.runs
+            .iter()
+            .filter(move |r| r.transport == t && r.point == p)
+    };
     for &t in &s.transports {
         for (p, stack) in stacks.iter().enumerate() {
             let Some(x) = per_point(t, p) else { continue };
@@ -648,7 +659,13 @@ fn protocols(o: &mut String, run: &RunFile) {
                 hs_us += r.wire.total.tls_handshake_us;
                 reps += 1;
             }
-            let handshake = |v: u64| if hs == 0 { "—".to_owned() } else { format!("{:.0}", v as f64 / hs as f64) };
+            let handshake = |v: u64| {
+                if hs == 0 {
+                    "—".to_owned()
+                } else {
+                    format!("{:.0}", v as f64 / hs as f64)
+                }
+            };
             let _ = writeln!(
                 o,
                 "| {t} | {} | {} | {:.0} | {:.3} | {:.2} | {} | {} | {} |",
@@ -661,9 +678,27 @@ fn protocols(o: &mut String, run: &RunFile) {
                     .as_ref()
                     .map_or("n/a".to_owned(), |c| format!("{:.1}", c.median)),
                 handshake(hs_bytes),
-                if hs == 0 { "—".to_owned() } else { fmt_us(hs_us / hs) },
+                hs_us.checked_div(hs).map_or("—".to_owned(), fmt_us),
             );
         }
+    }
+    // Round trips of a handshake, over an emulated round trip.
+    let rtt_us = s.network.rtt.as_micros() as f64;
+    let (hs, hs_us) = run.runs.iter().fold((0u64, 0u64), |(n, us), r| {
+        (
+            n + r.wire.total.tls_handshakes,
+            us + r.wire.total.tls_handshake_us,
+        )
+    });
+    if rtt_us > 0.0 && hs > 0 {
+        let mean = hs_us as f64 / hs as f64;
+        let _ = writeln!(
+            o,
+            "\nOver the emulated {} round trip a TLS handshake took {} on average from the TCP connect: {:.2} round trips, of which the TCP connect is one.",
+            fmt_us(rtt_us as u64),
+            fmt_us(mean as u64),
+            mean / rtt_us
+        );
     }
     // What each step costs or saves, per message, from this run's figures,
     // for each header profile the run has.
@@ -677,7 +712,11 @@ fn protocols(o: &mut String, run: &RunFile) {
     }
     let mut lines = Vec::new();
     for suffix in &profiles {
-        let find = |stack: &str| stacks.iter().position(|p| p.label() == format!("{stack}{suffix}"));
+        let find = |stack: &str| {
+            stacks
+                .iter()
+                .position(|p| p.label() == format!("{stack}{suffix}"))
+        };
         let headers = if suffix.is_empty() {
             "minimal headers".to_owned()
         } else {
@@ -933,7 +972,11 @@ Each client here receives one message per second. This run measured {} clients: 
 fn kaazing_by_stack(o: &mut String, run: &RunFile) {
     use chatbench_results::Transport::*;
     let s = &run.scenario;
-    if s.points() < 2 || s.sweep.as_ref().is_none_or(|sw| !sw.parameter.starts_with("protocol")) {
+    if s.points() < 2
+        || s.sweep
+            .as_ref()
+            .is_none_or(|sw| !sw.parameter.starts_with("protocol"))
+    {
         return;
     }
     let n = s.total_clients();
@@ -943,7 +986,10 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
         mbps(KAAZING_POLL_BYTES, n),
         mbps(KAAZING_WS_BYTES, n),
     );
-    let _ = writeln!(o, "| stack | short_poll | long_poll | sse | websocket |\n|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        o,
+        "| stack | short_poll | long_poll | sse | websocket |\n|---|---:|---:|---:|---:|"
+    );
     for p in 0..s.points() {
         let label = s.point_label(p).unwrap_or_default();
         let cell = |t| {
@@ -951,7 +997,11 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
                 .find(|x| x.transport == t)
                 .map_or("n/a".to_owned(), |x| {
                     let b = (x.bytes_per_msg.median - x.payload_bytes.median).max(0.0);
-                    let note = if x.flags.iter().any(|f| f == "saturated") { ", saturated" } else { "" };
+                    let note = if x.flags.iter().any(|f| f == "saturated") {
+                        ", saturated"
+                    } else {
+                        ""
+                    };
                     format!("{b:.0} ({:.3}{note})", mbps(b, n))
                 })
         };

@@ -843,13 +843,10 @@ impl Scenario {
                 "needs protocol.headers = \"browser\": the minimal headers carry no cookie".into(),
             ));
         }
-        if self.network.drop_every.is_some()
-            && self.protocol.is_http2()
-            && self.transports.contains(&Transport::WebSocket)
-        {
+        if self.network.drop_every.is_some() && self.protocol.is_http2() {
             return Err((
                 "protocol.http",
-                "is \"2\" with network.drop_every and websocket, which chatbench does not run: a frame the HTTP/2 stream took may not have reached the socket when the drop cuts it, so the delivery audit could not be exact (drop WebSocket over HTTP/1.1, or the other transports over HTTP/2)".into(),
+                "is \"2\" with network.drop_every, which chatbench does not run: an HTTP/2 server drops the frames it has queued when a cut connection's FIN arrives, so its count of messages delivered could not match what arrived, and a WebSocket frame the stream took may not have reached the socket at the cut (run drops over HTTP/1.1)".into(),
             ));
         }
         if !(self.limits.server_cpu > 0.0 && self.limits.server_cpu <= 1.0) {
@@ -1206,8 +1203,13 @@ rate = 2.5
             "{GOOD}\n[sweep]\nparameter = \"protocol\"\nvalues = [{{ http = \"1.1\" }}, {{ http = \"1.1\", tls = true }}, {{ http = \"2\" }}, {{ http = \"2\", tls = true }}]\n"
         ))
         .unwrap();
-        let stacks: Vec<(String, &str)> = (0..4)
-            .map(|i| (s.point_label(i).unwrap(), s.at_point(i).unwrap().protocol.label()))
+        let stacks: Vec<(String, String)> = (0..4)
+            .map(|i| {
+                (
+                    s.point_label(i).unwrap(),
+                    s.at_point(i).unwrap().protocol.label(),
+                )
+            })
             .collect();
         for (label, stack) in &stacks {
             assert_eq!(label, stack);
@@ -1232,7 +1234,10 @@ rate = 2.5
             "{GOOD}\n[sweep]\nparameter = \"protocol\"\nvalues = [{{ http = \"2.0\" }}]\n"
         ))
         .unwrap_err();
-        assert!(e.contains("field `sweep.values[0]`: `protocol`: unknown variant `2.0`"), "{e}");
+        assert!(
+            e.contains("field `sweep.values[0]`: `protocol`: unknown variant `2.0`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1271,7 +1276,7 @@ rate = 2.5
             ("drop_every = \"50ms\"", "s.toml:15: field `network.drop_every`: must be at least 100ms, got 50ms"),
             ("drop_every = \"2s\"\ndrop_for = \"2s\"", "s.toml:16: field `network.drop_for`: must be shorter than network.drop_every (2s), got 2s"),
             ("drop_for = \"1s\"", "s.toml:15: field `network.drop_for`: needs network.drop_every: how often the connections drop"),
-            ("drop_every = \"2s\"\n[protocol]\nhttp = \"2\"", "s.toml:17: field `protocol.http`: is \"2\" with network.drop_every and websocket, which chatbench does not run: a frame the HTTP/2 stream took may not have reached the socket when the drop cuts it, so the delivery audit could not be exact (drop WebSocket over HTTP/1.1, or the other transports over HTTP/2)"),
+            ("drop_every = \"2s\"\n[protocol]\nhttp = \"2\"", "s.toml:17: field `protocol.http`: is \"2\" with network.drop_every, which chatbench does not run: an HTTP/2 server drops the frames it has queued when a cut connection's FIN arrives, so its count of messages delivered could not match what arrived, and a WebSocket frame the stream took may not have reached the socket at the cut (run drops over HTTP/1.1)"),
             ("[protocol]\nhttp = \"3\"", "s.toml:16: field `protocol.http`: unknown variant `3`, expected `1.1` or `2`"),
             ("[protocol]\ntls = \"yes\"", "s.toml:16: field `protocol.tls`: invalid type: string \"yes\", expected a boolean"),
             ("[protocol]\ncookie_bytes = 10", "s.toml:16: field `protocol.cookie_bytes`: needs protocol.headers = \"browser\": the minimal headers carry no cookie"),

@@ -35,11 +35,9 @@ fn handshake(
     client: &Arc<rustls::ClientConfig>,
 ) -> (Duration, rustls::ServerConnection, rustls::ClientConnection) {
     let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
-    let mut c = rustls::ClientConnection::new(
-        client.clone(),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let mut c =
+        rustls::ClientConnection::new(client.clone(), ServerName::try_from("localhost").unwrap())
+            .unwrap();
     let mut buf = Vec::with_capacity(4096);
     let mut spent = Duration::ZERO;
     while c.is_handshaking() || s.is_handshaking() {

@@ -177,7 +177,10 @@ impl ServerArgs {
 
     /// True when the flags ask for TLS.
     pub fn wants_tls(&self) -> bool {
-        self.tls || self.tls_cert.is_some() || self.tls_ca_out.is_some() || !self.tls_names.is_empty()
+        self.tls
+            || self.tls_cert.is_some()
+            || self.tls_ca_out.is_some()
+            || !self.tls_names.is_empty()
     }
 
     /// The TLS setup the flags ask for: loaded from `--tls-cert` and

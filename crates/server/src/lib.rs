@@ -93,19 +93,20 @@ pub async fn serve(args: &ServerArgs) -> Result<(), ServeError> {
     let listener = bind(args.listen).map_err(listen)?;
     let addr = listener.local_addr().map_err(listen)?;
     {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}").map_err(listen)?;
+        // Both lines in one write: a parent that reads the first line and
+        // closes the pipe must not make the second fail (EPIPE).
+        let mut lines = format!("listening on http://{addr}\n");
         if let Some(tls) = &tls {
             match &tls.ca_file {
-                Some(ca) => writeln!(
-                    out,
-                    "listening on https://{addr} (CA certificate in {})",
+                Some(ca) => lines.push_str(&format!(
+                    "listening on https://{addr} (CA certificate in {})\n",
                     ca.display()
-                ),
-                None => writeln!(out, "listening on https://{addr}"),
+                )),
+                None => lines.push_str(&format!("listening on https://{addr}\n")),
             }
-            .map_err(listen)?;
         }
+        let mut out = std::io::stdout().lock();
+        out.write_all(lines.as_bytes()).map_err(listen)?;
         out.flush().map_err(listen)?;
     }
     tracing::info!("listening on http://{addr}");

@@ -89,7 +89,9 @@ pub struct Generated {
 /// Makes a CA ("chatbench test CA") and a leaf certificate for
 /// `localhost`, `127.0.0.1`, `::1` and `extra` names, ECDSA P-256.
 pub fn generate(extra: &[String]) -> Result<Generated, String> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let fail = |e: rcgen::Error| format!("cannot make a TLS certificate: {e}");
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     ca.distinguished_name
@@ -168,11 +170,17 @@ mod tests {
         std::fs::write(&cert, "not a certificate").unwrap();
         std::fs::write(&key, "not a key").unwrap();
         let e = from_files(&cert, &key).unwrap_err();
-        assert_eq!(e, format!("--tls-cert {}: no certificate in the file", cert.display()));
+        assert_eq!(
+            e,
+            format!("--tls-cert {}: no certificate in the file", cert.display())
+        );
         let g = generate(&[]).unwrap();
         std::fs::write(&cert, g.ca_pem.as_bytes()).unwrap();
         let e = from_files(&cert, &key).unwrap_err();
-        assert!(e.starts_with(&format!("--tls-key {}: ", key.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("--tls-key {}: ", key.display())),
+            "{e}"
+        );
         let e = from_files(&dir.join("missing.pem"), &key).unwrap_err();
         assert!(e.contains("missing.pem"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -95,7 +95,10 @@ async fn have(program: &str, probe: &[&str]) -> bool {
             "CHATBENCH_REQUIRE_PEERS is set, but `{program} {}` does not run",
             probe.join(" ")
         );
-        eprintln!("skipping: `{program} {}` does not run here", probe.join(" "));
+        eprintln!(
+            "skipping: `{program} {}` does not run here",
+            probe.join(" ")
+        );
     }
     ok
 }
@@ -139,7 +142,8 @@ async fn curl_speaks_http2_over_tls_and_with_prior_knowledge() {
             assert_eq!(version, want_version, "{name}");
         }
         // Short poll.
-        let (answer, version) = call(with(&[&format!("{base}/rooms/{room}/messages?after=0")])).await;
+        let (answer, version) =
+            call(with(&[&format!("{base}/rooms/{room}/messages?after=0")])).await;
         assert_eq!(version, want_version, "{name}");
         let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
         let bodies: Vec<&str> = v["messages"]
@@ -149,7 +153,10 @@ async fn curl_speaks_http2_over_tls_and_with_prior_knowledge() {
             .map(|m| m["body"].as_str().unwrap())
             .collect();
         assert_eq!(bodies, ["one", "two"], "{name}");
-        assert_eq!((v["next"].as_u64(), v["missed"].as_u64()), (Some(2), Some(0)));
+        assert_eq!(
+            (v["next"].as_u64(), v["missed"].as_u64()),
+            (Some(2), Some(0))
+        );
         // Long poll, answered by a publish over another connection.
         let wait = call(with(&[&format!(
             "{base}/rooms/{room}/messages?after=2&wait_ms=10000"
@@ -197,8 +204,14 @@ async fn h2load_polls_over_h2c_and_h2() {
     server.http().await.publish("load", "a", "hello", 1).await;
     let port = server.addr.port();
     for (url, protocol) in [
-        (format!("http://127.0.0.1:{port}/rooms/load/messages?after=0"), "h2c"),
-        (format!("https://127.0.0.1:{port}/rooms/load/messages?after=0"), "h2"),
+        (
+            format!("http://127.0.0.1:{port}/rooms/load/messages?after=0"),
+            "h2c",
+        ),
+        (
+            format!("https://127.0.0.1:{port}/rooms/load/messages?after=0"),
+            "h2",
+        ),
     ] {
         // h2load does not check certificates.
         let out = run("h2load", &["-n", "200", "-c", "4", "-m", "8", &url]).await;
@@ -212,7 +225,10 @@ async fn h2load_polls_over_h2c_and_h2() {
             text.contains("requests: 200 total, 200 started, 200 done, 200 succeeded, 0 failed"),
             "{text}"
         );
-        assert!(text.contains("status codes: 200 2xx, 0 3xx, 0 4xx, 0 5xx"), "{text}");
+        assert!(
+            text.contains("status codes: 200 2xx, 0 3xx, 0 4xx, 0 5xx"),
+            "{text}"
+        );
     }
     let m = server.scrape().await;
     assert_eq!(metric(&m, "requests_total", "short_poll"), 400.0);
@@ -259,7 +275,12 @@ async fn python_websockets_over_wss_trusting_the_generated_ca() {
     assert_eq!(lines.len(), 2, "{text}");
     let m: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(
-        (m["seq"].as_u64(), m["from"].as_str(), m["body"].as_str(), m["sent_at"].as_u64()),
+        (
+            m["seq"].as_u64(),
+            m["from"].as_str(),
+            m["body"].as_str(),
+            m["sent_at"].as_u64()
+        ),
         (Some(1), Some("py"), Some("over tls"), Some(7))
     );
     let e: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
@@ -310,7 +331,11 @@ where
         }
     });
     let enabled = tokio::time::timeout(Duration::from_secs(5), settled).await;
-    assert_eq!(enabled, Ok(true), "SETTINGS_ENABLE_CONNECT_PROTOCOL within 5 s");
+    assert_eq!(
+        enabled,
+        Ok(true),
+        "SETTINGS_ENABLE_CONNECT_PROTOCOL within 5 s"
+    );
     tokio::spawn(conn);
     send
 }
@@ -369,12 +394,17 @@ async fn websocket_over_http2_by_extended_connect_over_h2c_and_tls() {
         // Two WebSockets and a poll on one connection, as streams.
         let mut a = ws_over_h2(&mut send, &authority, &format!("/rooms/{room}/ws?after=0")).await;
         let mut b = ws_over_h2(&mut send, &authority, &format!("/rooms/{room}/ws?after=0")).await;
-        a.send(WsMessage::text(r#"{"from":"a","body":"first","sent_at":1}"#))
-            .await
-            .unwrap();
+        a.send(WsMessage::text(
+            r#"{"from":"a","body":"first","sent_at":1}"#,
+        ))
+        .await
+        .unwrap();
         for ws in [&mut a, &mut b] {
             let m: serde_json::Value = serde_json::from_str(&next_text(ws).await).unwrap();
-            assert_eq!((m["seq"].as_u64(), m["body"].as_str()), (Some(1), Some("first")));
+            assert_eq!(
+                (m["seq"].as_u64(), m["body"].as_str()),
+                (Some(1), Some("first"))
+            );
         }
         b.send(WsMessage::text("{bad")).await.unwrap();
         let e: serde_json::Value = serde_json::from_str(&next_text(&mut b).await).unwrap();
@@ -391,7 +421,10 @@ async fn websocket_over_http2_by_extended_connect_over_h2c_and_tls() {
         // browser's page on this server sends it; another origin is refused.
         for (origin, status) in [
             (format!("https://{authority}"), StatusCode::OK),
-            ("https://elsewhere.example".to_string(), StatusCode::FORBIDDEN),
+            (
+                "https://elsewhere.example".to_string(),
+                StatusCode::FORBIDDEN,
+            ),
         ] {
             let req = Request::get(format!("https://{authority}/rooms/{room}/messages?after=1"))
                 .header("origin", &origin)
