@@ -37,6 +37,23 @@ async fn tls_server(
     (addr, tx, ca)
 }
 
+/// Runs `scenario` against the TLS server at `addr`, trusting `ca`.
+async fn run_tls(
+    addr: std::net::SocketAddr,
+    ca: std::path::PathBuf,
+    scenario: Scenario,
+    out: &std::path::Path,
+) -> chatbench_loadgen::run::Finished {
+    let target = ServerTarget::External {
+        addr,
+        pid: None,
+        ca: Some(ca),
+    };
+    chatbench_loadgen::run::run(options(scenario, out, target))
+        .await
+        .unwrap()
+}
+
 /// Every run: nothing lost, duplicated or failed, and client and server
 /// agree on every byte and every message.
 fn assert_clean(r: &TransportRun, what: &str) {
@@ -73,17 +90,7 @@ async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
     let scenario = Scenario::parse(&src, std::path::Path::new("stacks.toml")).unwrap();
     let clients = scenario.total_clients();
     let senders = scenario.total_senders();
-    let done = chatbench_loadgen::run::run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External {
-            addr,
-            pid: None,
-            ca: Some(ca),
-        },
-    ))
-    .await
-    .unwrap();
+    let done = run_tls(addr, ca, scenario, out.path()).await;
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     assert_eq!(run.runs.len(), 16);
@@ -165,17 +172,7 @@ async fn clients_resume_after_drops_over_tls() {
         + "\n[network]\nrtt = \"20ms\"\ndrop_every = \"400ms\"\ndrop_for = \"100ms\"\n"
         + "\n[protocol]\ntls = true\n";
     let scenario = Scenario::parse(&src, std::path::Path::new("tlsdrops.toml")).unwrap();
-    let done = chatbench_loadgen::run::run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External {
-            addr,
-            pid: None,
-            ca: Some(ca),
-        },
-    ))
-    .await
-    .unwrap();
+    let done = run_tls(addr, ca, scenario, out.path()).await;
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
@@ -264,17 +261,7 @@ async fn a_tls_handshake_takes_one_round_trip_after_the_tcp_connect() {
         + "\n[network]\nrtt = \"40ms\"\n"
         + "\n[protocol]\nhttp = \"2\"\ntls = true\n";
     let scenario = Scenario::parse(&src, std::path::Path::new("tls-rtt.toml")).unwrap();
-    let done = chatbench_loadgen::run::run(options(
-        scenario,
-        out.path(),
-        ServerTarget::External {
-            addr,
-            pid: None,
-            ca: Some(ca),
-        },
-    ))
-    .await
-    .unwrap();
+    let done = run_tls(addr, ca, scenario, out.path()).await;
     let r = &done.file.runs[0];
     assert_clean(r, "tls over 40 ms");
     let w = &r.wire.total;

@@ -75,16 +75,7 @@ pub(crate) fn upgrade(
         e.set_upgrade_header();
         return Err(e);
     }
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        return Err(ApiError::bad_request(
-            "header Sec-WebSocket-Version must be 13",
-        ));
-    }
+    check_version(&req)?;
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
@@ -128,18 +119,19 @@ pub(crate) fn upgrade_h2(
         e.set_allow("CONNECT");
         return Err(e);
     }
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(|v| v.as_bytes())
-        != Some(b"13")
-    {
-        return Err(ApiError::bad_request(
-            "header Sec-WebSocket-Version must be 13",
-        ));
-    }
+    check_version(&req)?;
     start_session(app, room_name, &mut req, guard)?;
     Ok(Response::new(crate::http::full(bytes::Bytes::new())))
+}
+
+/// RFC 6455 version 13, the only one, over either HTTP version.
+fn check_version(req: &Request<Incoming>) -> Result<(), ApiError> {
+    match req.headers().get(header::SEC_WEBSOCKET_VERSION) {
+        Some(v) if v.as_bytes() == b"13" => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "header Sec-WebSocket-Version must be 13",
+        )),
+    }
 }
 
 /// Subscribes to the room and spawns the session that runs once hyper hands
