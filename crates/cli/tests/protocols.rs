@@ -271,3 +271,51 @@ async fn a_tls_handshake_takes_one_round_trip_after_the_tcp_connect() {
         "a handshake took {mean_us} µs from the TCP connect; two round trips are 80,000"
     );
 }
+
+/// `headers = "browser"`: every poll carries exactly the captured headers
+/// (with the cookie asked for) on top of the minimal request, over HTTP/1.1
+/// where the bytes can be counted per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_headers_add_exactly_the_captured_bytes_to_every_poll() {
+    let out = tempfile::tempdir().unwrap();
+    let (addr, _stop, ca) = tls_server(out.path()).await;
+    // Nobody sends, so every poll asks for the same target and the only
+    // requests are polls.
+    let src = tiny_toml("browser", r#""short_poll""#)
+        .replace("senders_per_room = 2", "senders_per_room = 0")
+        + r#"
+[sweep]
+parameter = "protocol"
+values = [{ http = "1.1" }, { http = "1.1", headers = "browser", cookie_bytes = 300 }]
+"#;
+    let scenario = Scenario::parse(&src, std::path::Path::new("browser.toml")).unwrap();
+    let done = run_tls(addr, ca, scenario, out.path()).await;
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    let per_request = |p: usize| {
+        let r = run.runs.iter().find(|r| r.point == p).unwrap();
+        let c = r.crosscheck.as_ref().unwrap();
+        assert!(c.bytes_match, "point {p}: {c:?}");
+        let w = &r.wire.total;
+        assert!(w.requests > 20, "point {p}: {} requests", w.requests);
+        assert_eq!(
+            w.bytes_up % w.requests,
+            0,
+            "point {p}: every poll the same size"
+        );
+        w.bytes_up / w.requests
+    };
+    let headers = chatbench_loadgen::profile::Headers::new(
+        &run.scenario.at_point(1).unwrap().protocol,
+        "http",
+        &addr.to_string(),
+    )
+    .unwrap();
+    let extra: u64 = headers
+        .lines(chatbench_loadgen::profile::Kind::Poll)
+        .iter()
+        .map(|l| l.len() as u64 + 2)
+        .sum();
+    assert!(extra > 300 + 400, "{extra}");
+    assert_eq!(per_request(1) - per_request(0), extra);
+}

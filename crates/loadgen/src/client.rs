@@ -433,12 +433,12 @@ impl HttpConn {
         let profile = self.headers.of(kind);
         match &mut self.http {
             Http::H1(c) => {
-                let lines: Vec<String> = headers
+                let own: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let lines: Vec<&str> = own
                     .iter()
-                    .map(|(k, v)| format!("{k}: {v}"))
-                    .chain(profile.iter().map(|(k, v)| format!("{k}: {v}")))
+                    .chain(self.headers.lines(kind))
+                    .map(String::as_str)
                     .collect();
-                let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
                 Ok(c.send_with(method, target, &lines, b"").await?)
             }
             Http::H2 { conn, body } => {
@@ -492,9 +492,12 @@ impl HttpConn {
                 let (status, b) = if profile.is_empty() {
                     c.call(method, target, body).await?
                 } else {
-                    let lines: Vec<String> =
-                        profile.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+                    let lines: Vec<&str> = self
+                        .headers
+                        .lines(kind)
+                        .iter()
+                        .map(String::as_str)
+                        .collect();
                     let status = c.send_with(method, target, &lines, body).await?;
                     (status, c.body().await?)
                 };
@@ -1440,12 +1443,8 @@ async fn ws_connect(ctx: &RunCtx, key: u64, room: &str, after: u64) -> Option<Ws
             let (mut io, addr) = ctx.open(key).await?;
             ctx.wire.requests.fetch_add(1, Relaxed);
             let profile = ctx.headers_for(addr);
-            let lines: Vec<String> = profile
-                .of(Kind::WebSocket)
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            let leftover = ws::handshake(&mut io, &addr.to_string(), &target, &lines).await?;
+            let lines = profile.lines(Kind::WebSocket);
+            let leftover = ws::handshake(&mut io, &addr.to_string(), &target, lines).await?;
             let handles = Handles::of(&io);
             let (up, down) = handles.cut.bytes();
             let setup = up + down.saturating_sub(leftover.len() as u64);

@@ -51,13 +51,17 @@ impl Kind {
     }
 }
 
-/// The extra headers of each kind of request, for one server.
+/// The extra headers of each kind of request, for one server: as (name,
+/// value) for HTTP/2, and written out as `Name: value` lines once, for
+/// HTTP/1.1, so a request does not format them again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     poll: Vec<(String, String)>,
     publish: Vec<(String, String)>,
     sse: Vec<(String, String)>,
     websocket: Vec<(String, String)>,
+    /// The same, as lines, by [`Kind`] in declaration order.
+    lines: [Vec<String>; 4],
 }
 
 impl Headers {
@@ -120,7 +124,19 @@ impl Headers {
                 list.push((name.to_owned(), value));
             }
         }
+        for kind in [Kind::Poll, Kind::Publish, Kind::Sse, Kind::WebSocket] {
+            h.lines[kind as usize] = h
+                .of(kind)
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+        }
         Ok(h)
+    }
+
+    /// The extra headers of a `kind` request as `Name: value` lines.
+    pub fn lines(&self, kind: Kind) -> &[String] {
+        &self.lines[kind as usize]
     }
 
     fn of_mut(&mut self, kind: Kind) -> &mut Vec<(String, String)> {
@@ -211,6 +227,13 @@ mod tests {
             assert!(c.is_ascii());
         }
         assert_eq!(cookie(12), "session=abcd");
+        let h = Headers::from_capture(CHROMIUM, "http", "a:1", 12).unwrap();
+        let lines = h.lines(Kind::Poll);
+        assert_eq!(lines.len(), h.of(Kind::Poll).len());
+        assert!(
+            lines.contains(&"Cookie: session=abcd".to_owned()),
+            "{lines:?}"
+        );
     }
 
     #[test]
