@@ -55,8 +55,12 @@ async fn run_tls(
 }
 
 /// Every run: nothing lost, duplicated or failed, and client and server
-/// agree on every byte and every message.
-fn assert_clean(r: &TransportRun, what: &str) {
+/// agree on every byte and every message; and no flag, unless the run is
+/// behind an emulated round trip (`emulated`), where an HTTP sender's
+/// publish waits for the last one's answer and a busy CI machine can push
+/// the send lag past its limit (`saturated`, which these tests are not
+/// about).
+fn assert_clean(r: &TransportRun, what: &str, emulated: bool) {
     let t = r.transport;
     assert_eq!(
         (r.audit.lost, r.audit.duplicated, r.audit.errors),
@@ -75,7 +79,7 @@ fn assert_clean(r: &TransportRun, what: &str) {
         c.client_receipts
     );
     assert!(
-        r.flags.is_empty() || what.contains("drops"),
+        r.flags.is_empty() || emulated,
         "{what} {t}: {:?} {:?}",
         r.flags,
         r.saturation
@@ -97,7 +101,7 @@ async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
     for r in &run.runs {
         let (http2, tls) = (r.point >= 2, r.point % 2 == 1);
         let what = format!("point {}", r.point);
-        assert_clean(r, &what);
+        assert_clean(r, &what, false);
         let w = &r.wire.total;
         // HTTP/1.1 senders publish on a second connection; over HTTP/2 a
         // client's publishes share its one connection. A WebSocket client
@@ -176,7 +180,7 @@ async fn clients_resume_after_drops_over_tls() {
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
-        assert_clean(r, "tls with drops");
+        assert_clean(r, "tls with drops", true);
         let d = r.drops.as_ref().expect("drop figures");
         assert!(d.drops >= 10, "{}: {} drops", r.transport, d.drops);
         assert!(d.reconnects >= 1, "{}", r.transport);
@@ -208,7 +212,7 @@ async fn spawned_servers_make_their_certificates_and_every_process_trusts_them()
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
-        assert_clean(r, "spawned");
+        assert_clean(r, "spawned", false);
         assert_eq!(r.wire.total.tls_handshakes, r.wire.total.connections);
     }
     // No CA file is left behind in the temporary directory.
@@ -263,11 +267,13 @@ async fn a_tls_handshake_takes_one_round_trip_after_the_tcp_connect() {
     let scenario = Scenario::parse(&src, std::path::Path::new("tls-rtt.toml")).unwrap();
     let done = run_tls(addr, ca, scenario, out.path()).await;
     let r = &done.file.runs[0];
-    assert_clean(r, "tls over 40 ms");
+    assert_clean(r, "tls over 40 ms", true);
     let w = &r.wire.total;
     let mean_us = w.tls_handshake_us / w.tls_handshakes;
+    // Two round trips are 80 ms; three would be 120. The slack is for the
+    // emulator's timer on a busy machine.
     assert!(
-        (80_000..95_000).contains(&mean_us),
+        (80_000..100_000).contains(&mean_us),
         "a handshake took {mean_us} µs from the TCP connect; two round trips are 80,000"
     );
 }
