@@ -54,13 +54,12 @@ async fn run_tls(
         .unwrap()
 }
 
-/// Every run: nothing lost, duplicated or failed, and client and server
-/// agree on every byte and every message; and no flag, unless the run is
-/// behind an emulated round trip (`emulated`), where an HTTP sender's
-/// publish waits for the last one's answer and a busy CI machine can push
-/// the send lag past its limit (`saturated`, which these tests are not
-/// about).
-fn assert_clean(r: &TransportRun, what: &str, emulated: bool) {
+/// Every run: nothing lost, duplicated or failed, client and server agree
+/// on every byte and every message, and no flag but `saturated`: these
+/// tests run beside the others on 2 CPUs, where the send lag can pass its
+/// 20 ms limit (clean-clone CI runs saw 20.1 and 30.8 ms), and they are
+/// about the protocols, not the load generator's timing.
+fn assert_clean(r: &TransportRun, what: &str) {
     let t = r.transport;
     assert_eq!(
         (r.audit.lost, r.audit.duplicated, r.audit.errors),
@@ -79,7 +78,7 @@ fn assert_clean(r: &TransportRun, what: &str, emulated: bool) {
         c.client_receipts
     );
     assert!(
-        r.flags.is_empty() || emulated,
+        r.flags.iter().all(|f| f == "saturated"),
         "{what} {t}: {:?} {:?}",
         r.flags,
         r.saturation
@@ -101,7 +100,7 @@ async fn every_transport_runs_over_http1_and_http2_plain_and_over_tls() {
     for r in &run.runs {
         let (http2, tls) = (r.point >= 2, r.point % 2 == 1);
         let what = format!("point {}", r.point);
-        assert_clean(r, &what, false);
+        assert_clean(r, &what);
         let w = &r.wire.total;
         // HTTP/1.1 senders publish on a second connection; over HTTP/2 a
         // client's publishes share its one connection. A WebSocket client
@@ -180,7 +179,7 @@ async fn clients_resume_after_drops_over_tls() {
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
-        assert_clean(r, "tls with drops", true);
+        assert_clean(r, "tls with drops");
         let d = r.drops.as_ref().expect("drop figures");
         assert!(d.drops >= 10, "{}: {} drops", r.transport, d.drops);
         assert!(d.reconnects >= 1, "{}", r.transport);
@@ -212,7 +211,7 @@ async fn spawned_servers_make_their_certificates_and_every_process_trusts_them()
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     for r in &run.runs {
-        assert_clean(r, "spawned", false);
+        assert_clean(r, "spawned");
         assert_eq!(r.wire.total.tls_handshakes, r.wire.total.connections);
     }
     // No CA file is left behind in the temporary directory.
@@ -267,7 +266,7 @@ async fn a_tls_handshake_takes_one_round_trip_after_the_tcp_connect() {
     let scenario = Scenario::parse(&src, std::path::Path::new("tls-rtt.toml")).unwrap();
     let done = run_tls(addr, ca, scenario, out.path()).await;
     let r = &done.file.runs[0];
-    assert_clean(r, "tls over 40 ms", true);
+    assert_clean(r, "tls over 40 ms");
     let w = &r.wire.total;
     let mean_us = w.tls_handshake_us / w.tls_handshakes;
     // Two round trips are 80 ms; three would be 120. The slack is for the
