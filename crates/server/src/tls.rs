@@ -49,9 +49,10 @@ pub fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    // No TLS 1.3 session tickets: no client here resumes a session, and
-    // tickets would add two records after every handshake that a
-    // handshake's byte count catches or misses by the timing of a read.
+    // No TLS 1.3 session tickets: no client here resumes a session. With
+    // them, a trial run's handshake bytes read 999 per connection over
+    // HTTP/1.1 and 644 over HTTP/2; without them about 1,000 and 989, so
+    // the stacks agree. (Why HTTP/2's read low was not pinned down.)
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
