@@ -33,14 +33,6 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// Plain HTTP/1.1.
-    pub fn plain() -> Connector {
-        Connector {
-            tls: None,
-            http2: false,
-        }
-    }
-
     /// The scenario's protocol; with TLS, trusting exactly the CA
     /// certificates in `ca_pems` (PEM text each), and offering by ALPN
     /// only the HTTP version asked for.

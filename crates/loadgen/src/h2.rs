@@ -78,18 +78,28 @@ struct Frames {
 }
 
 impl Frames {
-    /// Charges `bytes` to the streams whose frames they belong to.
+    /// Charges `bytes` to the streams whose frames they belong to, taking
+    /// the tally's lock once per run of bytes on one stream, not per frame.
     fn feed(&mut self, mut bytes: &[u8], tally: &Tally) {
+        let mut run: Option<(u32, u64)> = None;
+        let mut charge = |stream: u32, n: usize| match &mut run {
+            Some((s, total)) if *s == stream => *total += n as u64,
+            _ => {
+                if let Some((s, total)) = run.replace((stream, n as u64)) {
+                    tally.add(s, total);
+                }
+            }
+        };
         while !bytes.is_empty() {
             if self.preface > 0 {
                 let n = self.preface.min(bytes.len());
                 self.preface -= n;
-                tally.add(0, n as u64);
+                charge(0, n);
                 bytes = &bytes[n..];
             } else if self.left > 0 {
                 let n = (self.left as usize).min(bytes.len());
                 self.left -= n as u32;
-                tally.add(self.stream, n as u64);
+                charge(self.stream, n);
                 bytes = &bytes[n..];
             } else {
                 let n = (9 - self.have).min(bytes.len());
@@ -101,9 +111,12 @@ impl Frames {
                     self.left = u32::from_be_bytes([0, h[0], h[1], h[2]]);
                     self.stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
                     self.have = 0;
-                    tally.add(self.stream, 9);
+                    charge(self.stream, 9);
                 }
             }
+        }
+        if let Some((s, total)) = run {
+            tally.add(s, total);
         }
     }
 }
@@ -327,16 +340,6 @@ impl H2Conn {
             .map_err(io::Error::other)?
             .to_bytes();
         Ok((status, body, self.tally.take(id)))
-    }
-
-    /// Bytes of stream `id` so far (taken: a second call counts from here).
-    pub fn stream_bytes(&self, id: u32) -> u64 {
-        self.tally.take(id)
-    }
-
-    /// The connection's own bytes so far (preface, stream 0).
-    pub fn connection_bytes(&self) -> u64 {
-        self.tally.connection()
     }
 
     /// Closes the connection if this is its last user, and waits (at most

@@ -157,11 +157,6 @@ impl Headers {
             Kind::WebSocket => &self.websocket,
         }
     }
-
-    /// True for the minimal profile.
-    pub fn is_empty(&self) -> bool {
-        *self == Headers::default()
-    }
 }
 
 /// A `Cookie` value of exactly `n` bytes: `session=` and letters.
