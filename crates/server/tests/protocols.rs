@@ -491,3 +491,73 @@ async fn a_malformed_request_over_tls_gets_a_json_400_and_plain_http_still_works
     assert_eq!(m["chatbench_tls_failures_total"], 1.0);
     server.stop().await;
 }
+
+/// The server tells HTTP/2 by prior knowledge from HTTP/1.1 by peeking at
+/// the first bytes; a client whose first bytes come in pieces, still a
+/// prefix of the preface, is waited for, not misread.
+#[tokio::test]
+async fn a_preface_or_request_in_pieces_is_told_apart() {
+    let server = Server::start().await;
+    // HTTP/2's preface in three writes, then an empty SETTINGS frame: the
+    // server answers with its own SETTINGS (frame type 4 on stream 0).
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    for piece in [&b"PR"[..], b"I * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n"] {
+        s.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .expect("no frame within 5 s")
+        .unwrap();
+    assert_eq!(head[3], 4, "first frame type {head:?}");
+    assert_eq!(&head[5..9], &[0, 0, 0, 0], "stream {head:?}");
+    drop(s);
+
+    // An HTTP/1.1 POST whose first write is "P", as the preface's is.
+    let body = r#"{"from":"a","body":"split","sent_at":1}"#;
+    let request = format!(
+        "POST /rooms/split/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(&request.as_bytes()[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.write_all(&request.as_bytes()[1..]).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201 Created\r\n"), "{answer}");
+    assert!(answer.ends_with(r#"{"seq":1}"#), "{answer}");
+
+    server.stop().await;
+
+    // A client that stops inside the preface is closed at the header
+    // timeout, as a silent one is (a peek does not see its FIN behind the
+    // bytes it sent).
+    let server = Server::start_with(Config {
+        header_read_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2").await.unwrap();
+    s.shutdown().await.unwrap();
+    let start = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("not closed within 5 s")
+        // Closed with the peeked bytes unread: a reset.
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    server.stop().await;
+}
