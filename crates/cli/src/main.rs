@@ -61,6 +61,9 @@ enum Command {
         /// The run folder to compare with it.
         run_b: PathBuf,
         /// Exit 1 when something got worse beyond the noise (`regression`),
+        /// when a figure that does not depend on the machine's speed moved
+        /// beyond its tolerance either way (`drift`: bytes and requests per
+        /// message 2%, server memory per idle connection 30%; CI's guard),
         /// or never (`never`, the default).
         #[arg(long, value_enum, default_value_t = FailOn::Never)]
         fail_on: FailOn,
@@ -124,6 +127,9 @@ enum FailOn {
     Never,
     /// When any metric got worse beyond the noise.
     Regression,
+    /// When a guarded figure moved beyond its tolerance, either way
+    /// (`chatbench_report::compare::GUARDED`).
+    Drift,
 }
 
 #[derive(Debug, clap::Args)]
@@ -413,6 +419,28 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     incomplete.join(", ")
                 );
                 return Ok(ExitCode::FAILURE);
+            }
+            if fail_on == FailOn::Drift {
+                let moved = chatbench_report::compare::drift(&a, &b)
+                    .map_err(|e| anyhow::anyhow!("cannot guard {}: {e}", run_b.display()))?;
+                if !moved.is_empty() {
+                    eprintln!(
+                        "chatbench: {} guarded figure(s) moved beyond their tolerance from {}:",
+                        moved.len(),
+                        run_a.display()
+                    );
+                    for d in &moved {
+                        eprintln!("  {d}");
+                    }
+                    eprintln!(
+                        "a change that means to move them commits its run as the new reference"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                eprintln!(
+                    "chatbench: the guarded figures (bytes and requests per message, memory per idle connection) are within their tolerance of {}",
+                    run_a.display()
+                );
             }
             let worse = c.regressions().count();
             if fail_on == FailOn::Regression && worse > 0 {

@@ -155,6 +155,48 @@ fn compare_judges_changes_against_the_spread_and_gates_on_regressions() {
     );
 }
 
+/// CI's guard: a run whose long polls cost 16 KiB more server memory per
+/// idle connection than the reference fails, naming the figure; a 1%
+/// change of bytes per message passes; a changed scenario is refused.
+#[test]
+fn compare_fail_on_drift_names_the_figure_that_moved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixture("run-a");
+    let b = tmp.path().join("b");
+    copy_run("run-a", &b, |r| {
+        r["run_id"] = "fixture-drift".into();
+        for run in r["runs"].as_array_mut().unwrap() {
+            let bytes = run["wire"]["per_msg"]["bytes"].as_f64().unwrap();
+            run["wire"]["per_msg"]["bytes"] = (bytes * 1.01).into();
+            if run["transport"] == "long_poll" {
+                let rss = run["server"]["rss_per_connection"].as_f64().unwrap();
+                run["server"]["rss_per_connection"] = (rss + 16384.0).into();
+            }
+        }
+    });
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let (code, _, err) = chatbench(&["compare", a, a, "--fail-on", "drift"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("within their tolerance"), "{err}");
+    let (code, _, err) = chatbench(&["compare", a, b, "--fail-on", "drift"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("1 guarded figure(s) moved beyond their tolerance"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  long_poll rss_per_connection: 12.8 KiB in the reference, 28.8 KiB now (+125.0%; allowed ±30%)"),
+        "{err}"
+    );
+    let c = tmp.path().join("c");
+    copy_run("run-a", &c, |r| {
+        r["scenario"]["seed"] = 99.into();
+    });
+    let (code, _, err) = chatbench(&["compare", a, c.to_str().unwrap(), "--fail-on", "drift"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("commit a new reference"), "{err}");
+}
+
 #[test]
 fn check_no_loss_fails_on_a_lost_message() {
     let (_t, dir) = run_with_rules("[]");

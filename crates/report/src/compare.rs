@@ -500,6 +500,116 @@ pub fn render(a: &RunFile, b: &RunFile, c: &Comparison) -> String {
     o
 }
 
+/// The figures CI guards (`--fail-on drift`): those that do not depend on
+/// the machine's speed, each with how far it may move either way from the
+/// committed reference. Bytes and requests per message follow from the
+/// seeded schedule and the protocol; only timing (a long poll that happens
+/// to carry two messages, a message at the window's edge) moves them, by
+/// 0.05% between the committed ci runs of one commit, so 2% catches a
+/// 10-byte change in every long poll's answer. Memory per idle connection
+/// comes in steps of the allocator's extents, hence 30%.
+pub const GUARDED: [(Metric, f64); 3] = [
+    (Metric::BytesPerMsg, 0.02),
+    (Metric::RequestsPerMsg, 0.02),
+    (Metric::RssPerConnection, 0.30),
+];
+
+/// A guarded figure that moved beyond its tolerance, or is missing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    /// Transport.
+    pub transport: Transport,
+    /// Sweep point.
+    pub point: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// The reference's median; None when the reference has no figure.
+    pub reference: Option<f64>,
+    /// The new run's median; None when it has no figure.
+    pub now: Option<f64>,
+    /// The relative change allowed either way.
+    pub tolerance: f64,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |x: Option<f64>| x.map_or("no figure".into(), |x| show(self.metric, x));
+        write!(
+            f,
+            "{} {}: {} in the reference, {} now",
+            self.transport,
+            self.metric.as_str(),
+            shown(self.reference),
+            shown(self.now)
+        )?;
+        if let (Some(a), Some(b)) = (self.reference, self.now) {
+            if a != 0.0 {
+                write!(f, " ({:+.1}%", (b / a - 1.0) * 100.0)?;
+            } else {
+                write!(f, " (from zero")?;
+            }
+            write!(f, "; allowed ±{:.0}%)", self.tolerance * 100.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The guarded figures of `now` that moved beyond [`GUARDED`]'s tolerance
+/// from `reference`, both directions, or that one side lacks (a transport
+/// or point missing from either run counts). An error when the two runs
+/// are not of the same scenario settings: then nothing is comparable, and
+/// a changed scenario needs a new reference.
+pub fn drift(reference: &RunFile, now: &RunFile) -> Result<Vec<Drift>, String> {
+    if reference.scenario != now.scenario {
+        return Err(format!(
+            "the reference is of scenario {} and the new run of {}{}: commit a new reference with the changed scenario",
+            reference.scenario.name,
+            now.scenario.name,
+            if reference.scenario.name == now.scenario.name {
+                " with other settings"
+            } else {
+                ""
+            }
+        ));
+    }
+    let keys = |r: &RunFile| -> Vec<(Transport, usize)> {
+        r.summary.iter().map(|s| (s.transport, s.point)).collect()
+    };
+    let mut out = Vec::new();
+    let (kr, kn) = (keys(reference), keys(now));
+    for &(transport, point) in kr.iter().chain(kn.iter().filter(|k| !kr.contains(k))) {
+        for (metric, tolerance) in GUARDED {
+            let median_of = |r: &RunFile| {
+                let mut v: Vec<f64> = r
+                    .runs
+                    .iter()
+                    .filter(|x| x.transport == transport && x.point == point)
+                    .filter_map(|x| run_value(x, metric))
+                    .collect();
+                (!v.is_empty()).then(|| median(&mut v))
+            };
+            let (a, b) = (median_of(reference), median_of(now));
+            let moved = match (a, b) {
+                (Some(0.0), Some(b)) => b != 0.0,
+                (Some(a), Some(b)) => (b / a - 1.0).abs() > tolerance,
+                (None, None) => false,
+                _ => true,
+            };
+            if moved {
+                out.push(Drift {
+                    transport,
+                    point,
+                    metric,
+                    reference: a,
+                    now: b,
+                    tolerance,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn short(c: &str) -> &str {
     &c[..c.len().min(10)]
 }
@@ -507,6 +617,53 @@ fn short(c: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture() -> RunFile {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-a");
+        RunFile::read(&dir).unwrap()
+    }
+
+    #[test]
+    fn drift_names_each_guarded_figure_that_moved_either_way() {
+        let reference = fixture();
+        assert_eq!(drift(&reference, &reference).unwrap(), vec![]);
+        let mut now = reference.clone();
+        let first = now.runs[0].clone();
+        // 16 KiB more per idle connection, 1% more bytes (within 2%), 3%
+        // fewer requests (beyond 2%, the good way still counts).
+        for r in now
+            .runs
+            .iter_mut()
+            .filter(|r| r.transport == first.transport && r.point == first.point)
+        {
+            r.server.as_mut().unwrap().rss_per_connection += 16384.0;
+            r.wire.per_msg.bytes *= 1.01;
+            r.wire.per_msg.requests *= 0.97;
+        }
+        let d = drift(&reference, &now).unwrap();
+        let named: Vec<Metric> = d.iter().map(|d| d.metric).collect();
+        assert_eq!(named, [Metric::RequestsPerMsg, Metric::RssPerConnection]);
+        assert!(d.iter().all(|d| d.transport == first.transport));
+        let line = d.last().unwrap().to_string();
+        assert!(line.contains("rss_per_connection"), "{line}");
+        assert!(line.contains("allowed ±30%"), "{line}");
+    }
+
+    #[test]
+    fn drift_counts_a_missing_transport_and_refuses_another_scenario() {
+        let reference = fixture();
+        let mut now = reference.clone();
+        let gone = now.summary[0].transport;
+        now.runs.retain(|r| r.transport != gone);
+        now.summary.retain(|s| s.transport != gone);
+        let d = drift(&reference, &now).unwrap();
+        assert!(!d.is_empty());
+        assert!(d.iter().all(|d| d.transport == gone && d.now.is_none()));
+        let mut other = reference.clone();
+        other.scenario.name = "other".into();
+        let e = drift(&reference, &other).unwrap_err();
+        assert!(e.contains("commit a new reference"), "{e}");
+    }
 
     #[test]
     fn rank_test_separates_shifted_samples_and_not_equal_ones() {
