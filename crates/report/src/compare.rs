@@ -521,6 +521,8 @@ pub struct Drift {
     pub transport: Transport,
     /// Sweep point.
     pub point: usize,
+    /// The sweep point's label (`h2+tls`, `rooms=50`), in a sweep.
+    pub point_label: Option<String>,
     /// Metric.
     pub metric: Metric,
     /// The reference's median; None when the reference has no figure.
@@ -534,9 +536,13 @@ pub struct Drift {
 impl std::fmt::Display for Drift {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shown = |x: Option<f64>| x.map_or("no figure".into(), |x| show(self.metric, x));
+        let at = self
+            .point_label
+            .as_ref()
+            .map_or(String::new(), |p| format!(" @{p}"));
         write!(
             f,
-            "{} {}: {} in the reference, {} now",
+            "{}{at} {}: {} in the reference, {} now",
             self.transport,
             self.metric.as_str(),
             shown(self.reference),
@@ -599,6 +605,7 @@ pub fn drift(reference: &RunFile, now: &RunFile) -> Result<Vec<Drift>, String> {
                 out.push(Drift {
                     transport,
                     point,
+                    point_label: now.scenario.point_label(point),
                     metric,
                     reference: a,
                     now: b,
