@@ -1,7 +1,7 @@
 # chatbench in a container: both binaries, the load generator `chatbench`
 # (which also serves, as `chatbench serve`) and `chatbench-server`, in one
 # small image with the scenarios under /scenarios. Used by
-# deploy/kubernetes/; README.md "Running the server in a container".
+# deploy/kubernetes/; docs/server.md "Running the server in a container".
 #
 #   docker build -t chatbench:latest .
 FROM rust:1.95-bookworm AS build

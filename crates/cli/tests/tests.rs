@@ -5,6 +5,7 @@ mod util;
 
 mod accounting;
 mod commands;
+mod docs;
 mod end_to_end;
 mod failures;
 mod netns;

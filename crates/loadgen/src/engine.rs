@@ -1,4 +1,5 @@
-//! One transport run: ramp, warm-up, measure, drain, teardown (DESIGN §3).
+//! One transport run: ramp, warm-up, measure, drain, teardown (how a run
+//! measures: docs/running.md and docs/instrument.md).
 //!
 //! The engine is the same for every transport; only the client driver
 //! differs ([`crate::client`]). Teardown publishes a control message to every

@@ -1,6 +1,6 @@
 //! Wire types shared by the chatbench server and its clients.
 //!
-//! The contract lives in `DESIGN.md` §2. The main types are [`Message`] (what
+//! The contract lives in `docs/server.md`. The main types are [`Message`] (what
 //! every transport delivers), [`PublishRequest`] (the POST body, also the text
 //! of a WebSocket publish frame), [`PollResponse`], [`PublishAck`],
 //! [`ErrorBody`], [`Notice`] (out-of-band stream notices such as `missed`) and

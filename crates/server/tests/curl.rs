@@ -1,5 +1,5 @@
-//! The README's shell session, run with the real `curl` binary: what a
-//! newcomer types must work exactly as the README says.
+//! The shell session of docs/server.md, run with the real `curl` binary: what a
+//! newcomer types must work exactly as that page says.
 
 use crate::util::*;
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ async fn the_readme_curl_session_works() {
     let base = format!("http://{}", server.addr);
     let messages = format!("{base}/rooms/lobby/messages");
 
-    // Publish, exactly as the README shows.
+    // Publish, exactly as docs/server.md shows.
     let posted = curl(&[
         "--json",
         r#"{"from":"me","body":"hello","sent_at":1}"#,
