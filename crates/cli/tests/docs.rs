@@ -260,3 +260,55 @@ fn the_link_and_anchor_readers_read_what_github_renders() {
         Some(vec!["serve".to_owned(), "--tls".to_owned()])
     );
 }
+
+/// `results/` stays small enough to clone: one committed reference folder
+/// per scenario (plus the A/B and peer folders), at most 20 MiB in all.
+/// Only what git tracks counts: `chatbench run` writes new folders beside
+/// the committed ones, and those are the user's.
+#[test]
+fn results_keep_one_reference_per_scenario_within_20_mib() {
+    let root = repo();
+    let Ok(out) = Command::new("git")
+        .args(["ls-files", "-z", "results"])
+        .current_dir(&root)
+        .output()
+    else {
+        eprintln!("skipping: git does not run here");
+        return;
+    };
+    if !out.status.success() {
+        eprintln!("skipping: not a git checkout");
+        return;
+    }
+    let files: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(
+        total <= 20 << 20,
+        "results/ holds {:.1} MiB; keep one folder per scenario and compress its PNGs (results/README.md, \"Earlier runs\")",
+        total as f64 / (1u64 << 20) as f64
+    );
+    let mut runs: std::collections::BTreeMap<&str, usize> = Default::default();
+    for f in &files {
+        let parts: Vec<&str> = f.split('/').collect();
+        if let ["results", scenario, _, "run.json"] = parts[..] {
+            if scenario != "ab" && scenario != "peers" {
+                *runs.entry(scenario).or_default() += 1;
+            }
+        }
+    }
+    assert!(runs.len() >= 20, "{runs:?}");
+    let many: Vec<_> = runs.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(
+        many.is_empty(),
+        "keep one reference run per scenario: {many:?}"
+    );
+}
