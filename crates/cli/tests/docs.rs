@@ -12,8 +12,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// README.md, ARCHITECTURE.md, results/README.md, scenarios/README.md and
-/// every page of docs/.
+/// README.md, ARCHITECTURE.md, results/README.md, scenarios/README.md,
+/// every page of docs/, and the READMEs of results/ab and results/peers.
 fn pages() -> Vec<PathBuf> {
     let root = repo();
     let mut pages: Vec<PathBuf> = [
@@ -33,6 +33,19 @@ fn pages() -> Vec<PathBuf> {
     docs.sort();
     assert!(docs.len() >= 5, "docs/ holds the manual: {docs:?}");
     pages.extend(docs);
+    // The A/B and peer comparisons the README and results/README cite.
+    for dir in ["results/ab", "results/peers"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .expect("results/ab and results/peers exist")
+            .map(|e| e.unwrap().path().join("README.md"))
+            .filter(|p| p.exists())
+            .collect();
+        found.sort();
+        pages.extend(found);
+    }
+    if root.join("results/peers/README.md").exists() {
+        pages.push(root.join("results/peers/README.md"));
+    }
     pages
 }
 
@@ -182,7 +195,9 @@ fn every_chatbench_command_in_the_docs_parses_and_names_existing_paths() {
         for line in shell_lines(&text) {
             // Repository paths a command names exist (placeholders aside).
             for word in line.split_whitespace() {
-                let word = word.trim_matches(|c| c == '\'' || c == '"' || c == '`');
+                let word = word
+                    .trim_matches(|c| c == '\'' || c == '"' || c == '`')
+                    .trim_end_matches([';', ',', ')']);
                 let in_repo = ["scenarios/", "scripts/", "crates/", "deploy/", "docs/"]
                     .iter()
                     .any(|p| word.starts_with(p));
