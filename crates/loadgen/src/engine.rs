@@ -171,7 +171,14 @@ pub async fn run_transport(
         .collect();
     let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
     let ramp_start = Instant::now();
-    let sampler = probe.clone().map(Sampler::spawn);
+    let sampler = probe.clone().map(|probe| {
+        let period = probe.period();
+        let probe = Arc::new(probe);
+        Sampler::spawn(period, move |t| {
+            let probe = probe.clone();
+            async move { probe.read(t).await }
+        })
+    });
     let mut server_died = false;
 
     let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);

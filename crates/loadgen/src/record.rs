@@ -83,7 +83,7 @@ pub struct Recorder {
 }
 
 /// Counters of connection drops (`network.drop_every`), shared by all
-/// clients; see [`chatbench_results::measurement::DropCounts`].
+/// clients; see [`chatbench_results::run_file::DropCounts`].
 #[derive(Debug, Default)]
 pub struct DropCounters {
     /// Drops made.
@@ -100,8 +100,8 @@ pub struct DropCounters {
 
 impl DropCounters {
     /// The counts now.
-    pub fn counts(&self) -> chatbench_results::measurement::DropCounts {
-        chatbench_results::measurement::DropCounts {
+    pub fn counts(&self) -> chatbench_results::run_file::DropCounts {
+        chatbench_results::run_file::DropCounts {
             drops: self.drops.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             bytes_after_cut: self.bytes_after_cut.load(Relaxed),

@@ -91,9 +91,14 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `probe` (every [`ServerProbe::period`]); stops by
-    /// itself when a process is gone or stops answering.
-    pub fn spawn(probe: crate::server::ServerProbe) -> Sampler {
+    /// Starts sampling with `read` every `period` (the caller knows where
+    /// the figures come from: `/proc` or a `/metrics` scrape); stops by
+    /// itself when `read` answers None (a process gone or silent).
+    pub fn spawn<R, F>(period: std::time::Duration, read: R) -> Sampler
+    where
+        R: Fn(u64) -> F + Send + 'static,
+        F: std::future::Future<Output = Option<Vec<ProcSample>>> + Send,
+    {
         let s = Sampler {
             ticks: Arc::default(),
             stop: CancellationToken::new(),
@@ -101,14 +106,14 @@ impl Sampler {
         };
         let task = s.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(probe.period());
+            let mut tick = tokio::time::interval(period);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = task.stop.cancelled() => break,
                 }
                 let t = task.start.elapsed().as_millis() as u64;
-                match probe.read(t).await {
+                match read(t).await {
                     Some(x) => task
                         .ticks
                         .lock()

@@ -1,4 +1,6 @@
-//! Numbers for people.
+//! Numbers for people, both ways: durations and byte counts written for
+//! people, and the durations and bandwidths people write in scenario files
+//! and flags, parsed. A leaf: it uses nothing else of the crate.
 
 /// Formats microseconds for people: `850µs`, `12.3ms`, `1.25s`.
 pub fn fmt_us(us: u64) -> String {
@@ -14,4 +16,46 @@ pub fn fmt_us_sep(us: u64, sep: &str) -> String {
     } else {
         format!("{:.2}{sep}s", us as f64 / 1e6)
     }
+}
+
+/// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
+/// and flags write them.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Parses a bandwidth: `"unlimited"` or a number with a unit of bits per
+/// second (`bit`, `kbit`, `Mbit`, `Gbit`, each optionally followed by
+/// `/s`).
+pub fn parse_bandwidth(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t == "unlimited" {
+        return Ok(None);
+    }
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit; write e.g. \"1Mbit\" or \"unlimited\""))?;
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "Mbit" => 1e6,
+        "Gbit" => 1e9,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use bit, kbit, Mbit or Gbit"
+            ))
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
+    let bps = v * scale;
+    if !(1000.0..=1e12).contains(&bps) {
+        return Err(format!(
+            "{s:?} is out of range: from 1kbit to 1000Gbit per second"
+        ));
+    }
+    Ok(Some(bps.round() as u64))
 }

@@ -9,8 +9,8 @@
 
 use crate::hist::{new_histogram, HIST_MAX_US};
 use crate::run_file::{
-    Audit, Breakdown, CrossCheck, LoadgenCost, LoadgenRss, Percentiles, Readiness, Second,
-    ServerCost, TransportRun, WireResult,
+    Audit, Breakdown, CrossCheck, DropCounts, LoadgenCost, LoadgenRss, Percentiles, Readiness,
+    Second, ServerCost, TransportRun, WireResult,
 };
 use crate::scenario::Scenario;
 use crate::wire::WireSnapshot;
@@ -224,36 +224,6 @@ pub struct Measurement {
     /// Connection drops and resumes, in runs with `network.drop_every`.
     #[serde(default)]
     pub drops: Option<DropCounts>,
-}
-
-/// What the clients counted of connection drops (`network.drop_every`),
-/// whole run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DropCounts {
-    /// Drops: each cuts one client's connections.
-    pub drops: u64,
-    /// TCP connections opened to resume after a drop.
-    pub reconnects: u64,
-    /// Bytes the server sent into cut connections after the cut (read, and
-    /// thrown away).
-    pub bytes_after_cut: u64,
-    /// Bytes of each resuming request and its response head (WebSocket:
-    /// the upgrade and its 101; SSE: the GET with `Last-Event-ID` and its
-    /// head; polls: the first poll on the new connection and its head).
-    pub resume_bytes: u64,
-    /// Messages that arrived on a cut connection, thrown away and fetched
-    /// again after the resume.
-    pub discarded: u64,
-}
-
-impl std::ops::AddAssign for DropCounts {
-    fn add_assign(&mut self, o: DropCounts) {
-        self.drops += o.drops;
-        self.reconnects += o.reconnects;
-        self.bytes_after_cut += o.bytes_after_cut;
-        self.resume_bytes += o.resume_bytes;
-        self.discarded += o.discarded;
-    }
 }
 
 /// A histogram as base64 of its V2 deflate encoding.

@@ -150,11 +150,9 @@ impl Rule {
         match b {
             None => Ok(None),
             Some(Bound::Number(n)) => Ok(Some(*n)),
-            Some(Bound::Duration(s)) if self.metric.is_latency() => {
-                crate::scenario::parse_duration(s)
-                    .map(|d: Duration| Some(d.as_micros() as f64))
-                    .map_err(|e| (field.into(), e))
-            }
+            Some(Bound::Duration(s)) if self.metric.is_latency() => crate::fmt::parse_duration(s)
+                .map(|d: Duration| Some(d.as_micros() as f64))
+                .map_err(|e| (field.into(), e)),
             Some(Bound::Duration(s)) => Err((
                 field.into(),
                 format!(

@@ -280,6 +280,36 @@ impl WireResult {
 }
 
 /// Connection drops (`network.drop_every`) and what resuming from them
+/// What the clients counted of connection drops (`network.drop_every`),
+/// whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DropCounts {
+    /// Drops: each cuts one client's connections.
+    pub drops: u64,
+    /// TCP connections opened to resume after a drop.
+    pub reconnects: u64,
+    /// Bytes the server sent into cut connections after the cut (read, and
+    /// thrown away).
+    pub bytes_after_cut: u64,
+    /// Bytes of each resuming request and its response head (WebSocket:
+    /// the upgrade and its 101; SSE: the GET with `Last-Event-ID` and its
+    /// head; polls: the first poll on the new connection and its head).
+    pub resume_bytes: u64,
+    /// Messages that arrived on a cut connection, thrown away and fetched
+    /// again after the resume.
+    pub discarded: u64,
+}
+
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, o: DropCounts) {
+        self.drops += o.drops;
+        self.reconnects += o.reconnects;
+        self.bytes_after_cut += o.bytes_after_cut;
+        self.resume_bytes += o.resume_bytes;
+        self.discarded += o.discarded;
+    }
+}
+
 /// cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Drops {
@@ -305,7 +335,7 @@ pub struct Drops {
 
 impl Drops {
     /// The run.json entry of the clients' counts and the away latencies.
-    pub fn of(c: crate::measurement::DropCounts, away: &Histogram<u64>) -> Drops {
+    pub fn of(c: DropCounts, away: &Histogram<u64>) -> Drops {
         let per = |x: u64| x as f64 / c.drops.max(1) as f64;
         Drops {
             drops: c.drops,

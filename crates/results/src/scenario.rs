@@ -4,6 +4,7 @@
 //! validates; every error names the file, the line and the field
 //! ([`ScenarioError`]). The format is documented in `scenarios/README.md`.
 
+pub use crate::fmt::{parse_bandwidth, parse_duration};
 use crate::Transport;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -337,42 +338,6 @@ impl Network {
     pub fn is_loopback(&self) -> bool {
         self.rtt.is_zero() && self.jitter.is_zero() && matches!(self.bandwidth_bps(), Ok(None))
     }
-}
-
-/// Parses a bandwidth: `"unlimited"` or a number with a unit of bits per
-/// second (`bit`, `kbit`, `Mbit`, `Gbit`, each optionally followed by
-/// `/s`).
-pub fn parse_bandwidth(s: &str) -> Result<Option<u64>, String> {
-    let t = s.trim();
-    if t == "unlimited" {
-        return Ok(None);
-    }
-    let t = t.strip_suffix("/s").unwrap_or(t);
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} has no unit; write e.g. \"1Mbit\" or \"unlimited\""))?;
-    let (num, unit) = t.split_at(split);
-    let scale = match unit.trim() {
-        "bit" => 1.0,
-        "kbit" => 1e3,
-        "Mbit" => 1e6,
-        "Gbit" => 1e9,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?}; use bit, kbit, Mbit or Gbit"
-            ))
-        }
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
-    let bps = v * scale;
-    if !(1000.0..=1e12).contains(&bps) {
-        return Err(format!(
-            "{s:?} is out of range: from 1kbit to 1000Gbit per second"
-        ));
-    }
-    Ok(Some(bps.round() as u64))
 }
 
 /// `[limits]`: when a side (the load generator or the server) ran out.
@@ -989,12 +954,6 @@ pub const MAX_REPEAT: u32 = 1000;
 pub const MAX_RATE: f64 = 1e6;
 /// The largest burst.
 pub const MAX_BURST: u32 = 1_000_000;
-
-/// Parses a human-readable duration (`250ms`, `1m 30s`), as scenario files
-/// and flags write them.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
-}
 
 #[cfg(test)]
 mod properties {

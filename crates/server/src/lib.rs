@@ -4,7 +4,9 @@
 //! Modules, and what each owns:
 //! - [`room`]: [`RoomLog`], the only store of messages, [`Rooms`] and the
 //!   [`MemoryBudget`](room::MemoryBudget) of message bytes.
-//! - `http`: the router, error answers, publishing and the two polls.
+//! - `app`: what every transport's handler shares, below all of them: the
+//!   application state, JSON error answers, query parameters, finding a room.
+//! - `http`: the router, publishing over HTTP and the two polls.
 //! - [`frames`]: [`BatchFrames`](frames::BatchFrames), a batch framed for a
 //!   poll answer or SSE a piece at a time, sharing large messages.
 //! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log.
@@ -13,7 +15,7 @@
 //!   write-stall timeouts and the end of shutdown.
 //! - [`metrics`]: the Prometheus registry ([`Metrics`]), per transport.
 //! - [`tls`]: the rustls configuration (from files or generated with rcgen)
-//!   and the first-byte sniffing that serves TLS and plain HTTP on one port.
+//!   (`server.rs` sniffs a connection's first bytes: TLS, h2c or HTTP/1.1).
 //! - [`affinity`]: CPU lists and pinning (`--cpus`).
 //! - [`config`]: [`Config`] and the command-line flags [`ServerArgs`].
 //!
@@ -22,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod affinity;
+mod app;
 pub mod config;
 pub mod conn;
 pub mod frames;

@@ -1,7 +1,8 @@
 //! The accept loop, per-connection tasks, the connection limit and shutdown.
 
+use crate::app::App;
 use crate::conn::{closing_answer, ConnGuard, ConnTag, CountedIo, Deadlines, JsonErrors};
-use crate::http::{handle, App};
+use crate::http::handle;
 use crate::metrics::Metrics;
 use crate::room::Rooms;
 use crate::Config;

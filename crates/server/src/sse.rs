@@ -6,8 +6,8 @@
 //! what is after the cursor, or waits for the head to move, for the
 //! keep-alive interval, or for shutdown (which ends the stream).
 
+use crate::app::{subscribe, ApiError, App, Body, Query};
 use crate::frames::{BatchFrames, Framing};
-use crate::http::{subscribe, ApiError, App, Body, Query};
 use crate::metrics::{ActiveGuard, Metrics, Transport};
 use crate::room::RoomLog;
 use bytes::Bytes;

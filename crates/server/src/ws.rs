@@ -9,8 +9,8 @@
 //! closes protocol violations with their RFC 6455 code (1002, 1007, 1009),
 //! and closes with `1001 Going Away` on shutdown.
 
+use crate::app::{publish_json, subscribe, ApiError, App, Body, Query};
 use crate::conn::ConnGuard;
-use crate::http::{publish_json, subscribe, ApiError, App, Body, Query};
 use crate::metrics::{ActiveGuard, Transport};
 use crate::room::RoomLog;
 use chatbench_proto::{ErrorBody, Notice};
@@ -82,7 +82,7 @@ pub(crate) fn upgrade(
         .ok_or_else(|| ApiError::bad_request("header Sec-WebSocket-Key is missing"))?;
     let accept = derive_accept_key(key.as_bytes());
     start_session(app, room_name, &mut req, guard)?;
-    let mut resp = Response::new(crate::http::full(bytes::Bytes::new()));
+    let mut resp = Response::new(crate::app::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -121,7 +121,7 @@ pub(crate) fn upgrade_h2(
     }
     check_version(&req)?;
     start_session(app, room_name, &mut req, guard)?;
-    Ok(Response::new(crate::http::full(bytes::Bytes::new())))
+    Ok(Response::new(crate::app::full(bytes::Bytes::new())))
 }
 
 /// RFC 6455 version 13, the only one, over either HTTP version.
