@@ -417,3 +417,22 @@ fn no_file_cycles_within_a_crate() {
     }
     assert!(cycles.is_empty(), "file cycles:\n{}", cycles.join("\n"));
 }
+
+/// The server's dependencies are its job: the wire types (proto), not the
+/// result model with its CSV and console tables.
+#[test]
+fn the_server_depends_on_proto_not_on_the_results_crate() {
+    let manifest = std::fs::read_to_string(repo().join("crates/server/Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|d| d.split("\n[").next())
+        .unwrap_or("");
+    assert!(deps.contains("chatbench-proto"), "{deps}");
+    for wrong in ["chatbench-results", "csv", "comfy-table"] {
+        assert!(
+            !deps.lines().any(|l| l.trim_start().starts_with(wrong)),
+            "chatbench-server depends on {wrong}"
+        );
+    }
+}

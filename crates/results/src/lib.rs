@@ -1,5 +1,6 @@
 //! The result model every chatbench crate shares, with no network or
-//! runtime underneath: the one [`Transport`] enum; the scenario format
+//! runtime underneath: the [`Transport`] enum (re-exported from
+//! `chatbench-proto`); the scenario format
 //! ([`scenario::Scenario`]) and its `[[expect]]` rules ([`rules`]); the
 //! `run.json` schema ([`run_file::RunFile`]), its summaries and console
 //! table; the HdrHistogram files (`.hlog`, `.hgrm`); the machine and build a
@@ -21,65 +22,6 @@ pub mod run_file;
 pub mod scenario;
 pub mod wire;
 
-use serde::{Deserialize, Serialize};
-
-/// A transport under comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// HTTP short polling.
-    ShortPoll,
-    /// HTTP long polling.
-    LongPoll,
-    /// Server-Sent Events.
-    Sse,
-    /// WebSocket.
-    #[serde(rename = "websocket")]
-    WebSocket,
-}
-
-impl Transport {
-    /// Every transport.
-    pub const ALL: [Transport; 4] = [
-        Transport::ShortPoll,
-        Transport::LongPoll,
-        Transport::Sse,
-        Transport::WebSocket,
-    ];
-
-    /// The name used in files and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::ShortPoll => "short_poll",
-            Transport::LongPoll => "long_poll",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "websocket",
-        }
-    }
-
-    /// A short tag for room names.
-    pub fn short(self) -> &'static str {
-        match self {
-            Transport::ShortPoll => "sp",
-            Transport::LongPoll => "lp",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "ws",
-        }
-    }
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Transport, String> {
-        Transport::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown transport {s:?}; expected one of short_poll, long_poll, sse, websocket"))
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A transport under comparison: defined in `chatbench-proto`, which the
+/// server shares, so there is one such enum in the workspace.
+pub use chatbench_proto::Transport;

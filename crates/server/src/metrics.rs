@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use std::fmt::Write;
 
 /// What a request or connection is used for; the `transport` label. Its
-/// first four values are the transports of `chatbench_results::Transport`
+/// first four values are the transports of `chatbench_proto::Transport`
 /// (the conversions go both ways); the server also counts publishes and
 /// everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,8 +46,8 @@ impl Transport {
 
     /// The transport under comparison this label counts; None for
     /// publishes and everything else.
-    pub fn transport(self) -> Option<chatbench_results::Transport> {
-        use chatbench_results::Transport as T;
+    pub fn transport(self) -> Option<chatbench_proto::Transport> {
+        use chatbench_proto::Transport as T;
         match self {
             Transport::ShortPoll => Some(T::ShortPoll),
             Transport::LongPoll => Some(T::LongPoll),
@@ -58,7 +58,7 @@ impl Transport {
     }
 
     /// The label value: the four transports are spelled by the one
-    /// `chatbench_results::Transport`, as in run.json and on the command line.
+    /// `chatbench_proto::Transport`, as in run.json and on the command line.
     pub fn as_str(self) -> &'static str {
         match (self.transport(), self) {
             (Some(t), _) => t.as_str(),
@@ -93,9 +93,9 @@ impl Transport {
     }
 }
 
-impl From<chatbench_results::Transport> for Transport {
-    fn from(t: chatbench_results::Transport) -> Transport {
-        use chatbench_results::Transport as T;
+impl From<chatbench_proto::Transport> for Transport {
+    fn from(t: chatbench_proto::Transport) -> Transport {
+        use chatbench_proto::Transport as T;
         match t {
             T::ShortPoll => Transport::ShortPoll,
             T::LongPoll => Transport::LongPoll,
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn transport_labels_are_the_results_transports() {
-        for t in chatbench_results::Transport::ALL {
+        for t in chatbench_proto::Transport::ALL {
             let label = Transport::from(t);
             assert_eq!(label.transport(), Some(t));
             assert_eq!(label.as_str(), t.as_str());
