@@ -421,7 +421,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             if fail_on == FailOn::Drift {
-                let moved = chatbench_report::compare::drift(&a, &b)
+                let moved = chatbench_report::compare::drift(&a, &b, &c)
                     .map_err(|e| anyhow::anyhow!("cannot guard {}: {e}", run_b.display()))?;
                 if !moved.is_empty() {
                     eprintln!(

@@ -34,18 +34,14 @@ fn pages() -> Vec<PathBuf> {
     assert!(docs.len() >= 5, "docs/ holds the manual: {docs:?}");
     pages.extend(docs);
     // The A/B and peer comparisons the README and results/README cite.
-    for dir in ["results/ab", "results/peers"] {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
-            .expect("results/ab and results/peers exist")
-            .map(|e| e.unwrap().path().join("README.md"))
-            .filter(|p| p.exists())
-            .collect();
-        found.sort();
-        pages.extend(found);
-    }
-    if root.join("results/peers/README.md").exists() {
-        pages.push(root.join("results/peers/README.md"));
-    }
+    let mut ab: Vec<PathBuf> = std::fs::read_dir(root.join("results/ab"))
+        .expect("results/ab exists")
+        .map(|e| e.unwrap().path().join("README.md"))
+        .filter(|p| p.exists())
+        .collect();
+    ab.sort();
+    pages.extend(ab);
+    pages.push(root.join("results/peers/README.md"));
     pages
 }
 

@@ -298,6 +298,20 @@ fn judge(m: Metric, a: &[f64], b: &[f64], prec: f64, min_change: f64) -> (Verdic
     (direction(worse), test)
 }
 
+/// One transport's repetitions at one sweep point.
+fn runs_of(f: &RunFile, t: Transport, point: usize) -> impl Iterator<Item = &TransportRun> {
+    f.runs
+        .iter()
+        .filter(move |r| r.transport == t && r.point == point)
+}
+
+/// One metric's figure in each of those repetitions.
+fn values(f: &RunFile, t: Transport, point: usize, m: Metric) -> Vec<f64> {
+    runs_of(f, t, point)
+        .filter_map(|r| run_value(r, m))
+        .collect()
+}
+
 /// Compares every transport and point present in both runs.
 pub fn compare(a: &RunFile, b: &RunFile, min_change: f64) -> Comparison {
     let mut rows = Vec::new();
@@ -309,20 +323,13 @@ pub fn compare(a: &RunFile, b: &RunFile, min_change: f64) -> Comparison {
         {
             continue;
         }
-        let runs = |f: &RunFile| -> Vec<TransportRun> {
-            f.runs
-                .iter()
-                .filter(|r| r.transport == sa.transport && r.point == sa.point)
-                .cloned()
-                .collect()
-        };
-        let (ra, rb) = (runs(a), runs(b));
         for m in METRICS {
-            let va: Vec<f64> = ra.iter().filter_map(|r| run_value(r, m)).collect();
-            let vb: Vec<f64> = rb.iter().filter_map(|r| run_value(r, m)).collect();
-            let prec = ra
-                .iter()
-                .chain(&rb)
+            let (va, vb) = (
+                values(a, sa.transport, sa.point, m),
+                values(b, sa.transport, sa.point, m),
+            );
+            let prec = runs_of(a, sa.transport, sa.point)
+                .chain(runs_of(b, sa.transport, sa.point))
                 .map(|r| precision(r, m))
                 .fold(0.0, f64::max);
             let (mut sa_, mut sb_) = (va.clone(), vb.clone());
@@ -562,10 +569,11 @@ impl std::fmt::Display for Drift {
 
 /// The guarded figures of `now` that moved beyond [`GUARDED`]'s tolerance
 /// from `reference`, both directions, or that one side lacks (a transport
-/// or point missing from either run counts). An error when the two runs
-/// are not of the same scenario settings: then nothing is comparable, and
-/// a changed scenario needs a new reference.
-pub fn drift(reference: &RunFile, now: &RunFile) -> Result<Vec<Drift>, String> {
+/// or point missing from either run counts), read from their comparison
+/// `c` (`compare(reference, now, ..)`). An error when the two runs are not
+/// of the same scenario settings: then nothing is comparable, and a
+/// changed scenario needs a new reference.
+pub fn drift(reference: &RunFile, now: &RunFile, c: &Comparison) -> Result<Vec<Drift>, String> {
     if reference.scenario != now.scenario {
         return Err(format!(
             "the reference is of scenario {} and the new run of {}{}: commit a new reference with the changed scenario",
@@ -578,40 +586,55 @@ pub fn drift(reference: &RunFile, now: &RunFile) -> Result<Vec<Drift>, String> {
             }
         ));
     }
+    let drift = |transport, point, metric, a: Option<f64>, b: Option<f64>, tolerance: f64| {
+        let moved = match (a, b) {
+            (Some(0.0), Some(b)) => b != 0.0,
+            (Some(a), Some(b)) => (b / a - 1.0).abs() > tolerance,
+            (None, None) => false,
+            _ => true,
+        };
+        moved.then(|| Drift {
+            transport,
+            point,
+            point_label: now.scenario.point_label(point),
+            metric,
+            reference: a,
+            now: b,
+            tolerance,
+        })
+    };
+    // What both runs have, as the comparison judged it.
+    let mut out: Vec<Drift> = c
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let (_, tolerance) = GUARDED.iter().find(|(m, _)| *m == r.metric)?;
+            drift(r.transport, r.point, r.metric, r.a, r.b, *tolerance)
+        })
+        .collect();
+    // What only one run has: the comparison leaves it out.
     let keys = |r: &RunFile| -> Vec<(Transport, usize)> {
         r.summary.iter().map(|s| (s.transport, s.point)).collect()
     };
-    let mut out = Vec::new();
     let (kr, kn) = (keys(reference), keys(now));
-    for &(transport, point) in kr.iter().chain(kn.iter().filter(|k| !kr.contains(k))) {
-        for (metric, tolerance) in GUARDED {
-            let median_of = |r: &RunFile| {
-                let mut v: Vec<f64> = r
-                    .runs
-                    .iter()
-                    .filter(|x| x.transport == transport && x.point == point)
-                    .filter_map(|x| run_value(x, metric))
-                    .collect();
+    let one_sided = kr
+        .iter()
+        .filter(|k| !kn.contains(k))
+        .chain(kn.iter().filter(|k| !kr.contains(k)));
+    for &(t, p) in one_sided {
+        for (m, tolerance) in GUARDED {
+            let median_of = |f: &RunFile| {
+                let mut v = values(f, t, p, m);
                 (!v.is_empty()).then(|| median(&mut v))
             };
-            let (a, b) = (median_of(reference), median_of(now));
-            let moved = match (a, b) {
-                (Some(0.0), Some(b)) => b != 0.0,
-                (Some(a), Some(b)) => (b / a - 1.0).abs() > tolerance,
-                (None, None) => false,
-                _ => true,
-            };
-            if moved {
-                out.push(Drift {
-                    transport,
-                    point,
-                    point_label: now.scenario.point_label(point),
-                    metric,
-                    reference: a,
-                    now: b,
-                    tolerance,
-                });
-            }
+            out.extend(drift(
+                t,
+                p,
+                m,
+                median_of(reference),
+                median_of(now),
+                tolerance,
+            ));
         }
     }
     Ok(out)
@@ -625,6 +648,10 @@ fn short(c: &str) -> &str {
 mod tests {
     use super::*;
 
+    fn guard(a: &RunFile, b: &RunFile) -> Result<Vec<Drift>, String> {
+        drift(a, b, &compare(a, b, DEFAULT_MIN_CHANGE))
+    }
+
     fn fixture() -> RunFile {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-a");
         RunFile::read(&dir).unwrap()
@@ -633,7 +660,7 @@ mod tests {
     #[test]
     fn drift_names_each_guarded_figure_that_moved_either_way() {
         let reference = fixture();
-        assert_eq!(drift(&reference, &reference).unwrap(), vec![]);
+        assert_eq!(guard(&reference, &reference).unwrap(), vec![]);
         let mut now = reference.clone();
         let first = now.runs[0].clone();
         // 16 KiB more per idle connection, 1% more bytes (within 2%), 3%
@@ -647,7 +674,7 @@ mod tests {
             r.wire.per_msg.bytes *= 1.01;
             r.wire.per_msg.requests *= 0.97;
         }
-        let d = drift(&reference, &now).unwrap();
+        let d = guard(&reference, &now).unwrap();
         let named: Vec<Metric> = d.iter().map(|d| d.metric).collect();
         assert_eq!(named, [Metric::RequestsPerMsg, Metric::RssPerConnection]);
         assert!(d.iter().all(|d| d.transport == first.transport));
@@ -663,12 +690,12 @@ mod tests {
         let gone = now.summary[0].transport;
         now.runs.retain(|r| r.transport != gone);
         now.summary.retain(|s| s.transport != gone);
-        let d = drift(&reference, &now).unwrap();
+        let d = guard(&reference, &now).unwrap();
         assert!(!d.is_empty());
         assert!(d.iter().all(|d| d.transport == gone && d.now.is_none()));
         let mut other = reference.clone();
         other.scenario.name = "other".into();
-        let e = drift(&reference, &other).unwrap_err();
+        let e = guard(&reference, &other).unwrap_err();
         assert!(e.contains("commit a new reference"), "{e}");
     }
 

@@ -146,9 +146,9 @@ async fn expire_rooms(app: Arc<App>) {
 /// hyper-util's auto builder: that one reads the first 24 bytes itself and
 /// hands them back to hyper through a rewind buffer, and hyper's read buffer
 /// then doubled to 16 KiB on its second read, copying the first 8 KiB whole.
-/// With jemalloc an idle HTTP/1.1 long poll cost 24.5 KiB of resident memory
-/// that way, against 8.4 KiB before the auto builder (results/README.md,
-/// "Where an idle connection's memory goes"). A plain HTTP/1.1
+/// With jemalloc an idle HTTP/1.1 long poll cost about three times its
+/// memory before the auto builder (results/README.md, "Where an idle
+/// connection's memory goes"). A plain HTTP/1.1
 /// connection's task is 1,264 bytes; HTTP/2 and TLS connections box their
 /// state apart ([`serve_http`], [`serve_tls`]).
 pub(crate) struct Builders {
@@ -290,8 +290,8 @@ async fn serve_tls(
     // The handshake's state (a TLS stream mid-handshake) is boxed and freed
     // once it is done, and the TLS stream is handed to the boxed connection
     // inside this block, so that neither stays in this future for the
-    // connection's life (they made it 6,280 bytes; now the whole TLS
-    // connection's state is the boxed hyper connection).
+    // connection's life (with both, this future was 6,288 bytes; it is
+    // 320).
     let served = {
         let handshake = Box::pin(acceptor.accept(counted));
         match tokio::time::timeout(app.config.header_read_timeout, handshake).await {
@@ -342,9 +342,9 @@ async fn serve_h1(
 
 /// The future that serves an HTTP/2 connection, or any connection over
 /// TLS, in what it speaks until it ends or the server shuts down. hyper's
-/// connection is built here and boxed at once, so it exists once, on the heap: an async fn taking
-/// the stream would keep the stream's bytes in its own state beside the
-/// connection that moved it (over TLS that made the future 6,288 bytes).
+/// connection is built here and boxed at once, so it exists once, on the
+/// heap: an async fn taking the stream would keep the stream's bytes in its
+/// own state beside the connection that moved them ([`serve_tls`]).
 fn serve_http<T>(
     app: &Arc<App>,
     builders: &Builders,
