@@ -2,7 +2,8 @@
 
 use crate::util::*;
 use chatbench_loadgen::server::ServerCounters;
-use chatbench_loadgen::wire::{WireCounter, WireStats};
+use chatbench_loadgen::dial::Dialer;
+use chatbench_loadgen::wire::WireStats;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,7 +20,7 @@ async fn one_short_poll_counts_exactly_the_bytes_on_the_socket() {
     .unwrap();
     let before = ServerCounters::scrape(addr).await.unwrap();
     let stats = Arc::new(WireStats::default());
-    let mut sock = WireCounter::connect(addr, stats.clone()).await.unwrap();
+    let mut sock = Dialer::control(addr, stats.clone()).await.unwrap();
     let request =
         b"GET /rooms/acct/messages?after=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     sock.write_all(request).await.unwrap();

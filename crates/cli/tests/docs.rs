@@ -4,6 +4,7 @@
 //! every `chatbench` command in a code block parses (it is run with
 //! `--help` appended: clap refuses an unknown subcommand or flag before it
 //! prints help). The README stays a door, not a manual: at most 200 lines.
+//! The code's own layout is checked in `layout.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -322,113 +323,4 @@ fn results_keep_one_reference_per_scenario_within_20_mib() {
         many.is_empty(),
         "keep one reference run per scenario: {many:?}"
     );
-}
-
-/// No two files of one crate import each other, directly or around a
-/// loop: a file's imports are the `crate::<module>` paths in its code
-/// (comments aside), and the graph they make has no cycle. What several
-/// files share sits below them (the server's `app.rs`, the results crate's
-/// `fmt.rs`).
-#[test]
-fn no_file_cycles_within_a_crate() {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut cycles = Vec::new();
-    let crates = std::fs::read_dir(repo().join("crates")).unwrap();
-    for krate in crates {
-        let src = krate.unwrap().path().join("src");
-        let Ok(files) = std::fs::read_dir(&src) else {
-            continue;
-        };
-        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let modules: BTreeSet<String> = std::fs::read_dir(&src)
-            .unwrap()
-            .filter_map(|e| {
-                let p = e.unwrap().path();
-                (p.extension()? == "rs")
-                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
-            })
-            .collect();
-        for f in files {
-            let path = f.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let me = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).unwrap();
-            // Tests inside a file may reach anywhere.
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            let deps = graph.entry(me.clone()).or_default();
-            for line in code.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
-                let mut rest = line;
-                while let Some(i) = rest.find("crate::") {
-                    rest = &rest[i + "crate::".len()..];
-                    let name: String = rest
-                        .chars()
-                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                        .collect();
-                    if name != me && modules.contains(&name) {
-                        deps.insert(name);
-                    }
-                }
-                // `use crate::{a::X, b::Y}` names modules after the brace.
-                if let Some(group) = line.strip_prefix("use crate::{") {
-                    for part in group.split(',') {
-                        let name = part.trim().split("::").next().unwrap_or("").to_owned();
-                        if name != me && modules.contains(&name) {
-                            deps.insert(name);
-                        }
-                    }
-                }
-            }
-        }
-        // Depth-first search for a back edge.
-        fn visit(
-            n: &str,
-            graph: &BTreeMap<String, BTreeSet<String>>,
-            path: &mut Vec<String>,
-            done: &mut BTreeSet<String>,
-            found: &mut Vec<String>,
-        ) {
-            if let Some(i) = path.iter().position(|p| p == n) {
-                found.push(format!("{} -> {n}", path[i..].join(" -> ")));
-                return;
-            }
-            if !done.insert(n.to_owned()) {
-                return;
-            }
-            path.push(n.to_owned());
-            for d in graph.get(n).into_iter().flatten() {
-                visit(d, graph, path, done, found);
-            }
-            path.pop();
-        }
-        let mut done = BTreeSet::new();
-        for n in graph.keys() {
-            let mut found = Vec::new();
-            visit(n, &graph, &mut Vec::new(), &mut done, &mut found);
-            for c in found {
-                cycles.push(format!("{}: {c}", src.display()));
-            }
-        }
-    }
-    assert!(cycles.is_empty(), "file cycles:\n{}", cycles.join("\n"));
-}
-
-/// The server's dependencies are its job: the wire types (proto), not the
-/// result model with its CSV and console tables.
-#[test]
-fn the_server_depends_on_proto_not_on_the_results_crate() {
-    let manifest = std::fs::read_to_string(repo().join("crates/server/Cargo.toml")).unwrap();
-    let deps = manifest
-        .split("[dependencies]")
-        .nth(1)
-        .and_then(|d| d.split("\n[").next())
-        .unwrap_or("");
-    assert!(deps.contains("chatbench-proto"), "{deps}");
-    for wrong in ["chatbench-results", "csv", "comfy-table"] {
-        assert!(
-            !deps.lines().any(|l| l.trim_start().starts_with(wrong)),
-            "chatbench-server depends on {wrong}"
-        );
-    }
 }

@@ -8,6 +8,7 @@ mod commands;
 mod docs;
 mod end_to_end;
 mod failures;
+mod layout;
 mod netns;
 mod network;
 mod protocols;

@@ -13,7 +13,7 @@
 //! are the connection's; TLS records' own bytes are on the socket's
 //! counters only.
 
-use crate::connect::{drain, Handles, Stream};
+use crate::dial::tls::{drain, Handles, Stream};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

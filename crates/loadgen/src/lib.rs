@@ -2,7 +2,7 @@
 //!
 //! It reads a [`Scenario`], and for each transport and repetition starts a
 //! fresh server ([`server::RunningServer`]), connects simulated chat clients
-//! ([`client`]), sends open-loop on a seeded [`SendSchedule`], and records
+//! ([`client`], every connection through [`dial::Dialer`]), sends open-loop on a seeded [`SendSchedule`], and records
 //! latency ([`record::Recorder`]), wire overhead ([`wire::WireCounter`]), the
 //! delivery audit and server cost ([`resources`]). [`run::run`] writes the
 //! results ([`results::RunFile`]) to `results/<scenario>/<run-id>/`.
@@ -10,7 +10,7 @@
 
 pub mod client;
 pub mod clock;
-pub mod connect;
+pub mod dial;
 pub mod drops;
 pub mod engine;
 pub mod h1;

@@ -3,7 +3,7 @@
 //! whose bytes are not counted as client traffic.
 
 use crate::resources::ProcSample;
-use crate::wire::{WireCounter, WireStats};
+use crate::wire::WireStats;
 use chatbench_proto::RoomShard;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
@@ -398,7 +398,7 @@ pub async fn control_counted(
         reason,
     };
     let work = async {
-        let stream = WireCounter::connect(addr, wire.clone())
+        let stream = crate::dial::Dialer::control(addr, wire.clone())
             .await
             .map_err(|e| fail(e.to_string()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -648,10 +648,9 @@ pub async fn estimate_clock(
         reason,
     };
     let work = async {
-        let stream = tokio::net::TcpStream::connect(addr)
+        let stream = crate::dial::Dialer::clock(addr)
             .await
             .map_err(|e| fail(e.to_string()))?;
-        stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
         let mut conn = crate::h1::H1Conn::new(stream, addr.to_string());
         let mut best: Option<(u64, i64)> = None;
         for _ in 0..exchanges.max(1) {

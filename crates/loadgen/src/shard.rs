@@ -17,6 +17,7 @@
 //! receiver counts its own, so the shards' counts add up to the room's.
 
 use crate::client::{run_client, ClientSpec, RunCtx};
+use crate::dial::Dialer;
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
 use crate::record::Recorder;
 use crate::resources::{self, ProcSample};
@@ -190,12 +191,22 @@ pub async fn run_shard(
     }
     let s = Arc::new(task.scenario.clone());
     let (start, _) = watch::channel(false);
+    let wire = Arc::new(WireStats::default());
+    let rec = Arc::new(Recorder::new(16));
+    let room_servers = task
+        .rooms
+        .iter()
+        .map(|r| task.servers[RoomShard::owner(r, task.servers.len() as u32) as usize])
+        .collect();
+    let dial = Dialer::new(
+        &s,
+        room_servers,
+        &task.servers,
+        &task.ca_pems,
+        wire.clone(),
+        rec.clone(),
+    )?;
     let ctx = Arc::new(RunCtx {
-        room_servers: task
-            .rooms
-            .iter()
-            .map(|r| task.servers[RoomShard::owner(r, task.servers.len() as u32) as usize])
-            .collect(),
         transport: task.transport,
         scenario: s.clone(),
         rooms: task.rooms.clone(),
@@ -205,21 +216,11 @@ pub async fn run_shard(
         ready_changed: Notify::new(),
         timer: SendTimer::start()?,
         sends: SendThread::start()?,
-        wire: Arc::new(WireStats::default()),
-        rec: Arc::new(Recorder::new(16)),
+        wire,
+        rec,
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
-        headers: {
-            let scheme = if s.protocol.tls { "https" } else { "http" };
-            let mut by_server = Vec::new();
-            for &addr in &task.servers {
-                let h = crate::profile::Headers::new(&s.protocol, scheme, &addr.to_string())
-                    .map_err(std::io::Error::other)?;
-                by_server.push((addr, Arc::new(h)));
-            }
-            by_server
-        },
-        connector: crate::connect::Connector::new(&s.protocol, &task.ca_pems)?,
+        dial,
     });
     let mut rss = RssWatch::start();
     let expected = task.expected_ready();

@@ -195,56 +195,16 @@ async fn pump(
 }
 
 impl WireCounter {
-    /// Connects to `addr` with `TCP_NODELAY`, counting the connection.
-    pub async fn connect(
-        addr: std::net::SocketAddr,
-        stats: Arc<WireStats>,
-    ) -> io::Result<WireCounter> {
-        WireCounter::connect_from(addr, None, stats).await
-    }
-
-    /// [`WireCounter::connect`] from the local address `source` when given
-    /// (port chosen at connect with `IP_BIND_ADDRESS_NO_PORT`, so a source
-    /// port is shared by connections to different destinations): each
-    /// source address has its own ~28,000 ephemeral ports toward one
-    /// destination.
-    pub async fn connect_from(
-        addr: std::net::SocketAddr,
-        source: Option<std::net::IpAddr>,
-        stats: Arc<WireStats>,
-    ) -> io::Result<WireCounter> {
-        WireCounter::connect_over(addr, source, None, stats).await
-    }
-
-    /// [`WireCounter::connect_from`] through an emulated `link` when given
-    /// (see [`crate::link`]): the connection is usable one round trip after
-    /// the TCP connect, and every chunk each way waits its release time.
-    pub async fn connect_over(
-        addr: std::net::SocketAddr,
-        source: Option<std::net::IpAddr>,
+    /// Counts a connected socket's bytes into `stats`, through an emulated
+    /// `link` when given (see [`crate::link`]): the connection is usable
+    /// one round trip after the TCP connect, and every chunk each way waits
+    /// its release time. Sets `TCP_NODELAY` and asks for the kernel's
+    /// arrival stamps. Sockets are opened by [`crate::dial`].
+    pub async fn new(
+        stream: TcpStream,
         link: Option<LinkSpec>,
         stats: Arc<WireStats>,
     ) -> io::Result<WireCounter> {
-        let stream = match source {
-            None => TcpStream::connect(addr).await?,
-            Some(ip) => {
-                let socket = if ip.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()?
-                } else {
-                    tokio::net::TcpSocket::new_v6()?
-                };
-                if ip.is_ipv4() {
-                    nix::sys::socket::setsockopt(
-                        &socket,
-                        nix::sys::socket::sockopt::IpBindAddressNoPort,
-                        &true,
-                    )
-                    .map_err(io::Error::from)?;
-                }
-                socket.bind(std::net::SocketAddr::new(ip, 0))?;
-                socket.connect(addr).await?
-            }
-        };
         stream.set_nodelay(true)?;
         arrival_stamps(&stream);
         // Still non-blocking, as `into_std` leaves it.
@@ -818,7 +778,7 @@ mod tests {
         let addr = echo_server().await;
         for link in [None, link(10, None)] {
             let stats = Arc::new(WireStats::default());
-            let mut c = WireCounter::connect_over(addr, None, link, stats.clone())
+            let mut c = crate::dial::tcp::counted(addr, None, link, stats.clone())
                 .await
                 .unwrap();
             c.write_all(b"hello").await.unwrap();
@@ -887,7 +847,7 @@ mod tests {
             let mut conns = Vec::new();
             for _ in 0..3 {
                 let t = std::time::Instant::now();
-                let c = WireCounter::connect_over(addr, None, link(rtt_ms, None), stats.clone())
+                let c = crate::dial::tcp::counted(addr, None, link(rtt_ms, None), stats.clone())
                     .await
                     .unwrap();
                 connects.push(t.elapsed().as_micros() as f64);
@@ -932,7 +892,7 @@ mod tests {
         let _one = ONE_LINK_TEST.lock().await;
         let addr = echo_server().await;
         let stats = Arc::new(WireStats::default());
-        let mut c = WireCounter::connect_over(addr, None, link(0, Some(1_000_000)), stats)
+        let mut c = crate::dial::tcp::counted(addr, None, link(0, Some(1_000_000)), stats)
             .await
             .unwrap();
         let t = std::time::Instant::now();
@@ -959,7 +919,7 @@ mod tests {
         for last in [2u8, 3, 2] {
             let ip = std::net::IpAddr::from([127, 0, 0, last]);
             let (client, accepted) = tokio::join!(
-                WireCounter::connect_from(addr, Some(ip), stats.clone()),
+                crate::dial::tcp::counted(addr, Some(ip), None, stats.clone()),
                 listener.accept()
             );
             client.unwrap();
@@ -980,7 +940,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(WireStats::default());
         let (client, accepted) =
-            tokio::join!(WireCounter::connect(addr, stats.clone()), listener.accept());
+            tokio::join!(crate::dial::tcp::counted(addr, None, None, stats.clone()), listener.accept());
         let mut client = client.unwrap();
         let (mut server, _) = accepted.unwrap();
         let before = crate::clock::unix_now_us();

@@ -1,8 +1,7 @@
-//! The one seam every client connection goes through: TCP (over the
-//! emulated link when the scenario has one, counted by a [`WireCounter`]),
-//! then TLS when the scenario asks for it, then HTTP/1.1 or HTTP/2 above
-//! ([`crate::h1`], [`crate::h2`]). Bytes are counted on the socket, below
-//! TLS, so they are the ciphertext a packet capture would see.
+//! TLS and ALPN over a counted socket ([`Connector`]), and the byte
+//! stream a client connection is read and written through ([`Stream`]).
+//! Bytes are counted on the socket, below TLS, so they are the ciphertext
+//! a packet capture would see.
 
 use crate::wire::{CutHandle, WireCounter, WireStats};
 use chatbench_results::scenario::Protocol;
