@@ -1,8 +1,8 @@
 //! Byte accounting on a hand-built exchange.
 
 use crate::util::*;
-use chatbench_loadgen::server::ServerCounters;
 use chatbench_loadgen::dial::Dialer;
+use chatbench_loadgen::server::ServerCounters;
 use chatbench_loadgen::wire::WireStats;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -241,8 +241,16 @@ fn the_import_reader_sees_groups_supers_and_children() {
     };
     let files = [
         file("lib", "lib.rs", "pub mod a;\npub mod d;"),
-        file("a", "a.rs", "use crate::{d::X, b::{c::Y, Z}};\n// use crate::e;"),
-        file("b", "b/mod.rs", "mod c;\npub use c::Y;\nfn f() { crate::a::g() }"),
+        file(
+            "a",
+            "a.rs",
+            "use crate::{d::X, b::{c::Y, Z}};\n// use crate::e;",
+        ),
+        file(
+            "b",
+            "b/mod.rs",
+            "mod c;\npub use c::Y;\nfn f() { crate::a::g() }",
+        ),
         file("b::c", "b/c.rs", "use super::Z;"),
         file("d", "d.rs", "fn x() -> crate::b::c::Y { todo!() }"),
         file("e", "e.rs", ""),
@@ -372,12 +380,19 @@ fn no_function_over_150_lines_outside_tests() {
         for f in source_files(&src) {
             for (name, line, len) in function_lengths(&f.code) {
                 if len > 150 {
-                    long.push(format!("{}:{line}: {name} is {len} lines", f.path.display()));
+                    long.push(format!(
+                        "{}:{line}: {name} is {len} lines",
+                        f.path.display()
+                    ));
                 }
             }
         }
     }
-    assert!(long.is_empty(), "functions over 150 lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "functions over 150 lines:\n{}",
+        long.join("\n")
+    );
 }
 
 /// The server's dependencies are its job: the wire types (proto), not the

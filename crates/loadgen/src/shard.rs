@@ -17,8 +17,8 @@
 //! receiver counts its own, so the shards' counts add up to the room's.
 
 use crate::client::{run_client, ClientSpec, RunCtx};
-use crate::dial::Dialer;
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
+use crate::dial::Dialer;
 use crate::record::Recorder;
 use crate::resources::{self, ProcSample};
 use crate::results::Readiness;

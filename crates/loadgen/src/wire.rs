@@ -939,8 +939,10 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(WireStats::default());
-        let (client, accepted) =
-            tokio::join!(crate::dial::tcp::counted(addr, None, None, stats.clone()), listener.accept());
+        let (client, accepted) = tokio::join!(
+            crate::dial::tcp::counted(addr, None, None, stats.clone()),
+            listener.accept()
+        );
         let mut client = client.unwrap();
         let (mut server, _) = accepted.unwrap();
         let before = crate::clock::unix_now_us();

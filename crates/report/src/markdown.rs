@@ -21,6 +21,31 @@ pub(crate) fn render(run: &RunFile) -> String {
     let s = &run.scenario;
     let mut o = String::new();
     let _ = writeln!(o, "# chatbench: {}\n", s.name);
+    warnings(&mut o, run);
+    if !s.description.is_empty() {
+        let _ = writeln!(o, "{}\n", s.description.trim());
+    }
+    scenario(&mut o, run);
+    summary(&mut o, run);
+    breakdown(&mut o, run);
+    against_model(&mut o, run);
+    drops(&mut o, run);
+    protocols(&mut o, run);
+    break_even(&mut o, run);
+    if s.report.kaazing {
+        kaazing(&mut o, run);
+    }
+    charts(&mut o, run);
+    audit(&mut o, run);
+    server_processes(&mut o, run);
+    load_generator(&mut o, run);
+    environment(&mut o, run);
+    o
+}
+
+/// A warning box when the run is incomplete, flagged or saturated.
+fn warnings(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
     let flagged: Vec<String> = run
         .summary
         .iter()
@@ -53,9 +78,11 @@ pub(crate) fn render(run: &RunFile) -> String {
             "> `saturated` means a side ran out: the load generator (its send lag or CPU over `[limits]`), so latencies include its own delay, or the server (its CPU over `limits.server_cpu`), so latencies include its queueing; `incomplete` means the run ended early; `crosscheck_mismatch` means client and server counts disagree.\n"
         );
     }
-    if !s.description.is_empty() {
-        let _ = writeln!(o, "{}\n", s.description.trim());
-    }
+}
+
+/// The scenario in words.
+fn scenario(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
     let _ = writeln!(o, "## Scenario\n");
     let senders = s.clients.senders_per_room;
     let _ = writeln!(
@@ -87,6 +114,11 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         s.repeat,
         if s.repeat == 1 { "" } else { "s" },
     );
+}
+
+/// The summary table, one row per transport (and sweep point).
+fn summary(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
     let _ = writeln!(o, "## Summary\n");
     let sweep = s.sweep.as_ref();
     if let Some(sw) = sweep {
@@ -141,16 +173,13 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             "\nLatencies show the median over repetitions, with min–max in brackets."
         );
     }
-    breakdown(&mut o, run);
-    against_model(&mut o, run);
-    drops(&mut o, run);
-    protocols(&mut o, run);
-    break_even(&mut o, run);
-    if s.report.kaazing {
-        kaazing(&mut o, run);
-    }
+}
+
+/// The charts this run has, each with what it shows.
+fn charts(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
     let _ = writeln!(o, "\n## Charts\n");
-    if let Some(sw) = sweep {
+    if let Some(sw) = s.sweep.as_ref() {
         let _ = writeln!(
             o,
             "Each metric against `{}`, one line per transport; a black ring marks a point flagged `saturated`. The charts after it show the first value, {}.\n\n![sweep](charts/sweep.png)\n",
@@ -192,6 +221,11 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
         }
         let _ = writeln!(o, "{what}\n\n![{file}](charts/{file}.png)\n");
     }
+}
+
+/// The delivery audit per run, and its errors by cause.
+fn audit(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
     let _ = writeln!(o, "## Delivery audit\n");
     let _ = writeln!(
         o,
@@ -262,8 +296,10 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             }
         }
     }
-    server_processes(&mut o, run);
-    load_generator(&mut o, run);
+}
+
+/// Where and how the run was made.
+fn environment(o: &mut String, run: &RunFile) {
     let e = &run.environment;
     let _ = writeln!(o, "\n## Environment\n");
     let _ = writeln!(o, "| | |\n|---|---|");
@@ -324,7 +360,6 @@ Short pollers poll every {}; long polls wait up to {}. Seed {}, {} repetition{} 
             "free to idle: at low load, latencies include waking a halted CPU"
         }
     );
-    o
 }
 
 /// The latency breakdown and the instrument's own error bar, per run.

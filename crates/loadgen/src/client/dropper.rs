@@ -49,7 +49,12 @@ impl Dropper {
 
     /// Drops the client now, cutting `conn` when it has one. A drop that
     /// comes while the client is still away from the last one is skipped.
-    pub(super) fn drop_now(&mut self, ctx: &RunCtx, inbox: &mut Inbox, conn: Option<&crate::wire::CutHandle>) {
+    pub(super) fn drop_now(
+        &mut self,
+        ctx: &RunCtx,
+        inbox: &mut Inbox,
+        conn: Option<&crate::wire::CutHandle>,
+    ) {
         let now = ctx.run_clock().now_us();
         while self.next_us.is_some_and(|at| at <= now) {
             self.next_us = self.schedule.as_mut().and_then(Iterator::next);

@@ -29,8 +29,8 @@ use crate::Transport;
 use poll::poll_receiver;
 use send::http_sender;
 use sse::sse_receiver;
-use websocket::websocket_client;
 use std::sync::Arc;
+use websocket::websocket_client;
 
 /// Runs one client until the run ends.
 pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {

@@ -117,7 +117,14 @@ pub(super) async fn poll_receiver(
     while !inbox.done() {
         if paced {
             let waited = ticks
-                .wait(&ctx, &clock, &mut dropper, &mut inbox, &mut conn, &mut cancelled)
+                .wait(
+                    &ctx,
+                    &clock,
+                    &mut dropper,
+                    &mut inbox,
+                    &mut conn,
+                    &mut cancelled,
+                )
                 .await;
             match waited {
                 Tick::Due => ticks.advance(&ctx, &clock, spec.id),

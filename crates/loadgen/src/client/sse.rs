@@ -135,7 +135,6 @@ pub(super) async fn sse_receiver(
     }
 }
 
-
 /// One parsed SSE event.
 #[derive(Debug)]
 pub struct SseEvent<'a> {

@@ -59,7 +59,12 @@ impl SharedH2 {
 
 impl HttpConn {
     /// An HTTP/1.1 connection over `stream` to `host`.
-    pub(super) fn h1(stream: Stream, host: String, wire: Arc<WireStats>, headers: Arc<Headers>) -> HttpConn {
+    pub(super) fn h1(
+        stream: Stream,
+        host: String,
+        wire: Arc<WireStats>,
+        headers: Arc<Headers>,
+    ) -> HttpConn {
         HttpConn {
             handles: Handles::of(&stream),
             http: Http::H1(H1Conn::new(stream, host)),

@@ -150,7 +150,12 @@ impl Dialer {
             self.rec
                 .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
             let headers = self.headers_for(addr);
-            return Ok(HttpConn::h1(stream, addr.to_string(), self.wire.clone(), headers));
+            return Ok(HttpConn::h1(
+                stream,
+                addr.to_string(),
+                self.wire.clone(),
+                headers,
+            ));
         }
         let mut slot = shared.slot.lock().await;
         let conn = match slot.as_ref().filter(|c| !c.is_closed()) {
