@@ -481,6 +481,9 @@ impl Overrides {
     }
 }
 
+/// A check of a scenario: the field at fault and why.
+type Check = Result<(), (&'static str, String)>;
+
 impl Scenario {
     /// Applies command-line overrides and validates the result exactly as a
     /// scenario file's fields are validated, with the same messages; an
@@ -585,9 +588,21 @@ impl Scenario {
         Ok(scenario)
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks every table in the order a reader meets them; the first
+    /// problem is returned as (field, message).
+    fn validate(&self) -> Check {
+        self.validate_top()?;
+        self.validate_clients()?;
+        self.validate_messages()?;
+        self.validate_polls()?;
+        self.validate_network()?;
+        self.validate_protocol()?;
+        self.validate_limits()
+    }
+
+    /// The scenario's own fields: name, transports, phases, repetitions.
+    fn validate_top(&self) -> Check {
         let c = &self.clients;
-        let m = &self.messages;
         if self.name.is_empty()
             || !self
                 .name
@@ -639,6 +654,12 @@ impl Scenario {
                 format!("must be between 1 and {MAX_REPEAT}, got {}", self.repeat),
             ));
         }
+        Ok(())
+    }
+
+    /// `[clients]` and `[server]`: room sizes, processes, and the connections each process must hold.
+    fn validate_clients(&self) -> Check {
+        let c = &self.clients;
         if c.rooms == 0 {
             return Err(("clients.rooms", "must be at least 1".into()));
         }
@@ -711,6 +732,12 @@ impl Scenario {
                 },
             ));
         }
+        Ok(())
+    }
+
+    /// `[messages]`.
+    fn validate_messages(&self) -> Check {
+        let m = &self.messages;
         if !(m.rate.is_finite() && m.rate > 0.0 && m.rate <= MAX_RATE) {
             return Err((
                 "messages.rate",
@@ -739,6 +766,11 @@ impl Scenario {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// `[short_poll]` and `[long_poll]`.
+    fn validate_polls(&self) -> Check {
         let iv = self.short_poll.interval;
         if !iv.is_zero() && iv < Duration::from_millis(1) {
             return Err((
@@ -752,6 +784,11 @@ impl Scenario {
                 "must be at most 120s (the server's limit)".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[network]`.
+    fn validate_network(&self) -> Check {
         if let Err(m) = self.network.bandwidth_bps() {
             return Err(("network.bandwidth", m));
         }
@@ -793,6 +830,11 @@ impl Scenario {
                 "needs network.drop_every: how often the connections drop".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[protocol]`, and what it cannot be run with.
+    fn validate_protocol(&self) -> Check {
         if self.protocol.cookie_bytes > 4096 {
             return Err((
                 "protocol.cookie_bytes",
@@ -814,6 +856,11 @@ impl Scenario {
                 "is \"2\" with network.drop_every, which chatbench does not run: an HTTP/2 server drops the frames it has queued when a cut connection's FIN arrives, so its count of messages delivered could not match what arrived, and a WebSocket frame the stream took may not have reached the socket at the cut (run drops over HTTP/1.1)".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// `[limits]`.
+    fn validate_limits(&self) -> Check {
         if !(self.limits.server_cpu > 0.0 && self.limits.server_cpu <= 1.0) {
             return Err((
                 "limits.server_cpu",
