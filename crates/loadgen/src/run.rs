@@ -6,7 +6,7 @@ use crate::engine::{run_transport, shard_slot, Loadgen, MachineShard, Progress, 
 use crate::merge::MEASUREMENTS;
 use crate::resources::detect_environment;
 use crate::results::{
-    write_latency_histograms, CpuPlacement, LatencyRep, RunFile, ShardInfo, SCHEMA,
+    write_latency_histograms, CpuPlacement, LatencyRep, RunFile, Setting, ShardInfo, TransportRun,
 };
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
@@ -14,7 +14,6 @@ use crate::Transport;
 use chatbench_proto::RoomShard;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
 /// Four hex digits that set this run's room names apart from those of
@@ -184,10 +183,6 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let id = crate::results::new_run_id();
     let run_salt = room_salt();
     let dir = opts.out.join(&s.name).join(&id);
-    let io = |path: &PathBuf| {
-        let path = path.clone();
-        move |source| RunError::Io { path, source }
-    };
     std::fs::create_dir_all(dir.parent().unwrap_or(&opts.out)).map_err(io(&dir))?;
     // create_dir, not create_dir_all: a run folder is never reused.
     std::fs::create_dir(&dir).map_err(io(&dir))?;
@@ -202,69 +197,10 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         },
         t => t.clone(),
     };
-    let mut file = RunFile {
-        schema: SCHEMA.into(),
-        run_id: id.clone(),
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        command: opts.command.clone(),
-        environment: detect_environment(&opts.build),
-        scenario: opts.scenario.clone(),
-        server_mode: match target {
-            ServerTarget::Spawn { .. } => "spawned".into(),
-            ServerTarget::External { pid: Some(_), .. } => "external".into(),
-            // Its CPU and memory come from its `/metrics` (`process_*`).
-            ServerTarget::External { pid: None, .. } => "external, measured by its /metrics".into(),
-        },
-        network_mode: (0..opts.scenario.points())
-            .filter_map(|p| opts.scenario.at_point(p).ok())
-            .any(|s| !s.network.is_loopback())
-            .then(|| crate::link::LinkSpec::MODE.to_owned()),
-        cpus: opts.cpus.clone(),
-        // Until the last transport run is in, the folder says it is not
-        // complete, so even a run killed outright (SIGKILL) leaves an
-        // honest run.json.
-        complete: false,
-        problems: vec![NOT_FINISHED.into()],
-        runs: Vec::new(),
-        summary: Vec::new(),
-        merged_from: Vec::new(),
-        shards: Vec::new(),
-    };
+    let mut file = begin_file(&opts, id.clone(), &target);
     file.write(&dir).map_err(io(&dir))?;
     if let Some(sh) = opts.shard {
-        let fail = |reason: String| RunError::Shard {
-            reason,
-            dir: dir.clone(),
-        };
-        let ServerTarget::External { addr, .. } = &target else {
-            return Err(fail(
-                "a shard runs against a server it is given (--server)".into(),
-            ));
-        };
-        // From here on this process stamps on the server's clock, as every
-        // other shard's does.
-        let clock = crate::server::estimate_clock(*addr, CLOCK_EXCHANGES)
-            .await
-            .map_err(|e| fail(format!("cannot read the server's clock: {e}")))?;
-        crate::clock::set_clock_adjust_us(crate::clock::clock_adjust_us() + clock.offset_us);
-        let now = crate::clock::unix_now_us();
-        if now + 500_000 > sh.start_at_unix_us {
-            return Err(fail(format!(
-                "--start-at is {:.1} s in the past on the server's clock (or less than 0.5 s ahead); give every shard a start a little in the future",
-                now.saturating_sub(sh.start_at_unix_us) as f64 / 1e6
-            )));
-        }
-        file.shards = vec![ShardInfo {
-            index: sh.index,
-            of: sh.of,
-            start_at_unix_us: sh.start_at_unix_us,
-            run_id: id.clone(),
-            host: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            clock,
-        }];
-        file.write(&dir).map_err(io(&dir))?;
+        join_machines(sh, &target, &mut file, &dir).await?;
     }
     // The ramp start of the next transport run, in a run spread over machines.
     let mut slot_at = opts.shard.map(|sh| sh.start_at_unix_us);
@@ -277,14 +213,10 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             reason,
             dir: dir.clone(),
         })?;
-    // Each transport run's phases, at its sweep point.
-    let per_run = |sp: &Scenario| sp.clients.ramp + sp.warmup + sp.duration + sp.grace;
     if let Some(tx) = &opts.progress {
-        let one_rep: std::time::Duration = points
-            .iter()
-            .map(|sp| per_run(sp))
-            .sum::<std::time::Duration>()
-            * s.transports.len() as u32;
+        let one_rep: std::time::Duration =
+            points.iter().map(|sp| phases(sp)).sum::<std::time::Duration>()
+                * s.transports.len() as u32;
         let _ = tx.send(Progress::Plan {
             runs: s.repeat as usize * points.len() * s.transports.len(),
             total: one_rep * s.repeat,
@@ -298,21 +230,17 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     .map(|v| format!(" @{v}"))
                     .unwrap_or_default();
                 let label = format!("{t}{at} {}/{}", rep + 1, s.repeat);
-                let mut server = match RunningServer::start(
+                let started = RunningServer::start(
                     &target,
                     sp.server.processes,
                     sp.busiest_server_connections(),
                     sp.protocol.tls,
                 )
-                .await
-                {
+                .await;
+                let mut server = match started {
                     Ok(srv) => srv,
                     Err(source) => {
-                        file.complete = false;
-                        file.problems.push(format!("{label}: {source}"));
-                        file.summarize();
-                        file.write(&dir).map_err(io(&dir))?;
-                        write_latency_histograms(&dir, &s, &hists, &file.runs).map_err(io(&dir))?;
+                        end_early(&mut file, &dir, &s, &hists, format!("{label}: {source}"))?;
                         return Err(RunError::Server {
                             transport: t,
                             repetition: rep,
@@ -324,18 +252,10 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 if let Some(tx) = &opts.progress {
                     let _ = tx.send(Progress::Started {
                         label: label.clone(),
-                        total: per_run(sp),
+                        total: phases(sp),
                     });
                 }
-                // Every shard of a run spread over machines names the rooms
-                // alike, from the scenario and the start.
-                let prefix = match opts.shard {
-                    Some(sh) => format!(
-                        "cb{:04x}",
-                        RoomShard::owner(&format!("{}-{}", s.name, sh.start_at_unix_us), 1 << 16)
-                    ),
-                    None => format!("cb{run_salt:04x}"),
-                };
+                let prefix = room_prefix(&opts, &s, run_salt);
                 let machine = opts.shard.zip(slot_at).map(|(sh, at)| MachineShard {
                     index: sh.index,
                     of: sh.of,
@@ -375,39 +295,16 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     Ok(o) => o,
                     Err(source) => {
                         // Only the send timer's thread can fail to start.
-                        file.complete = false;
-                        file.problems
-                            .push(format!("{label}: cannot start the send timer: {source}"));
-                        file.summarize();
-                        file.write(&dir).map_err(io(&dir))?;
-                        write_latency_histograms(&dir, &s, &hists, &file.runs).map_err(io(&dir))?;
+                        let why = format!("{label}: cannot start the send timer: {source}");
+                        end_early(&mut file, &dir, &s, &hists, why)?;
                         return Err(RunError::Io { path: dir, source });
                     }
                 };
                 if let Some(tx) = &opts.progress {
-                    let _ = tx.send(Progress::Finished {
-                        label: label.clone(),
-                        p50_us: outcome.run.latency_us.p50,
-                        p99_us: outcome.run.latency_us.p99,
-                        lost: outcome.run.audit.lost,
-                        errors: outcome.run.audit.errors,
-                        top_error: outcome
-                            .run
-                            .errors_by_cause
-                            .iter()
-                            .max_by_key(|(_, n)| **n)
-                            .map(|(c, n)| (c.clone(), *n)),
-                    });
+                    let _ = tx.send(finished(&label, &outcome.run));
                 }
                 if let Some(line) = &outcome.measurement_json {
-                    use std::io::Write;
-                    let p = dir.join(MEASUREMENTS);
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&p)
-                        .and_then(|mut f| writeln!(f, "{line}"))
-                        .map_err(io(&p))?;
+                    append_measurement(&dir, line)?;
                 }
                 if outcome.interrupted {
                     file.problems
@@ -444,3 +341,139 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     }
     Ok(Finished { dir, file })
 }
+
+/// The error of a failed write or read of `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { path, source }
+}
+
+/// One transport run's phases, at its sweep point.
+fn phases(sp: &Scenario) -> std::time::Duration {
+    sp.clients.ramp + sp.warmup + sp.duration + sp.grace
+}
+
+/// The run folder's `run.json` before its first transport run: until the
+/// last transport run is in, it says it is not complete, so even a run
+/// killed outright (SIGKILL) leaves an honest run.json.
+fn begin_file(opts: &RunOptions, id: String, target: &ServerTarget) -> RunFile {
+    let setting = Setting {
+        environment: detect_environment(&opts.build),
+        server_mode: match target {
+            ServerTarget::Spawn { .. } => "spawned".into(),
+            ServerTarget::External { pid: Some(_), .. } => "external".into(),
+            // Its CPU and memory come from its `/metrics` (`process_*`).
+            ServerTarget::External { pid: None, .. } => "external, measured by its /metrics".into(),
+        },
+        network_mode: (0..opts.scenario.points())
+            .filter_map(|p| opts.scenario.at_point(p).ok())
+            .any(|s| !s.network.is_loopback())
+            .then(|| crate::link::LinkSpec::MODE.to_owned()),
+        cpus: opts.cpus.clone(),
+    };
+    let mut file = RunFile::begin(id, opts.command.clone(), opts.scenario.clone(), setting);
+    file.complete = false;
+    file.problems = vec![NOT_FINISHED.into()];
+    file
+}
+
+/// This machine's part of a run spread over machines: from here on this
+/// process stamps on the server's clock, as every other shard's does, and
+/// `file` names its shard.
+async fn join_machines(
+    sh: ShardOptions,
+    target: &ServerTarget,
+    file: &mut RunFile,
+    dir: &Path,
+) -> Result<(), RunError> {
+    let fail = |reason: String| RunError::Shard {
+        reason,
+        dir: dir.to_owned(),
+    };
+    let ServerTarget::External { addr, .. } = target else {
+        return Err(fail(
+            "a shard runs against a server it is given (--server)".into(),
+        ));
+    };
+    let clock = crate::server::estimate_clock(*addr, CLOCK_EXCHANGES)
+        .await
+        .map_err(|e| fail(format!("cannot read the server's clock: {e}")))?;
+    crate::clock::set_clock_adjust_us(crate::clock::clock_adjust_us() + clock.offset_us);
+    let now = crate::clock::unix_now_us();
+    if now + 500_000 > sh.start_at_unix_us {
+        return Err(fail(format!(
+            "--start-at is {:.1} s in the past on the server's clock (or less than 0.5 s ahead); give every shard a start a little in the future",
+            now.saturating_sub(sh.start_at_unix_us) as f64 / 1e6
+        )));
+    }
+    file.shards = vec![ShardInfo {
+        index: sh.index,
+        of: sh.of,
+        start_at_unix_us: sh.start_at_unix_us,
+        run_id: file.run_id.clone(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        clock,
+    }];
+    file.write(dir).map_err(io(dir))
+}
+
+/// The prefix of this transport run's room names. Every shard of a run
+/// spread over machines names the rooms alike, from the scenario and the
+/// start.
+fn room_prefix(opts: &RunOptions, s: &Scenario, run_salt: u16) -> String {
+    match opts.shard {
+        Some(sh) => format!(
+            "cb{:04x}",
+            RoomShard::owner(&format!("{}-{}", s.name, sh.start_at_unix_us), 1 << 16)
+        ),
+        None => format!("cb{run_salt:04x}"),
+    }
+}
+
+/// Writes the folder of a run that cannot go on: `complete: false`, the
+/// problem, and what it measured so far.
+fn end_early(
+    file: &mut RunFile,
+    dir: &Path,
+    s: &Scenario,
+    hists: &[LatencyRep],
+    problem: String,
+) -> Result<(), RunError> {
+    file.complete = false;
+    file.problems.push(problem);
+    file.summarize();
+    file.write(dir).map_err(io(dir))?;
+    write_latency_histograms(dir, s, hists, &file.runs).map_err(io(dir))
+}
+
+/// The progress report of a finished transport run.
+fn finished(label: &str, run: &TransportRun) -> Progress {
+    Progress::Finished {
+        label: label.to_owned(),
+        p50_us: run.latency_us.p50,
+        p99_us: run.latency_us.p99,
+        lost: run.audit.lost,
+        errors: run.audit.errors,
+        top_error: run
+            .errors_by_cause
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, n)| (c.clone(), *n)),
+    }
+}
+
+/// Appends a worker's measurement line to the run folder's
+/// `measurements.jsonl` (a shard's part of a run spread over machines).
+fn append_measurement(dir: &Path, line: &str) -> Result<(), RunError> {
+    use std::io::Write;
+    let p = dir.join(MEASUREMENTS);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .and_then(|mut f| writeln!(f, "{line}"))
+        .map_err(io(&p))
+}
+

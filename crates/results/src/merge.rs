@@ -10,13 +10,12 @@
 
 use crate::run_file::{
     histogram_name, new_run_id, read_hlog_intervals, write_latency_histograms, LatencyRep, RunFile,
-    TransportRun, SCHEMA,
+    TransportRun,
 };
 use crate::Transport;
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 /// Why runs could not be merged.
 #[derive(Debug, thiserror::Error)]
@@ -177,23 +176,11 @@ pub fn merge(inputs: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Mer
         let path = path.to_path_buf();
         move |source| MergeError::Io { path, source }
     };
-    let mut file = RunFile {
-        schema: SCHEMA.into(),
-        run_id: id,
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        command,
-        environment: first.environment.clone(),
-        scenario,
-        server_mode: first.server_mode.clone(),
-        network_mode: first.network_mode.clone(),
-        cpus: first.cpus.clone(),
-        complete: files.iter().all(|f| f.complete),
-        problems,
-        runs,
-        summary: Vec::new(),
-        merged_from: files.iter().map(|f| f.run_id.clone()).collect(),
-        shards: Vec::new(),
-    };
+    let mut file = RunFile::begin(id, command, scenario, first.setting());
+    file.complete = files.iter().all(|f| f.complete);
+    file.problems = problems;
+    file.runs = runs;
+    file.merged_from = files.iter().map(|f| f.run_id.clone()).collect();
     file.summarize();
 
     write_latency_histograms(&dir, &file.scenario, &hists, &file.runs).map_err(io(&dir))?;
@@ -473,23 +460,12 @@ fn merge_shards(
         let path = path.to_path_buf();
         move |source| MergeError::Io { path, source }
     };
-    let mut file = RunFile {
-        schema: SCHEMA.into(),
-        run_id: id,
-        created: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        command,
-        environment: files[order[0]].environment.clone(),
-        scenario,
-        server_mode: files[order[0]].server_mode.clone(),
-        network_mode: files[order[0]].network_mode.clone(),
-        cpus: files[order[0]].cpus.clone(),
-        complete,
-        problems,
-        runs,
-        summary: Vec::new(),
-        merged_from: order.iter().map(|&i| files[i].run_id.clone()).collect(),
-        shards: order.iter().map(|&i| files[i].shards[0].clone()).collect(),
-    };
+    let mut file = RunFile::begin(id, command, scenario, files[order[0]].setting());
+    file.complete = complete;
+    file.problems = problems;
+    file.runs = runs;
+    file.merged_from = order.iter().map(|&i| files[i].run_id.clone()).collect();
+    file.shards = order.iter().map(|&i| files[i].shards[0].clone()).collect();
     file.summarize();
     write_latency_histograms(&dir, &file.scenario, &hists, &file.runs).map_err(io(&dir))?;
     file.write(&dir).map_err(io(&dir))?;

@@ -125,7 +125,55 @@ pub struct ClockEstimate {
     pub exchanges: u32,
 }
 
+/// Where a run was made: its machine and build, how the server ran, how
+/// the network was applied, and the CPUs each side was pinned to. A merged
+/// run keeps the setting of the first run it joins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// Machine and build.
+    pub environment: Environment,
+    /// See [`RunFile::server_mode`].
+    pub server_mode: String,
+    /// See [`RunFile::network_mode`].
+    pub network_mode: Option<String>,
+    /// See [`RunFile::cpus`].
+    pub cpus: CpuPlacement,
+}
+
 impl RunFile {
+    /// A run file's header, created now, with no runs yet: `complete`
+    /// until a problem says otherwise. Every `run.json` starts here, the
+    /// run's own and the ones `chatbench merge` writes.
+    pub fn begin(run_id: String, command: Vec<String>, scenario: Scenario, setting: Setting) -> RunFile {
+        RunFile {
+            schema: SCHEMA.into(),
+            run_id,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            command,
+            environment: setting.environment,
+            scenario,
+            server_mode: setting.server_mode,
+            network_mode: setting.network_mode,
+            cpus: setting.cpus,
+            complete: true,
+            problems: Vec::new(),
+            runs: Vec::new(),
+            summary: Vec::new(),
+            merged_from: Vec::new(),
+            shards: Vec::new(),
+        }
+    }
+
+    /// This run's [`Setting`].
+    pub fn setting(&self) -> Setting {
+        Setting {
+            environment: self.environment.clone(),
+            server_mode: self.server_mode.clone(),
+            network_mode: self.network_mode.clone(),
+            cpus: self.cpus.clone(),
+        }
+    }
+
     /// True for one shard's partial folder, which `chatbench merge` joins
     /// with the others into a run.
     pub fn is_shard_part(&self) -> bool {
