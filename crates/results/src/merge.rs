@@ -299,94 +299,8 @@ fn merge_shards(
     command: Vec<String>,
 ) -> Result<Merged, MergeError> {
     use crate::measurement::{Measurement, ServerSide};
-    let mismatch = |i: usize, why: String| MergeError::Mismatch {
-        a: inputs[0].display().to_string(),
-        b: inputs[i].display().to_string(),
-        why,
-    };
-    for (i, f) in files.iter().enumerate() {
-        if !f.is_shard_part() {
-            return Err(mismatch(
-                i,
-                "it is not one shard's partial folder (`chatbench run --shard I/N`); mix shards of one run only".into(),
-            ));
-        }
-    }
-    let first = &files[0].shards[0];
-    let of = first.of;
-    let mut seen = vec![None::<usize>; of as usize];
-    for (i, f) in files.iter().enumerate() {
-        let sh = &f.shards[0];
-        if f.scenario != files[0].scenario {
-            let (a, b) = (
-                serde_json::to_value(&files[0].scenario).unwrap_or_default(),
-                serde_json::to_value(&f.scenario).unwrap_or_default(),
-            );
-            return Err(mismatch(
-                i,
-                format!(
-                    "their scenarios differ in {}; the shards of one run share it",
-                    first_difference(&a, &b)
-                ),
-            ));
-        }
-        if sh.of != of || sh.start_at_unix_us != first.start_at_unix_us {
-            return Err(mismatch(
-                i,
-                format!(
-                    "it is shard {}/{} starting at {} µs, not a shard of the run {}/{} starting at {} µs",
-                    sh.index, sh.of, sh.start_at_unix_us, first.index, of, first.start_at_unix_us
-                ),
-            ));
-        }
-        match seen.get_mut(sh.index as usize) {
-            Some(slot @ None) => *slot = Some(i),
-            Some(Some(j)) => {
-                return Err(MergeError::Duplicate {
-                    a: inputs[*j].display().to_string(),
-                    b: inputs[i].display().to_string(),
-                    run_id: format!("shard {}/{of}", sh.index),
-                })
-            }
-            None => {
-                return Err(mismatch(
-                    i,
-                    format!("its index {} is not below {of}", sh.index),
-                ))
-            }
-        }
-    }
-    let missing: Vec<String> = (0..of)
-        .filter(|&k| seen[k as usize].is_none())
-        .map(|k| k.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(MergeError::Mismatch {
-            a: inputs[0].display().to_string(),
-            b: format!("shards {}", missing.join(", ")),
-            why: format!("a run of {of} shards needs all of them; these are missing"),
-        });
-    }
-    // Every shard's measurements, in shard order.
-    let order: Vec<usize> = seen.iter().map(|s| s.unwrap_or(0)).collect();
-    let mut parts: Vec<Vec<Measurement>> = Vec::new();
-    for &i in &order {
-        let p = inputs[i].join(MEASUREMENTS);
-        let text = std::fs::read_to_string(&p).map_err(|source| MergeError::Io {
-            path: p.clone(),
-            source,
-        })?;
-        let ms = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str::<Measurement>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| MergeError::Io {
-                path: p.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?;
-        parts.push(ms);
-    }
+    let order = shard_order(inputs, &files)?;
+    let parts = read_measurements(inputs, &order)?;
     let scenario = files[0].scenario.clone();
     let worst_uncertainty = files
         .iter()
@@ -470,6 +384,107 @@ fn merge_shards(
     write_latency_histograms(&dir, &file.scenario, &hists, &file.runs).map_err(io(&dir))?;
     file.write(&dir).map_err(io(&dir))?;
     Ok(Merged { dir, file })
+}
+
+/// Checks that `files` are every shard of one run, once each, and returns
+/// their positions in shard order.
+fn shard_order(inputs: &[PathBuf], files: &[RunFile]) -> Result<Vec<usize>, MergeError> {
+    let mismatch = |i: usize, why: String| MergeError::Mismatch {
+        a: inputs[0].display().to_string(),
+        b: inputs[i].display().to_string(),
+        why,
+    };
+    for (i, f) in files.iter().enumerate() {
+        if !f.is_shard_part() {
+            return Err(mismatch(
+                i,
+                "it is not one shard's partial folder (`chatbench run --shard I/N`); mix shards of one run only".into(),
+            ));
+        }
+    }
+    let first = &files[0].shards[0];
+    let of = first.of;
+    let mut seen = vec![None::<usize>; of as usize];
+    for (i, f) in files.iter().enumerate() {
+        let sh = &f.shards[0];
+        if f.scenario != files[0].scenario {
+            let (a, b) = (
+                serde_json::to_value(&files[0].scenario).unwrap_or_default(),
+                serde_json::to_value(&f.scenario).unwrap_or_default(),
+            );
+            return Err(mismatch(
+                i,
+                format!(
+                    "their scenarios differ in {}; the shards of one run share it",
+                    first_difference(&a, &b)
+                ),
+            ));
+        }
+        if sh.of != of || sh.start_at_unix_us != first.start_at_unix_us {
+            return Err(mismatch(
+                i,
+                format!(
+                    "it is shard {}/{} starting at {} µs, not a shard of the run {}/{} starting at {} µs",
+                    sh.index, sh.of, sh.start_at_unix_us, first.index, of, first.start_at_unix_us
+                ),
+            ));
+        }
+        match seen.get_mut(sh.index as usize) {
+            Some(slot @ None) => *slot = Some(i),
+            Some(Some(j)) => {
+                return Err(MergeError::Duplicate {
+                    a: inputs[*j].display().to_string(),
+                    b: inputs[i].display().to_string(),
+                    run_id: format!("shard {}/{of}", sh.index),
+                })
+            }
+            None => {
+                return Err(mismatch(
+                    i,
+                    format!("its index {} is not below {of}", sh.index),
+                ))
+            }
+        }
+    }
+    let missing: Vec<String> = (0..of)
+        .filter(|&k| seen[k as usize].is_none())
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Mismatch {
+            a: inputs[0].display().to_string(),
+            b: format!("shards {}", missing.join(", ")),
+            why: format!("a run of {of} shards needs all of them; these are missing"),
+        });
+    }
+    Ok(seen.iter().map(|s| s.unwrap_or(0)).collect())
+}
+
+/// Every shard's measurements ([`MEASUREMENTS`]), in shard `order`.
+fn read_measurements(
+    inputs: &[PathBuf],
+    order: &[usize],
+) -> Result<Vec<Vec<crate::measurement::Measurement>>, MergeError> {
+    use crate::measurement::Measurement;
+    let mut parts: Vec<Vec<Measurement>> = Vec::new();
+    for &i in order {
+        let p = inputs[i].join(MEASUREMENTS);
+        let text = std::fs::read_to_string(&p).map_err(|source| MergeError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let ms = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str::<Measurement>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| MergeError::Io {
+                path: p.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+        parts.push(ms);
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]
