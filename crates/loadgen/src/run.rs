@@ -214,9 +214,11 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             dir: dir.clone(),
         })?;
     if let Some(tx) = &opts.progress {
-        let one_rep: std::time::Duration =
-            points.iter().map(|sp| phases(sp)).sum::<std::time::Duration>()
-                * s.transports.len() as u32;
+        let one_rep: std::time::Duration = points
+            .iter()
+            .map(|sp| phases(sp))
+            .sum::<std::time::Duration>()
+            * s.transports.len() as u32;
         let _ = tx.send(Progress::Plan {
             runs: s.repeat as usize * points.len() * s.transports.len(),
             total: one_rep * s.repeat,
@@ -476,4 +478,3 @@ fn append_measurement(dir: &Path, line: &str) -> Result<(), RunError> {
         .and_then(|mut f| writeln!(f, "{line}"))
         .map_err(io(&p))
 }
-

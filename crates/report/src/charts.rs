@@ -714,6 +714,145 @@ impl Chart for Timeline {
     }
 }
 
+impl<'a> Bars<'a> {
+    /// Bytes and requests per delivered message, by transport.
+    fn overhead(sum: &[&TransportSummary]) -> Bars<'a> {
+        Bars {
+            title: "Wire overhead per delivered message (measured window)".into(),
+            panels: vec![
+                Panel {
+                    title: "bytes per message (both directions)",
+                    y_desc: "bytes",
+                    log: false,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.transport,
+                                Some(vec![
+                                    (x.bytes_up_per_msg.median, "client to server"),
+                                    (x.bytes_down_per_msg.median, "server to client"),
+                                ]),
+                            )
+                        })
+                        .collect(),
+                },
+                Panel {
+                    title: "HTTP requests per message (log scale)",
+                    y_desc: "requests",
+                    log: true,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.transport,
+                                Some(vec![(x.requests_per_msg.median, "requests")]),
+                            )
+                        })
+                        .collect(),
+                },
+            ],
+        }
+    }
+
+    /// The latency breakdown: one panel per transport, each with its own
+    /// scale, since short polling's wait is a thousand times the push
+    /// transports' whole latency.
+    fn breakdown(sum: &[&TransportSummary]) -> Bars<'a> {
+        Bars {
+            title:
+                "Mean latency per delivery: up-leg (solid), poll wait (light), down-leg (lightest)"
+                    .into(),
+            panels: sum
+                .iter()
+                .map(|x| Panel {
+                    title: x.transport.as_str(),
+                    y_desc: "µs",
+                    log: false,
+                    bars: vec![(
+                        x.transport,
+                        Some(vec![
+                            (x.up_leg_mean_us.median, "up-leg"),
+                            (x.poll_wait_mean_us.median, "poll wait"),
+                            (x.down_leg_mean_us.median, "down-leg"),
+                        ]),
+                    )],
+                })
+                .collect(),
+        }
+    }
+
+    /// Server CPU per 1,000 messages and memory per idle connection.
+    fn server_cost(sum: &[&TransportSummary]) -> Bars<'a> {
+        Bars {
+            title: "Server cost".into(),
+            panels: vec![
+                Panel {
+                    title: "server CPU-ms per 1,000 delivered messages",
+                    y_desc: "CPU ms",
+                    log: false,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.transport,
+                                x.server_cpu_ms_per_1k.map(|v| vec![(v.median, "cpu")]),
+                            )
+                        })
+                        .collect(),
+                },
+                Panel {
+                    title: "server memory per idle connection",
+                    y_desc: "KiB",
+                    log: false,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.transport,
+                                x.rss_per_connection
+                                    .map(|v| vec![(v.median / 1024.0, "rss")]),
+                            )
+                        })
+                        .collect(),
+                },
+            ],
+        }
+    }
+}
+
+impl Timeline {
+    /// Messages received and p99 latency each second of the first sweep
+    /// point's runs (`first`).
+    fn of(s: &chatbench_results::scenario::Scenario, first: &[&TransportRun]) -> Timeline {
+        Timeline {
+            warmup_s: s.warmup.as_secs_f64(),
+            lines: first
+                .iter()
+                .map(|r| {
+                    (
+                        r.transport,
+                        r.timeline
+                            .iter()
+                            .map(|x| (x.second as f64, x.received as f64, x.p99_us as f64 / 1000.0))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            thin: first
+                .iter()
+                .map(|r| {
+                    r.timeline
+                        .iter()
+                        .filter(|x| x.delivered > 0 && x.delivered < THIN_P99)
+                        .map(|x| x.second as f64)
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Every chart of a run, written under `dir`. Returns the files written.
 pub fn draw_all(
     run: &RunFile,
@@ -743,105 +882,16 @@ pub fn draw_all(
     files.extend(render(&spectrum, dir, "latency", !run.complete)?);
 
     let sum: Vec<&TransportSummary> = run.at_point(0).collect();
-    let overhead = Bars {
-        title: "Wire overhead per delivered message (measured window)".into(),
-        panels: vec![
-            Panel {
-                title: "bytes per message (both directions)",
-                y_desc: "bytes",
-                log: false,
-                bars: sum
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.transport,
-                            Some(vec![
-                                (x.bytes_up_per_msg.median, "client to server"),
-                                (x.bytes_down_per_msg.median, "server to client"),
-                            ]),
-                        )
-                    })
-                    .collect(),
-            },
-            Panel {
-                title: "HTTP requests per message (log scale)",
-                y_desc: "requests",
-                log: true,
-                bars: sum
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.transport,
-                            Some(vec![(x.requests_per_msg.median, "requests")]),
-                        )
-                    })
-                    .collect(),
-            },
-        ],
-    };
+    let overhead = Bars::overhead(&sum);
     files.extend(render(&overhead, dir, "overhead", !run.complete)?);
 
-    // One panel per transport: each has its own scale, since short polling's
-    // wait is a thousand times the push transports' whole latency.
-    let breakdown = Bars {
-        title: "Mean latency per delivery: up-leg (solid), poll wait (light), down-leg (lightest)"
-            .into(),
-        panels: sum
-            .iter()
-            .map(|x| Panel {
-                title: x.transport.as_str(),
-                y_desc: "µs",
-                log: false,
-                bars: vec![(
-                    x.transport,
-                    Some(vec![
-                        (x.up_leg_mean_us.median, "up-leg"),
-                        (x.poll_wait_mean_us.median, "poll wait"),
-                        (x.down_leg_mean_us.median, "down-leg"),
-                    ]),
-                )],
-            })
-            .collect(),
-    };
+    let breakdown = Bars::breakdown(&sum);
     // Runs made before the breakdown existed have none to draw.
     if run.runs.iter().any(|r| r.breakdown.is_some()) {
         files.extend(render(&breakdown, dir, "breakdown", !run.complete)?);
     }
 
-    let cost = Bars {
-        title: "Server cost".into(),
-        panels: vec![
-            Panel {
-                title: "server CPU-ms per 1,000 delivered messages",
-                y_desc: "CPU ms",
-                log: false,
-                bars: sum
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.transport,
-                            x.server_cpu_ms_per_1k.map(|v| vec![(v.median, "cpu")]),
-                        )
-                    })
-                    .collect(),
-            },
-            Panel {
-                title: "server memory per idle connection",
-                y_desc: "KiB",
-                log: false,
-                bars: sum
-                    .iter()
-                    .map(|x| {
-                        (
-                            x.transport,
-                            x.rss_per_connection
-                                .map(|v| vec![(v.median / 1024.0, "rss")]),
-                        )
-                    })
-                    .collect(),
-            },
-        ],
-    };
+    let cost = Bars::server_cost(&sum);
     files.extend(render(&cost, dir, "server-cost", !run.complete)?);
 
     let first: Vec<&TransportRun> = s
@@ -849,31 +899,7 @@ pub fn draw_all(
         .iter()
         .filter_map(|t| run.runs.iter().find(|r| r.transport == *t && r.point == 0))
         .collect();
-    let timeline = Timeline {
-        warmup_s: s.warmup.as_secs_f64(),
-        lines: first
-            .iter()
-            .map(|r| {
-                (
-                    r.transport,
-                    r.timeline
-                        .iter()
-                        .map(|x| (x.second as f64, x.received as f64, x.p99_us as f64 / 1000.0))
-                        .collect(),
-                )
-            })
-            .collect(),
-        thin: first
-            .iter()
-            .map(|r| {
-                r.timeline
-                    .iter()
-                    .filter(|x| x.delivered > 0 && x.delivered < THIN_P99)
-                    .map(|x| x.second as f64)
-                    .collect()
-            })
-            .collect(),
-    };
+    let timeline = Timeline::of(s, &first);
     files.extend(render(&timeline, dir, "timeline", !run.complete)?);
     let resources = Resources::of(&first);
     if !resources.lines.is_empty() {

@@ -144,7 +144,12 @@ impl RunFile {
     /// A run file's header, created now, with no runs yet: `complete`
     /// until a problem says otherwise. Every `run.json` starts here, the
     /// run's own and the ones `chatbench merge` writes.
-    pub fn begin(run_id: String, command: Vec<String>, scenario: Scenario, setting: Setting) -> RunFile {
+    pub fn begin(
+        run_id: String,
+        command: Vec<String>,
+        scenario: Scenario,
+        setting: Setting,
+    ) -> RunFile {
         RunFile {
             schema: SCHEMA.into(),
             run_id,
