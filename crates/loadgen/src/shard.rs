@@ -189,6 +189,60 @@ pub async fn run_shard(
     if task.servers.is_empty() {
         return Err(std::io::Error::other("the shard task names no server"));
     }
+    let ctx = context(&task)?;
+    let s = ctx.scenario.clone();
+    let mut rss = RssWatch::start();
+    let ramp_start = Instant::now();
+    let mut ids = task.client_ids().peekable();
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    let clock = ramp(&ctx, &task, &mut ids, &mut clients, &mut cmds, &events).await;
+    let readiness = Readiness {
+        expected: task.expected_ready(),
+        ready: ctx.ready.load(Relaxed),
+        ramp_ms: ramp_start.elapsed().as_millis() as u64,
+    };
+    let mut window = Window {
+        aborted: clock.is_none(),
+        at_start: None,
+        at_end: None,
+    };
+    if let Some(clock) = clock {
+        // A start before the ramp ended (the engine's barrier timed out):
+        // the rest connect now.
+        for id in ids {
+            clients.push(tokio::spawn(run_client(
+                ctx.clone(),
+                ClientSpec::nth(&s, id),
+            )));
+        }
+        rss.at_start();
+        let _ = ctx.clock.set(clock);
+        ctx.start.send_replace(true);
+        window = traffic(&ctx, clock, &mut clients, &mut cmds, &events, &mut rss).await;
+    }
+    if window.aborted {
+        ctx.abort.cancel();
+        let wait = async {
+            for c in &mut clients {
+                let _ = c.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), wait)
+            .await
+            .is_err()
+        {
+            for c in &clients {
+                c.abort();
+            }
+        }
+    }
+    let measurement = measure(&task, &ctx, window, rss, readiness);
+    let _ = events.send(FromShard::Done(Box::new(measurement)));
+    Ok(())
+}
+
+/// What a shard's clients share, for `task`.
+fn context(task: &ShardTask) -> std::io::Result<Arc<RunCtx>> {
     let s = Arc::new(task.scenario.clone());
     let (start, _) = watch::channel(false);
     let wire = Arc::new(WireStats::default());
@@ -206,7 +260,7 @@ pub async fn run_shard(
         wire.clone(),
         rec.clone(),
     )?;
-    let ctx = Arc::new(RunCtx {
+    Ok(Arc::new(RunCtx {
         transport: task.transport,
         scenario: s.clone(),
         rooms: task.rooms.clone(),
@@ -221,30 +275,39 @@ pub async fn run_shard(
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
         dial,
-    });
-    let mut rss = RssWatch::start();
-    let expected = task.expected_ready();
+    }))
+}
+
+/// Connects this shard's clients on the run's global ramp (each at its
+/// share of `clients.ramp`), reporting how many are ready, until the
+/// engine's start: its clock, or None on an abort.
+async fn ramp(
+    ctx: &Arc<RunCtx>,
+    task: &ShardTask,
+    ids: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    clients: &mut Vec<JoinHandle<()>>,
+    cmds: &mut UnboundedReceiver<ToShard>,
+    events: &UnboundedSender<FromShard>,
+) -> Option<RunClock> {
+    let s = &task.scenario;
     let total = s.total_clients().max(1);
     let ramp_start = Instant::now();
-    let mut ids = task.client_ids().peekable();
-    let mut clients: Vec<JoinHandle<()>> = Vec::new();
     let mut sent_ready = None;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    // Ramp and ready reports until the start (or an abort).
-    let clock = loop {
+    loop {
         let next_at = ids
             .peek()
             .map(|&id| ramp_start + s.clients.ramp.mul_f64(id as f64 / total as f64));
         tokio::select! {
             _ = tokio::time::sleep_until(next_at.unwrap_or(ramp_start)), if next_at.is_some() => {
                 if let Some(id) = ids.next() {
-                    clients.push(tokio::spawn(run_client(ctx.clone(), ClientSpec::nth(&s, id))));
+                    clients.push(tokio::spawn(run_client(ctx.clone(), ClientSpec::nth(s, id))));
                 }
                 continue;
             }
             cmd = cmds.recv() => match cmd {
-                Some(ToShard::Start { t0_unix_us }) => break Some(RunClock::starting_at(t0_unix_us)),
-                Some(ToShard::Abort) | None => break None,
+                Some(ToShard::Start { t0_unix_us }) => return Some(RunClock::starting_at(t0_unix_us)),
+                Some(ToShard::Abort) | None => return None,
             },
             _ = ctx.ready_changed.notified() => {}
             _ = tick.tick() => {}
@@ -254,86 +317,91 @@ pub async fn run_shard(
             sent_ready = Some(ready);
             let _ = events.send(FromShard::Ready { ready });
         }
+    }
+}
+
+/// How traffic went: whether it was aborted, and the readings at the edges
+/// of the measured window that it reached.
+struct Window {
+    aborted: bool,
+    at_start: Option<Edge>,
+    at_end: Option<Edge>,
+}
+
+/// Runs traffic from `clock`'s start until the clients are done or the
+/// engine aborts, reading the edges of the measured window and reporting
+/// progress every 250 ms.
+async fn traffic(
+    ctx: &RunCtx,
+    clock: RunClock,
+    clients: &mut [JoinHandle<()>],
+    cmds: &mut UnboundedReceiver<ToShard>,
+    events: &UnboundedSender<FromShard>,
+    rss: &mut RssWatch,
+) -> Window {
+    let s = &ctx.scenario;
+    let mut w = Window {
+        aborted: false,
+        at_start: None,
+        at_end: None,
     };
-    let readiness = Readiness {
-        expected,
-        ready: ctx.ready.load(Relaxed),
-        ramp_ms: ramp_start.elapsed().as_millis() as u64,
+    let instant_of = |unix_us: u64| {
+        Instant::now() + Duration::from_micros(unix_us.saturating_sub(unix_now_us()))
     };
-    let mut aborted = clock.is_none();
-    let (mut at_start, mut at_end) = (None, None);
-    if let Some(clock) = clock {
-        // A start before the ramp ended (the engine's barrier timed out):
-        // the rest connect now.
-        for id in ids {
-            clients.push(tokio::spawn(run_client(
-                ctx.clone(),
-                ClientSpec::nth(&s, id),
-            )));
+    let measure_start = instant_of(clock.t0_unix_us + s.warmup.as_micros() as u64);
+    let measure_end = measure_start + s.duration;
+    let mut done = std::pin::pin!(async {
+        for c in clients.iter_mut() {
+            let _ = c.await;
         }
-        rss.at_start();
-        let _ = ctx.clock.set(clock);
-        ctx.start.send_replace(true);
-        let instant_of = |unix_us: u64| {
-            Instant::now() + Duration::from_micros(unix_us.saturating_sub(unix_now_us()))
-        };
-        let measure_start = instant_of(clock.t0_unix_us + s.warmup.as_micros() as u64);
-        let measure_end = measure_start + s.duration;
-        let mut done = std::pin::pin!(async {
-            for c in &mut clients {
-                let _ = c.await;
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = &mut done => break,
+            cmd = cmds.recv() => if matches!(cmd, Some(ToShard::Abort) | None) {
+                w.aborted = true;
+                break;
+            },
+            _ = tokio::time::sleep_until(measure_start), if w.at_start.is_none() => {}
+            _ = tokio::time::sleep_until(measure_end), if w.at_end.is_none() => {}
+            _ = tick.tick() => {
+                rss.sample();
             }
+        }
+        let now = Instant::now();
+        if w.at_start.is_none() && now >= measure_start {
+            w.at_start = Some(edge(&ctx.wire));
+        }
+        if w.at_end.is_none() && now >= measure_end {
+            w.at_end = Some(edge(&ctx.wire));
+        }
+        let _ = events.send(FromShard::Progress {
+            delivered: ctx.rec.audit.live_delivered.load(Relaxed),
+            errors: ctx.rec.audit.errors.load(Relaxed),
+            p99_us: ctx.rec.live_p99(),
         });
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tokio::select! {
-                _ = &mut done => break,
-                cmd = cmds.recv() => if matches!(cmd, Some(ToShard::Abort) | None) {
-                    aborted = true;
-                    break;
-                },
-                _ = tokio::time::sleep_until(measure_start), if at_start.is_none() => {}
-                _ = tokio::time::sleep_until(measure_end), if at_end.is_none() => {}
-                _ = tick.tick() => {
-                    rss.sample();
-                }
-            }
-            let now = Instant::now();
-            if at_start.is_none() && now >= measure_start {
-                at_start = Some(edge(&ctx.wire));
-            }
-            if at_end.is_none() && now >= measure_end {
-                at_end = Some(edge(&ctx.wire));
-            }
-            let _ = events.send(FromShard::Progress {
-                delivered: ctx.rec.audit.live_delivered.load(Relaxed),
-                errors: ctx.rec.audit.errors.load(Relaxed),
-                p99_us: ctx.rec.live_p99(),
-            });
-        }
     }
-    if aborted {
-        ctx.abort.cancel();
-        let wait = async {
-            for c in &mut clients {
-                let _ = c.await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(2), wait)
-            .await
-            .is_err()
-        {
-            for c in &clients {
-                c.abort();
-            }
-        }
-    }
+    w
+}
+
+/// What the shard measured.
+fn measure(
+    task: &ShardTask,
+    ctx: &RunCtx,
+    window: Window,
+    rss: RssWatch,
+    readiness: Readiness,
+) -> Measurement {
+    let s = &ctx.scenario;
+    let aborted = window.aborted;
+    let (at_start, at_end) = (window.at_start, window.at_end);
     ctx.timer.close();
     let total_wire = ctx.wire.snapshot();
     let (lg0, w0) = at_start.unwrap_or((None, WireSnapshot::default()));
     let (lg1, w1) = at_end.unwrap_or((None, total_wire));
     let cpu = lg0.zip(lg1).map(|(a, b)| ProcSample::cpu_between(&a, &b));
-    let measurement = Measurement {
+    Measurement {
         transport: Some(task.transport),
         point: task.point,
         repetition: task.repetition,
@@ -359,9 +427,7 @@ pub async fn run_shard(
             .drop_every
             .is_some()
             .then(|| ctx.rec.drops.counts()),
-    };
-    let _ = events.send(FromShard::Done(Box::new(measurement)));
-    Ok(())
+    }
 }
 
 /// What the engine hears from its shards: a shard's message, or that a
