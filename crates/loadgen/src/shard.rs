@@ -222,8 +222,10 @@ pub async fn run_shard(
     }
     if window.aborted {
         ctx.abort.cancel();
+        // Only the clients still running: a handle that traffic's wait
+        // already joined must not be awaited again (tokio panics on it).
         let wait = async {
-            for c in &mut clients {
+            for c in clients.iter_mut().filter(|c| !c.is_finished()) {
                 let _ = c.await;
             }
         };
