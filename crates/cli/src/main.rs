@@ -11,15 +11,15 @@ mod progress;
 
 use anyhow::{bail, Context};
 use chatbench_loadgen::resources::BuildInfo;
-use chatbench_loadgen::results::CpuPlacement;
 use chatbench_loadgen::run::{run, RunError, RunOptions};
-use chatbench_loadgen::scenario::Overrides;
 use chatbench_loadgen::server::ServerTarget;
-use chatbench_loadgen::{Scenario, Transport};
+use chatbench_results::run_file::{CpuPlacement, RunFile};
+use chatbench_results::scenario::{Overrides, Scenario};
+use chatbench_results::Transport;
 use chatbench_server::affinity;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -244,7 +244,7 @@ fn shard_options(
 }
 
 fn humantime_parse(s: &str) -> Result<std::time::Duration, String> {
-    chatbench_loadgen::scenario::parse_duration(s)
+    chatbench_results::fmt::parse_duration(s)
 }
 
 /// Returns every jemalloc arena's freed pages to the system: the load
@@ -315,42 +315,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man { command } => {
-            let top = <Cli as clap::CommandFactory>::command();
-            let (page, title) = match command {
-                None => (top, "chatbench".to_owned()),
-                Some(name) => {
-                    let Some(sub) = top
-                        .get_subcommands()
-                        .find(|c| c.get_name() == name && !c.is_hide_set())
-                    else {
-                        let known: Vec<&str> = top
-                            .get_subcommands()
-                            .filter(|c| !c.is_hide_set())
-                            .map(|c| c.get_name())
-                            .collect();
-                        bail!("no subcommand {name:?}; chatbench has {}", known.join(", "));
-                    };
-                    (
-                        sub.clone()
-                            .bin_name(format!("chatbench {name}"))
-                            .display_name(format!("chatbench-{name}")),
-                        format!("chatbench-{name}"),
-                    )
-                }
-            };
-            let mut out = Vec::new();
-            clap_mangen::Man::new(page)
-                .title(title)
-                .source(concat!("chatbench ", env!("CARGO_PKG_VERSION")))
-                .render(&mut out)
-                .context("cannot render the man page")?;
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&out)
-                .context("cannot write the man page")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Man { command } => cmd_man(command),
         Command::Worker => {
             runtime()?
                 .block_on(chatbench_loadgen::shard::worker_main())
@@ -362,140 +327,193 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("report: {}", written.report.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { run_dir, no_loss } => {
-            let run = chatbench_loadgen::RunFile::read(&run_dir)?;
-            if !run.complete {
-                eprintln!(
-                    "chatbench: {} is incomplete ({}); an incomplete run checks nothing",
-                    run_dir.display(),
-                    run.problems.join("; ")
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            if run.scenario.expect.is_empty() && !no_loss {
-                println!(
-                    "no [[expect]] rules in scenario {:?}; nothing to check",
-                    run.scenario.name
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut verdicts = chatbench_report::check::check(&run)?;
-            if no_loss {
-                verdicts.push(chatbench_report::check::no_loss(&run));
-            }
-            print!("{}", chatbench_report::check::render(&verdicts));
-            Ok(if verdicts.iter().all(|v| v.pass) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Check { run_dir, no_loss } => cmd_check(&run_dir, no_loss),
         Command::Compare {
             run_a,
             run_b,
             fail_on,
             min_change,
             json,
-        } => {
-            if !(min_change >= 0.0 && min_change.is_finite()) {
-                bail!("--min-change {min_change}: expected a fraction such as 0.1");
-            }
-            let a = chatbench_loadgen::RunFile::read(&run_a)?;
-            let b = chatbench_loadgen::RunFile::read(&run_b)?;
-            let c = chatbench_report::compare::compare(&a, &b, min_change);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                print!("{}", chatbench_report::compare::render(&a, &b, &c));
-            }
-            let incomplete: Vec<String> = [(&run_a, &a), (&run_b, &b)]
-                .into_iter()
-                .filter(|(_, r)| !r.complete)
-                .map(|(dir, r)| format!("{} ({})", dir.display(), r.problems.join("; ")))
-                .collect();
-            if !incomplete.is_empty() {
-                eprintln!(
-                    "chatbench: incomplete run(s), the comparison proves nothing: {}",
-                    incomplete.join(", ")
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            if fail_on == FailOn::Drift {
-                let moved = chatbench_report::compare::drift(&a, &b, &c)
-                    .map_err(|e| anyhow::anyhow!("cannot guard {}: {e}", run_b.display()))?;
-                if !moved.is_empty() {
-                    eprintln!(
-                        "chatbench: {} guarded figure(s) moved beyond their tolerance from {}:",
-                        moved.len(),
-                        run_a.display()
-                    );
-                    for d in &moved {
-                        eprintln!("  {d}");
-                    }
-                    eprintln!(
-                        "a change that means to move them commits its run as the new reference"
-                    );
-                    return Ok(ExitCode::FAILURE);
-                }
-                eprintln!(
-                    "chatbench: the guarded figures (bytes and requests per message, memory per idle connection) are within their tolerance of {}",
-                    run_a.display()
-                );
-            }
-            let worse = c.regressions().count();
-            if fail_on == FailOn::Regression && worse > 0 {
-                eprintln!("chatbench: {worse} metric(s) got worse beyond the noise");
-                return Ok(ExitCode::FAILURE);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_compare(&run_a, &run_b, fail_on, min_change, json),
         Command::Export {
             run_dir,
             csv: _,
             output,
-        } => {
-            let run = chatbench_loadgen::RunFile::read(&run_dir)?;
-            match output {
-                Some(path) => {
-                    let f = std::fs::File::create(&path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    run.write_csv(f)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                }
-                None => run.write_csv(std::io::stdout().lock())?,
-            }
-            if !run.complete {
-                eprintln!(
-                    "chatbench: note: {} is incomplete ({})",
-                    run_dir.display(),
-                    run.problems.join("; ")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_export(&run_dir, output),
         Command::Merge {
             run_dirs,
             out,
             no_report,
-        } => {
-            // Whole runs append repetitions; the shards of one run spread
-            // over machines add up.
-            let merged =
-                chatbench_loadgen::merge::merge(&run_dirs, &out, std::env::args().collect())?;
-            print!(
-                "{}",
-                merged
-                    .file
-                    .table_fitting(console::Term::stdout().size_checked().map(|(_, c)| c))
-            );
-            if !no_report {
-                let written = chatbench_report::report(&merged.dir)?;
-                println!("report: {}", written.report.display());
-            }
-            println!("results: {}", merged.dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_merge(&run_dirs, &out, no_report),
     }
+}
+
+/// `chatbench man [COMMAND]`.
+fn cmd_man(command: Option<String>) -> anyhow::Result<ExitCode> {
+    let top = <Cli as clap::CommandFactory>::command();
+    let (page, title) = match command {
+        None => (top, "chatbench".to_owned()),
+        Some(name) => {
+            let Some(sub) = top
+                .get_subcommands()
+                .find(|c| c.get_name() == name && !c.is_hide_set())
+            else {
+                let known: Vec<&str> = top
+                    .get_subcommands()
+                    .filter(|c| !c.is_hide_set())
+                    .map(|c| c.get_name())
+                    .collect();
+                bail!("no subcommand {name:?}; chatbench has {}", known.join(", "));
+            };
+            (
+                sub.clone()
+                    .bin_name(format!("chatbench {name}"))
+                    .display_name(format!("chatbench-{name}")),
+                format!("chatbench-{name}"),
+            )
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .title(title)
+        .source(concat!("chatbench ", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)
+        .context("cannot render the man page")?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&out)
+        .context("cannot write the man page")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chatbench check RUN_DIR [--no-loss]`.
+fn cmd_check(run_dir: &Path, no_loss: bool) -> anyhow::Result<ExitCode> {
+    let run = RunFile::read(run_dir)?;
+    if !run.complete {
+        eprintln!(
+            "chatbench: {} is incomplete ({}); an incomplete run checks nothing",
+            run_dir.display(),
+            run.problems.join("; ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if run.scenario.expect.is_empty() && !no_loss {
+        println!(
+            "no [[expect]] rules in scenario {:?}; nothing to check",
+            run.scenario.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut verdicts = chatbench_report::check::check(&run)?;
+    if no_loss {
+        verdicts.push(chatbench_report::check::no_loss(&run));
+    }
+    print!("{}", chatbench_report::check::render(&verdicts));
+    Ok(if verdicts.iter().all(|v| v.pass) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `chatbench compare A B`.
+fn cmd_compare(
+    run_a: &Path,
+    run_b: &Path,
+    fail_on: FailOn,
+    min_change: f64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !(min_change >= 0.0 && min_change.is_finite()) {
+        bail!("--min-change {min_change}: expected a fraction such as 0.1");
+    }
+    let a = RunFile::read(run_a)?;
+    let b = RunFile::read(run_b)?;
+    let c = chatbench_report::compare::compare(&a, &b, min_change);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", chatbench_report::compare::render(&a, &b, &c));
+    }
+    let incomplete: Vec<String> = [(run_a, &a), (run_b, &b)]
+        .into_iter()
+        .filter(|(_, r)| !r.complete)
+        .map(|(dir, r)| format!("{} ({})", dir.display(), r.problems.join("; ")))
+        .collect();
+    if !incomplete.is_empty() {
+        eprintln!(
+            "chatbench: incomplete run(s), the comparison proves nothing: {}",
+            incomplete.join(", ")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if fail_on == FailOn::Drift {
+        let moved = chatbench_report::compare::drift(&a, &b, &c)
+            .map_err(|e| anyhow::anyhow!("cannot guard {}: {e}", run_b.display()))?;
+        if !moved.is_empty() {
+            eprintln!(
+                "chatbench: {} guarded figure(s) moved beyond their tolerance from {}:",
+                moved.len(),
+                run_a.display()
+            );
+            for d in &moved {
+                eprintln!("  {d}");
+            }
+            eprintln!("a change that means to move them commits its run as the new reference");
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!(
+            "chatbench: the guarded figures (bytes and requests per message, memory per idle connection) are within their tolerance of {}",
+            run_a.display()
+        );
+    }
+    let worse = c.regressions().count();
+    if fail_on == FailOn::Regression && worse > 0 {
+        eprintln!("chatbench: {worse} metric(s) got worse beyond the noise");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chatbench export --csv RUN_DIR [-o FILE]`.
+fn cmd_export(run_dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let run = RunFile::read(run_dir)?;
+    match output {
+        Some(path) => {
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            run.write_csv(f)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => run.write_csv(std::io::stdout().lock())?,
+    }
+    if !run.complete {
+        eprintln!(
+            "chatbench: note: {} is incomplete ({})",
+            run_dir.display(),
+            run.problems.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chatbench merge RUN_DIR...`.
+fn cmd_merge(run_dirs: &[PathBuf], out: &Path, no_report: bool) -> anyhow::Result<ExitCode> {
+    // Whole runs append repetitions; the shards of one run spread
+    // over machines add up.
+    let merged = chatbench_results::merge::merge(run_dirs, out, std::env::args().collect())?;
+    print!(
+        "{}",
+        merged
+            .file
+            .table_fitting(console::Term::stdout().size_checked().map(|(_, c)| c))
+    );
+    if !no_report {
+        let written = chatbench_report::report(&merged.dir)?;
+        println!("report: {}", written.report.display());
+    }
+    println!("results: {}", merged.dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The address of `--server`: an `http://` URL with a loopback IP and a
@@ -556,50 +574,15 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    // Pin before the runtime starts, so every worker thread inherits it:
-    // the server gets the first half of the allowed CPUs, we get the rest.
-    let allowed = affinity::allowed_cpus();
-    let mut cpus = CpuPlacement::default();
-    let mut loadgen_cpus = allowed.len();
-    let spawn = args.server.is_none();
-    let mut server_cpus = spawn.then_some(allowed.len());
-    if spawn && !args.no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
-        let (server, ours) = allowed.split_at(allowed.len() / 2);
-        affinity::pin(ours).context("cannot pin the load generator")?;
-        cpus.server = Some(affinity::format_cpu_list(server));
-        cpus.loadgen = Some(affinity::format_cpu_list(ours));
-        loadgen_cpus = ours.len();
-        server_cpus = Some(server.len());
-    }
+    // Pin before the runtime starts, so every worker thread inherits it.
+    let (mut cpus, loadgen_cpus, server_cpus) = pin(&args)?;
     let _awake = if args.hold_cpus_awake {
         cpus.awake = true;
         Some(affinity::AwakeCpus::hold().context("--hold-cpus-awake")?)
     } else {
         None
     };
-    let target = match &args.server {
-        Some(url) => {
-            let addr = parse_server_url(url, args.allow_remote)?;
-            let sources = scenario.clients.source_addresses;
-            if sources > 1 && !(addr.is_ipv4() && addr.ip().is_loopback()) {
-                anyhow::bail!(
-                    "{}: field `clients.source_addresses`: is {sources}, but the server {addr} is not an IPv4 loopback address; source addresses 127.0.0.x reach only loopback",
-                    args.scenario.display()
-                );
-            }
-            ServerTarget::External {
-                addr,
-                pid: args.server_pid,
-                ca: args.server_ca.clone(),
-            }
-        }
-        None => ServerTarget::Spawn {
-            exe: std::env::current_exe().context("cannot find my own executable")?,
-            args: vec!["serve".into()],
-            cpus: cpus.server.clone(),
-            log: None,
-        },
-    };
+    let target = target_of(&args, &scenario, &cpus)?;
     let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = RunOptions {
         scenario,
@@ -638,56 +621,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         result
     });
     match result {
-        Ok(done) => {
-            // With --json, stdout carries the JSON document alone and the
-            // words for people go to stderr.
-            let human = |text: String| {
-                if args.json {
-                    eprint!("{text}");
-                } else {
-                    print!("{text}");
-                }
-            };
-            if !args.quiet {
-                // As wide as the terminal it goes to; every column when it
-                // goes to a file or a pipe.
-                let term = if args.json {
-                    console::Term::stderr()
-                } else {
-                    console::Term::stdout()
-                };
-                let width = term.size_checked().map(|(_rows, cols)| cols);
-                human(done.file.table_fitting(width));
-            }
-            if !args.no_report {
-                let written = chatbench_report::report(&done.dir)?;
-                if !args.quiet {
-                    human(format!("report: {}\n", written.report.display()));
-                }
-            }
-            for r in done.file.runs.iter().filter(|r| !r.saturation.is_empty()) {
-                eprintln!(
-                    "WARNING: {} repetition {} is flagged SATURATED: {}; its latencies include that side's queueing",
-                    r.transport,
-                    r.repetition + 1,
-                    r.saturation.join("; ")
-                );
-            }
-            human(format!("results: {}\n", done.dir.display()));
-            if let Some(sh) = shard {
-                eprintln!(
-                    "this is shard {} of {}: its figures count only its own clients; `chatbench merge` the {} shards' folders into the run",
-                    sh.index, sh.of, sh.of
-                );
-            }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&done.file.json_summary(&done.dir))?
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(done) => finished(&args, &done, shard),
         Err(e @ RunError::Interrupted { .. }) => {
             eprintln!("chatbench: {e}");
             // 128 + SIGINT, as shells report a process stopped by Ctrl-C.
@@ -698,6 +632,116 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Pins the load generator when it spawns the server: the server gets the
+/// first half of the allowed CPUs, the load generator the rest. Returns
+/// the placement, and how many CPUs each side has (the server's when it is
+/// spawned).
+fn pin(args: &RunArgs) -> anyhow::Result<(CpuPlacement, usize, Option<usize>)> {
+    let allowed = affinity::allowed_cpus();
+    let mut cpus = CpuPlacement::default();
+    let mut loadgen_cpus = allowed.len();
+    let spawn = args.server.is_none();
+    let mut server_cpus = spawn.then_some(allowed.len());
+    if spawn && !args.no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
+        let (server, ours) = allowed.split_at(allowed.len() / 2);
+        affinity::pin(ours).context("cannot pin the load generator")?;
+        cpus.server = Some(affinity::format_cpu_list(server));
+        cpus.loadgen = Some(affinity::format_cpu_list(ours));
+        loadgen_cpus = ours.len();
+        server_cpus = Some(server.len());
+    }
+    Ok((cpus, loadgen_cpus, server_cpus))
+}
+
+/// The server a run measures: the one `--server` names, or one spawned
+/// from this executable on the server's CPUs.
+fn target_of(
+    args: &RunArgs,
+    scenario: &Scenario,
+    cpus: &CpuPlacement,
+) -> anyhow::Result<ServerTarget> {
+    Ok(match &args.server {
+        Some(url) => {
+            let addr = parse_server_url(url, args.allow_remote)?;
+            let sources = scenario.clients.source_addresses;
+            if sources > 1 && !(addr.is_ipv4() && addr.ip().is_loopback()) {
+                anyhow::bail!(
+                    "{}: field `clients.source_addresses`: is {sources}, but the server {addr} is not an IPv4 loopback address; source addresses 127.0.0.x reach only loopback",
+                    args.scenario.display()
+                );
+            }
+            ServerTarget::External {
+                addr,
+                pid: args.server_pid,
+                ca: args.server_ca.clone(),
+            }
+        }
+        None => ServerTarget::Spawn {
+            exe: std::env::current_exe().context("cannot find my own executable")?,
+            args: vec!["serve".into()],
+            cpus: cpus.server.clone(),
+            log: None,
+        },
+    })
+}
+
+/// What a finished run prints: its table, its report, saturation warnings,
+/// where its folder is, and with `--json` the summary document.
+fn finished(
+    args: &RunArgs,
+    done: &chatbench_loadgen::run::Finished,
+    shard: Option<chatbench_loadgen::run::ShardOptions>,
+) -> anyhow::Result<ExitCode> {
+    // With --json, stdout carries the JSON document alone and the
+    // words for people go to stderr.
+    let human = |text: String| {
+        if args.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
+    if !args.quiet {
+        // As wide as the terminal it goes to; every column when it
+        // goes to a file or a pipe.
+        let term = if args.json {
+            console::Term::stderr()
+        } else {
+            console::Term::stdout()
+        };
+        let width = term.size_checked().map(|(_rows, cols)| cols);
+        human(done.file.table_fitting(width));
+    }
+    if !args.no_report {
+        let written = chatbench_report::report(&done.dir)?;
+        if !args.quiet {
+            human(format!("report: {}\n", written.report.display()));
+        }
+    }
+    for r in done.file.runs.iter().filter(|r| !r.saturation.is_empty()) {
+        eprintln!(
+            "WARNING: {} repetition {} is flagged SATURATED: {}; its latencies include that side's queueing",
+            r.transport,
+            r.repetition + 1,
+            r.saturation.join("; ")
+        );
+    }
+    human(format!("results: {}\n", done.dir.display()));
+    if let Some(sh) = shard {
+        eprintln!(
+            "this is shard {} of {}: its figures count only its own clients; `chatbench merge` the {} shards' folders into the run",
+            sh.index, sh.of, sh.of
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done.file.json_summary(&done.dir))?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

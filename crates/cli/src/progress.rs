@@ -6,7 +6,8 @@
 //! bars are left behind, and a log (stderr not a terminal, where indicatif
 //! draws nothing) still gets that line as each run finishes.
 
-use chatbench_loadgen::engine::{fmt_us, Progress};
+use chatbench_loadgen::engine::Progress;
+use chatbench_results::fmt::fmt_us;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;

@@ -761,8 +761,6 @@ pub enum Progress {
 /// The sending end of a run's progress.
 pub type ProgressTx = tokio::sync::mpsc::UnboundedSender<Progress>;
 
-pub use chatbench_results::fmt::{fmt_us, fmt_us_sep};
-
 /// The server's processes now, through `probe` when there is one.
 async fn read_server(probe: Option<&crate::server::ServerProbe>) -> Option<Vec<ProcSample>> {
     probe?.read(0).await

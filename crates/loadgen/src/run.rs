@@ -258,21 +258,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     });
                 }
                 let prefix = room_prefix(&opts, &s, run_salt);
-                let machine = opts.shard.zip(slot_at).map(|(sh, at)| MachineShard {
-                    index: sh.index,
-                    of: sh.of,
-                    ramp_start_unix_us: at,
-                });
-                if let Some(at) = slot_at.as_mut() {
-                    let late = crate::clock::unix_now_us().saturating_sub(*at);
-                    if late > 1_000_000 {
-                        file.problems.push(format!(
-                            "{label}: this shard reached its start {:.1} s late, so its clients connected late",
-                            late as f64 / 1e6
-                        ));
-                    }
-                    *at += shard_slot(sp).as_micros() as u64;
-                }
+                let machine = machine_slot(&opts, sp, &label, &mut slot_at, &mut file);
                 let outcome = run_transport(
                     &mut server,
                     sp,
@@ -419,6 +405,35 @@ async fn join_machines(
         clock,
     }];
     file.write(dir).map_err(io(dir))
+}
+
+/// In a run spread over machines, this machine's slot for the next
+/// transport run (its ramp start), and the start of the one after it in
+/// `slot_at`; a start reached more than a second late is a problem of the
+/// run. None in a run on one machine.
+fn machine_slot(
+    opts: &RunOptions,
+    sp: &Scenario,
+    label: &str,
+    slot_at: &mut Option<u64>,
+    file: &mut RunFile,
+) -> Option<MachineShard> {
+    let machine = opts.shard.zip(*slot_at).map(|(sh, at)| MachineShard {
+        index: sh.index,
+        of: sh.of,
+        ramp_start_unix_us: at,
+    });
+    if let Some(at) = slot_at.as_mut() {
+        let late = crate::clock::unix_now_us().saturating_sub(*at);
+        if late > 1_000_000 {
+            file.problems.push(format!(
+                "{label}: this shard reached its start {:.1} s late, so its clients connected late",
+                late as f64 / 1e6
+            ));
+        }
+        *at += shard_slot(sp).as_micros() as u64;
+    }
+    machine
 }
 
 /// The prefix of this transport run's room names. Every shard of a run
