@@ -318,7 +318,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man { command } => cmd_man(command),
         Command::Worker => {
             runtime()?
-                .block_on(chatbench_loadgen::shard::worker_main())
+                .block_on(chatbench_loadgen::worker::worker_main())
                 .context("worker")?;
             Ok(ExitCode::SUCCESS)
         }

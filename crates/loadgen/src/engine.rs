@@ -13,10 +13,10 @@ use crate::resources::{ProcSample, Sampler};
 use crate::results::{ServerCost, ServerProcess, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters};
-use crate::shard::{FromShard, ShardEvent, ShardSet, ShardTask, ToShard};
 use crate::wire::WireStats;
+use crate::worker::{FromWorker, ToWorker, WorkerEvent, WorkerSet, WorkerTask};
 use crate::Transport;
-use chatbench_proto::RoomShard;
+use chatbench_proto::RoomOwner;
 use chatbench_results::measurement::{Measurement, ServerSide};
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +100,7 @@ fn instant_of(unix_us: u64) -> Instant {
 }
 
 /// The load generator's side of a transport run: its CPUs, and the
-/// executable whose `worker` subcommand runs a shard in its own process.
+/// executable whose `worker` subcommand runs a worker in its own process.
 #[derive(Debug, Clone)]
 pub struct Loadgen {
     /// CPUs the load generator may use (all its processes together).
@@ -153,10 +153,10 @@ pub async fn run_transport(
     };
     let rss_baseline = read_server(probe.as_ref()).await;
     let processes = s.clients.processes.max(1);
-    // Across machines, machine I's processes take shards I*P.. of N*P.
+    // Across machines, machine I's processes are workers I*P.. of N*P.
     let (first, of) = machine.map_or((0, processes), |m| (m.index * processes, m.of * processes));
-    let tasks: Vec<ShardTask> = (0..processes)
-        .map(|index| ShardTask {
+    let tasks: Vec<WorkerTask> = (0..processes)
+        .map(|index| WorkerTask {
             scenario: (*s).clone(),
             transport,
             point,
@@ -169,7 +169,7 @@ pub async fn run_transport(
             of,
         })
         .collect();
-    let expected: u64 = tasks.iter().map(ShardTask::expected_ready).sum();
+    let expected: u64 = tasks.iter().map(WorkerTask::expected_ready).sum();
     let ramp_start = Instant::now();
     let sampler = probe.clone().map(|probe| {
         let period = probe.period();
@@ -181,13 +181,13 @@ pub async fn run_transport(
     });
     let mut server_died = false;
 
-    let mut shards = Shards::new(ShardSet::start(tasks, &loadgen.exe)?);
+    let mut workers = Workers::new(WorkerSet::start(tasks, &loadgen.exe)?);
     // Across machines, traffic starts on the schedule; on one machine, a
     // short settle after the barrier. Either way on one clock for every
-    // client of every shard.
+    // client of every worker.
     let scheduled_t0 =
         machine.map(|m| m.ramp_start_unix_us + (s.clients.ramp + SHARD_SETTLE).as_micros() as u64);
-    let alive = shards
+    let alive = workers
         .await_ready(
             server,
             expected,
@@ -199,11 +199,11 @@ pub async fn run_transport(
     let settle = Duration::from_millis(300);
     let t0_unix_us = scheduled_t0.unwrap_or_else(|| unix_now_us() + settle.as_micros() as u64);
     let t0 = instant_of(t0_unix_us);
-    shards.set.send_all(ToShard::Start { t0_unix_us });
+    workers.set.send_all(ToWorker::Start { t0_unix_us });
     tokio::time::sleep_until(t0).await;
     let rss_before = read_server(probe.as_ref()).await;
 
-    let watched = shards
+    let watched = workers
         .watch_phases(server, &s, t0, ramp_start, stop, progress)
         .await;
     let interrupted = watched.interrupted;
@@ -211,7 +211,7 @@ pub async fn run_transport(
     // Across machines, machine 0 alone ends the rooms: one control message
     // each, which every machine's receivers read.
     let send_stops = machine.is_none_or(|m| m.index == 0);
-    let torn = shards
+    let torn = workers
         .teardown(server, &rooms, server_died || interrupted, send_stops)
         .await;
     server_died |= torn.server_died;
@@ -226,13 +226,13 @@ pub async fn run_transport(
     server_died |= !server.is_alive().await;
     let ticks = sampler.map(Sampler::finish).unwrap_or_default();
 
-    // Results: what the shards measured, combined, then its run.json entry
+    // Results: what the workers measured, combined, then its run.json entry
     // with the server side's figures.
     let mut measurement = torn.measurement;
-    // Set even when no shard handed in a measurement.
+    // Set even when no worker handed in a measurement.
     measurement.transport = Some(transport);
     (measurement.point, measurement.repetition) = (point, repetition);
-    // The shards share this host's CPUs.
+    // The workers share this host's CPUs.
     measurement.loadgen_cpus = loadgen.cpus;
     measurement.ended_early |= server_died || torn.stuck || interrupted;
     // Per server process, when several share the rooms.
@@ -281,7 +281,7 @@ pub async fn run_transport(
     })
 }
 
-/// What [`Shards::watch_phases`] saw.
+/// What [`Workers::watch_phases`] saw.
 struct Watched {
     /// The server's processes at the start and end of the measured window.
     server_at_start: Option<Vec<ProcSample>>,
@@ -290,33 +290,33 @@ struct Watched {
     interrupted: bool,
 }
 
-/// What [`Shards::teardown`] saw.
+/// What [`Workers::teardown`] saw.
 struct TornDown {
-    /// The shards' measurements, combined.
+    /// The workers' measurements, combined.
     measurement: Measurement,
     /// Bytes the server wrote in answer to the control messages, which no
     /// client reads: left out of the cross-check.
     control_bytes_down: u64,
-    /// A shard had to be aborted, or failed.
+    /// A worker had to be aborted, or failed.
     stuck: bool,
     /// The server was found dead.
     server_died: bool,
 }
 
-/// The engine's view of its shards: what each last said.
-struct Shards {
-    set: ShardSet,
+/// The engine's view of its workers: what each last said.
+struct Workers {
+    set: WorkerSet,
     ready: Vec<u64>,
     progress: Vec<(u64, u64, u64)>,
     done: Vec<Option<Box<Measurement>>>,
-    /// Shards that ended without a measurement, and why.
+    /// Workers that ended without a measurement, and why.
     failed: Vec<(usize, String)>,
 }
 
-impl Shards {
-    fn new(set: ShardSet) -> Shards {
+impl Workers {
+    fn new(set: WorkerSet) -> Workers {
         let n = set.len();
-        Shards {
+        Workers {
             set,
             ready: vec![0; n],
             progress: vec![(0, 0, 0); n],
@@ -325,19 +325,19 @@ impl Shards {
         }
     }
 
-    fn take(&mut self, ev: ShardEvent) {
+    fn take(&mut self, ev: WorkerEvent) {
         match ev {
-            ShardEvent::Said(i, FromShard::Ready { ready }) => self.ready[i] = ready,
-            ShardEvent::Said(
+            WorkerEvent::Said(i, FromWorker::Ready { ready }) => self.ready[i] = ready,
+            WorkerEvent::Said(
                 i,
-                FromShard::Progress {
+                FromWorker::Progress {
                     delivered,
                     errors,
                     p99_us,
                 },
             ) => self.progress[i] = (delivered, errors, p99_us),
-            ShardEvent::Said(i, FromShard::Done(m)) => self.done[i] = Some(m),
-            ShardEvent::Failed(i, why) => {
+            WorkerEvent::Said(i, FromWorker::Done(m)) => self.done[i] = Some(m),
+            WorkerEvent::Failed(i, why) => {
                 if self.done[i].is_none() {
                     tracing::warn!("load-generator shard {i}: {why}");
                     self.failed.push((i, why));
@@ -354,7 +354,7 @@ impl Shards {
     }
 
     /// The barrier: waits until `expected` connections are up and
-    /// subscribed across the shards, the server dies, a shard fails, or
+    /// subscribed across the workers, the server dies, a worker fails, or
     /// `deadline` passes. False when the server died.
     async fn await_ready(
         &mut self,
@@ -387,7 +387,7 @@ impl Shards {
     }
 
     /// Warm-up, measure and drain: reads the server at the edges of the
-    /// measured window, watches the server, the shards and the stop
+    /// measured window, watches the server, the workers and the stop
     /// signal, and reports progress.
     async fn watch_phases(
         &mut self,
@@ -458,7 +458,7 @@ impl Shards {
                     elapsed: now.duration_since(ramp_start),
                     phase,
                     msgs_per_s: rate,
-                    // The worst shard's: a bound on the whole run's.
+                    // The worst worker's: a bound on the whole run's.
                     p99_us: self.progress.iter().map(|p| p.2).max().unwrap_or(0),
                     errors: self.progress.iter().map(|p| p.1).sum(),
                 });
@@ -472,8 +472,8 @@ impl Shards {
 
     /// Teardown: a control message to every room ends each receiver after
     /// what it read, so every byte the server wrote has been read (unless
-    /// the run is ending early, `abandon`, when the shards are told to
-    /// abort); shards get 10 s to hand in their measurements, then are
+    /// the run is ending early, `abandon`, when the workers are told to
+    /// abort); workers get 10 s to hand in their measurements, then are
     /// aborted. Returns the measurements combined.
     async fn teardown(
         mut self,
@@ -486,7 +486,7 @@ impl Shards {
         let mut server_died = false;
         let abandon = abandon || !self.failed.is_empty();
         if abandon {
-            self.set.send_all(ToShard::Abort);
+            self.set.send_all(ToWorker::Abort);
         } else if send_stops {
             let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
             for room in rooms {
@@ -518,23 +518,23 @@ impl Shards {
                         break;
                     }
                     // Clients still out after 10 s: abort them, and give
-                    // the shards a moment to hand in what they measured.
+                    // the workers a moment to hand in what they measured.
                     stuck = true;
                     aborted = true;
-                    self.set.send_all(ToShard::Abort);
+                    self.set.send_all(ToWorker::Abort);
                     deadline = Instant::now() + Duration::from_secs(3);
                 }
             }
         }
         let mut measurement: Option<Measurement> = None;
-        let mut lost_shards = Vec::new();
+        let mut lost_workers = Vec::new();
         for (i, m) in self.done.iter_mut().enumerate() {
             match m.take() {
                 Some(m) => match &mut measurement {
                     None => measurement = Some(*m),
                     Some(all) => {
                         if let Err(e) = all.combine(&m) {
-                            lost_shards.push((i, e.to_string()));
+                            lost_workers.push((i, e.to_string()));
                         }
                     }
                 },
@@ -545,16 +545,17 @@ impl Shards {
                         .find(|(f, _)| *f == i)
                         .map(|(_, why)| why.clone())
                         .unwrap_or_else(|| "it handed in no measurement in time".into());
-                    lost_shards.push((i, why));
+                    lost_workers.push((i, why));
                 }
             }
         }
         let mut measurement = measurement.unwrap_or_default();
-        for (i, why) in lost_shards {
+        for (i, why) in lost_workers {
             stuck = true;
             measurement.audit.errors += 1;
             *measurement
                 .error_causes
+                // The words run.json has always used for a lost worker.
                 .entry(format!("load-generator shard {i}: {why}"))
                 .or_default() += 1;
         }
@@ -619,7 +620,7 @@ fn server_cost(r: ServerReadings<'_>) -> Option<ServerCost> {
                 let rooms = r
                     .rooms
                     .iter()
-                    .filter(|room| RoomShard::owner(room, n as u32) as usize == i)
+                    .filter(|room| RoomOwner::owner(room, n as u32) as usize == i)
                     .count() as u64;
                 let d = r.deltas.and_then(|d| d.get(i));
                 ServerProcess {

@@ -22,8 +22,8 @@ pub mod resources;
 pub mod run;
 pub mod schedule;
 pub mod server;
-pub mod shard;
 pub mod wire;
+pub mod worker;
 pub mod ws;
 
 pub use chatbench_results::run_file as results;

@@ -11,7 +11,7 @@ use crate::results::{
 use crate::scenario::Scenario;
 use crate::server::{RunningServer, ServerTarget};
 use crate::Transport;
-use chatbench_proto::RoomShard;
+use chatbench_proto::RoomOwner;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -443,7 +443,7 @@ fn room_prefix(opts: &RunOptions, s: &Scenario, run_salt: u16) -> String {
     match opts.shard {
         Some(sh) => format!(
             "cb{:04x}",
-            RoomShard::owner(&format!("{}-{}", s.name, sh.start_at_unix_us), 1 << 16)
+            RoomOwner::owner(&format!("{}-{}", s.name, sh.start_at_unix_us), 1 << 16)
         ),
         None => format!("cb{run_salt:04x}"),
     }

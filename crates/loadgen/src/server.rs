@@ -4,7 +4,7 @@
 
 use crate::resources::ProcSample;
 use crate::wire::WireStats;
-use chatbench_proto::RoomShard;
+use chatbench_proto::RoomOwner;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -183,7 +183,7 @@ impl RunningServer {
     /// The address of the process that owns `room`.
     pub fn owner_of(&self, room: &str) -> SocketAddr {
         let k = self.procs.len() as u32;
-        self.procs[RoomShard::owner(room, k) as usize].addr
+        self.procs[RoomOwner::owner(room, k) as usize].addr
     }
 
     /// The CA certificates (PEM) of the processes that serve TLS.

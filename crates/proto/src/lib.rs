@@ -73,14 +73,14 @@ impl fmt::Display for RoomName {
 /// routes each room's clients to it, and a server started with
 /// `--room-shard I/K` refuses the rooms it does not own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoomShard {
+pub struct RoomOwner {
     /// This process, from 0.
     pub index: u32,
     /// How many processes share the rooms.
     pub of: u32,
 }
 
-impl RoomShard {
+impl RoomOwner {
     /// The index of the process, of `of`, that owns `room`.
     pub fn owner(room: &str, of: u32) -> u32 {
         crc32fast::hash(room.as_bytes()) % of.max(1)
@@ -88,15 +88,15 @@ impl RoomShard {
 
     /// Whether this process owns `room`.
     pub fn owns(&self, room: &str) -> bool {
-        RoomShard::owner(room, self.of) == self.index
+        RoomOwner::owner(room, self.of) == self.index
     }
 }
 
-impl std::str::FromStr for RoomShard {
+impl std::str::FromStr for RoomOwner {
     type Err = String;
 
     /// `I/K`: process I (from 0) of K, K from 1 to 1024.
-    fn from_str(s: &str) -> Result<RoomShard, String> {
+    fn from_str(s: &str) -> Result<RoomOwner, String> {
         let bad = || format!("{s:?} is not I/K (process I of K, counted from 0, e.g. 0/4)");
         let (i, k) = s.split_once('/').ok_or_else(bad)?;
         let index: u32 = i.trim().parse().map_err(|_| bad())?;
@@ -107,11 +107,11 @@ impl std::str::FromStr for RoomShard {
         if index >= of {
             return Err(format!("{s:?}: I counts from 0 and must be below K ({of})"));
         }
-        Ok(RoomShard { index, of })
+        Ok(RoomOwner { index, of })
     }
 }
 
-impl fmt::Display for RoomShard {
+impl fmt::Display for RoomOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.of)
     }
@@ -361,12 +361,12 @@ mod tests {
     fn room_owner_is_zlib_crc32_modulo_the_processes() {
         // Python: zlib.crc32(b"lobby") == 3437516279, % 4 == 3.
         assert_eq!(crc32fast::hash(b"lobby"), 3_437_516_279);
-        assert_eq!(RoomShard::owner("lobby", 4), 3);
-        assert_eq!(RoomShard::owner("r0", 4), 3);
-        assert_eq!(RoomShard::owner("cb0001-ws-0-0-0", 4), 1);
-        assert_eq!(RoomShard::owner("anything", 1), 0);
-        let s: RoomShard = "3/4".parse().unwrap();
-        assert_eq!(s, RoomShard { index: 3, of: 4 });
+        assert_eq!(RoomOwner::owner("lobby", 4), 3);
+        assert_eq!(RoomOwner::owner("r0", 4), 3);
+        assert_eq!(RoomOwner::owner("cb0001-ws-0-0-0", 4), 1);
+        assert_eq!(RoomOwner::owner("anything", 1), 0);
+        let s: RoomOwner = "3/4".parse().unwrap();
+        assert_eq!(s, RoomOwner { index: 3, of: 4 });
         assert!(s.owns("lobby") && !s.owns("cb0001-ws-0-0-0"));
         assert_eq!(s.to_string(), "3/4");
         for (bad, why) in [
@@ -381,7 +381,7 @@ mod tests {
                 "\"a/2\" is not I/K (process I of K, counted from 0, e.g. 0/4)",
             ),
         ] {
-            assert_eq!(bad.parse::<RoomShard>().unwrap_err(), why);
+            assert_eq!(bad.parse::<RoomOwner>().unwrap_err(), why);
         }
     }
 

@@ -8,7 +8,7 @@ use crate::metrics::{Metrics, Transport};
 use crate::room::{PublishError, RoomLog, Rooms};
 use crate::Config;
 use bytes::Bytes;
-use chatbench_proto::{ErrorBody, PublishRequest, RoomName, RoomShard};
+use chatbench_proto::{ErrorBody, PublishRequest, RoomName, RoomOwner};
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -143,7 +143,7 @@ pub(crate) fn room_name(app: &App, name: &str) -> Result<RoomName, ApiError> {
             StatusCode::MISDIRECTED_REQUEST,
             format!(
                 "room {name:?} belongs to server process {} of {}; this is process {shard} (a room's owner is crc32(name) % {})",
-                RoomShard::owner(name, shard.of),
+                RoomOwner::owner(name, shard.of),
                 shard.of,
                 shard.of
             ),

@@ -43,7 +43,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The rooms this process serves, when several processes share them
     /// (`--room-shard I/K`); others get `421`.
-    pub room_shard: Option<chatbench_proto::RoomShard>,
+    pub room_shard: Option<chatbench_proto::RoomOwner>,
     /// TLS on the same port as plain HTTP, when set ([`crate::tls`]).
     pub tls: Option<crate::tls::Tls>,
 }
@@ -124,7 +124,7 @@ pub struct ServerArgs {
     /// Misdirected Request, naming their owner. For several server
     /// processes that share the rooms, as `[server] processes` starts them.
     #[arg(long, value_name = "I/K")]
-    pub room_shard: Option<chatbench_proto::RoomShard>,
+    pub room_shard: Option<chatbench_proto::RoomOwner>,
     /// Pin the server to these CPUs (Linux), e.g. `0` or `0-1`.
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,

@@ -1,20 +1,20 @@
-//! Shards: one transport run's clients spread over load-generator
+//! Workers: one transport run's clients spread over load-generator
 //! processes (`[clients] processes`).
 //!
-//! A shard runs every `of`-th client from `index` ([`ShardTask`]), connects
+//! A worker runs every `of`-th client from `index` ([`WorkerTask`]), connects
 //! them on the run's global ramp, reports how many are ready, starts traffic
-//! at the instant the engine sends ([`ToShard::Start`], on
+//! at the instant the engine sends ([`ToWorker::Start`], on
 //! `CLOCK_REALTIME`, which every process on a host shares), and when its
 //! clients have read the end-of-run control message hands back its
-//! [`Measurement`], which the engine combines with the others'. A shard is
-//! either a task in this process ([`ShardSet`] with one shard) or a
+//! [`Measurement`], which the engine combines with the others'. A worker is
+//! either a task in this process ([`WorkerSet`] with one worker) or a
 //! `chatbench worker` child speaking JSON lines on its stdin and stdout
-//! ([`worker_main`]); both run [`run_shard`].
+//! ([`worker_main`]); both run [`run_worker`].
 //!
 //! Latency stays exact across processes: every timestamp is on the shared
 //! host clock, from the one start instant. The audit stays exact: a sender
 //! counts its room's whole membership as expected deliveries, and each
-//! receiver counts its own, so the shards' counts add up to the room's.
+//! receiver counts its own, so the workers' counts add up to the room's.
 
 use crate::client::{run_client, ClientSpec, RunCtx};
 use crate::clock::{unix_now_us, RunClock, SendThread, SendTimer};
@@ -25,7 +25,7 @@ use crate::results::Readiness;
 use crate::scenario::Scenario;
 use crate::wire::{WireSnapshot, WireStats};
 use crate::Transport;
-use chatbench_proto::RoomShard;
+use chatbench_proto::RoomOwner;
 use chatbench_results::measurement::{Measurement, RssEdges};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// What one shard runs.
+/// What one worker runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardTask {
+pub struct WorkerTask {
     /// The scenario (at its sweep point).
     pub scenario: Scenario,
     /// The transport.
@@ -58,27 +58,27 @@ pub struct ShardTask {
     pub servers: Vec<SocketAddr>,
     /// The clock adjustment of the process that made the task
     /// ([`crate::clock::clock_adjust_us`]), which a worker takes on so that
-    /// every process of a machine's shard stamps on the same clock.
+    /// every process of a machine's shard (`--shard`) stamps on the same clock.
     #[serde(default)]
     pub clock_adjust_us: i64,
     /// The CA certificates (PEM) of the servers' TLS, when the scenario
     /// uses TLS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_pems: Vec<String>,
-    /// This shard's number, from 0.
+    /// This worker's number, from 0.
     pub index: u32,
-    /// How many shards there are.
+    /// How many workers there are.
     pub of: u32,
 }
 
-impl ShardTask {
-    /// Global ids of this shard's clients: every `of`-th from `index`, so
-    /// each shard has its share of every room and of the senders.
+impl WorkerTask {
+    /// Global ids of this worker's clients: every `of`-th from `index`, so
+    /// each worker has its share of every room and of the senders.
     pub fn client_ids(&self) -> impl Iterator<Item = u64> {
         (self.index as u64..self.scenario.total_clients()).step_by(self.of.max(1) as usize)
     }
 
-    /// Connections of this shard that must be up before traffic: every
+    /// Connections of this worker that must be up before traffic: every
     /// receiver, plus the publish connection of each sender on the HTTP
     /// transports (WebSocket senders publish on their own socket).
     pub fn expected_ready(&self) -> u64 {
@@ -89,10 +89,10 @@ impl ShardTask {
     }
 }
 
-/// From the engine to a shard.
+/// From the engine to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ToShard {
+pub enum ToWorker {
     /// Start traffic at this instant, µs since the UNIX epoch.
     Start {
         /// The start of traffic.
@@ -102,10 +102,10 @@ pub enum ToShard {
     Abort,
 }
 
-/// From a shard to the engine.
+/// From a worker to the engine.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FromShard {
+pub enum FromWorker {
     /// Connections up and subscribed so far.
     Ready {
         /// How many.
@@ -117,10 +117,10 @@ pub enum FromShard {
         delivered: u64,
         /// Client errors so far.
         errors: u64,
-        /// This shard's p99 latency so far, µs.
+        /// This worker's p99 latency so far, µs.
         p99_us: u64,
     },
-    /// The shard's clients are done: what it measured.
+    /// The worker's clients are done: what it measured.
     Done(Box<Measurement>),
 }
 
@@ -132,7 +132,7 @@ fn edge(wire: &WireStats) -> Edge {
     (resources::read(std::process::id(), 0), wire.snapshot())
 }
 
-/// This process's resident memory over a shard's run: at its start, when
+/// This process's resident memory over a worker's run: at its start, when
 /// traffic starts, and the largest seen between.
 struct RssWatch {
     baseline: Option<u64>,
@@ -178,16 +178,16 @@ fn resident_bytes() -> Option<u64> {
     Some(statm.resident * procfs::page_size())
 }
 
-/// Runs one shard: ramp, ready reports, traffic from the start instant,
-/// then its measurement. Ends early on [`ToShard::Abort`] or when `cmds`
+/// Runs one worker: ramp, ready reports, traffic from the start instant,
+/// then its measurement. Ends early on [`ToWorker::Abort`] or when `cmds`
 /// closes.
-pub async fn run_shard(
-    task: ShardTask,
-    mut cmds: UnboundedReceiver<ToShard>,
-    events: UnboundedSender<FromShard>,
+pub async fn run_worker(
+    task: WorkerTask,
+    mut cmds: UnboundedReceiver<ToWorker>,
+    events: UnboundedSender<FromWorker>,
 ) -> std::io::Result<()> {
     if task.servers.is_empty() {
-        return Err(std::io::Error::other("the shard task names no server"));
+        return Err(std::io::Error::other("the worker task names no server"));
     }
     let ctx = context(&task)?;
     let s = ctx.scenario.clone();
@@ -239,12 +239,12 @@ pub async fn run_shard(
         }
     }
     let measurement = measure(&task, &ctx, window, rss, readiness);
-    let _ = events.send(FromShard::Done(Box::new(measurement)));
+    let _ = events.send(FromWorker::Done(Box::new(measurement)));
     Ok(())
 }
 
-/// What a shard's clients share, for `task`.
-fn context(task: &ShardTask) -> std::io::Result<Arc<RunCtx>> {
+/// What a worker's clients share, for `task`.
+fn context(task: &WorkerTask) -> std::io::Result<Arc<RunCtx>> {
     let s = Arc::new(task.scenario.clone());
     let (start, _) = watch::channel(false);
     let wire = Arc::new(WireStats::default());
@@ -252,7 +252,7 @@ fn context(task: &ShardTask) -> std::io::Result<Arc<RunCtx>> {
     let room_servers = task
         .rooms
         .iter()
-        .map(|r| task.servers[RoomShard::owner(r, task.servers.len() as u32) as usize])
+        .map(|r| task.servers[RoomOwner::owner(r, task.servers.len() as u32) as usize])
         .collect();
     let dial = Dialer::new(
         &s,
@@ -280,16 +280,16 @@ fn context(task: &ShardTask) -> std::io::Result<Arc<RunCtx>> {
     }))
 }
 
-/// Connects this shard's clients on the run's global ramp (each at its
+/// Connects this worker's clients on the run's global ramp (each at its
 /// share of `clients.ramp`), reporting how many are ready, until the
 /// engine's start: its clock, or None on an abort.
 async fn ramp(
     ctx: &Arc<RunCtx>,
-    task: &ShardTask,
+    task: &WorkerTask,
     ids: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
     clients: &mut Vec<JoinHandle<()>>,
-    cmds: &mut UnboundedReceiver<ToShard>,
-    events: &UnboundedSender<FromShard>,
+    cmds: &mut UnboundedReceiver<ToWorker>,
+    events: &UnboundedSender<FromWorker>,
 ) -> Option<RunClock> {
     let s = &task.scenario;
     let total = s.total_clients().max(1);
@@ -308,8 +308,8 @@ async fn ramp(
                 continue;
             }
             cmd = cmds.recv() => match cmd {
-                Some(ToShard::Start { t0_unix_us }) => return Some(RunClock::starting_at(t0_unix_us)),
-                Some(ToShard::Abort) | None => return None,
+                Some(ToWorker::Start { t0_unix_us }) => return Some(RunClock::starting_at(t0_unix_us)),
+                Some(ToWorker::Abort) | None => return None,
             },
             _ = ctx.ready_changed.notified() => {}
             _ = tick.tick() => {}
@@ -317,7 +317,7 @@ async fn ramp(
         let ready = ctx.ready.load(Relaxed);
         if sent_ready != Some(ready) {
             sent_ready = Some(ready);
-            let _ = events.send(FromShard::Ready { ready });
+            let _ = events.send(FromWorker::Ready { ready });
         }
     }
 }
@@ -337,8 +337,8 @@ async fn traffic(
     ctx: &RunCtx,
     clock: RunClock,
     clients: &mut [JoinHandle<()>],
-    cmds: &mut UnboundedReceiver<ToShard>,
-    events: &UnboundedSender<FromShard>,
+    cmds: &mut UnboundedReceiver<ToWorker>,
+    events: &UnboundedSender<FromWorker>,
     rss: &mut RssWatch,
 ) -> Window {
     let s = &ctx.scenario;
@@ -361,7 +361,7 @@ async fn traffic(
     loop {
         tokio::select! {
             _ = &mut done => break,
-            cmd = cmds.recv() => if matches!(cmd, Some(ToShard::Abort) | None) {
+            cmd = cmds.recv() => if matches!(cmd, Some(ToWorker::Abort) | None) {
                 w.aborted = true;
                 break;
             },
@@ -378,7 +378,7 @@ async fn traffic(
         if w.at_end.is_none() && now >= measure_end {
             w.at_end = Some(edge(&ctx.wire));
         }
-        let _ = events.send(FromShard::Progress {
+        let _ = events.send(FromWorker::Progress {
             delivered: ctx.rec.audit.live_delivered.load(Relaxed),
             errors: ctx.rec.audit.errors.load(Relaxed),
             p99_us: ctx.rec.live_p99(),
@@ -387,9 +387,9 @@ async fn traffic(
     w
 }
 
-/// What the shard measured.
+/// What the worker measured.
 fn measure(
-    task: &ShardTask,
+    task: &WorkerTask,
     ctx: &RunCtx,
     window: Window,
     rss: RssWatch,
@@ -432,31 +432,31 @@ fn measure(
     }
 }
 
-/// What the engine hears from its shards: a shard's message, or that a
-/// shard ended without its measurement.
+/// What the engine hears from its workers: a worker's message, or that a
+/// worker ended without its measurement.
 #[derive(Debug)]
-pub enum ShardEvent {
-    /// Shard `0` said this.
-    Said(usize, FromShard),
-    /// Shard `0` ended without a measurement, for this reason.
+pub enum WorkerEvent {
+    /// Worker `0` said this.
+    Said(usize, FromWorker),
+    /// Worker `0` ended without a measurement, for this reason.
     Failed(usize, String),
 }
 
-/// The shards of one transport run, as the engine drives them.
+/// The workers of one transport run, as the engine drives them.
 #[derive(Debug)]
-pub struct ShardSet {
-    cmds: Vec<UnboundedSender<ToShard>>,
-    /// Everything the shards say, tagged with their number.
-    pub events: UnboundedReceiver<ShardEvent>,
+pub struct WorkerSet {
+    cmds: Vec<UnboundedSender<ToWorker>>,
+    /// Everything the workers say, tagged with their number.
+    pub events: UnboundedReceiver<WorkerEvent>,
     children: Vec<tokio::process::Child>,
 }
 
-impl ShardSet {
-    /// Starts one shard per task: in this process when there is one,
+impl WorkerSet {
+    /// Starts one worker per task: in this process when there is one,
     /// otherwise each in a `worker` child of `exe`.
-    pub fn start(tasks: Vec<ShardTask>, exe: &Path) -> std::io::Result<ShardSet> {
+    pub fn start(tasks: Vec<WorkerTask>, exe: &Path) -> std::io::Result<WorkerSet> {
         let (tx, events) = unbounded_channel();
-        let mut set = ShardSet {
+        let mut set = WorkerSet {
             cmds: Vec::new(),
             events,
             children: Vec::new(),
@@ -469,11 +469,11 @@ impl ShardSet {
                 let (ev_tx, mut ev_rx) = unbounded_channel();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let run = tokio::spawn(run_shard(task, cmd_rx, ev_tx));
+                    let run = tokio::spawn(run_worker(task, cmd_rx, ev_tx));
                     let mut done = false;
                     while let Some(ev) = ev_rx.recv().await {
-                        done |= matches!(ev, FromShard::Done(_));
-                        let _ = tx.send(ShardEvent::Said(i, ev));
+                        done |= matches!(ev, FromWorker::Done(_));
+                        let _ = tx.send(WorkerEvent::Said(i, ev));
                     }
                     let why = match run.await {
                         Ok(Ok(())) if done => return,
@@ -481,7 +481,7 @@ impl ShardSet {
                         Ok(Err(e)) => e.to_string(),
                         Err(e) => format!("it panicked: {e}"),
                     };
-                    let _ = tx.send(ShardEvent::Failed(i, why));
+                    let _ = tx.send(WorkerEvent::Failed(i, why));
                 });
             } else {
                 set.children
@@ -491,14 +491,14 @@ impl ShardSet {
         Ok(set)
     }
 
-    /// Sends `cmd` to every shard (a shard that is gone is skipped).
-    pub fn send_all(&self, cmd: ToShard) {
+    /// Sends `cmd` to every worker (a worker that is gone is skipped).
+    pub fn send_all(&self, cmd: ToWorker) {
         for c in &self.cmds {
             let _ = c.send(cmd);
         }
     }
 
-    /// How many shards there are.
+    /// How many workers there are.
     pub fn len(&self) -> usize {
         self.cmds.len()
     }
@@ -523,14 +523,14 @@ impl ShardSet {
     }
 }
 
-/// Starts a `worker` child for shard `i`: the task on its first stdin
+/// Starts a `worker` child for worker `i`: the task on its first stdin
 /// line, then commands; its stdout lines become events.
 fn spawn_worker(
     exe: &Path,
     i: usize,
-    task: ShardTask,
-    mut cmds: UnboundedReceiver<ToShard>,
-    events: UnboundedSender<ShardEvent>,
+    task: WorkerTask,
+    mut cmds: UnboundedReceiver<ToWorker>,
+    events: UnboundedSender<WorkerEvent>,
 ) -> std::io::Result<tokio::process::Child> {
     let mut child = tokio::process::Command::new(exe)
         .arg("worker")
@@ -560,40 +560,40 @@ fn spawn_worker(
         let mut lines = BufReader::new(stdout).lines();
         let why = loop {
             match lines.next_line().await {
-                Ok(Some(line)) => match serde_json::from_str::<FromShard>(&line) {
+                Ok(Some(line)) => match serde_json::from_str::<FromWorker>(&line) {
                     Ok(ev) => {
-                        let done = matches!(ev, FromShard::Done(_));
-                        let _ = events.send(ShardEvent::Said(i, ev));
+                        let done = matches!(ev, FromWorker::Done(_));
+                        let _ = events.send(WorkerEvent::Said(i, ev));
                         if done {
                             return;
                         }
                     }
                     Err(e) => {
-                        break format!("worker {i} wrote a line that is not a shard message: {e}")
+                        break format!("worker {i} wrote a line that is not a worker message: {e}")
                     }
                 },
                 Ok(None) => break format!("worker {i} exited without its measurement"),
                 Err(e) => break format!("cannot read worker {i}: {e}"),
             }
         };
-        let _ = events.send(ShardEvent::Failed(i, why));
+        let _ = events.send(WorkerEvent::Failed(i, why));
     });
     Ok(child)
 }
 
-/// `chatbench worker`: reads a [`ShardTask`] from the first stdin line,
-/// runs it, and writes [`FromShard`] lines to stdout. Later stdin lines
-/// are [`ToShard`] commands; the end of stdin aborts.
+/// `chatbench worker`: reads a [`WorkerTask`] from the first stdin line,
+/// runs it, and writes [`FromWorker`] lines to stdout. Later stdin lines
+/// are [`ToWorker`] commands; the end of stdin aborts.
 pub async fn worker_main() -> std::io::Result<()> {
     let _stamps = crate::wire::ArrivalStamps::hold();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let first = lines.next_line().await?.ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no task on stdin")
     })?;
-    let task: ShardTask = serde_json::from_str(&first).map_err(|e| {
+    let task: WorkerTask = serde_json::from_str(&first).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("the first stdin line is not a shard task: {e}"),
+            format!("the first stdin line is not a worker task: {e}"),
         )
     })?;
     crate::clock::set_clock_adjust_us(task.clock_adjust_us);
@@ -601,7 +601,7 @@ pub async fn worker_main() -> std::io::Result<()> {
     let (ev_tx, mut ev_rx) = unbounded_channel();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            match serde_json::from_str::<ToShard>(&line) {
+            match serde_json::from_str::<ToWorker>(&line) {
                 Ok(cmd) => {
                     if cmd_tx.send(cmd).is_err() {
                         return;
@@ -612,7 +612,7 @@ pub async fn worker_main() -> std::io::Result<()> {
                 }
             }
         }
-        let _ = cmd_tx.send(ToShard::Abort);
+        let _ = cmd_tx.send(ToWorker::Abort);
     });
     let writer = tokio::spawn(async move {
         let mut out = tokio::io::stdout();
@@ -624,7 +624,7 @@ pub async fn worker_main() -> std::io::Result<()> {
         }
         Ok::<_, std::io::Error>(())
     });
-    run_shard(task, cmd_rx, ev_tx).await?;
+    run_worker(task, cmd_rx, ev_tx).await?;
     writer.await.map_err(std::io::Error::other)?
 }
 
@@ -632,8 +632,8 @@ pub async fn worker_main() -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn task(of: u32, index: u32, transport: Transport) -> ShardTask {
-        ShardTask {
+    fn task(of: u32, index: u32, transport: Transport) -> WorkerTask {
+        WorkerTask {
             scenario: Scenario::parse(
                 "name='t'\ntransports=['sse']\nduration='2s'\n[clients]\nrooms=3\nclients_per_room=5\nsenders_per_room=2\n[messages]\nrate=1.0\n",
                 std::path::Path::new("t.toml"),
@@ -652,13 +652,13 @@ mod tests {
     }
 
     #[test]
-    fn shards_split_the_clients_and_their_readiness() {
+    fn workers_split_the_clients_and_their_readiness() {
         for t in [Transport::Sse, Transport::WebSocket] {
-            let shards: Vec<ShardTask> = (0..4).map(|i| task(4, i, t)).collect();
-            let mut ids: Vec<u64> = shards.iter().flat_map(|s| s.client_ids()).collect();
+            let workers: Vec<WorkerTask> = (0..4).map(|i| task(4, i, t)).collect();
+            let mut ids: Vec<u64> = workers.iter().flat_map(|s| s.client_ids()).collect();
             ids.sort_unstable();
             assert_eq!(ids, (0..15).collect::<Vec<_>>());
-            let ready: u64 = shards.iter().map(ShardTask::expected_ready).sum();
+            let ready: u64 = workers.iter().map(WorkerTask::expected_ready).sum();
             // 15 receivers, and on HTTP the publish connections of 6 senders.
             assert_eq!(ready, if t == Transport::Sse { 21 } else { 15 });
         }
@@ -668,17 +668,17 @@ mod tests {
     #[test]
     fn messages_between_engine_and_worker_are_json_lines() {
         let t = task(2, 1, Transport::LongPoll);
-        let back: ShardTask = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        let back: WorkerTask = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back, t);
         assert_eq!(
-            serde_json::to_string(&ToShard::Start { t0_unix_us: 5 }).unwrap(),
+            serde_json::to_string(&ToWorker::Start { t0_unix_us: 5 }).unwrap(),
             r#"{"start":{"t0_unix_us":5}}"#
         );
         assert_eq!(
-            serde_json::to_string(&ToShard::Abort).unwrap(),
+            serde_json::to_string(&ToWorker::Abort).unwrap(),
             r#""abort""#
         );
-        let ev = serde_json::to_string(&FromShard::Ready { ready: 3 }).unwrap();
+        let ev = serde_json::to_string(&FromWorker::Ready { ready: 3 }).unwrap();
         assert_eq!(ev, r#"{"ready":{"ready":3}}"#);
     }
 }
