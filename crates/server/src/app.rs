@@ -4,7 +4,7 @@
 //! ([`ApiError`]), the response body type, the query parameters, and
 //! finding a room to read from or publish to.
 
-use crate::metrics::{Metrics, Transport};
+use crate::metrics::{Label, Metrics};
 use crate::room::{PublishError, RoomLog, Rooms};
 use crate::Config;
 use bytes::Bytes;
@@ -173,7 +173,7 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest<'_>, ApiError>
 pub(crate) fn publish_json(app: &App, log: &RoomLog, body: &[u8]) -> Result<u64, ApiError> {
     let req = parse_publish(body)?;
     let seq = app.rooms.publish_in(log, &req).map_err(unavailable)?;
-    app.metrics.of(Transport::WebSocket).published.inc();
+    app.metrics.of(Label::WebSocket).published.inc();
     Ok(seq)
 }
 

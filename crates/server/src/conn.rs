@@ -1,7 +1,7 @@
 //! One accepted TCP connection: the byte-counting, idle-aware socket wrapper
 //! and the guard that holds the connection's slot.
 
-use crate::metrics::{Metrics, Transport};
+use crate::metrics::{Label, Metrics};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -21,37 +21,37 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 pub const SHUTDOWN_LINGER: Duration = Duration::from_millis(250);
 
 /// Which transport label a connection's bytes are charged to. It starts
-/// as [`Transport::Connection`] (a TLS handshake, HTTP/2's preface). HTTP/1.1
+/// as [`Label::Connection`] (a TLS handshake, HTTP/2's preface). HTTP/1.1
 /// serves one request at a time per connection, so there the router sets
 /// the label of the request in flight. HTTP/2 multiplexes, and a client's
 /// one connection carries its publishes and its polls or stream, so there a
-/// stream raises the label ([`Transport::outranks`]) and the connection's
+/// stream raises the label ([`Label::outranks`]) and the connection's
 /// bytes are its transport's. Bytes are counted on the socket, below TLS,
 /// so a label's bytes include TLS records.
 #[derive(Debug)]
 pub struct ConnTag(AtomicU8);
 
 impl ConnTag {
-    /// A tag that starts as [`Transport::Connection`].
+    /// A tag that starts as [`Label::Connection`].
     pub fn new() -> ConnTag {
-        ConnTag(AtomicU8::new(Transport::Connection as u8))
+        ConnTag(AtomicU8::new(Label::Connection as u8))
     }
 
     /// Charges later bytes to `t`.
-    pub fn set(&self, t: Transport) {
+    pub fn set(&self, t: Label) {
         self.0.store(t as u8, Ordering::Relaxed);
     }
 
     /// Charges later bytes to `t` if it outranks the current label.
-    pub fn raise(&self, t: Transport) {
+    pub fn raise(&self, t: Label) {
         if t.outranks(self.get()) {
             self.set(t);
         }
     }
 
     /// The current label.
-    pub fn get(&self) -> Transport {
-        Transport::from_u8(self.0.load(Ordering::Relaxed))
+    pub fn get(&self) -> Label {
+        Label::from_u8(self.0.load(Ordering::Relaxed))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::app::{
 };
 use crate::conn::{ConnGuard, ConnTag};
 use crate::frames::{BatchFrames, FramesBody, Framing};
-use crate::metrics::{ActiveGuard, Transport};
+use crate::metrics::{ActiveGuard, Label};
 use crate::room::{Batch, RoomLog};
 use crate::{sse, ws, Config};
 use bytes::Bytes;
@@ -183,22 +183,22 @@ impl<'a> Route<'a> {
         }
     }
 
-    fn transport(&self, req: &Request<Incoming>) -> Transport {
+    fn transport(&self, req: &Request<Incoming>) -> Label {
         match self {
-            Route::Messages(_) if req.method() == Method::POST => Transport::Publish,
+            Route::Messages(_) if req.method() == Method::POST => Label::Publish,
             Route::Messages(_) => {
                 let has_wait = Query::parse(req.uri().query())
                     .map(|q| q.wait_ms.is_some())
                     .unwrap_or(false);
                 if has_wait {
-                    Transport::LongPoll
+                    Label::LongPoll
                 } else {
-                    Transport::ShortPoll
+                    Label::ShortPoll
                 }
             }
-            Route::Events(_) => Transport::Sse,
-            Route::Ws(_) => Transport::WebSocket,
-            _ => Transport::Other,
+            Route::Events(_) => Label::Sse,
+            Route::Ws(_) => Label::WebSocket,
+            _ => Label::Other,
         }
     }
 }
@@ -267,7 +267,7 @@ async fn publish(
         .to_bytes();
     let req: PublishRequest<'_> = parse_publish(&body)?;
     let (_, seq) = app.rooms.publish(&name, &req).map_err(unavailable)?;
-    app.metrics.of(Transport::Publish).published.inc();
+    app.metrics.of(Label::Publish).published.inc();
     let ack = serde_json::to_vec(&PublishAck { seq }).unwrap_or_default();
     Ok(json_response(StatusCode::CREATED, ack))
 }
@@ -315,9 +315,9 @@ async fn poll(app: &App, room: &str, req: &Request<Incoming>) -> Result<Response
         }
     }
     let transport = if q.wait_ms.is_some() {
-        Transport::LongPoll
+        Label::LongPoll
     } else {
-        Transport::ShortPoll
+        Label::ShortPoll
     };
     app.metrics
         .of(transport)
@@ -337,7 +337,7 @@ async fn poll(app: &App, room: &str, req: &Request<Incoming>) -> Result<Response
 /// Holds a long poll until a message after `cursor` exists, `wait` passes, or
 /// the server shuts down (which answers the poll rather than dropping it).
 async fn long_wait(app: &App, log: &RoomLog, cursor: u64, limit: usize, wait: Duration) -> Batch {
-    let _active = ActiveGuard::new(&app.metrics, Transport::LongPoll);
+    let _active = ActiveGuard::new(&app.metrics, Label::LongPoll);
     let mut rx = log.subscribe();
     tokio::select! {
         _ = rx.wait_for(|&head| head > cursor) => {}

@@ -37,7 +37,7 @@ pub mod tls;
 mod ws;
 
 pub use config::{Config, ServerArgs};
-pub use metrics::{Metrics, Transport};
+pub use metrics::{Label, Metrics};
 pub use room::{RoomLog, Rooms};
 pub use server::{run, run_with_metrics, shutdown_signal};
 

@@ -13,7 +13,7 @@ use std::fmt::Write;
 /// everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Transport {
+pub enum Label {
     /// `GET /rooms/{room}/messages` without `wait_ms`.
     ShortPoll = 0,
     /// `GET /rooms/{room}/messages?wait_ms=W`.
@@ -32,16 +32,16 @@ pub enum Transport {
     Connection = 6,
 }
 
-impl Transport {
+impl Label {
     /// Every label value, in `repr` order.
-    pub const ALL: [Transport; 7] = [
-        Transport::ShortPoll,
-        Transport::LongPoll,
-        Transport::Sse,
-        Transport::WebSocket,
-        Transport::Publish,
-        Transport::Other,
-        Transport::Connection,
+    pub const ALL: [Label; 7] = [
+        Label::ShortPoll,
+        Label::LongPoll,
+        Label::Sse,
+        Label::WebSocket,
+        Label::Publish,
+        Label::Other,
+        Label::Connection,
     ];
 
     /// The transport under comparison this label counts; None for
@@ -49,11 +49,11 @@ impl Transport {
     pub fn transport(self) -> Option<chatbench_proto::Transport> {
         use chatbench_proto::Transport as T;
         match self {
-            Transport::ShortPoll => Some(T::ShortPoll),
-            Transport::LongPoll => Some(T::LongPoll),
-            Transport::Sse => Some(T::Sse),
-            Transport::WebSocket => Some(T::WebSocket),
-            Transport::Publish | Transport::Other | Transport::Connection => None,
+            Label::ShortPoll => Some(T::ShortPoll),
+            Label::LongPoll => Some(T::LongPoll),
+            Label::Sse => Some(T::Sse),
+            Label::WebSocket => Some(T::WebSocket),
+            Label::Publish | Label::Other | Label::Connection => None,
         }
     }
 
@@ -62,8 +62,8 @@ impl Transport {
     pub fn as_str(self) -> &'static str {
         match (self.transport(), self) {
             (Some(t), _) => t.as_str(),
-            (None, Transport::Publish) => "publish",
-            (None, Transport::Connection) => "connection",
+            (None, Label::Publish) => "publish",
+            (None, Label::Connection) => "connection",
             (None, _) => "other",
         }
     }
@@ -73,39 +73,36 @@ impl Transport {
     /// the highest of the two, in the order connection < other < publish <
     /// the four transports. A client's one connection carries its
     /// publishes and its polls or stream, so its bytes are its transport's.
-    pub fn outranks(self, now: Transport) -> bool {
-        fn rank(t: Transport) -> u8 {
+    pub fn outranks(self, now: Label) -> bool {
+        fn rank(t: Label) -> u8 {
             match t {
-                Transport::Connection => 0,
-                Transport::Other => 1,
-                Transport::Publish => 2,
+                Label::Connection => 0,
+                Label::Other => 1,
+                Label::Publish => 2,
                 _ => 3,
             }
         }
         rank(self) > rank(now)
     }
 
-    pub(crate) fn from_u8(v: u8) -> Transport {
-        Transport::ALL
-            .get(v as usize)
-            .copied()
-            .unwrap_or(Transport::Other)
+    pub(crate) fn from_u8(v: u8) -> Label {
+        Label::ALL.get(v as usize).copied().unwrap_or(Label::Other)
     }
 }
 
-impl From<chatbench_proto::Transport> for Transport {
-    fn from(t: chatbench_proto::Transport) -> Transport {
+impl From<chatbench_proto::Transport> for Label {
+    fn from(t: chatbench_proto::Transport) -> Label {
         use chatbench_proto::Transport as T;
         match t {
-            T::ShortPoll => Transport::ShortPoll,
-            T::LongPoll => Transport::LongPoll,
-            T::Sse => Transport::Sse,
-            T::WebSocket => Transport::WebSocket,
+            T::ShortPoll => Label::ShortPoll,
+            T::LongPoll => Label::LongPoll,
+            T::Sse => Label::Sse,
+            T::WebSocket => Label::WebSocket,
         }
     }
 }
 
-impl EncodeLabelValue for Transport {
+impl EncodeLabelValue for Label {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         encoder.write_str(self.as_str())
     }
@@ -113,7 +110,7 @@ impl EncodeLabelValue for Transport {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TransportLabel {
-    transport: Transport,
+    transport: Label,
 }
 
 /// The counters of one transport label.
@@ -233,7 +230,7 @@ impl Metrics {
         let delivered = Family::<TransportLabel, Counter>::default();
         let bytes_written = Family::<TransportLabel, Counter>::default();
         // Handles are cloned once so the hot path never touches the family map.
-        let per = Transport::ALL
+        let per = Label::ALL
             .iter()
             .map(|&transport| {
                 let l = TransportLabel { transport };
@@ -299,7 +296,7 @@ impl Metrics {
     }
 
     /// The counters of `t`.
-    pub fn of(&self, t: Transport) -> &PerTransport {
+    pub fn of(&self, t: Label) -> &PerTransport {
         &self.per[t as usize]
     }
 
@@ -378,7 +375,7 @@ pub struct ActiveGuard(Gauge);
 
 impl ActiveGuard {
     /// Raises `t`'s `active` gauge until dropped.
-    pub fn new(metrics: &Metrics, t: Transport) -> ActiveGuard {
+    pub fn new(metrics: &Metrics, t: Label) -> ActiveGuard {
         let g = metrics.of(t).active.clone();
         g.inc();
         ActiveGuard(g)
@@ -398,15 +395,15 @@ mod tests {
     #[test]
     fn transport_labels_are_the_results_transports() {
         for t in chatbench_proto::Transport::ALL {
-            let label = Transport::from(t);
+            let label = Label::from(t);
             assert_eq!(label.transport(), Some(t));
             assert_eq!(label.as_str(), t.as_str());
         }
-        assert_eq!(Transport::Publish.transport(), None);
-        assert_eq!(Transport::Publish.as_str(), "publish");
-        assert_eq!(Transport::Other.as_str(), "other");
-        for (i, t) in Transport::ALL.iter().enumerate() {
-            assert_eq!(Transport::from_u8(i as u8), *t);
+        assert_eq!(Label::Publish.transport(), None);
+        assert_eq!(Label::Publish.as_str(), "publish");
+        assert_eq!(Label::Other.as_str(), "other");
+        for (i, t) in Label::ALL.iter().enumerate() {
+            assert_eq!(Label::from_u8(i as u8), *t);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::app::{subscribe, ApiError, App, Body, Query};
 use crate::frames::{BatchFrames, Framing};
-use crate::metrics::{ActiveGuard, Metrics, Transport};
+use crate::metrics::{ActiveGuard, Label, Metrics};
 use crate::room::RoomLog;
 use bytes::Bytes;
 use futures_util::stream;
@@ -60,7 +60,7 @@ pub(crate) fn open(
         metrics: app.metrics.clone(),
         max_batch: app.config.max_batch,
         sending: None,
-        _active: ActiveGuard::new(&app.metrics, Transport::Sse),
+        _active: ActiveGuard::new(&app.metrics, Label::Sse),
     };
     let body = StreamBody::new(stream::unfold(state, Stream::next)).boxed_unsync();
     let mut resp = Response::new(body);
@@ -96,7 +96,7 @@ impl Stream {
             if !batch.is_empty() {
                 self.cursor = batch.next;
                 self.metrics
-                    .of(Transport::Sse)
+                    .of(Label::Sse)
                     .delivered
                     .inc_by(batch.messages.len() as u64);
                 self.sending = Some(BatchFrames::new(Framing::Sse, batch));

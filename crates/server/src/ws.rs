@@ -11,7 +11,7 @@
 
 use crate::app::{publish_json, subscribe, ApiError, App, Body, Query};
 use crate::conn::ConnGuard;
-use crate::metrics::{ActiveGuard, Transport};
+use crate::metrics::{ActiveGuard, Label};
 use crate::room::RoomLog;
 use chatbench_proto::{ErrorBody, Notice};
 use futures_util::{SinkExt, StreamExt};
@@ -176,8 +176,8 @@ fn error_frame(reason: &str) -> WsMessage {
 }
 
 async fn session(app: &App, log: &RoomLog, mut ws: Socket, mut cursor: u64) {
-    let _active = ActiveGuard::new(&app.metrics, Transport::WebSocket);
-    let metrics = app.metrics.of(Transport::WebSocket);
+    let _active = ActiveGuard::new(&app.metrics, Label::WebSocket);
+    let metrics = app.metrics.of(Label::WebSocket);
     let mut rx = log.subscribe();
     let period = app.config.ws_ping_interval;
     let mut ping = interval_at(Instant::now() + period, period);

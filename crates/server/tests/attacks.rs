@@ -310,8 +310,8 @@ async fn a_websocket_that_stops_reading_is_closed_after_the_write_stall_timeout(
     }
     let m = server.metrics.clone();
     eventually(|| m.write_stalls.get() == 2, "both stalled readers closed").await;
-    assert_eq!(m.of(chatbench_server::Transport::WebSocket).active.get(), 0);
-    assert_eq!(m.of(chatbench_server::Transport::Sse).active.get(), 0);
+    assert_eq!(m.of(chatbench_server::Label::WebSocket).active.get(), 0);
+    assert_eq!(m.of(chatbench_server::Label::Sse).active.get(), 0);
     drop(ws);
     server.stop().await;
 }

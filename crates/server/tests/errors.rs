@@ -250,7 +250,7 @@ async fn http_bad_input_matrix() {
     assert_eq!(
         server
             .metrics
-            .of(chatbench_server::Transport::Publish)
+            .of(chatbench_server::Label::Publish)
             .published
             .get(),
         0

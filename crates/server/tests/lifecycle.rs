@@ -1,7 +1,7 @@
 //! Metrics, limits, keep-alive, the page, and shutdown with clients connected.
 
 use crate::util::*;
-use chatbench_server::{Config, Transport};
+use chatbench_server::{Config, Label};
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ async fn metrics_match_what_the_clients_did() {
 async fn bytes_written_equal_the_bytes_a_raw_client_reads() {
     let server = Server::start().await;
     server.http().await.publish("raw", "a", "hello", 1).await;
-    let before = server.metrics.of(Transport::ShortPoll).bytes_written.get();
+    let before = server.metrics.of(Label::ShortPoll).bytes_written.get();
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     s.write_all(
         b"GET /rooms/raw/messages?after=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
@@ -71,7 +71,7 @@ async fn bytes_written_equal_the_bytes_a_raw_client_reads() {
     .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
-    let after = server.metrics.of(Transport::ShortPoll).bytes_written.get();
+    let after = server.metrics.of(Label::ShortPoll).bytes_written.get();
     assert_eq!(after - before, buf.len() as u64);
     server.stop().await;
 }
@@ -250,9 +250,9 @@ async fn shutdown_completes_with_clients_connected() {
     let m = server.metrics.clone();
     eventually(
         || {
-            m.of(Transport::LongPoll).active.get() == 1
-                && m.of(Transport::Sse).active.get() == 1
-                && m.of(Transport::WebSocket).active.get() == 1
+            m.of(Label::LongPoll).active.get() == 1
+                && m.of(Label::Sse).active.get() == 1
+                && m.of(Label::WebSocket).active.get() == 1
         },
         "all clients connected",
     )

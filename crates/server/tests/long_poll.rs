@@ -1,7 +1,7 @@
 //! Long polls: hold, answer promptly, time out, cancel cleanly.
 
 use crate::util::*;
-use chatbench_server::Transport;
+use chatbench_server::Label;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -17,7 +17,7 @@ async fn holds_until_a_message_arrives_and_answers_promptly() {
     });
     let m = server.metrics.clone();
     eventually(
-        || m.of(Transport::LongPoll).active.get() == 1,
+        || m.of(Label::LongPoll).active.get() == 1,
         "the long poll to be waiting",
     )
     .await;
@@ -69,7 +69,7 @@ async fn cancelled_long_polls_leak_nothing() {
     }
     let m = server.metrics.clone();
     eventually(
-        || m.of(Transport::LongPoll).active.get() == 10,
+        || m.of(Label::LongPoll).active.get() == 10,
         "10 long polls waiting",
     )
     .await;
@@ -78,7 +78,7 @@ async fn cancelled_long_polls_leak_nothing() {
         w.abort();
     }
     eventually(
-        || m.of(Transport::LongPoll).active.get() == 0 && m.connections_open.get() == 0,
+        || m.of(Label::LongPoll).active.get() == 0 && m.connections_open.get() == 0,
         "gauges back to 0 after the clients went away",
     )
     .await;
