@@ -271,12 +271,12 @@ mod tests {
 
     #[test]
     fn every_metric_named_in_the_scenario_docs_parses_and_the_list_is_whole() {
-        let doc = include_str!("../../../scenarios/README.md");
+        let doc = include_str!("../../../docs/scenario-format.md");
         let list = doc
             .split("\nMetrics: ")
             .nth(1)
             .and_then(|rest| rest.split(". A rule").next())
-            .expect("scenarios/README.md lists the metrics");
+            .expect("docs/scenario-format.md lists the metrics");
         let named: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
         assert_eq!(named.len(), 21, "{named:?}");
         for name in &named {

@@ -2,7 +2,7 @@
 //!
 //! [`Scenario::load`] parses with serde, rejects unknown fields, and then
 //! validates; every error names the file, the line and the field
-//! ([`ScenarioError`]). The format is documented in `scenarios/README.md`.
+//! ([`ScenarioError`]). The format is documented in `docs/scenario-format.md`.
 
 pub use crate::fmt::{parse_bandwidth, parse_duration};
 use crate::Transport;
