@@ -11,6 +11,7 @@ mod failures;
 mod layout;
 mod netns;
 mod network;
+mod packet_link;
 mod protocols;
 mod shards;
 mod workers;

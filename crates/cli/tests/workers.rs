@@ -223,7 +223,7 @@ fn a_worker_without_a_task_says_why_and_fails() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.starts_with("chatbench: error: worker: the first stdin line is not a shard task: expected ident at line 1 column 2"),
+        err.starts_with("chatbench: error: worker: the first stdin line is not a worker task: expected ident at line 1 column 2"),
         "{err}"
     );
 }

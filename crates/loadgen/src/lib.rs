@@ -16,6 +16,7 @@ pub mod engine;
 pub mod h1;
 pub mod h2;
 pub mod link;
+pub mod packet;
 pub mod profile;
 pub mod record;
 pub mod resources;

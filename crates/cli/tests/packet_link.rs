@@ -1,0 +1,182 @@
+//! The packet-level link (`crates/loadgen/src/packet/`) under the kernel's
+//! own TCP: a client socket in the link's namespace reaches a listener in
+//! this one only through the forwarder. Needs root; elsewhere each test
+//! says why and passes, unless `CHATBENCH_REQUIRE_ROOT=1` (CI, which runs
+//! as root) makes a skip a failure.
+
+use chatbench_loadgen::packet::forwarder::{PacketLink, PacketLinkSpec};
+use chatbench_loadgen::packet::model::{Capacity, DirectionSpec, Loss, QueueLimit};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Why the packet link cannot run here, if it cannot.
+fn cannot_run() -> Option<String> {
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").ok()?);
+    let why = if uid != 0 {
+        Some("not root: a network namespace and TUN devices need CAP_NET_ADMIN".to_string())
+    } else if !std::path::Path::new("/dev/net/tun").exists() {
+        Some("no /dev/net/tun".to_string())
+    } else {
+        None
+    };
+    if let Some(w) = &why {
+        assert!(
+            std::env::var_os("CHATBENCH_REQUIRE_ROOT").is_none(),
+            "CHATBENCH_REQUIRE_ROOT is set, but the packet link cannot run: {w}"
+        );
+        eprintln!("skipped: {w}");
+    }
+    why
+}
+
+fn direction(delay_ms: u64, loss: Loss) -> DirectionSpec {
+    DirectionSpec {
+        delay_us: delay_ms * 1000,
+        jitter_us: 0,
+        loss,
+        queue: QueueLimit::Unbounded,
+        capacity: Capacity::Unlimited,
+    }
+}
+
+/// A connection from the link's namespace to `addr`.
+async fn connect(link: &PacketLink, addr: SocketAddr) -> tokio::net::TcpStream {
+    let s = link.client_socket().unwrap();
+    s.set_nonblocking(true).unwrap();
+    let sock = tokio::net::TcpSocket::from_std_stream(s.into());
+    tokio::time::timeout(Duration::from_secs(10), sock.connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap()
+}
+
+/// (retransmitted segments, segments sent) of a socket, from `TCP_INFO`.
+fn retransmits(s: &tokio::net::TcpStream) -> (u64, u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `info` is a writable tcp_info and `len` its size; the fd is
+    // the open socket's.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO");
+    (info.tcpi_total_retrans as u64, info.tcpi_segs_out as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packet_link_delays_each_way_below_tcp() {
+    if cannot_run().is_some() {
+        return;
+    }
+    let link = PacketLink::start(PacketLinkSpec {
+        up: direction(20, Loss::None),
+        down: direction(20, Loss::None),
+        seed: 1,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind((link.server_ip(), 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, from) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1000];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        from
+    });
+    let t = Instant::now();
+    let mut c = connect(&link, addr).await;
+    let connect = t.elapsed();
+    let t = Instant::now();
+    c.write_all(&[7u8; 1000]).await.unwrap();
+    let mut back = [0u8; 1000];
+    c.read_exact(&mut back).await.unwrap();
+    let echo = t.elapsed();
+    let from = server.await.unwrap();
+    assert_eq!(from.ip(), std::net::IpAddr::V4(link.client_ip()));
+    assert_eq!(back, [7u8; 1000]);
+    // SYN and SYN-ACK each cross one way: one round trip of 40 ms.
+    for (what, d) in [("connect", connect), ("echo", echo)] {
+        assert!(
+            d >= Duration::from_millis(40) && d < Duration::from_millis(60),
+            "{what} took {d:?} over a 40 ms round trip"
+        );
+    }
+    drop(c);
+    let report = link.stop().unwrap();
+    assert!(
+        report.up.delivered >= 3 && report.down.delivered >= 2,
+        "{report:?}"
+    );
+    assert_eq!((report.up.lost, report.down.lost), (0, 0));
+}
+
+/// 2% independent loss on the uplink of a bulk transfer: TCP retransmits
+/// about 2% of the segments it sends, within a binomial band of four
+/// standard deviations (and what the link itself says it lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_on_the_link_makes_tcp_retransmit_its_share() {
+    if cannot_run().is_some() {
+        return;
+    }
+    let p = 0.02;
+    let link = PacketLink::start(PacketLinkSpec {
+        up: direction(5, Loss::Independent(p)),
+        down: direction(5, Loss::None),
+        seed: 7,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind((link.server_ip(), 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let total = 8 << 20;
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut n = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let r = s.read(&mut buf).await.unwrap();
+            if r == 0 {
+                break n;
+            }
+            n += r;
+        }
+    });
+    let mut c = connect(&link, addr).await;
+    let chunk = vec![1u8; 1 << 16];
+    let sent = tokio::time::timeout(Duration::from_secs(60), async {
+        for _ in 0..total / chunk.len() {
+            c.write_all(&chunk).await.unwrap();
+        }
+        c.shutdown().await.unwrap();
+        server.await.unwrap()
+    })
+    .await
+    .expect("the transfer took over 60 s");
+    assert_eq!(sent, total);
+    let (retrans, segs) = retransmits(&c);
+    drop(c);
+    let report = link.stop().unwrap();
+    let mean = segs as f64 * p;
+    let sd = (segs as f64 * p * (1.0 - p)).sqrt();
+    eprintln!(
+        "{segs} segments, {retrans} retransmitted (expected {mean:.0} ± {sd:.0}); the link lost {} of {} packets",
+        report.up.lost, report.up.offered
+    );
+    assert!(
+        (retrans as f64 - mean).abs() <= 4.0 * sd + 0.1 * mean,
+        "{retrans} retransmissions of {segs} segments at {p} loss"
+    );
+    let lost_share = report.up.lost as f64 / report.up.offered as f64;
+    assert!((lost_share - p).abs() < 0.005, "the link lost {lost_share}");
+}
