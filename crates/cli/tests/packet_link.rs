@@ -180,3 +180,58 @@ async fn loss_on_the_link_makes_tcp_retransmit_its_share() {
     let lost_share = report.up.lost as f64 / report.up.offered as f64;
     assert!((lost_share - p).abs() < 0.005, "the link lost {lost_share}");
 }
+
+/// A whole run in packet mode, every transport, over a 20 ms round trip
+/// that loses 2% of the packets each way: every message is delivered once
+/// and in order, the server wrote exactly the bytes the clients read, and
+/// run.json names the mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packet_mode_run_with_loss_delivers_every_message() {
+    if cannot_run().is_some() {
+        return;
+    }
+    let all = r#""short_poll", "long_poll", "sse", "websocket""#;
+    let toml = crate::util::tiny_toml("packet", all)
+        + "\n[network]\nmode = \"packet\"\nrtt = \"20ms\"\nloss = 0.02\n";
+    let scenario =
+        chatbench_loadgen::scenario::Scenario::parse(&toml, std::path::Path::new("packet.toml"))
+            .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = chatbench_loadgen::server::ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(crate::util::options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.file.network_mode.as_deref(),
+        Some(chatbench_loadgen::packet::MODE)
+    );
+    assert_eq!(done.file.runs.len(), 4);
+    for r in &done.file.runs {
+        let a = r.audit;
+        assert!(
+            a.sent > 0 && a.delivered == a.expected,
+            "{}: {a:?}",
+            r.transport
+        );
+        assert_eq!(
+            (a.lost, a.duplicated, a.reordered),
+            (0, 0, 0),
+            "{}",
+            r.transport
+        );
+        let c = r.crosscheck.expect("a spawned server has /metrics");
+        assert!(c.bytes_match && c.delivered_match, "{}: {c:?}", r.transport);
+        // A 20 ms round trip under every delivery.
+        assert!(
+            r.latency_us.p50 >= 10_000,
+            "{}: {:?}",
+            r.transport,
+            r.latency_us
+        );
+    }
+}

@@ -52,6 +52,8 @@ pub struct Slot<'a> {
     pub stop: &'a CancellationToken,
     /// This machine's share of a run spread over machines, if it is one.
     pub machine: Option<MachineShard>,
+    /// In packet mode, the clients' network namespace.
+    pub netns: Option<&'a str>,
 }
 
 /// One machine's share of a transport run spread over machines
@@ -127,6 +129,7 @@ pub async fn run_transport(
         room_prefix,
         stop,
         machine,
+        ..
     } = slot;
     if let Some(m) = machine {
         tokio::select! {
@@ -135,14 +138,7 @@ pub async fn run_transport(
         }
     }
     let s = scenario.clone();
-    let rooms: Vec<String> = (0..s.clients.rooms)
-        .map(|r| {
-            format!(
-                "{room_prefix}-{}-{point}-{repetition}-{r}",
-                transport.short()
-            )
-        })
-        .collect();
+    let rooms = room_names(room_prefix, transport, point, repetition, s.clients.rooms);
     // Across machines, the server's counters and process are shared with
     // the other machines' clients: only machine 0 reads its process, and
     // nobody its counters.
@@ -165,6 +161,7 @@ pub async fn run_transport(
             servers: server.addrs(),
             clock_adjust_us: crate::clock::clock_adjust_us(),
             ca_pems: server.ca_pems(),
+            netns: slot.netns.map(str::to_owned),
             index: first + index,
             of,
         })
@@ -757,6 +754,21 @@ pub enum Progress {
         /// The most frequent error cause and its count, if any failed.
         top_error: Option<(String, u64)>,
     },
+}
+
+/// The rooms of one transport run: named apart from every other run's on
+/// the same server by the run's prefix, the transport, the sweep point and
+/// the repetition.
+fn room_names(
+    prefix: &str,
+    transport: Transport,
+    point: usize,
+    repetition: u32,
+    rooms: u32,
+) -> Vec<String> {
+    (0..rooms)
+        .map(|r| format!("{prefix}-{}-{point}-{repetition}-{r}", transport.short()))
+        .collect()
 }
 
 /// The sending end of a run's progress.

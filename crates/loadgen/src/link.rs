@@ -37,7 +37,7 @@ pub struct LinkSpec {
 impl LinkSpec {
     /// The scenario's link, None when it changes nothing.
     pub fn of(n: &crate::scenario::Network) -> Option<LinkSpec> {
-        if n.is_loopback() {
+        if n.is_loopback() || n.mode == crate::scenario::NetworkMode::Packet {
             return None;
         }
         Some(LinkSpec {

@@ -4,6 +4,7 @@
 
 use crate::engine::{run_transport, shard_slot, Loadgen, MachineShard, Progress, ProgressTx, Slot};
 use crate::merge::MEASUREMENTS;
+use crate::packet::forwarder::PacketLink;
 use crate::resources::detect_environment;
 use crate::results::{
     write_latency_histograms, CpuPlacement, LatencyRep, RunFile, Setting, ShardInfo, TransportRun,
@@ -130,6 +131,14 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
     },
+    /// The packet-level link could not start.
+    #[error("network.mode = \"packet\": {reason}; the run folder is {dir}")]
+    Network {
+        /// Why.
+        reason: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
     /// The server died during a run.
     #[error("the server died during {transports}; partial results are in {dir}")]
     ServerDied {
@@ -232,22 +241,18 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     .map(|v| format!(" @{v}"))
                     .unwrap_or_default();
                 let label = format!("{t}{at} {}/{}", rep + 1, s.repeat);
-                let started = RunningServer::start(
-                    &target,
-                    sp.server.processes,
-                    sp.busiest_server_connections(),
-                    sp.protocol.tls,
-                )
-                .await;
-                let mut server = match started {
-                    Ok(srv) => srv,
-                    Err(source) => {
-                        end_early(&mut file, &dir, &s, &hists, format!("{label}: {source}"))?;
-                        return Err(RunError::Server {
-                            transport: t,
-                            repetition: rep,
-                            source,
-                            dir,
+                let (link, mut server) = match start_path(sp, &target, rep).await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        end_early(&mut file, &dir, &s, &hists, format!("{label}: {e}"))?;
+                        return Err(match e {
+                            PathError::Network(reason) => RunError::Network { reason, dir },
+                            PathError::Server(source) => RunError::Server {
+                                transport: t,
+                                repetition: rep,
+                                source,
+                                dir,
+                            },
                         });
                     }
                 };
@@ -269,6 +274,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         room_prefix: &prefix,
                         stop: &opts.stop,
                         machine,
+                        netns: link.as_ref().map(|l| l.netns_name()),
                     },
                     &Loadgen {
                         cpus: opts.loadgen_cpus,
@@ -279,6 +285,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 )
                 .await;
                 server.stop().await;
+                drop(link);
                 let outcome = match outcome {
                     Ok(o) => o,
                     Err(source) => {
@@ -330,6 +337,76 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     Ok(Finished { dir, file })
 }
 
+/// How `run.json` names the way `[network]` was applied: packet-level when
+/// some sweep point asks for it, socket-level when some point sets a link,
+/// None on loopback as it is.
+fn network_mode(s: &Scenario) -> Option<String> {
+    let points: Vec<Scenario> = (0..s.points()).filter_map(|p| s.at_point(p).ok()).collect();
+    if points
+        .iter()
+        .any(|p| p.network.mode == crate::scenario::NetworkMode::Packet)
+    {
+        return Some(crate::packet::MODE.to_owned());
+    }
+    points
+        .iter()
+        .any(|p| !p.network.is_loopback())
+        .then(|| crate::link::LinkSpec::MODE.to_owned())
+}
+
+/// Why a transport run's path (its packet link, its server) did not start.
+#[derive(Debug, thiserror::Error)]
+enum PathError {
+    #[error("{0}")]
+    Network(String),
+    #[error("{0}")]
+    Server(crate::server::ServerError),
+}
+
+/// Starts what one transport run measures through: its packet-level link
+/// when it has one, then its server, listening on the link's server side
+/// (on loopback without a link).
+async fn start_path(
+    sp: &Scenario,
+    target: &ServerTarget,
+    rep: u32,
+) -> Result<(Option<PacketLink>, RunningServer), PathError> {
+    let link = packet_link(sp, target, rep).map_err(PathError::Network)?;
+    let listen = link
+        .as_ref()
+        .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.server_ip());
+    let server = RunningServer::start(
+        target,
+        sp.server.processes,
+        sp.busiest_server_connections(),
+        sp.protocol.tls,
+        listen.into(),
+    )
+    .await
+    .map_err(PathError::Server)?;
+    Ok((link, server))
+}
+
+/// The packet-level link of one transport run, when its sweep point asks
+/// for one (`network.mode = "packet"`): a server chatbench spawns listens
+/// on the link's server side. Its loss and jitter draw from the scenario's
+/// seed and the repetition.
+fn packet_link(
+    sp: &Scenario,
+    target: &ServerTarget,
+    rep: u32,
+) -> Result<Option<PacketLink>, String> {
+    let Some(spec) = crate::packet::spec_of(&sp.network, sp.seed ^ (u64::from(rep) << 32)) else {
+        return Ok(None);
+    };
+    if matches!(target, ServerTarget::External { .. }) {
+        return Err("the packet-level link runs only in front of a server chatbench spawns, not with --server".into());
+    }
+    PacketLink::start(spec).map(Some).map_err(|e| {
+        format!("cannot start the packet-level link (it needs root and iproute2's ip): {e}")
+    })
+}
+
 /// The error of a failed write or read of `path`.
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
     let path = path.to_path_buf();
@@ -353,10 +430,7 @@ fn begin_file(opts: &RunOptions, id: String, target: &ServerTarget) -> RunFile {
             // Its CPU and memory come from its `/metrics` (`process_*`).
             ServerTarget::External { pid: None, .. } => "external, measured by its /metrics".into(),
         },
-        network_mode: (0..opts.scenario.points())
-            .filter_map(|p| opts.scenario.at_point(p).ok())
-            .any(|s| !s.network.is_loopback())
-            .then(|| crate::link::LinkSpec::MODE.to_owned()),
+        network_mode: network_mode(&opts.scenario),
         cpus: opts.cpus.clone(),
     };
     let mut file = RunFile::begin(id, opts.command.clone(), opts.scenario.clone(), setting);

@@ -111,6 +111,7 @@ impl RunningServer {
         processes: u32,
         max_connections: u64,
         tls: bool,
+        listen: std::net::IpAddr,
     ) -> Result<RunningServer, ServerError> {
         let procs = match target {
             ServerTarget::External { addr, pid, ca } => {
@@ -137,11 +138,16 @@ impl RunningServer {
             }
             ServerTarget::Spawn { .. } => {
                 let k = processes.max(1);
-                let started =
-                    futures_util::future::join_all((0..k).map(|i| {
-                        spawn_one(target, (k > 1).then_some((i, k)), max_connections, tls)
-                    }))
-                    .await;
+                let started = futures_util::future::join_all((0..k).map(|i| {
+                    spawn_one(
+                        target,
+                        (k > 1).then_some((i, k)),
+                        max_connections,
+                        tls,
+                        listen,
+                    )
+                }))
+                .await;
                 let mut procs = Vec::with_capacity(k as usize);
                 let mut first_error = None;
                 for p in started {
@@ -238,6 +244,7 @@ async fn spawn_one(
     shard: Option<(u32, u32)>,
     max_connections: u64,
     tls: bool,
+    listen: std::net::IpAddr,
 ) -> Result<ServerProc, ServerError> {
     let ServerTarget::Spawn {
         exe,
@@ -250,7 +257,9 @@ async fn spawn_one(
     };
     let mut cmd = Command::new(exe);
     cmd.args(args)
-        .args(["--listen", "127.0.0.1:0", "--max-connections"])
+        .arg("--listen")
+        .arg(std::net::SocketAddr::new(listen, 0).to_string())
+        .arg("--max-connections")
         .arg((max_connections + 100).to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -269,6 +278,10 @@ async fn spawn_one(
     });
     if let Some(ca) = &ca_file {
         cmd.arg("--tls-ca-out").arg(ca);
+        if !listen.is_loopback() {
+            // The certificate must name the address clients reach.
+            cmd.arg("--tls-name").arg(listen.to_string());
+        }
     }
     match log.as_ref().map(|p| {
         std::fs::OpenOptions::new()

@@ -65,6 +65,10 @@ pub struct WorkerTask {
     /// uses TLS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_pems: Vec<String>,
+    /// In packet mode, the clients' network namespace
+    /// ([`crate::packet::forwarder::PacketLink`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
     /// This worker's number, from 0.
     pub index: u32,
     /// How many workers there are.
@@ -261,6 +265,7 @@ fn context(task: &WorkerTask) -> std::io::Result<Arc<RunCtx>> {
         &task.ca_pems,
         wire.clone(),
         rec.clone(),
+        task.netns.as_deref(),
     )?;
     Ok(Arc::new(RunCtx {
         transport: task.transport,
@@ -646,6 +651,7 @@ mod tests {
             servers: vec!["127.0.0.1:1".parse().unwrap()],
             clock_adjust_us: 0,
             ca_pems: vec![],
+            netns: None,
             index,
             of,
         }

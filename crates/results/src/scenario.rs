@@ -313,6 +313,49 @@ pub struct Network {
     /// reconnects.
     #[serde(with = "humantime_serde", default)]
     pub drop_for: Duration,
+    /// Where the link is emulated: `"socket"` (the default: in the load
+    /// generator's sockets, above TCP) or `"packet"` (IP packets between
+    /// TUN devices, below the kernel's TCP; needs root).
+    #[serde(default, skip_serializing_if = "NetworkMode::is_socket")]
+    pub mode: NetworkMode,
+    /// Packet mode: the share of packets lost each way (0 to 0.5).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub loss: f64,
+    /// Packet mode: the mean number of packets lost in a row; above 1,
+    /// losses come in bursts (a Gilbert-Elliott chain), at 1 (the
+    /// default) each packet is lost on its own.
+    #[serde(default = "defaults::loss_burst", skip_serializing_if = "is_one")]
+    pub loss_burst: f64,
+    /// Packet mode: the bottleneck queue of each direction holds at most
+    /// this many bytes (drop-tail). None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_bytes: Option<u64>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+/// Where `[network]`'s link is emulated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// In the load generator's sockets, above TCP.
+    #[default]
+    Socket,
+    /// IP packets between TUN devices, below the kernel's TCP.
+    Packet,
+}
+
+impl NetworkMode {
+    /// True for the default, socket mode (which run.json leaves out).
+    pub fn is_socket(&self) -> bool {
+        *self == NetworkMode::Socket
+    }
 }
 
 impl Default for Network {
@@ -323,6 +366,10 @@ impl Default for Network {
             bandwidth: defaults::bandwidth(),
             drop_every: None,
             drop_for: Duration::ZERO,
+            mode: NetworkMode::Socket,
+            loss: 0.0,
+            loss_burst: defaults::loss_burst(),
+            queue_bytes: None,
         }
     }
 }
@@ -336,7 +383,10 @@ impl Network {
     /// True when the link changes nothing (no delay, no limit; drops are
     /// not the link's).
     pub fn is_loopback(&self) -> bool {
-        self.rtt.is_zero() && self.jitter.is_zero() && matches!(self.bandwidth_bps(), Ok(None))
+        self.mode == NetworkMode::Socket
+            && self.rtt.is_zero()
+            && self.jitter.is_zero()
+            && matches!(self.bandwidth_bps(), Ok(None))
     }
 }
 
@@ -370,6 +420,9 @@ impl Default for Limits {
 mod defaults {
     use super::Arrival;
     use std::time::Duration;
+    pub fn loss_burst() -> f64 {
+        1.0
+    }
     pub fn bandwidth() -> String {
         "unlimited".into()
     }
@@ -830,7 +883,54 @@ impl Scenario {
                 "needs network.drop_every: how often the connections drop".into(),
             ));
         }
-        Ok(())
+        self.validate_packet_link()
+    }
+
+    /// `[network]`'s packet-mode fields.
+    fn validate_packet_link(&self) -> Check {
+        let n = &self.network;
+        if !(n.loss.is_finite() && (0.0..=0.5).contains(&n.loss)) {
+            return Err((
+                "network.loss",
+                format!("must be a share from 0 to 0.5, got {}", n.loss),
+            ));
+        }
+        if !(n.loss_burst.is_finite() && (1.0..=1000.0).contains(&n.loss_burst)) {
+            return Err((
+                "network.loss_burst",
+                format!(
+                    "must be a mean burst length from 1 (losses on their own) to 1000 packets, got {}",
+                    n.loss_burst
+                ),
+            ));
+        }
+        if n.queue_bytes.is_some_and(|q| q < 1500) {
+            return Err((
+                "network.queue_bytes",
+                "must hold at least one 1500-byte packet".into(),
+            ));
+        }
+        if n.mode == NetworkMode::Packet {
+            if self.clients.source_addresses > 1 {
+                return Err((
+                    "clients.source_addresses",
+                    "must be 1 with network.mode = \"packet\": the clients have one address, in their own network namespace".into(),
+                ));
+            }
+            return Ok(());
+        }
+        let packet_only = [
+            ("network.loss", n.loss != 0.0),
+            ("network.loss_burst", n.loss_burst != 1.0),
+            ("network.queue_bytes", n.queue_bytes.is_some()),
+        ];
+        match packet_only.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err((
+                field,
+                "needs network.mode = \"packet\": the socket-level link has no packets to lose or queue".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// `[protocol]`, and what it cannot be run with.

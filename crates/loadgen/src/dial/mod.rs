@@ -28,6 +28,7 @@ pub use websocket::WsConn;
 
 use crate::h2::H2Conn;
 use crate::link::LinkSpec;
+use crate::packet::netns::Netns;
 use crate::profile::Headers;
 use crate::record::{Metric, Recorder};
 use crate::scenario::Scenario;
@@ -54,6 +55,9 @@ pub struct Dialer {
     headers: Vec<(SocketAddr, Arc<Headers>)>,
     wire: Arc<WireStats>,
     rec: Arc<Recorder>,
+    /// In packet mode, the clients' network namespace: every client socket
+    /// is made inside it, so its packets cross the packet-level link.
+    netns: Option<Arc<Netns>>,
 }
 
 impl Dialer {
@@ -67,7 +71,9 @@ impl Dialer {
         ca_pems: &[String],
         wire: Arc<WireStats>,
         rec: Arc<Recorder>,
+        netns: Option<&str>,
     ) -> io::Result<Dialer> {
+        let netns = netns.map(Netns::open).transpose()?.map(Arc::new);
         let connector = Connector::new(&s.protocol, ca_pems)?;
         let mut headers = Vec::new();
         for &addr in servers {
@@ -84,6 +90,7 @@ impl Dialer {
             headers,
             wire,
             rec,
+            netns,
         })
     }
 
@@ -113,6 +120,10 @@ impl Dialer {
     /// A counted connection for client `key` to `addr`, from its source
     /// address, through the scenario's emulated link when it has one.
     pub async fn tcp(&self, key: u64, addr: SocketAddr) -> io::Result<WireCounter> {
+        if let Some(ns) = &self.netns {
+            let stream = tcp::open_in(ns, addr).await?;
+            return WireCounter::new(stream, None, self.wire.clone()).await;
+        }
         let source = self.source_of(key, addr);
         tcp::counted(addr, source, self.link, self.wire.clone()).await
     }

@@ -32,6 +32,16 @@ pub async fn open(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStr
     socket.connect(addr).await
 }
 
+/// A TCP connection to `addr` from a socket made inside the network
+/// namespace `ns` (the packet-level link's clients).
+pub async fn open_in(ns: &crate::packet::netns::Netns, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = ns.tcp_socket()?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpSocket::from_std_stream(socket.into())
+        .connect(addr)
+        .await
+}
+
 /// [`open`], counted into `stats` by a [`WireCounter`], through the
 /// emulated `link` when given.
 pub async fn counted(

@@ -139,6 +139,11 @@ impl PacketLink {
         self.server_ip
     }
 
+    /// The clients' network namespace.
+    pub fn netns_name(&self) -> &str {
+        self.ns.name()
+    }
+
     /// A TCP socket in the clients' namespace, not yet connected.
     pub fn client_socket(&self) -> io::Result<socket2::Socket> {
         self.ns.tcp_socket()

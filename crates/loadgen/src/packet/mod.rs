@@ -18,3 +18,46 @@ pub mod model;
 pub mod netns;
 pub mod trace;
 pub mod tun;
+
+use crate::scenario::{Network, NetworkMode};
+use forwarder::PacketLinkSpec;
+use model::{Capacity, DirectionSpec, Loss, QueueLimit};
+
+/// How `run.json` names the mode.
+pub const MODE: &str = "packet-level, between TUN devices below the kernel's TCP";
+
+/// The packet link `[network]` asks for, None in socket mode: half the
+/// round trip each way, the jitter, the loss, the queue and the bandwidth
+/// in both directions.
+pub fn spec_of(n: &Network, seed: u64) -> Option<PacketLinkSpec> {
+    if n.mode != NetworkMode::Packet {
+        return None;
+    }
+    let loss = if n.loss == 0.0 {
+        Loss::None
+    } else if n.loss_burst > 1.0 {
+        Loss::Bursty {
+            rate: n.loss,
+            mean_burst: n.loss_burst,
+        }
+    } else {
+        Loss::Independent(n.loss)
+    };
+    let direction = DirectionSpec {
+        delay_us: n.rtt.as_micros() as u64 / 2,
+        jitter_us: n.jitter.as_micros() as u64,
+        loss,
+        queue: n
+            .queue_bytes
+            .map_or(QueueLimit::Unbounded, QueueLimit::Bytes),
+        capacity: match n.bandwidth_bps() {
+            Ok(Some(bps)) => Capacity::Rate(bps),
+            _ => Capacity::Unlimited,
+        },
+    };
+    Some(PacketLinkSpec {
+        up: direction.clone(),
+        down: direction,
+        seed,
+    })
+}

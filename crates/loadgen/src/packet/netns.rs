@@ -32,6 +32,8 @@ type Request = mpsc::Sender<io::Result<socket2::Socket>>;
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    /// Made here, so removed on drop.
+    owned: bool,
     requests: Option<mpsc::Sender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -42,11 +44,33 @@ impl Netns {
         ip(&["netns", "add", name])?;
         let mut ns = Netns {
             name: name.to_owned(),
+            owned: true,
             requests: None,
             thread: None,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
-        let file = std::fs::File::open(format!("/run/netns/{name}"))?;
+        ns.start_thread()?;
+        Ok(ns)
+    }
+
+    /// The namespace `name` another part of chatbench made (a worker
+    /// process joins its run's link this way); left in place on drop.
+    pub fn open(name: &str) -> io::Result<Netns> {
+        let mut ns = Netns {
+            name: name.to_owned(),
+            owned: false,
+            requests: None,
+            thread: None,
+        };
+        ns.start_thread()?;
+        Ok(ns)
+    }
+
+    /// Starts the thread that makes sockets inside the namespace.
+    fn start_thread(&mut self) -> io::Result<()> {
+        let name = self.name.clone();
+        let file = std::fs::File::open(format!("/run/netns/{name}"))
+            .map_err(|e| io::Error::new(e.kind(), format!("network namespace {name}: {e}")))?;
         let fd: OwnedFd = file.into();
         let (tx, rx) = mpsc::channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -69,12 +93,12 @@ impl Netns {
                     let _ = reply.send(socket);
                 }
             })?;
-        ns.thread = Some(thread);
+        self.thread = Some(thread);
         ready_rx
             .recv()
             .map_err(|_| io::Error::other("the namespace's thread ended"))??;
-        ns.requests = Some(tx);
-        Ok(ns)
+        self.requests = Some(tx);
+        Ok(())
     }
 
     /// Its name.
@@ -108,6 +132,8 @@ impl Drop for Netns {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = ip(&["netns", "delete", &self.name]);
+        if self.owned {
+            let _ = ip(&["netns", "delete", &self.name]);
+        }
     }
 }
