@@ -226,6 +226,14 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         );
         let c = r.crosscheck.expect("a spawned server has /metrics");
         assert!(c.bytes_match && c.delivered_match, "{}: {c:?}", r.transport);
+        // The link lost packets each way, and its forwarder's CPU is its own.
+        let link = r.link.expect("a packet-mode run reports its link");
+        assert!(
+            link.up.lost > 0 && link.down.lost > 0,
+            "{}: {link:?}",
+            r.transport
+        );
+        assert!(link.forwarder_cpu_ms > 0.0, "{link:?}");
         // A 20 ms round trip under every delivery.
         assert!(
             r.latency_us.p50 >= 10_000,

@@ -285,8 +285,8 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 )
                 .await;
                 server.stop().await;
-                drop(link);
-                let outcome = match outcome {
+                let link = link.map(PacketLink::stop);
+                let mut outcome = match outcome {
                     Ok(o) => o,
                     Err(source) => {
                         // Only the send timer's thread can fail to start.
@@ -295,6 +295,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         return Err(RunError::Io { path: dir, source });
                     }
                 };
+                outcome.run.link = link.and_then(Result::ok).map(crate::packet::report);
                 if let Some(tx) = &opts.progress {
                     let _ = tx.send(finished(&label, &outcome.run));
                 }

@@ -535,6 +535,7 @@ impl Measurement {
             ready: Some(self.ready),
             errors_by_cause: self.error_causes.clone(),
             drops: self.drops.map(|d| crate::run_file::Drops::of(d, &h.away)),
+            link: None,
         }
     }
 }

@@ -1378,7 +1378,13 @@ rate = 2.5
             ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
             ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
             ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
-            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`"),
+            ("mode = \"netem\"", "s.toml:15: field `network.mode`: unknown variant `netem`, expected `socket` or `packet`"),
+            ("loss = 0.01", "s.toml:15: field `network.loss`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
+            ("mode = \"packet\"\nloss = 0.6", "s.toml:16: field `network.loss`: must be a share from 0 to 0.5, got 0.6"),
+            ("mode = \"packet\"\nloss = 0.01\nloss_burst = 0.5", "s.toml:17: field `network.loss_burst`: must be a mean burst length from 1 (losses on their own) to 1000 packets, got 0.5"),
+            ("mode = \"packet\"\nqueue_bytes = 1000", "s.toml:16: field `network.queue_bytes`: must hold at least one 1500-byte packet"),
+            ("queue_bytes = 64000", "s.toml:15: field `network.queue_bytes`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
             ("drop_every = \"50ms\"", "s.toml:15: field `network.drop_every`: must be at least 100ms, got 50ms"),
             ("drop_every = \"2s\"\ndrop_for = \"2s\"", "s.toml:16: field `network.drop_for`: must be shorter than network.drop_every (2s), got 2s"),
             ("drop_for = \"1s\"", "s.toml:15: field `network.drop_for`: needs network.drop_every: how often the connections drop"),
@@ -1391,6 +1397,13 @@ rate = 2.5
         ] {
             assert_eq!(parse(&net(t)).unwrap_err(), want, "{t}");
         }
+        // The packet link's clients have one address.
+        let many = GOOD.replace("[clients]\n", "[clients]\nsource_addresses = 4\n")
+            + "\n[network]\nmode = \"packet\"\n";
+        assert_eq!(
+            parse(&many).unwrap_err(),
+            "s.toml:7: field `clients.source_addresses`: must be 1 with network.mode = \"packet\": the clients have one address, in their own network namespace"
+        );
         // The round trip is sweepable like any field.
         let s = parse(&format!(
             "{GOOD}\n[sweep]\nparameter = \"network.rtt\"\nvalues = [\"0s\", \"50ms\"]\n"

@@ -600,6 +600,38 @@ pub struct TransportRun {
     /// Connection drops and their cost, in runs with `network.drop_every`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drops: Option<Drops>,
+    /// What the packet-level link did, in runs with `network.mode =
+    /// "packet"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkReport>,
+}
+
+/// What the packet-level link did over one transport run, from the start
+/// of its clients' connects to the end of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkReport {
+    /// Client to server.
+    pub up: LinkDirection,
+    /// Server to client.
+    pub down: LinkDirection,
+    /// The forwarder thread's CPU, ms: the instrument's own, charged to
+    /// neither the server nor the load generator's clients.
+    pub forwarder_cpu_ms: f64,
+}
+
+/// One direction of the packet-level link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkDirection {
+    /// IP packets offered to it.
+    pub offered: u64,
+    /// Lost by the loss model (`network.loss`).
+    pub lost: u64,
+    /// Dropped at the full queue (`network.queue_bytes`).
+    pub queue_drops: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Bytes delivered, IP headers included.
+    pub delivered_bytes: u64,
 }
 
 /// The parts of delivery latency. For every delivery
