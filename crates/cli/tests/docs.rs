@@ -324,3 +324,19 @@ fn results_keep_one_reference_per_scenario_within_20_mib() {
         "keep one reference run per scenario: {many:?}"
     );
 }
+
+/// Every committed scenario loads (its traces included, which are read
+/// relative to the scenario file).
+#[test]
+fn every_committed_scenario_loads() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo().join("scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            chatbench_loadgen::scenario::Scenario::load(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} scenarios");
+}

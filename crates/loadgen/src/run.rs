@@ -400,6 +400,7 @@ fn packet_link(
     let Some(spec) = crate::packet::spec_of(&sp.network, sp.seed ^ (u64::from(rep) << 32)) else {
         return Ok(None);
     };
+    let spec = spec?;
     if matches!(target, ServerTarget::External { .. }) {
         return Err("the packet-level link runs only in front of a server chatbench spawns, not with --server".into());
     }

@@ -330,6 +330,13 @@ pub struct Network {
     /// this many bytes (drop-tail). None: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_bytes: Option<u64>,
+    /// Packet mode: the uplink's capacity follows this Mahimahi trace
+    /// (a path relative to the scenario file) instead of `bandwidth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_up: Option<String>,
+    /// Packet mode: the downlink's trace, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_down: Option<String>,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -370,6 +377,8 @@ impl Default for Network {
             loss: 0.0,
             loss_burst: defaults::loss_burst(),
             queue_bytes: None,
+            trace_up: None,
+            trace_down: None,
         }
     }
 }
@@ -598,7 +607,7 @@ impl Scenario {
                 e.message().trim().to_owned(),
             )
         })?;
-        let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.inner();
             let line = inner
@@ -614,6 +623,19 @@ impl Scenario {
             };
             err(line, field, inner.message().trim().to_owned())
         })?;
+        // Trace paths are written relative to the scenario file.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for p in [
+            &mut scenario.network.trace_up,
+            &mut scenario.network.trace_down,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if Path::new(p.as_str()).is_relative() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        }
         scenario.validate().map_err(|(field, message)| {
             err(line_of_field(src, field), Some(field.to_owned()), message)
         })?;
@@ -910,6 +932,14 @@ impl Scenario {
                 "must hold at least one 1500-byte packet".into(),
             ));
         }
+        for (field, path) in [
+            ("network.trace_up", &n.trace_up),
+            ("network.trace_down", &n.trace_down),
+        ] {
+            if let Some(p) = path {
+                crate::trace::Trace::read(Path::new(p)).map_err(|m| (field, m))?;
+            }
+        }
         if n.mode == NetworkMode::Packet {
             if self.clients.source_addresses > 1 {
                 return Err((
@@ -923,6 +953,8 @@ impl Scenario {
             ("network.loss", n.loss != 0.0),
             ("network.loss_burst", n.loss_burst != 1.0),
             ("network.queue_bytes", n.queue_bytes.is_some()),
+            ("network.trace_up", n.trace_up.is_some()),
+            ("network.trace_down", n.trace_down.is_some()),
         ];
         match packet_only.iter().find(|(_, set)| *set) {
             Some((field, _)) => Err((
@@ -1378,12 +1410,14 @@ rate = 2.5
             ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
             ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
             ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
-            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`, `trace_up`, `trace_down`"),
             ("mode = \"netem\"", "s.toml:15: field `network.mode`: unknown variant `netem`, expected `socket` or `packet`"),
             ("loss = 0.01", "s.toml:15: field `network.loss`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
             ("mode = \"packet\"\nloss = 0.6", "s.toml:16: field `network.loss`: must be a share from 0 to 0.5, got 0.6"),
             ("mode = \"packet\"\nloss = 0.01\nloss_burst = 0.5", "s.toml:17: field `network.loss_burst`: must be a mean burst length from 1 (losses on their own) to 1000 packets, got 0.5"),
             ("mode = \"packet\"\nqueue_bytes = 1000", "s.toml:16: field `network.queue_bytes`: must hold at least one 1500-byte packet"),
+            ("mode = \"packet\"\ntrace_up = \"nope.up\"", "s.toml:16: field `network.trace_up`: nope.up: cannot read the trace: No such file or directory (os error 2)"),
+            ("trace_down = \"../../scenarios/traces/Verizon-LTE-short.down\"", "s.toml:15: field `network.trace_down`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
             ("queue_bytes = 64000", "s.toml:15: field `network.queue_bytes`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
             ("drop_every = \"50ms\"", "s.toml:15: field `network.drop_every`: must be at least 100ms, got 50ms"),
             ("drop_every = \"2s\"\ndrop_for = \"2s\"", "s.toml:16: field `network.drop_for`: must be shorter than network.drop_every (2s), got 2s"),

@@ -16,8 +16,11 @@
 pub mod forwarder;
 pub mod model;
 pub mod netns;
-pub mod trace;
 pub mod tun;
+
+/// Mahimahi's trace format (in the results crate, which checks a
+/// scenario's traces when it loads it).
+pub use chatbench_results::trace;
 
 use crate::scenario::{Network, NetworkMode};
 use forwarder::PacketLinkSpec;
@@ -43,9 +46,9 @@ pub fn report(r: forwarder::ForwarderReport) -> crate::results::LinkReport {
 pub const MODE: &str = "packet-level, between TUN devices below the kernel's TCP";
 
 /// The packet link `[network]` asks for, None in socket mode: half the
-/// round trip each way, the jitter, the loss, the queue and the bandwidth
-/// in both directions.
-pub fn spec_of(n: &Network, seed: u64) -> Option<PacketLinkSpec> {
+/// round trip each way, the jitter, the loss, the queue, and the bandwidth
+/// or each direction's trace; an error when a trace cannot be read.
+pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>> {
     if n.mode != NetworkMode::Packet {
         return None;
     }
@@ -71,9 +74,20 @@ pub fn spec_of(n: &Network, seed: u64) -> Option<PacketLinkSpec> {
             _ => Capacity::Unlimited,
         },
     };
-    Some(PacketLinkSpec {
-        up: direction.clone(),
-        down: direction,
-        seed,
-    })
+    // A direction with a trace follows it instead of the bandwidth. The
+    // scenario's loading read both traces already.
+    let traced = |path: &Option<String>, d: &DirectionSpec| -> Result<DirectionSpec, String> {
+        let mut d = d.clone();
+        if let Some(p) = path {
+            d.capacity = Capacity::Trace(std::sync::Arc::new(trace::Trace::read(
+                std::path::Path::new(p),
+            )?));
+        }
+        Ok(d)
+    };
+    Some(
+        traced(&n.trace_up, &direction)
+            .and_then(|up| Ok((up, traced(&n.trace_down, &direction)?)))
+            .map(|(up, down)| PacketLinkSpec { up, down, seed }),
+    )
 }

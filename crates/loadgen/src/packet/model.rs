@@ -18,7 +18,7 @@
 //! Everything is computed when the packet is offered, so the forwarder only
 //! waits for each packet's arrival time.
 
-use super::trace::{Trace, OPPORTUNITY_BYTES};
+use chatbench_results::trace::{Trace, OPPORTUNITY_BYTES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
