@@ -1041,21 +1041,35 @@ impl Scenario {
         let mut base = self.clone();
         base.sweep = None;
         let mut doc = toml::Value::try_from(&base).map_err(|e| e.to_string())?;
+        let not_a_field = || {
+            format!(
+                "sweep.parameter `{}` is not a field of this scenario",
+                sweep.parameter
+            )
+        };
+        let (tables, last) = match sweep.parameter.rsplit_once('.') {
+            Some((tables, last)) => (Some(tables), last),
+            None => (None, sweep.parameter.as_str()),
+        };
         let mut slot = &mut doc;
-        for part in sweep.parameter.split('.') {
+        for part in tables.into_iter().flat_map(|t| t.split('.')) {
             slot = slot
                 .as_table_mut()
                 .and_then(|t| t.get_mut(part))
-                .ok_or_else(|| {
-                    format!(
-                        "sweep.parameter `{}` is not a field of this scenario",
-                        sweep.parameter
-                    )
-                })?;
+                .ok_or_else(not_a_field)?;
         }
-        *slot = value;
+        // The field itself may be absent: run.json leaves some out at their
+        // defaults (`network.mode`). A name the scenario does not know is
+        // refused when it is read back.
+        let table = slot.as_table_mut().ok_or_else(not_a_field)?;
+        let absent = !table.contains_key(last);
+        table.insert(last.to_owned(), value);
         let at: Scenario = doc.try_into().map_err(|e: toml::de::Error| {
-            format!("`{}`: {}", sweep.parameter, e.message().trim())
+            if absent {
+                not_a_field()
+            } else {
+                format!("`{}`: {}", sweep.parameter, e.message().trim())
+            }
         })?;
         at.validate()
             .map_err(|(field, m)| format!("at this value, `{field}` {m}"))?;
