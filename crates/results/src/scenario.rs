@@ -330,6 +330,11 @@ pub struct Network {
     /// this many bytes (drop-tail). None: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_bytes: Option<u64>,
+    /// Packet mode: the bottleneck queue of each direction holds at most
+    /// this many packets (drop-tail), as Mahimahi's `--uplink-queue-args
+    /// packets=N` does. None: no limit. Not with `queue_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_packets: Option<u64>,
     /// Packet mode: the uplink's capacity follows this Mahimahi trace
     /// (a path relative to the scenario file) instead of `bandwidth`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +382,7 @@ impl Default for Network {
             loss: 0.0,
             loss_burst: defaults::loss_burst(),
             queue_bytes: None,
+            queue_packets: None,
             trace_up: None,
             trace_down: None,
         }
@@ -926,6 +932,18 @@ impl Scenario {
                 ),
             ));
         }
+        if n.queue_packets == Some(0) {
+            return Err((
+                "network.queue_packets",
+                "must hold at least one packet".into(),
+            ));
+        }
+        if n.queue_bytes.is_some() && n.queue_packets.is_some() {
+            return Err((
+                "network.queue_packets",
+                "is set with network.queue_bytes; a queue is limited in bytes or in packets, not both".into(),
+            ));
+        }
         if n.queue_bytes.is_some_and(|q| q < 1500) {
             return Err((
                 "network.queue_bytes",
@@ -953,6 +971,7 @@ impl Scenario {
             ("network.loss", n.loss != 0.0),
             ("network.loss_burst", n.loss_burst != 1.0),
             ("network.queue_bytes", n.queue_bytes.is_some()),
+            ("network.queue_packets", n.queue_packets.is_some()),
             ("network.trace_up", n.trace_up.is_some()),
             ("network.trace_down", n.trace_down.is_some()),
         ];
@@ -1424,7 +1443,9 @@ rate = 2.5
             ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
             ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
             ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
-            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`, `trace_up`, `trace_down`"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`, `queue_packets`, `trace_up`, `trace_down`"),
+            ("mode = \"packet\"\nqueue_packets = 0", "s.toml:16: field `network.queue_packets`: must hold at least one packet"),
+            ("mode = \"packet\"\nqueue_bytes = 64000\nqueue_packets = 50", "s.toml:17: field `network.queue_packets`: is set with network.queue_bytes; a queue is limited in bytes or in packets, not both"),
             ("mode = \"netem\"", "s.toml:15: field `network.mode`: unknown variant `netem`, expected `socket` or `packet`"),
             ("loss = 0.01", "s.toml:15: field `network.loss`: needs network.mode = \"packet\": the socket-level link has no packets to lose or queue"),
             ("mode = \"packet\"\nloss = 0.6", "s.toml:16: field `network.loss`: must be a share from 0 to 0.5, got 0.6"),

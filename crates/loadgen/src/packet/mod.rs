@@ -66,9 +66,11 @@ pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>>
         delay_us: n.rtt.as_micros() as u64 / 2,
         jitter_us: n.jitter.as_micros() as u64,
         loss,
-        queue: n
-            .queue_bytes
-            .map_or(QueueLimit::Unbounded, QueueLimit::Bytes),
+        queue: match (n.queue_bytes, n.queue_packets) {
+            (Some(b), _) => QueueLimit::Bytes(b),
+            (None, Some(p)) => QueueLimit::Packets(p),
+            (None, None) => QueueLimit::Unbounded,
+        },
         capacity: match n.bandwidth_bps() {
             Ok(Some(bps)) => Capacity::Rate(bps),
             _ => Capacity::Unlimited,
@@ -90,4 +92,51 @@ pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>>
             .and_then(|up| Ok((up, traced(&n.trace_down, &direction)?)))
             .map(|(up, down)| PacketLinkSpec { up, down, seed }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_scenario_sets_both_directions() {
+        let mut n = Network::default();
+        assert!(spec_of(&n, 1).is_none(), "socket mode has no packet link");
+        n.mode = NetworkMode::Packet;
+        n.rtt = Duration::from_millis(50);
+        n.jitter = Duration::from_millis(5);
+        n.loss = 0.02;
+        n.loss_burst = 3.0;
+        n.queue_packets = Some(100);
+        n.bandwidth = "2Mbit".into();
+        let s = spec_of(&n, 9).unwrap().unwrap();
+        let want = DirectionSpec {
+            delay_us: 25_000,
+            jitter_us: 5_000,
+            loss: Loss::Bursty {
+                rate: 0.02,
+                mean_burst: 3.0,
+            },
+            queue: QueueLimit::Packets(100),
+            capacity: Capacity::Rate(2_000_000),
+        };
+        assert_eq!(
+            (s.up.clone(), s.down.clone(), s.seed),
+            (want.clone(), want, 9)
+        );
+        n.loss_burst = 1.0;
+        n.queue_packets = None;
+        n.queue_bytes = Some(64_000);
+        let s = spec_of(&n, 9).unwrap().unwrap();
+        assert_eq!(
+            (s.up.loss, s.up.queue),
+            (Loss::Independent(0.02), QueueLimit::Bytes(64_000))
+        );
+        n.trace_down = Some("no/such.down".into());
+        assert_eq!(
+            spec_of(&n, 9).unwrap().unwrap_err(),
+            "no/such.down: cannot read the trace: No such file or directory (os error 2)"
+        );
+    }
 }
