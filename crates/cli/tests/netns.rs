@@ -7,7 +7,6 @@
 //! test says why and passes.
 
 use crate::util::*;
-use std::process::Command;
 
 /// A network namespace with one end of a veth pair inside it; both go
 /// when it is dropped.
@@ -19,20 +18,9 @@ struct Netns {
     addrs: (String, String),
 }
 
+/// `ip ARGS` (the packet link's own runner), its complaint as the error.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    chatbench_loadgen::packet::netns::ip(args).map_err(|e| e.to_string())
 }
 
 impl Netns {

@@ -53,21 +53,7 @@ async fn connect(link: &PacketLink, addr: SocketAddr) -> tokio::net::TcpStream {
 
 /// (retransmitted segments, segments sent) of a socket, from `TCP_INFO`.
 fn retransmits(s: &tokio::net::TcpStream) -> (u64, u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `info` is a writable tcp_info and `len` its size; the fd is
-    // the open socket's.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_INFO");
+    let info = chatbench_loadgen::wire::tcp_info(s).expect("TCP_INFO");
     (info.tcpi_total_retrans as u64, info.tcpi_segs_out as u64)
 }
 

@@ -409,10 +409,12 @@ impl Sock {
     }
 }
 
-/// Segments in and out of a TCP socket so far, from `TCP_INFO` (Linux).
-pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
+/// A TCP socket's `TCP_INFO` now (Linux): its segment counts,
+/// retransmissions, round-trip estimate and congestion window.
+pub fn tcp_info(sock: &impl AsRawFd) -> Option<libc::tcp_info> {
     #[cfg(target_os = "linux")]
     {
+        // SAFETY: all zero is a valid tcp_info.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         // SAFETY: `info` is a writable tcp_info and `len` holds its size, as
@@ -426,13 +428,18 @@ pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
                 &mut len,
             )
         };
-        (rc == 0).then_some((info.tcpi_segs_in as u64, info.tcpi_segs_out as u64))
+        (rc == 0).then_some(info)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = sock;
         None
     }
+}
+
+/// Segments in and out of a TCP socket so far, from [`tcp_info`].
+pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
+    tcp_info(sock).map(|i| (i.tcpi_segs_in as u64, i.tcpi_segs_out as u64))
 }
 
 /// Asks the kernel to stamp the segments `sock` receives (`SO_TIMESTAMPNS`).

@@ -28,16 +28,9 @@ use model::{Capacity, DirectionSpec, Loss, QueueLimit};
 
 /// What run.json says of a link that ran ([`forwarder::PacketLink::stop`]).
 pub fn report(r: forwarder::ForwarderReport) -> crate::results::LinkReport {
-    let direction = |d: model::DirectionStats| crate::results::LinkDirection {
-        offered: d.offered,
-        lost: d.lost,
-        queue_drops: d.queue_drops,
-        delivered: d.delivered,
-        delivered_bytes: d.delivered_bytes,
-    };
     crate::results::LinkReport {
-        up: direction(r.up),
-        down: direction(r.down),
+        up: r.up,
+        down: r.down,
         forwarder_cpu_ms: r.cpu_ms,
     }
 }

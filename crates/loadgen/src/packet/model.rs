@@ -90,20 +90,8 @@ pub enum Fate {
     Arrives(u64),
 }
 
-/// Counts of what one direction did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DirectionStats {
-    /// Packets offered.
-    pub offered: u64,
-    /// Packets lost by the loss model.
-    pub lost: u64,
-    /// Packets dropped at the full queue.
-    pub queue_drops: u64,
-    /// Packets delivered.
-    pub delivered: u64,
-    /// Bytes delivered.
-    pub delivered_bytes: u64,
-}
+/// Counts of what one direction did: run.json's own record of it.
+pub use chatbench_results::run_file::LinkDirection as DirectionStats;
 
 /// One direction of the link.
 #[derive(Debug)]
