@@ -53,7 +53,7 @@ async fn connect(link: &PacketLink, addr: SocketAddr) -> tokio::net::TcpStream {
 
 /// (retransmitted segments, segments sent) of a socket, from `TCP_INFO`.
 fn retransmits(s: &tokio::net::TcpStream) -> (u64, u64) {
-    let info = chatbench_loadgen::wire::tcp_info(s).expect("TCP_INFO");
+    let (info, _) = chatbench_loadgen::wire::tcp_info(s).expect("TCP_INFO");
     (info.tcpi_total_retrans as u64, info.tcpi_segs_out as u64)
 }
 
@@ -168,9 +168,10 @@ async fn loss_on_the_link_makes_tcp_retransmit_its_share() {
 }
 
 /// A whole run in packet mode, every transport, over a 20 ms round trip
-/// that loses 2% of the packets each way: every message is delivered once
-/// and in order, the server wrote exactly the bytes the clients read, and
-/// run.json names the mode.
+/// without loss and then losing 2% of the packets each way: every message
+/// is delivered once and in order, the server wrote exactly the bytes the
+/// clients read, run.json names the mode, and TCP's view in run.json shows
+/// no retransmission without loss and some with it, from both sides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_mode_run_with_loss_delivers_every_message() {
     if cannot_run().is_some() {
@@ -178,7 +179,8 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
     }
     let all = r#""short_poll", "long_poll", "sse", "websocket""#;
     let toml = crate::util::tiny_toml("packet", all)
-        + "\n[network]\nmode = \"packet\"\nrtt = \"20ms\"\nloss = 0.02\n";
+        + "\n[network]\nmode = \"packet\"\nrtt = \"20ms\"\n"
+        + "\n[sweep]\nparameter = \"network.loss\"\nvalues = [0.0, 0.02]\n";
     let scenario =
         chatbench_loadgen::scenario::Scenario::parse(&toml, std::path::Path::new("packet.toml"))
             .unwrap();
@@ -196,8 +198,9 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         done.file.network_mode.as_deref(),
         Some(chatbench_loadgen::packet::MODE)
     );
-    assert_eq!(done.file.runs.len(), 4);
+    assert_eq!(done.file.runs.len(), 8);
     for r in &done.file.runs {
+        let lossy = r.point == 1;
         let a = r.audit;
         assert!(
             a.sent > 0 && a.delivered == a.expected,
@@ -214,12 +217,45 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         assert!(c.bytes_match && c.delivered_match, "{}: {c:?}", r.transport);
         // The link lost packets each way, and its forwarder's CPU is its own.
         let link = r.link.expect("a packet-mode run reports its link");
-        assert!(
+        assert_eq!(
             link.up.lost > 0 && link.down.lost > 0,
+            lossy,
             "{}: {link:?}",
             r.transport
         );
         assert!(link.forwarder_cpu_ms > 0.0, "{link:?}");
+        // TCP's view: every client socket and every server socket read
+        // as it closed, the server's after it had closed them all.
+        let tcp = r.tcp.as_ref().expect("run.json holds TCP's view");
+        let server = tcp.server.expect("a spawned server exports its TCP sums");
+        assert_eq!(server.still_open, 0, "{}: {server:?}", r.transport);
+        assert!(
+            tcp.client.sockets >= r.connections && server.sockets >= r.connections,
+            "{}: {} connections, {tcp:?}",
+            r.transport,
+            r.connections
+        );
+        let retrans = tcp.client.retrans_segs + server.retrans_segs;
+        if lossy {
+            assert!(
+                retrans > 0 && tcp.retrans_per_1k_msgs > 0.0,
+                "{}: {tcp:?}",
+                r.transport
+            );
+        } else {
+            assert_eq!(
+                (retrans, tcp.client.rto.unwrap_or(0), server.rto),
+                (0, 0, 0),
+                "{}",
+                r.transport
+            );
+        }
+        // Over 20 ms the client's round-trip estimate is about 20 ms.
+        assert!(
+            (15.0..100.0).contains(&tcp.client.srtt_ms_mean),
+            "{}: {tcp:?}",
+            r.transport
+        );
         // A 20 ms round trip under every delivery.
         assert!(
             r.latency_us.p50 >= 10_000,

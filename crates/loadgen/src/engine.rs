@@ -244,6 +244,20 @@ pub async fn run_transport(
             ServerCounters::client_total(&d.delivered),
         )
     });
+    // TCP's sums: once the server closed the run's connections.
+    let server_tcp = match (&before, &after) {
+        (Some(b), Some(_)) => server.scrape_settled(b).await.ok().map(|settled| {
+            ServerCounters::sum(
+                &settled
+                    .iter()
+                    .zip(b)
+                    .map(|(a, b)| a.delta(b))
+                    .collect::<Vec<_>>(),
+            )
+            .tcp()
+        }),
+        _ => None,
+    };
     let cost = server_cost(ServerReadings {
         baseline: rss_baseline,
         before_traffic: rss_before,
@@ -262,6 +276,7 @@ pub async fn run_transport(
             counters,
             cost,
             cpus: loadgen.server_cpus,
+            tcp: server_tcp,
         },
     );
     let measurement_json = match machine {

@@ -232,6 +232,35 @@ impl RunningServer {
         all.into_iter().collect()
     }
 
+    /// Scrapes once every process has closed the connections opened since
+    /// `before` (its `connections_open` back at most where it was), so that
+    /// the TCP sums, which sockets add as they close, hold the run's
+    /// connections; after at most 3 s it scrapes anyway, and the delta's
+    /// `connections_open` says how many were still open.
+    pub async fn scrape_settled(
+        &self,
+        before: &[ServerCounters],
+    ) -> Result<Vec<ServerCounters>, ServerError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let now = self.scrape().await?;
+            let settled = now
+                .iter()
+                .zip(before)
+                .all(|(n, b)| n.connections_open <= b.connections_open);
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            if settled {
+                // A socket's sums land as its task drops it, a moment
+                // around the gauge's fall: read once more after it.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return self.scrape().await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Stops spawned processes with SIGTERM, then SIGKILL after 5 s.
     pub async fn stop(self) {
         futures_util::future::join_all(self.procs.into_iter().map(ServerProc::stop)).await;
@@ -469,6 +498,19 @@ pub struct ServerCounters {
     pub bytes_written: HashMap<String, u64>,
     /// `chatbench_requests_total` by transport label.
     pub requests: HashMap<String, u64>,
+    /// `chatbench_tcp_sockets_closed_total` by transport label.
+    #[serde(default)]
+    pub tcp_sockets: HashMap<String, u64>,
+    /// `chatbench_tcp_retransmitted_segments_total` by transport label.
+    #[serde(default)]
+    pub tcp_retrans: HashMap<String, u64>,
+    /// `chatbench_tcp_timeouts_total` by transport label.
+    #[serde(default)]
+    pub tcp_rto: HashMap<String, u64>,
+    /// `chatbench_connections_open`: a gauge, so a delta keeps the later
+    /// value less the earlier (0 when it fell).
+    #[serde(default)]
+    pub connections_open: u64,
     /// The `process_*` metrics, when the server gives them all.
     #[serde(default)]
     pub process: Option<ProcessMetrics>,
@@ -560,6 +602,7 @@ impl ServerCounters {
                     "process_resident_memory_bytes" => rss = Some(v as u64),
                     "process_threads" => threads = Some(v as u64),
                     "process_open_fds" => fds = Some(v as u64),
+                    "chatbench_connections_open" => c.connections_open = v as u64,
                     _ => {}
                 }
             }
@@ -568,6 +611,9 @@ impl ServerCounters {
                 "chatbench_messages_published_total" => &mut c.published,
                 "chatbench_bytes_written_total" => &mut c.bytes_written,
                 "chatbench_requests_total" => &mut c.requests,
+                "chatbench_tcp_sockets_closed_total" => &mut c.tcp_sockets,
+                "chatbench_tcp_retransmitted_segments_total" => &mut c.tcp_retrans,
+                "chatbench_tcp_timeouts_total" => &mut c.tcp_rto,
                 _ => continue,
             };
             let (Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) = sample.value else {
@@ -619,11 +665,15 @@ impl ServerCounters {
                 (&mut total.published, &c.published),
                 (&mut total.bytes_written, &c.bytes_written),
                 (&mut total.requests, &c.requests),
+                (&mut total.tcp_sockets, &c.tcp_sockets),
+                (&mut total.tcp_retrans, &c.tcp_retrans),
+                (&mut total.tcp_rto, &c.tcp_rto),
             ] {
                 for (k, v) in from {
                     *into.entry(k.clone()).or_default() += v;
                 }
             }
+            total.connections_open += c.connections_open;
         }
         total
     }
@@ -640,7 +690,23 @@ impl ServerCounters {
             published: d(&self.published, &before.published),
             bytes_written: d(&self.bytes_written, &before.bytes_written),
             requests: d(&self.requests, &before.requests),
+            tcp_sockets: d(&self.tcp_sockets, &before.tcp_sockets),
+            tcp_retrans: d(&self.tcp_retrans, &before.tcp_retrans),
+            tcp_rto: d(&self.tcp_rto, &before.tcp_rto),
+            connections_open: self
+                .connections_open
+                .saturating_sub(before.connections_open),
             process: self.process,
+        }
+    }
+
+    /// The TCP sums of a delta (see [`ServerCounters::delta`]).
+    pub fn tcp(&self) -> chatbench_results::tcp::ServerTcp {
+        chatbench_results::tcp::ServerTcp {
+            sockets: Self::client_total(&self.tcp_sockets),
+            retrans_segs: Self::client_total(&self.tcp_retrans),
+            rto: Self::client_total(&self.tcp_rto),
+            still_open: self.connections_open,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct WireStats {
     pub tls_handshake_bytes: AtomicU64,
     /// Their time from the TCP connect, summed, µs.
     pub tls_handshake_us: AtomicU64,
+    /// TCP's view of the sockets, read as each closed.
+    pub tcp: TcpStats,
 }
 
 impl WireStats {
@@ -221,6 +223,7 @@ impl WireCounter {
             cut: std::sync::atomic::AtomicBool::new(false),
             down_at_cut: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            sampled_at: AtomicU64::new(0),
         });
         let (down, up) = match link {
             None => (None, None),
@@ -366,6 +369,8 @@ struct Sock {
     /// Bytes handed to the client: `down` less what an emulated link still
     /// holds.
     released: AtomicU64,
+    /// When `TCP_INFO` was last sampled, µs since the UNIX epoch.
+    sampled_at: AtomicU64,
 }
 
 /// The writing handle of a [`WireCounter`] ([`WireCounter::writer`]).
@@ -400,6 +405,7 @@ impl Sock {
                     }
                     self.stats.bytes_up.fetch_add(n as u64, Relaxed);
                     self.up.fetch_add(n as u64, Relaxed);
+                    self.sample_tcp();
                     return Poll::Ready(Ok(n));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -407,29 +413,30 @@ impl Sock {
             }
         }
     }
+
+    /// Samples `TCP_INFO` after a write, at most every [`TCP_SAMPLE_US`].
+    fn sample_tcp(&self) {
+        let now = crate::clock::unix_now_us();
+        let last = self.sampled_at.load(Relaxed);
+        if now.saturating_sub(last) >= TCP_SAMPLE_US
+            && self
+                .sampled_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            if let Some(t) = tcp_losses(&self.inner) {
+                self.stats.tcp.sample(&t);
+            }
+        }
+    }
 }
 
-/// A TCP socket's `TCP_INFO` now (Linux): its segment counts,
-/// retransmissions, round-trip estimate and congestion window.
-pub fn tcp_info(sock: &impl AsRawFd) -> Option<libc::tcp_info> {
+pub use chatbench_proto::tcp::{tcp_info, tcp_losses};
+
+/// Segments in and out of a TCP socket so far, from [`tcp_info`].
+pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
     #[cfg(target_os = "linux")]
-    {
-        // SAFETY: all zero is a valid tcp_info.
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: `info` is a writable tcp_info and `len` holds its size, as
-        // getsockopt(TCP_INFO) requires; the fd is owned by `sock` and open.
-        let rc = unsafe {
-            libc::getsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(info)
-    }
+    return tcp_info(sock).map(|(i, _)| (i.tcpi_segs_in as u64, i.tcpi_segs_out as u64));
     #[cfg(not(target_os = "linux"))]
     {
         let _ = sock;
@@ -437,9 +444,78 @@ pub fn tcp_info(sock: &impl AsRawFd) -> Option<libc::tcp_info> {
     }
 }
 
-/// Segments in and out of a TCP socket so far, from [`tcp_info`].
-pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
-    tcp_info(sock).map(|i| (i.tcpi_segs_in as u64, i.tcpi_segs_out as u64))
+/// The client sockets' TCP figures (see [`chatbench_results::tcp`]).
+#[derive(Debug)]
+pub struct TcpStats {
+    sockets: AtomicU64,
+    retrans_segs: AtomicU64,
+    rto: AtomicU64,
+    /// Sockets whose kernel did not count timeouts.
+    rto_unknown: AtomicU64,
+    srtt_us_sum: AtomicU64,
+    srtt_us_max: AtomicU64,
+    /// `u32::MAX` until a window is seen.
+    min_cwnd: std::sync::atomic::AtomicU32,
+    max_in_flight_bytes: AtomicU64,
+}
+
+impl Default for TcpStats {
+    fn default() -> TcpStats {
+        TcpStats {
+            sockets: AtomicU64::new(0),
+            retrans_segs: AtomicU64::new(0),
+            rto: AtomicU64::new(0),
+            rto_unknown: AtomicU64::new(0),
+            srtt_us_sum: AtomicU64::new(0),
+            srtt_us_max: AtomicU64::new(0),
+            min_cwnd: std::sync::atomic::AtomicU32::new(u32::MAX),
+            max_in_flight_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How often a socket's window and bytes in flight are sampled, at most
+/// (after a write, so the sample sees what the write put in flight).
+const TCP_SAMPLE_US: u64 = 100_000;
+
+impl TcpStats {
+    /// A sample of an open socket: its window and bytes in flight.
+    fn sample(&self, t: &chatbench_proto::tcp::TcpLosses) {
+        if t.cwnd > 0 {
+            self.min_cwnd.fetch_min(t.cwnd, Relaxed);
+        }
+        self.max_in_flight_bytes
+            .fetch_max(t.in_flight_bytes, Relaxed);
+    }
+
+    /// A socket as it closes.
+    fn closed(&self, t: &chatbench_proto::tcp::TcpLosses) {
+        self.sample(t);
+        self.sockets.fetch_add(1, Relaxed);
+        self.retrans_segs.fetch_add(t.retrans_segs, Relaxed);
+        match t.rto {
+            Some(n) => self.rto.fetch_add(n, Relaxed),
+            None => self.rto_unknown.fetch_add(1, Relaxed),
+        };
+        self.srtt_us_sum.fetch_add(t.srtt_us, Relaxed);
+        self.srtt_us_max.fetch_max(t.srtt_us, Relaxed);
+    }
+
+    /// The sums so far.
+    pub fn totals(&self) -> chatbench_results::tcp::TcpTotals {
+        let sockets = self.sockets.load(Relaxed);
+        let cwnd = self.min_cwnd.load(Relaxed);
+        chatbench_results::tcp::TcpTotals {
+            sockets,
+            retrans_segs: self.retrans_segs.load(Relaxed),
+            rto: self.rto.load(Relaxed),
+            rto_known: sockets > 0 && self.rto_unknown.load(Relaxed) == 0,
+            srtt_us_sum: self.srtt_us_sum.load(Relaxed),
+            srtt_us_max: self.srtt_us_max.load(Relaxed),
+            min_cwnd: if cwnd == u32::MAX { 0 } else { cwnd },
+            max_in_flight_bytes: self.max_in_flight_bytes.load(Relaxed),
+        }
+    }
 }
 
 /// Asks the kernel to stamp the segments `sock` receives (`SO_TIMESTAMPNS`).
@@ -546,6 +622,9 @@ impl Drop for Sock {
         if let Some((segs_in, segs_out)) = tcp_segments(&self.inner) {
             self.stats.segs_in.fetch_add(segs_in, Relaxed);
             self.stats.segs_out.fetch_add(segs_out, Relaxed);
+        }
+        if let Some(t) = tcp_losses(&self.inner) {
+            self.stats.tcp.closed(&t);
         }
     }
 }

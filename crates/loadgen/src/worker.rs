@@ -421,6 +421,7 @@ fn measure(
         audit: ctx.rec.audit.counts(),
         wire_measured: w1 - w0,
         wire_total: total_wire,
+        tcp: ctx.wire.tcp.totals(),
         loadgen_cpu_ms: cpu.map(|c| c.0),
         loadgen_cpu_precision_ms: cpu.map_or(0.0, |c| c.1),
         loadgen_cpus: 0,

@@ -8,8 +8,12 @@
 //! every transport frames, and [`poll_response_json`] frames a batch of those
 //! bytes as a poll answer without re-serializing them.
 //!
-//! **This crate does no I/O.**
+//! **This crate does no I/O.** Its one system call, in [`tcp`], reads the
+//! kernel's `TCP_INFO` of a socket that the server or the load generator
+//! holds, so that both sides report TCP's view the same way.
 #![deny(missing_docs)]
+
+pub mod tcp;
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

@@ -11,6 +11,7 @@ pub mod charts;
 pub mod check;
 pub mod compare;
 mod markdown;
+mod network;
 
 use chatbench_results::run_file::{histogram_name, read_hlog, RunFile};
 use chatbench_results::Transport;

@@ -30,6 +30,8 @@ pub(crate) fn render(run: &RunFile) -> String {
     breakdown(&mut o, run);
     against_model(&mut o, run);
     drops(&mut o, run);
+    crate::network::loss(&mut o, run);
+    crate::network::below_tcp(&mut o, run);
     protocols(&mut o, run);
     break_even(&mut o, run);
     if s.report.kaazing {

@@ -571,3 +571,81 @@ fn the_report_gives_the_break_even_points() {
         "{md}"
     );
 }
+
+#[test]
+fn the_loss_and_below_tcp_sections_show_what_tcp_saw() {
+    use chatbench_results::run_file::LinkReport;
+    use chatbench_results::tcp::{ServerTcp, TcpTotals, TcpView};
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = RunFile::read(&dir).unwrap();
+    // Before: a clean loopback run has neither section.
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(
+        !md.contains("## Below TCP") && !md.contains("## Loss"),
+        "{md}"
+    );
+
+    // Repetition 1 becomes loss 0 and repetition 2 loss 2%.
+    run.scenario.sweep = Some(chatbench_results::scenario::Sweep {
+        parameter: "network.loss".into(),
+        values: vec![toml::Value::Float(0.0), toml::Value::Float(0.02)],
+    });
+    for r in &mut run.runs {
+        let lossy = r.repetition == 1;
+        assert!(r.repetition < 2, "run-a has two repetitions");
+        (r.point, r.repetition) = (r.repetition as usize, 0);
+        r.latency_us.p50 = if lossy { 60_000 } else { 50_000 };
+        r.latency_us.p99 = if lossy { 900_000 } else { 90_000 };
+        r.latency_us.p999 = if lossy { 1_200_000 } else { 100_000 };
+        let client = TcpTotals {
+            sockets: 10,
+            retrans_segs: if lossy { 7 } else { 0 },
+            rto: if lossy { 2 } else { 0 },
+            rto_known: true,
+            srtt_us_sum: 10 * 52_000,
+            srtt_us_max: 61_000,
+            min_cwnd: 10,
+            max_in_flight_bytes: 1448,
+        };
+        let server = ServerTcp {
+            sockets: 12,
+            retrans_segs: if lossy { 13 } else { 0 },
+            rto: if lossy { 3 } else { 0 },
+            still_open: 0,
+        };
+        r.tcp = Some(TcpView::new(
+            &client,
+            Some(server),
+            1000,
+            250.0,
+            (if lossy { 40 } else { 0 }, 1000),
+        ));
+        r.link = Some(LinkReport::default());
+        if lossy {
+            let l = r.link.as_mut().unwrap();
+            (l.up.lost, l.down.lost) = (9, 12);
+        }
+    }
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    for needle in [
+        "\n## Loss\n",
+        "| sse | 0.0% | 50.0ms | 90.0ms | 100.0ms | 0.0 |",
+        "| sse | 2.0% | 60.0ms | 900.0ms | 1.20s | 20.0 |",
+        "- **websocket**: from 0.0% to 2.0% loss, p50 50.0ms → 60.0ms (×1.20), p99 90.0ms → 900.0ms (×10.0), p99.9 100.0ms → 1.20s (×12.0).",
+        "\n## Below TCP\n",
+        "| long_poll @ 0.02 | 1 | 9 / 12 | 0 / 0 | 7 / 13 | 20.0 | 2 / 3 | 52.0 ms (61 ms) | 4.00% | 60.0ms | 900.0ms | 1.20s |",
+        "| long_poll @ 0.0 | 1 | 0 / 0 | 0 / 0 | 0 / 0 | 0.0 | 0 / 0 | 52.0 ms (61 ms) | 0.00% | 50.0ms | 90.0ms | 100.0ms |",
+    ] {
+        assert!(md.contains(needle), "REPORT.md lacks {needle:?}\n{md}");
+    }
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| sse | 0.0% |"))
+            .count(),
+        1
+    );
+    assert!(!md.contains("were still open on the server"), "{md}");
+}

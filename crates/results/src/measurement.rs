@@ -224,6 +224,9 @@ pub struct Measurement {
     /// Connection drops and resumes, in runs with `network.drop_every`.
     #[serde(default)]
     pub drops: Option<DropCounts>,
+    /// TCP's view of the client sockets, read as each closed.
+    #[serde(default)]
+    pub tcp: crate::tcp::TcpTotals,
 }
 
 /// A histogram as base64 of its V2 deflate encoding.
@@ -308,6 +311,8 @@ pub struct ServerSide {
     /// CPUs the server may use (its pinning, or the machine's), when
     /// chatbench started it: the base of its CPU share.
     pub cpus: Option<usize>,
+    /// The server's TCP sums over the run, from `/metrics`, when read.
+    pub tcp: Option<crate::tcp::ServerTcp>,
 }
 
 /// Which side ran out, if any: the load generator (send lag p99 or CPU
@@ -419,6 +424,7 @@ impl Measurement {
         for (cause, n) in &o.error_causes {
             *self.error_causes.entry(cause.clone()).or_default() += n;
         }
+        self.tcp.add(&o.tcp);
         Ok(())
     }
 
@@ -536,7 +542,27 @@ impl Measurement {
             errors_by_cause: self.error_causes.clone(),
             drops: self.drops.map(|d| crate::run_file::Drops::of(d, &h.away)),
             link: None,
+            tcp: Some(self.tcp_view(s, server.tcp)),
         }
+    }
+
+    /// TCP's view: both sides' retransmissions per delivery, and the share
+    /// of deliveries late by more than a retransmission timeout.
+    fn tcp_view(&self, s: &Scenario, server: Option<crate::tcp::ServerTcp>) -> crate::tcp::TcpView {
+        let mut threshold = s.network.rtt.as_secs_f64() * 1000.0 + crate::tcp::RTO_FLOOR_MS;
+        if self.transport == Some(Transport::ShortPoll) {
+            threshold += s.short_poll.interval.as_secs_f64() * 1000.0;
+        }
+        let h = &self.histograms.latency;
+        let on_time = h.count_between(0, (threshold * 1000.0) as u64);
+        let late = h.len().saturating_sub(on_time);
+        crate::tcp::TcpView::new(
+            &self.tcp,
+            server,
+            self.audit.delivered,
+            threshold,
+            (late, h.len()),
+        )
     }
 }
 
@@ -594,6 +620,41 @@ mod tests {
     }
 
     #[test]
+    fn late_deliveries_are_those_past_the_rtt_and_an_rto() {
+        let s = scenario();
+        let mut m = shard(0..0, 4);
+        for v in [100_000, 150_000, 199_000, 300_000] {
+            m.histograms.latency.record(v).unwrap();
+        }
+        m.tcp = crate::tcp::TcpTotals {
+            sockets: 2,
+            retrans_segs: 2,
+            rto_known: true,
+            ..Default::default()
+        };
+        let server = ServerSide {
+            counters: None,
+            cost: None,
+            cpus: None,
+            tcp: Some(crate::tcp::ServerTcp {
+                sockets: 2,
+                retrans_segs: 6,
+                rto: 1,
+                still_open: 0,
+            }),
+        };
+        let t = m.summarize(&s, server.clone()).tcp.unwrap();
+        assert_eq!(t.late_threshold_ms, 200.0);
+        assert_eq!(t.late_share, 0.25);
+        assert_eq!(t.retrans_per_1k_msgs, 2000.0);
+        assert_eq!(t.server.unwrap().rto, 1);
+        // Short polls wait up to their interval (1 s here) by design.
+        m.transport = Some(Transport::ShortPoll);
+        let t = m.summarize(&s, server).tcp.unwrap();
+        assert_eq!((t.late_threshold_ms, t.late_share), (1200.0, 0.0));
+    }
+
+    #[test]
     fn saturation_names_the_side_that_ran_out() {
         let s = scenario();
         // 100 ms of load-generator CPU in a 2 s window on 1 CPU: 5%.
@@ -605,6 +666,7 @@ mod tests {
                 ..ServerCost::default()
             }),
             cpus,
+            tcp: None,
         };
         let r = m.summarize(&s, server(1_700.0, Some(1)));
         assert!(r.flags.is_empty() && r.saturation.is_empty(), "{r:?}");
@@ -650,6 +712,7 @@ mod tests {
             counters: Some((20_000, 202)),
             cost: None,
             cpus: None,
+            tcp: None,
         };
         let (ra, rw) = (a.summarize(&s, server.clone()), whole.summarize(&s, server));
         assert_eq!(ra.latency_us, rw.latency_us);

@@ -361,6 +361,7 @@ fn merge_shards(
                 counters: None,
                 cost: None,
                 cpus: None,
+                tcp: None,
             },
         );
         if worst_uncertainty as f64 > 0.1 * run.latency_us.p50 as f64 {

@@ -243,6 +243,12 @@ impl CountedIo {
 
 use std::future::Future;
 
+impl Drop for CountedIo {
+    fn drop(&mut self) {
+        self.metrics.of(self.tag.get()).tcp.closed(&self.inner);
+    }
+}
+
 impl AsyncRead for CountedIo {
     fn poll_read(
         self: Pin<&mut Self>,

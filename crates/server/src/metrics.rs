@@ -126,6 +126,31 @@ pub struct PerTransport {
     pub delivered: Counter,
     /// Bytes written to sockets, HTTP and WebSocket framing included.
     pub bytes_written: Counter,
+    /// TCP's view of the sockets that closed under this label.
+    pub tcp: TcpCounters,
+}
+
+/// Sums of `TCP_INFO` over closed sockets: the server sends the
+/// downlink, so these are the downlink's retransmissions.
+#[derive(Debug, Clone, Default)]
+pub struct TcpCounters {
+    /// Sockets read as they closed.
+    pub sockets: Counter,
+    /// Segments retransmitted.
+    pub retrans_segs: Counter,
+    /// Retransmission timeouts (Linux 6.7 and later).
+    pub rto: Counter,
+}
+
+impl TcpCounters {
+    /// Adds a socket as it closes.
+    pub fn closed(&self, sock: &impl std::os::fd::AsRawFd) {
+        if let Some(t) = chatbench_proto::tcp::tcp_losses(sock) {
+            self.sockets.inc();
+            self.retrans_segs.inc_by(t.retrans_segs);
+            self.rto.inc_by(t.rto.unwrap_or(0));
+        }
+    }
 }
 
 /// Every metric of a server.
@@ -229,6 +254,9 @@ impl Metrics {
         let published = Family::<TransportLabel, Counter>::default();
         let delivered = Family::<TransportLabel, Counter>::default();
         let bytes_written = Family::<TransportLabel, Counter>::default();
+        let tcp_sockets = Family::<TransportLabel, Counter>::default();
+        let tcp_retrans = Family::<TransportLabel, Counter>::default();
+        let tcp_rto = Family::<TransportLabel, Counter>::default();
         // Handles are cloned once so the hot path never touches the family map.
         let per = Label::ALL
             .iter()
@@ -240,6 +268,11 @@ impl Metrics {
                     published: published.get_or_create(&l).clone(),
                     delivered: delivered.get_or_create(&l).clone(),
                     bytes_written: bytes_written.get_or_create(&l).clone(),
+                    tcp: TcpCounters {
+                        sockets: tcp_sockets.get_or_create(&l).clone(),
+                        retrans_segs: tcp_retrans.get_or_create(&l).clone(),
+                        rto: tcp_rto.get_or_create(&l).clone(),
+                    },
                 }
             })
             .collect();
@@ -259,6 +292,21 @@ impl Metrics {
             "bytes_written",
             "Bytes written to client sockets, framing included",
             bytes_written,
+        );
+        registry.register(
+            "tcp_sockets_closed",
+            "Client sockets closed, whose TCP_INFO the next two sum",
+            tcp_sockets,
+        );
+        registry.register(
+            "tcp_retransmitted_segments",
+            "Segments the server's TCP retransmitted on sockets since closed",
+            tcp_retrans,
+        );
+        registry.register(
+            "tcp_timeouts",
+            "Retransmission timeouts on sockets since closed (Linux 6.7 and later)",
+            tcp_rto,
         );
         Metrics {
             registry,

@@ -76,6 +76,51 @@ async fn bytes_written_equal_the_bytes_a_raw_client_reads() {
     server.stop().await;
 }
 
+/// Each socket the server closes adds its `TCP_INFO` to its label's sums:
+/// one socket, and on loopback no retransmission.
+#[tokio::test]
+async fn closed_sockets_add_tcp_info_to_their_label() {
+    let server = Server::start().await;
+    server.http().await.publish("tcpi", "a", "hello", 1).await;
+    let tcp = || server.metrics.of(Label::ShortPoll).tcp.clone();
+    let before = (
+        tcp().sockets.get(),
+        tcp().retrans_segs.get(),
+        tcp().rto.get(),
+    );
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        b"GET /rooms/tcpi/messages?after=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    // The server closed it, and its task drops the socket right after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tcp().sockets.get() == before.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        (
+            tcp().sockets.get(),
+            tcp().retrans_segs.get(),
+            tcp().rto.get()
+        ),
+        (before.0 + 1, before.1, before.2)
+    );
+    let m = server.scrape().await;
+    assert_eq!(
+        metric(&m, "tcp_sockets_closed_total", "short_poll"),
+        (before.0 + 1) as f64
+    );
+    assert_eq!(
+        metric(&m, "tcp_retransmitted_segments_total", "short_poll"),
+        0.0
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn keep_alive_serves_many_requests_on_one_connection() {
     let server = Server::start().await;

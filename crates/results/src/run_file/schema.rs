@@ -604,6 +604,10 @@ pub struct TransportRun {
     /// "packet"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkReport>,
+    /// TCP's view of the run's connections (absent in files that predate
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<crate::tcp::TcpView>,
 }
 
 /// What the packet-level link did over one transport run, from the start

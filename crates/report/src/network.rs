@@ -1,0 +1,177 @@
+//! `REPORT.md`'s sections on the network below TCP: what the packet-level
+//! link did and what each side's TCP made of it ("Below TCP"), and, in a
+//! run that sweeps `network.loss`, how each transport's tail grows with
+//! loss ("Loss").
+
+use chatbench_results::fmt::fmt_us;
+use chatbench_results::run_file::{RunFile, TransportRun};
+use chatbench_results::tcp::RTO_FLOOR_MS;
+use chatbench_results::Transport;
+use std::fmt::Write;
+
+/// A run's row label: its transport, and its sweep value if any.
+fn label(r: &TransportRun, run: &RunFile) -> String {
+    match run.scenario.point_label(r.point) {
+        Some(v) => format!("{} @ {v}", r.transport),
+        None => r.transport.to_string(),
+    }
+}
+
+/// Shown for packet-mode runs and any run whose TCP retransmitted.
+pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
+    let shown = run.runs.iter().any(|r| {
+        r.link.is_some()
+            || r.tcp
+                .as_ref()
+                .is_some_and(|t| t.client.retrans_segs + t.server.map_or(0, |s| s.retrans_segs) > 0)
+    });
+    if !shown {
+        return;
+    }
+    let _ = writeln!(o, "\n## Below TCP\n");
+    let _ = writeln!(
+        o,
+        "What the link did to the IP packets (in packet mode: **lost** by the loss model, **queue drops** at a full bottleneck queue), and what each side's TCP made of it, read from the kernel's `TCP_INFO` as each socket closed: the segments it **retransmitted** (the clients send the uplink, the server the downlink), its retransmission **timeouts** (RTOs), and its smoothed round trip. \
+**Late** is the share of the measured deliveries later than the link's round trip plus one minimum RTO ({RTO_FLOOR_MS:.0} ms; plus the poll interval for short polling): those that waited on a retransmission timeout, and any late for another reason, such as a saturated side or a full queue.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| run | rep | lost up / down | queue drops up / down | retransmitted client / server | per 1k msgs | RTOs client / server | sRTT mean (max) | late | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &run.runs {
+        let Some(t) = &r.tcp else { continue };
+        let (lost, drops) = match &r.link {
+            Some(l) => (
+                format!("{} / {}", l.up.lost, l.down.lost),
+                format!("{} / {}", l.up.queue_drops, l.down.queue_drops),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        let server = |f: &dyn Fn(&chatbench_results::tcp::ServerTcp) -> u64| {
+            t.server.map_or("n/a".to_owned(), |s| f(&s).to_string())
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {lost} | {drops} | {} / {} | {:.1} | {} / {} | {:.1} ms ({:.0} ms) | {:.2}% | {} | {} | {} |",
+            label(r, run),
+            r.repetition + 1,
+            t.client.retrans_segs,
+            server(&|s| s.retrans_segs),
+            t.retrans_per_1k_msgs,
+            t.client.rto.map_or("n/a".to_owned(), |n| n.to_string()),
+            server(&|s| s.rto),
+            t.client.srtt_ms_mean,
+            t.client.srtt_ms_max,
+            t.late_share * 100.0,
+            fmt_us(r.latency_us.p50),
+            fmt_us(r.latency_us.p99),
+            fmt_us(r.latency_us.p999),
+        );
+    }
+    let still: u64 = run
+        .runs
+        .iter()
+        .filter_map(|r| r.tcp.as_ref()?.server.map(|s| s.still_open))
+        .sum();
+    if still > 0 {
+        let _ = writeln!(
+            o,
+            "\n{still} of the runs' connections were still open on the server 3 s after the clients closed them; their retransmissions are not in the server's figures."
+        );
+    }
+}
+
+/// One transport's latency at each loss rate of the sweep: (loss, p50,
+/// p99, p99.9, retransmissions per 1k messages), from the first
+/// repetition.
+type Curve = Vec<(f64, u64, u64, u64, f64)>;
+
+fn curve(run: &RunFile, t: Transport, losses: &[f64]) -> Curve {
+    run.runs
+        .iter()
+        .filter(|r| r.transport == t && r.repetition == 0)
+        .filter_map(|r| {
+            let loss = *losses.get(r.point)?;
+            let l = &r.latency_us;
+            let retrans = r.tcp.as_ref().map_or(0.0, |t| t.retrans_per_1k_msgs);
+            Some((loss, l.p50, l.p99, l.p999, retrans))
+        })
+        .collect()
+}
+
+/// Shown when the run sweeps `network.loss`.
+pub(crate) fn loss(o: &mut String, run: &RunFile) {
+    let s = &run.scenario;
+    let Some(sweep) = s.sweep.as_ref().filter(|w| w.parameter == "network.loss") else {
+        return;
+    };
+    let losses: Vec<f64> = sweep
+        .values
+        .iter()
+        .map(|v| {
+            v.as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let _ = writeln!(o, "\n## Loss\n");
+    let _ = writeln!(
+        o,
+        "Each transport at each loss rate, over a {} round trip, the loss applied to every packet in each direction below the kernel's TCP. The tail's growth is each figure at the highest loss over the same figure at the lowest.\n",
+        fmt_us(s.network.rtt.as_micros() as u64)
+    );
+    let _ = writeln!(
+        o,
+        "| transport | loss | p50 | p99 | p99.9 | retransmissions per 1k msgs |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let mut growth = Vec::new();
+    for t in Transport::ALL {
+        let c = curve(run, t, &losses);
+        for &(loss, p50, p99, p999, retrans) in &c {
+            let _ = writeln!(
+                o,
+                "| {t} | {:.1}% | {} | {} | {} | {retrans:.1} |",
+                loss * 100.0,
+                fmt_us(p50),
+                fmt_us(p99),
+                fmt_us(p999),
+            );
+        }
+        let lo = c.iter().min_by(|a, b| a.0.total_cmp(&b.0));
+        let hi = c.iter().max_by(|a, b| a.0.total_cmp(&b.0));
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            if hi.0 > lo.0 {
+                growth.push((t, *lo, *hi));
+            }
+        }
+    }
+    if growth.is_empty() {
+        return;
+    }
+    let _ = writeln!(o);
+    for (t, lo, hi) in &growth {
+        let x = |a: u64, b: u64| b as f64 / a.max(1) as f64;
+        let _ = writeln!(
+            o,
+            "- **{t}**: from {:.1}% to {:.1}% loss, p50 {} → {} (×{:.2}), p99 {} → {} (×{:.1}), p99.9 {} → {} (×{:.1}).",
+            lo.0 * 100.0,
+            hi.0 * 100.0,
+            fmt_us(lo.1),
+            fmt_us(hi.1),
+            x(lo.1, hi.1),
+            fmt_us(lo.2),
+            fmt_us(hi.2),
+            x(lo.2, hi.2),
+            fmt_us(lo.3),
+            fmt_us(hi.3),
+            x(lo.3, hi.3),
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nWhy the tails part ways: TCP hands bytes over in order, so on one long-lived connection (an SSE stream, a WebSocket) a lost segment holds back every message behind it until its retransmission arrives: after about one more round trip when later segments bring duplicate acknowledgements (fast retransmit), after a tail-loss probe or a retransmission timeout (at least {RTO_FLOOR_MS:.0} ms) when nothing follows it, which is the usual case for a quiet chat stream. \
+A poll is a new request: one that starts after the loss is not behind it, but each poll is a round trip of its own that can lose its request or its answer, a long poll's answer is always the last segment on its connection (nothing follows it to trigger a fast retransmit), and a lost SYN on a new connection waits the initial timeout of 1 s. \
+Over the three HTTP transports a message's latency also holds its publish, an HTTP POST that can lose its request or its answer like any other and that waits for the sender's previous one on its connection; a WebSocket sender's frames share its one connection. \
+The table under **Below TCP** counts the retransmissions and timeouts behind these figures, side by side."
+    );
+}
