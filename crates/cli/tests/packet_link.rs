@@ -34,6 +34,7 @@ fn direction(delay_ms: u64, loss: Loss) -> DirectionSpec {
     DirectionSpec {
         delay_us: delay_ms * 1000,
         jitter_us: 0,
+        reorder: false,
         loss,
         queue: QueueLimit::Unbounded,
         capacity: Capacity::Unlimited,

@@ -342,6 +342,20 @@ pub struct Network {
     /// Packet mode: the downlink's trace, likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_down: Option<String>,
+    /// Packet mode: the uplink's one-way delay, when the round trip is not
+    /// split evenly (a cellular uplink is often the slower half); the
+    /// downlink's is `rtt` less this. None: half the round trip each way.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay_up: Option<Duration>,
+    /// Packet mode: the jitter may reorder packets, as netem's does (a
+    /// packet whose delay drew short overtakes one that drew long). false
+    /// (the default): jitter never reorders.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reorder: bool,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -385,11 +399,22 @@ impl Default for Network {
             queue_packets: None,
             trace_up: None,
             trace_down: None,
+            delay_up: None,
+            reorder: false,
         }
     }
 }
 
 impl Network {
+    /// The one-way delays (up, down): `delay_up` and the rest of the round
+    /// trip, or half of it each way.
+    pub fn delays(&self) -> (Duration, Duration) {
+        match self.delay_up {
+            Some(up) => (up, self.rtt.saturating_sub(up)),
+            None => (self.rtt / 2, self.rtt - self.rtt / 2),
+        }
+    }
+
     /// Bits per second, None for unlimited.
     pub fn bandwidth_bps(&self) -> Result<Option<u64>, String> {
         parse_bandwidth(&self.bandwidth)
@@ -879,6 +904,26 @@ impl Scenario {
                 format!("must be at most 10s, got {:?}", self.network.rtt),
             ));
         }
+        if let Some(up) = self.network.delay_up.filter(|&up| up > self.network.rtt) {
+            return Err((
+                "network.delay_up",
+                format!(
+                    "must be at most network.rtt ({:?}): the downlink's delay is the rest of the round trip; got {up:?}",
+                    self.network.rtt
+                ),
+            ));
+        }
+        let (up, down) = self.network.delays();
+        if self.network.delay_up.is_some() && self.network.jitter > up.min(down) {
+            return Err((
+                "network.jitter",
+                format!(
+                    "must be at most the shorter one-way delay ({:?}), so no delay goes below zero; got {:?}",
+                    up.min(down),
+                    self.network.jitter
+                ),
+            ));
+        }
         if self.network.jitter * 2 > self.network.rtt {
             return Err((
                 "network.jitter",
@@ -958,6 +1003,12 @@ impl Scenario {
                 crate::trace::Trace::read(Path::new(p)).map_err(|m| (field, m))?;
             }
         }
+        if n.reorder && n.jitter.is_zero() {
+            return Err((
+                "network.reorder",
+                "needs network.jitter: packets reorder when their delays vary".into(),
+            ));
+        }
         if n.mode == NetworkMode::Packet {
             if self.clients.source_addresses > 1 {
                 return Err((
@@ -967,19 +1018,19 @@ impl Scenario {
             }
             return Ok(());
         }
+        let lose_or_queue = "needs network.mode = \"packet\": the socket-level link has no packets to lose or queue";
         let packet_only = [
-            ("network.loss", n.loss != 0.0),
-            ("network.loss_burst", n.loss_burst != 1.0),
-            ("network.queue_bytes", n.queue_bytes.is_some()),
-            ("network.queue_packets", n.queue_packets.is_some()),
-            ("network.trace_up", n.trace_up.is_some()),
-            ("network.trace_down", n.trace_down.is_some()),
+            ("network.loss", n.loss != 0.0, lose_or_queue),
+            ("network.loss_burst", n.loss_burst != 1.0, lose_or_queue),
+            ("network.queue_bytes", n.queue_bytes.is_some(), lose_or_queue),
+            ("network.queue_packets", n.queue_packets.is_some(), lose_or_queue),
+            ("network.trace_up", n.trace_up.is_some(), lose_or_queue),
+            ("network.trace_down", n.trace_down.is_some(), lose_or_queue),
+            ("network.delay_up", n.delay_up.is_some(), "needs network.mode = \"packet\": the socket-level link delays each direction by half the round trip"),
+            ("network.reorder", n.reorder, "needs network.mode = \"packet\": the socket-level link hands over a connection's bytes in order"),
         ];
-        match packet_only.iter().find(|(_, set)| *set) {
-            Some((field, _)) => Err((
-                field,
-                "needs network.mode = \"packet\": the socket-level link has no packets to lose or queue".into(),
-            )),
+        match packet_only.iter().find(|(_, set, _)| *set) {
+            Some((field, _, why)) => Err((field, (*why).into())),
             None => Ok(()),
         }
     }
@@ -1443,7 +1494,12 @@ rate = 2.5
             ("bandwidth = \"10bit\"", "s.toml:15: field `network.bandwidth`: \"10bit\" is out of range: from 1kbit to 1000Gbit per second"),
             ("rtt = \"20ms\"\njitter = \"15ms\"", "s.toml:16: field `network.jitter`: must be at most half of network.rtt (10ms), so no one-way delay goes below zero; got 15ms"),
             ("rtt = \"11s\"", "s.toml:15: field `network.rtt`: must be at most 10s, got 11s"),
-            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`, `queue_packets`, `trace_up`, `trace_down`"),
+            ("latency = \"1s\"", "s.toml:15: field `network.latency`: unknown field `latency`, expected one of `rtt`, `jitter`, `bandwidth`, `drop_every`, `drop_for`, `mode`, `loss`, `loss_burst`, `queue_bytes`, `queue_packets`, `trace_up`, `trace_down`, `delay_up`, `reorder`"),
+            ("mode = \"packet\"\nrtt = \"50ms\"\ndelay_up = \"60ms\"", "s.toml:17: field `network.delay_up`: must be at most network.rtt (50ms): the downlink's delay is the rest of the round trip; got 60ms"),
+            ("mode = \"packet\"\nrtt = \"50ms\"\ndelay_up = \"40ms\"\njitter = \"12ms\"", "s.toml:18: field `network.jitter`: must be at most the shorter one-way delay (10ms), so no delay goes below zero; got 12ms"),
+            ("mode = \"packet\"\nreorder = true", "s.toml:16: field `network.reorder`: needs network.jitter: packets reorder when their delays vary"),
+            ("rtt = \"50ms\"\ndelay_up = \"40ms\"", "s.toml:16: field `network.delay_up`: needs network.mode = \"packet\": the socket-level link delays each direction by half the round trip"),
+            ("rtt = \"50ms\"\njitter = \"5ms\"\nreorder = true", "s.toml:17: field `network.reorder`: needs network.mode = \"packet\": the socket-level link hands over a connection's bytes in order"),
             ("mode = \"packet\"\nqueue_packets = 0", "s.toml:16: field `network.queue_packets`: must hold at least one packet"),
             ("mode = \"packet\"\nqueue_bytes = 64000\nqueue_packets = 50", "s.toml:17: field `network.queue_packets`: is set with network.queue_bytes; a queue is limited in bytes or in packets, not both"),
             ("mode = \"netem\"", "s.toml:15: field `network.mode`: unknown variant `netem`, expected `socket` or `packet`"),

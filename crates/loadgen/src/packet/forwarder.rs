@@ -16,7 +16,8 @@ use super::model::{Direction, DirectionSpec, DirectionStats, Fate};
 use super::netns::{ip, Netns};
 use super::tun::Tun;
 use crate::clock::unix_now_us;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -189,6 +190,35 @@ fn thread_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
+/// Packets on their way in one direction, handed over in order of arrival
+/// time, and in the order offered among equal times (so that without
+/// reordering, arrival times never falling, it is a FIFO).
+#[derive(Default)]
+struct InFlight {
+    heap: BinaryHeap<Reverse<(u64, u64, Vec<u8>)>>,
+    offered: u64,
+}
+
+impl InFlight {
+    fn push(&mut self, at: u64, packet: Vec<u8>) {
+        self.offered += 1;
+        self.heap.push(Reverse((at, self.offered, packet)));
+    }
+
+    /// When the next one arrives.
+    fn next_at(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The next one, if it has arrived by `now`.
+    fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
+        if self.next_at()? > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse((_, _, p))| p)
+    }
+}
+
 /// Moves packets until told to stop: each packet read from one device is
 /// offered to its direction, and written to the other device at the
 /// arrival time the direction gives it.
@@ -199,44 +229,61 @@ async fn forward(
     mut down: Direction,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> io::Result<(DirectionStats, DirectionStats)> {
-    let mut up_q: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
-    let mut down_q: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+    let (mut up_q, mut down_q) = (InFlight::default(), InFlight::default());
     let (mut buf_c, mut buf_s) = (vec![0u8; 65_536], vec![0u8; 65_536]);
     loop {
-        let next_up = up_q.front().map(|p| p.0);
-        let next_down = down_q.front().map(|p| p.0);
+        let next_up = up_q.next_at();
+        let next_down = down_q.next_at();
         tokio::select! {
             r = tc.recv(&mut buf_c) => {
                 let n = r?;
                 if let Fate::Arrives(at) = up.offer(unix_now_us(), n as u64) {
-                    up_q.push_back((at, buf_c[..n].to_vec()));
+                    up_q.push(at, buf_c[..n].to_vec());
                 }
             }
             r = ts.recv(&mut buf_s) => {
                 let n = r?;
                 if let Fate::Arrives(at) = down.offer(unix_now_us(), n as u64) {
-                    down_q.push_back((at, buf_s[..n].to_vec()));
+                    down_q.push(at, buf_s[..n].to_vec());
                 }
             }
             _ = crate::link::wait_until(next_up.unwrap_or(0)), if next_up.is_some() => {
                 let now = unix_now_us();
-                while up_q.front().is_some_and(|p| p.0 <= now) {
-                    if let Some((_, p)) = up_q.pop_front() {
-                        // A packet the kernel refuses is a packet lost.
-                        let _ = ts.send(&p).await;
-                    }
+                while let Some(p) = up_q.pop_due(now) {
+                    // A packet the kernel refuses is a packet lost.
+                    let _ = ts.send(&p).await;
                 }
             }
             _ = crate::link::wait_until(next_down.unwrap_or(0)), if next_down.is_some() => {
                 let now = unix_now_us();
-                while down_q.front().is_some_and(|p| p.0 <= now) {
-                    if let Some((_, p)) = down_q.pop_front() {
-                        let _ = tc.send(&p).await;
-                    }
+                while let Some(p) = down_q.pop_due(now) {
+                    let _ = tc.send(&p).await;
                 }
             }
             _ = &mut stop => break,
         }
     }
     Ok((up.stats(), down.stats()))
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+
+    #[test]
+    fn packets_leave_by_arrival_time_then_in_the_order_offered() {
+        let mut q = InFlight::default();
+        q.push(30, vec![1]);
+        q.push(10, vec![2]);
+        q.push(30, vec![3]);
+        q.push(20, vec![4]);
+        assert_eq!(q.next_at(), Some(10));
+        assert_eq!(q.pop_due(5), None, "nothing has arrived at 5");
+        let mut out = Vec::new();
+        while let Some(p) = q.pop_due(30) {
+            out.push(p[0]);
+        }
+        assert_eq!(out, [2, 4, 1, 3]);
+        assert_eq!(q.next_at(), None);
+    }
 }

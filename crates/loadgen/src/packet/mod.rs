@@ -39,7 +39,8 @@ pub fn report(r: forwarder::ForwarderReport) -> crate::results::LinkReport {
 pub const MODE: &str = "packet-level, between TUN devices below the kernel's TCP";
 
 /// The packet link `[network]` asks for, None in socket mode: half the
-/// round trip each way, the jitter, the loss, the queue, and the bandwidth
+/// round trip each way (or `delay_up` and the rest), the jitter (and
+/// whether it may reorder), the loss, the queue, and the bandwidth
 /// or each direction's trace; an error when a trace cannot be read.
 pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>> {
     if n.mode != NetworkMode::Packet {
@@ -55,9 +56,11 @@ pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>>
     } else {
         Loss::Independent(n.loss)
     };
+    let (delay_up, delay_down) = n.delays();
     let direction = DirectionSpec {
-        delay_us: n.rtt.as_micros() as u64 / 2,
+        delay_us: delay_up.as_micros() as u64,
         jitter_us: n.jitter.as_micros() as u64,
+        reorder: n.reorder,
         loss,
         queue: match (n.queue_bytes, n.queue_packets) {
             (Some(b), _) => QueueLimit::Bytes(b),
@@ -80,9 +83,13 @@ pub fn spec_of(n: &Network, seed: u64) -> Option<Result<PacketLinkSpec, String>>
         }
         Ok(d)
     };
+    let downward = DirectionSpec {
+        delay_us: delay_down.as_micros() as u64,
+        ..direction.clone()
+    };
     Some(
         traced(&n.trace_up, &direction)
-            .and_then(|up| Ok((up, traced(&n.trace_down, &direction)?)))
+            .and_then(|up| Ok((up, traced(&n.trace_down, &downward)?)))
             .map(|(up, down)| PacketLinkSpec { up, down, seed }),
     )
 }
@@ -107,6 +114,7 @@ mod tests {
         let want = DirectionSpec {
             delay_us: 25_000,
             jitter_us: 5_000,
+            reorder: false,
             loss: Loss::Bursty {
                 rate: 0.02,
                 mean_burst: 3.0,
@@ -125,6 +133,14 @@ mod tests {
         assert_eq!(
             (s.up.loss, s.up.queue),
             (Loss::Independent(0.02), QueueLimit::Bytes(64_000))
+        );
+        // An uneven split: the uplink's delay, and the rest down.
+        n.delay_up = Some(Duration::from_millis(35));
+        n.reorder = true;
+        let s = spec_of(&n, 9).unwrap().unwrap();
+        assert_eq!(
+            (s.up.delay_us, s.down.delay_us, s.up.reorder, s.down.reorder),
+            (35_000, 15_000, true, true)
         );
         n.trace_down = Some("no/such.down".into());
         assert_eq!(

@@ -12,8 +12,9 @@
 //!    delivery opportunities (1,500 bytes each; an opportunity with nothing
 //!    queued is lost, a packet larger than what is left of one waits for
 //!    the next, as in Mahimahi's link queue);
-//! 4. arrives one propagation delay later, plus a uniform jitter that never
-//!    reorders packets.
+//! 4. arrives one propagation delay later, plus a uniform jitter that
+//!    never reorders packets, unless `reorder` is set (then a packet whose
+//!    jitter drew short may overtake one that drew long, as with netem).
 //!
 //! Everything is computed when the packet is offered, so the forwarder only
 //! waits for each packet's arrival time.
@@ -71,6 +72,8 @@ pub struct DirectionSpec {
     pub delay_us: u64,
     /// Uniform jitter of the delay, ± µs (at most `delay_us`).
     pub jitter_us: u64,
+    /// The jitter may reorder packets.
+    pub reorder: bool,
     /// Loss before the queue.
     pub loss: Loss,
     /// The queue's limit.
@@ -171,11 +174,13 @@ impl Direction {
         } else {
             0
         };
-        let arrives = (leaves + self.spec.delay_us)
+        let mut arrives = (leaves + self.spec.delay_us)
             .saturating_add_signed(jitter)
-            .max(self.last_arrival_us)
             .max(leaves);
-        self.last_arrival_us = arrives;
+        if !self.spec.reorder {
+            arrives = arrives.max(self.last_arrival_us);
+        }
+        self.last_arrival_us = self.last_arrival_us.max(arrives);
         self.stats.delivered += 1;
         self.stats.delivered_bytes += bytes;
         Fate::Arrives(arrives)
@@ -250,6 +255,7 @@ mod tests {
         DirectionSpec {
             delay_us: 0,
             jitter_us: 0,
+            reorder: false,
             loss,
             queue,
             capacity,
@@ -420,6 +426,7 @@ mod tests {
             DirectionSpec {
                 delay_us: 25_000,
                 jitter_us: 10_000,
+                reorder: false,
                 loss: Loss::None,
                 queue: QueueLimit::Unbounded,
                 capacity: Capacity::Unlimited,
@@ -435,5 +442,41 @@ mod tests {
             assert!(at >= last && at >= i * 100 + 15_000, "{at}");
             last = at;
         }
+    }
+
+    /// With `reorder`, a packet overtakes another when its jitter drew
+    /// shorter by more than the gap between them: with ±10 ms of jitter and
+    /// a packet every 0.1 ms, most do, and every delay stays within the
+    /// jitter's band.
+    #[test]
+    fn reorder_lets_jitter_overtake() {
+        let mut d = Direction::new(
+            DirectionSpec {
+                delay_us: 25_000,
+                jitter_us: 10_000,
+                reorder: true,
+                loss: Loss::None,
+                queue: QueueLimit::Unbounded,
+                capacity: Capacity::Unlimited,
+            },
+            0,
+            3,
+        );
+        let (mut last, mut overtaken) = (0, 0);
+        for i in 0..10_000u64 {
+            let Fate::Arrives(at) = d.offer(i * 100, 100) else {
+                panic!("no loss")
+            };
+            let sent = i * 100;
+            assert!((sent + 15_000..=sent + 35_000).contains(&at), "{at}");
+            if at < last {
+                overtaken += 1;
+            }
+            last = last.max(at);
+        }
+        assert!(
+            overtaken > 5_000,
+            "{overtaken} of 10,000 arrived before an earlier one"
+        );
     }
 }
