@@ -39,7 +39,9 @@ pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
         "| run | rep | lost up / down | queue drops up / down | retransmitted client / server | per 1k msgs | RTOs client / server | sRTT mean (max) | late | p50 | p99 | p99.9 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &run.runs {
-        let Some(t) = &r.tcp else { continue };
+        if r.link.is_none() && r.tcp.is_none() {
+            continue;
+        }
         let (lost, drops) = match &r.link {
             Some(l) => (
                 format!("{} / {}", l.up.lost, l.down.lost),
@@ -47,22 +49,31 @@ pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
             ),
             None => ("—".into(), "—".into()),
         };
-        let server = |f: &dyn Fn(&chatbench_results::tcp::ServerTcp) -> u64| {
-            t.server.map_or("n/a".to_owned(), |s| f(&s).to_string())
+        // Files written before TCP's view have the link's figures only.
+        let tcp = match &r.tcp {
+            Some(t) => {
+                let server = |f: &dyn Fn(&chatbench_results::tcp::ServerTcp) -> u64| {
+                    t.server.map_or("n/a".to_owned(), |s| f(&s).to_string())
+                };
+                format!(
+                    "{} / {} | {:.1} | {} / {} | {:.1} ms ({:.0} ms) | {:.2}%",
+                    t.client.retrans_segs,
+                    server(&|s| s.retrans_segs),
+                    t.retrans_per_1k_msgs,
+                    t.client.rto.map_or("n/a".to_owned(), |n| n.to_string()),
+                    server(&|s| s.rto),
+                    t.client.srtt_ms_mean,
+                    t.client.srtt_ms_max,
+                    t.late_share * 100.0,
+                )
+            }
+            None => "n/a | n/a | n/a | n/a | n/a".into(),
         };
         let _ = writeln!(
             o,
-            "| {} | {} | {lost} | {drops} | {} / {} | {:.1} | {} / {} | {:.1} ms ({:.0} ms) | {:.2}% | {} | {} | {} |",
+            "| {} | {} | {lost} | {drops} | {tcp} | {} | {} | {} |",
             label(r, run),
             r.repetition + 1,
-            t.client.retrans_segs,
-            server(&|s| s.retrans_segs),
-            t.retrans_per_1k_msgs,
-            t.client.rto.map_or("n/a".to_owned(), |n| n.to_string()),
-            server(&|s| s.rto),
-            t.client.srtt_ms_mean,
-            t.client.srtt_ms_max,
-            t.late_share * 100.0,
             fmt_us(r.latency_us.p50),
             fmt_us(r.latency_us.p99),
             fmt_us(r.latency_us.p999),
@@ -81,20 +92,36 @@ pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
     }
 }
 
-/// One transport's latency at each loss rate of the sweep: (loss, p50,
-/// p99, p99.9, retransmissions per 1k messages), from the first
-/// repetition.
-type Curve = Vec<(f64, u64, u64, u64, f64)>;
+/// One transport at one loss rate, from its first repetition.
+#[derive(Debug, Clone, Copy)]
+struct LossPoint {
+    loss: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    /// p99 of the publish leg (sender to server) and of the delivery leg
+    /// (server to receiver).
+    up_p99: u64,
+    down_p99: u64,
+    retrans_per_1k: f64,
+}
 
-fn curve(run: &RunFile, t: Transport, losses: &[f64]) -> Curve {
+fn curve(run: &RunFile, t: Transport, losses: &[f64]) -> Vec<LossPoint> {
     run.runs
         .iter()
         .filter(|r| r.transport == t && r.repetition == 0)
         .filter_map(|r| {
-            let loss = *losses.get(r.point)?;
             let l = &r.latency_us;
-            let retrans = r.tcp.as_ref().map_or(0.0, |t| t.retrans_per_1k_msgs);
-            Some((loss, l.p50, l.p99, l.p999, retrans))
+            let b = r.breakdown.as_ref();
+            Some(LossPoint {
+                loss: *losses.get(r.point)?,
+                p50: l.p50,
+                p99: l.p99,
+                p999: l.p999,
+                up_p99: b.map_or(0, |b| b.up_leg_us.p99),
+                down_p99: b.map_or(0, |b| b.down_leg_us.p99),
+                retrans_per_1k: r.tcp.as_ref().map_or(0.0, |t| t.retrans_per_1k_msgs),
+            })
         })
         .collect()
 }
@@ -117,30 +144,33 @@ pub(crate) fn loss(o: &mut String, run: &RunFile) {
     let _ = writeln!(o, "\n## Loss\n");
     let _ = writeln!(
         o,
-        "Each transport at each loss rate, over a {} round trip, the loss applied to every packet in each direction below the kernel's TCP. The tail's growth is each figure at the highest loss over the same figure at the lowest.\n",
+        "Each transport at each loss rate, over a {} round trip, the loss applied to every packet in each direction below the kernel's TCP. Beside the latency, the p99 of its two legs: **publish** (from the intended send to the server's stamp: an HTTP POST, or a WebSocket frame) and **delivery** (from the server's stamp to the receiver's socket; for polls, after the wait for a poll to take it). The tail's growth is each figure at the highest loss over the same figure at the lowest.\n",
         fmt_us(s.network.rtt.as_micros() as u64)
     );
     let _ = writeln!(
         o,
-        "| transport | loss | p50 | p99 | p99.9 | retransmissions per 1k msgs |\n|---|---:|---:|---:|---:|---:|"
+        "| transport | loss | p50 | p99 | p99.9 | publish p99 | delivery p99 | retransmissions per 1k msgs |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut growth = Vec::new();
     for t in Transport::ALL {
         let c = curve(run, t, &losses);
-        for &(loss, p50, p99, p999, retrans) in &c {
+        for p in &c {
             let _ = writeln!(
                 o,
-                "| {t} | {:.1}% | {} | {} | {} | {retrans:.1} |",
-                loss * 100.0,
-                fmt_us(p50),
-                fmt_us(p99),
-                fmt_us(p999),
+                "| {t} | {:.1}% | {} | {} | {} | {} | {} | {:.1} |",
+                p.loss * 100.0,
+                fmt_us(p.p50),
+                fmt_us(p.p99),
+                fmt_us(p.p999),
+                fmt_us(p.up_p99),
+                fmt_us(p.down_p99),
+                p.retrans_per_1k,
             );
         }
-        let lo = c.iter().min_by(|a, b| a.0.total_cmp(&b.0));
-        let hi = c.iter().max_by(|a, b| a.0.total_cmp(&b.0));
+        let lo = c.iter().min_by(|a, b| a.loss.total_cmp(&b.loss));
+        let hi = c.iter().max_by(|a, b| a.loss.total_cmp(&b.loss));
         if let (Some(lo), Some(hi)) = (lo, hi) {
-            if hi.0 > lo.0 {
+            if hi.loss > lo.loss {
                 growth.push((t, *lo, *hi));
             }
         }
@@ -153,18 +183,20 @@ pub(crate) fn loss(o: &mut String, run: &RunFile) {
         let x = |a: u64, b: u64| b as f64 / a.max(1) as f64;
         let _ = writeln!(
             o,
-            "- **{t}**: from {:.1}% to {:.1}% loss, p50 {} → {} (×{:.2}), p99 {} → {} (×{:.1}), p99.9 {} → {} (×{:.1}).",
-            lo.0 * 100.0,
-            hi.0 * 100.0,
-            fmt_us(lo.1),
-            fmt_us(hi.1),
-            x(lo.1, hi.1),
-            fmt_us(lo.2),
-            fmt_us(hi.2),
-            x(lo.2, hi.2),
-            fmt_us(lo.3),
-            fmt_us(hi.3),
-            x(lo.3, hi.3),
+            "- **{t}**: from {:.1}% to {:.1}% loss, p50 {} → {} (×{:.2}), p99 {} → {} (×{:.1}), p99.9 {} → {} (×{:.1}); publish p99 ×{:.1}, delivery p99 ×{:.1}.",
+            lo.loss * 100.0,
+            hi.loss * 100.0,
+            fmt_us(lo.p50),
+            fmt_us(hi.p50),
+            x(lo.p50, hi.p50),
+            fmt_us(lo.p99),
+            fmt_us(hi.p99),
+            x(lo.p99, hi.p99),
+            fmt_us(lo.p999),
+            fmt_us(hi.p999),
+            x(lo.p999, hi.p999),
+            x(lo.up_p99, hi.up_p99),
+            x(lo.down_p99, hi.down_p99),
         );
     }
     let _ = writeln!(

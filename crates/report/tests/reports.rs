@@ -598,6 +598,18 @@ fn the_loss_and_below_tcp_sections_show_what_tcp_saw() {
         r.latency_us.p50 = if lossy { 60_000 } else { 50_000 };
         r.latency_us.p99 = if lossy { 900_000 } else { 90_000 };
         r.latency_us.p999 = if lossy { 1_200_000 } else { 100_000 };
+        let b = r
+            .breakdown
+            .get_or_insert_with(|| chatbench_results::run_file::Breakdown {
+                clock: "one_host".into(),
+                receipt: "socket_arrival".into(),
+                up_leg_us: Default::default(),
+                poll_wait_us: Default::default(),
+                down_leg_us: Default::default(),
+                skewed: 0,
+            });
+        b.up_leg_us.p99 = if lossy { 600_000 } else { 30_000 };
+        b.down_leg_us.p99 = if lossy { 300_000 } else { 30_000 };
         let client = TcpTotals {
             sockets: 10,
             retrans_segs: if lossy { 7 } else { 0 },
@@ -632,9 +644,9 @@ fn the_loss_and_below_tcp_sections_show_what_tcp_saw() {
     let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
     for needle in [
         "\n## Loss\n",
-        "| sse | 0.0% | 50.0ms | 90.0ms | 100.0ms | 0.0 |",
-        "| sse | 2.0% | 60.0ms | 900.0ms | 1.20s | 20.0 |",
-        "- **websocket**: from 0.0% to 2.0% loss, p50 50.0ms → 60.0ms (×1.20), p99 90.0ms → 900.0ms (×10.0), p99.9 100.0ms → 1.20s (×12.0).",
+        "| sse | 0.0% | 50.0ms | 90.0ms | 100.0ms | 30.0ms | 30.0ms | 0.0 |",
+        "| sse | 2.0% | 60.0ms | 900.0ms | 1.20s | 600.0ms | 300.0ms | 20.0 |",
+        "- **websocket**: from 0.0% to 2.0% loss, p50 50.0ms → 60.0ms (×1.20), p99 90.0ms → 900.0ms (×10.0), p99.9 100.0ms → 1.20s (×12.0); publish p99 ×20.0, delivery p99 ×10.0.",
         "\n## Below TCP\n",
         "| long_poll @ 0.02 | 1 | 9 / 12 | 0 / 0 | 7 / 13 | 20.0 | 2 / 3 | 52.0 ms (61 ms) | 4.00% | 60.0ms | 900.0ms | 1.20s |",
         "| long_poll @ 0.0 | 1 | 0 / 0 | 0 / 0 | 0 / 0 | 0.0 | 0 / 0 | 52.0 ms (61 ms) | 0.00% | 50.0ms | 90.0ms | 100.0ms |",
