@@ -123,7 +123,7 @@ pub(super) async fn sse_receiver(
         if cut.is_cut() {
             finish_cut(&ctx, c).await;
         } else {
-            c.close().await;
+            c.close_reading().await;
         }
         // Reconnect as EventSource does: after the stream's `retry:` time.
         if let Some(ms) = parser.retry_ms() {
