@@ -44,6 +44,8 @@ pub(crate) async fn handle(
         _ if req.method() == Method::OPTIONS && route != Route::NotFound => Ok(preflight()),
         Route::Page => only_get(&req)
             .map(|()| text_response("text/html; charset=utf-8", include_str!("page.html"))),
+        Route::Compare => only_get(&req)
+            .map(|()| text_response("text/html; charset=utf-8", include_str!("compare.html"))),
         Route::Healthz => only_get(&req).map(|()| text_response("text/plain", "ok")),
         Route::Time => only_get(&req).map(|()| {
             json_response(
@@ -150,6 +152,8 @@ fn preflight() -> Response<Body> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     Page,
+    /// `GET /compare`: one room over the four transports side by side.
+    Compare,
     Healthz,
     /// `GET /time`: the server's `CLOCK_REALTIME` in µs, the clock of
     /// `server_at`, for load generators on other hosts to estimate offsets.
@@ -173,6 +177,7 @@ impl<'a> Route<'a> {
         );
         match parts {
             (Some(""), None, None, None) => Route::Page,
+            (Some("compare"), None, None, None) => Route::Compare,
             (Some("healthz"), None, None, None) => Route::Healthz,
             (Some("time"), None, None, None) => Route::Time,
             (Some("metrics"), None, None, None) => Route::Metrics,
@@ -409,6 +414,7 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(Route::of("/"), Route::Page);
+        assert_eq!(Route::of("/compare"), Route::Compare);
         assert_eq!(Route::of("/healthz"), Route::Healthz);
         assert_eq!(Route::of("/time"), Route::Time);
         assert_eq!(Route::of("/healthz/"), Route::NotFound);

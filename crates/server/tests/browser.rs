@@ -72,12 +72,24 @@ async fn start_driver(exe: &str) -> Driver {
 }
 
 async fn browser(driver: &Driver, chromium: &str) -> Client {
+    browser_with(driver, chromium, &[]).await
+}
+
+/// A headless Chromium session with these command-line switches too.
+async fn browser_with(driver: &Driver, chromium: &str, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+    ];
+    args.extend_from_slice(extra);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": which(chromium),
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+            "args": args,
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -236,18 +248,26 @@ async fn exchange(a: &Client, ta: &str, b: &Client, tb: &str, room: &str, open: 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_chromium_pages_chat_over_every_transport() {
-    let (chromium, driver_exe) = match binaries() {
-        Ok(b) => b,
+/// The two binaries, or None after saying why the test is skipped (a
+/// failure where `CHATBENCH_REQUIRE_BROWSER` is set).
+fn binaries_or_skip() -> Option<(String, String)> {
+    match binaries() {
+        Ok(b) => Some(b),
         Err(why) => {
             assert!(
                 std::env::var_os("CHATBENCH_REQUIRE_BROWSER").is_none(),
                 "CHATBENCH_REQUIRE_BROWSER is set, but {why}"
             );
             eprintln!("skipped: {why}");
-            return;
+            None
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_chromium_pages_chat_over_every_transport() {
+    let Some((chromium, driver_exe)) = binaries_or_skip() else {
+        return;
     };
     let server = Server::start().await;
     let url = format!("http://{}/", server.addr);
@@ -306,6 +326,262 @@ async fn two_chromium_pages_chat_over_every_transport() {
     for page in [a, b] {
         let _ = page.close().await;
     }
+    server.stop().await;
+    result
+}
+
+/// The lesson page's state: per column, the seqs received in order, their
+/// latencies (ms), the requests made, the bytes counted and the status.
+async fn columns(page: &Client) -> Value {
+    page.execute(
+        r#"return Object.fromEntries(Object.entries(window.compare.columns).map(([t, c]) =>
+            [t, { seqs: c.seqs, lats: c.latencies, requests: c.requests, bytes: c.bytes, status: c.status }]));"#,
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
+const TRANSPORTS: [&str; 4] = ["short_poll", "long_poll", "sse", "websocket"];
+
+/// Waits (at most 20 s) until `done` holds of the columns.
+async fn wait_columns(page: &Client, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = columns(page).await;
+        if done(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{what}: {c:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every column connected: a poll answered or waiting, each stream open.
+fn connected(c: &Value) -> bool {
+    let st = |t: &str| c[t]["status"].as_str().unwrap_or("").to_owned();
+    st("short_poll").starts_with("polled at")
+        && st("long_poll") == "a request is waiting at the server"
+        && st("sse") == "stream open"
+        && st("websocket") == "socket open"
+}
+
+fn seqs(c: &Value, t: &str) -> Vec<u64> {
+    c[t]["seqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+fn lats(c: &Value, t: &str) -> Vec<f64> {
+    c[t]["lats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().expect("a latency by this browser's clock"))
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn send_box(page: &Client, text: &str) {
+    let input = page.find(Locator::Id("body")).await.unwrap();
+    input.send_keys(text).await.unwrap();
+    page.find(Locator::Css("#send button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// `/compare` in Chromium: four columns on one room receive the same
+/// messages in order; short polling's shows latencies of a part of its
+/// interval and a request count that grows while the room is quiet;
+/// WebSocket's and SSE's stay at one request; the automatic sender feeds
+/// all four alike; on a phone-wide window the columns stack. A screenshot
+/// of the page is saved in the test's output folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_page_shows_one_room_over_four_transports() {
+    let Some((chromium, driver_exe)) = binaries_or_skip() else {
+        return;
+    };
+    let server = Server::start().await;
+    let driver = start_driver(&driver_exe).await;
+    let page = browser(&driver, &chromium).await;
+    let result = async {
+        page.set_window_size(1280, 1000).await.unwrap();
+        page.goto(&format!("http://{}/compare?room=lesson", server.addr))
+            .await
+            .unwrap();
+        wait_columns(&page, "all four connected", connected).await;
+        let interval_ms = page
+            .execute("return shortInterval();", vec![])
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert!((900.0..=1100.0).contains(&interval_ms), "{interval_ms}");
+        for i in 1..=5 {
+            send_box(&page, &format!("message {i}")).await;
+            tokio::time::sleep(Duration::from_millis(350)).await;
+        }
+        let c = wait_columns(&page, "five messages in every column", |c| {
+            TRANSPORTS.iter().all(|t| seqs(c, t).len() >= 5)
+        })
+        .await;
+        for t in TRANSPORTS {
+            assert_eq!(seqs(&c, t), [1, 2, 3, 4, 5], "{t}: {c:#}");
+        }
+        // Short polling: each message waited for the next poll, up to the
+        // interval (plus a loaded machine's slack), a part of it at least
+        // once in five.
+        let sp = lats(&c, "short_poll");
+        assert!(
+            sp.iter().cloned().fold(0.0, f64::max) >= interval_ms / 10.0,
+            "{sp:?}"
+        );
+        assert!(sp.iter().all(|&l| l <= interval_ms + 2000.0), "{sp:?}");
+        assert!(
+            median(lats(&c, "websocket")) < median(sp.clone()),
+            "{c:#}"
+        );
+        // The streams made one request each; long polling one per message
+        // or more; the polls' bytes come from Resource Timing.
+        assert_eq!(c["websocket"]["requests"], 1, "{c:#}");
+        assert_eq!(c["sse"]["requests"], 1, "{c:#}");
+        assert!(c["long_poll"]["requests"].as_u64().unwrap() >= 5, "{c:#}");
+        for t in TRANSPORTS {
+            assert!(c[t]["bytes"].as_f64().unwrap() > 0.0, "{t}: {c:#}");
+        }
+        // A quiet room: short polling keeps asking, WebSocket does not.
+        let before = c["short_poll"]["requests"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(3 * interval_ms as u64)).await;
+        let c = columns(&page).await;
+        let after = c["short_poll"]["requests"].as_u64().unwrap();
+        assert!(after >= before + 2, "{before} -> {after}");
+        assert_eq!(c["websocket"]["requests"], 1, "{c:#}");
+        // What the page shows for WebSocket's column is what it counted.
+        let shown = page
+            .find(Locator::Css(r#"#col-websocket [data-f="requests"]"#))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(shown, "1");
+        let png = page.screenshot().await.unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("compare.png");
+        std::fs::write(&out, &png).unwrap();
+        eprintln!("screenshot: {}", out.display());
+
+        // The automatic sender at its fastest (20 a second) for about a
+        // second: every column receives the same messages.
+        page.execute(
+            r#"const r = document.getElementById("rate"); r.value = 100; r.dispatchEvent(new Event("input"));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            page.find(Locator::Id("rate-out")).await.unwrap().text().await.unwrap(),
+            "20.0 msg/s"
+        );
+        page.find(Locator::Id("auto")).await.unwrap().click().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        page.find(Locator::Id("auto")).await.unwrap().click().await.unwrap();
+        // The last POST may still be in flight: wait for the columns to
+        // agree, and for more than 5 automatic messages in them.
+        let c = wait_columns(&page, "the automatic sender's messages", |c| {
+            let s = seqs(c, "websocket");
+            s.len() > 10 && TRANSPORTS.iter().all(|t| seqs(c, t) == s)
+        })
+        .await;
+        let s = seqs(&c, "websocket");
+        assert_eq!(s, (1..=s.len() as u64).collect::<Vec<_>>());
+
+        // A phone's width: the columns stack, one under another.
+        page.set_window_size(420, 900).await.unwrap();
+        let lefts = page
+            .execute(
+                r#"return [...document.querySelectorAll(".col")].map((e) => e.getBoundingClientRect().left);"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let lefts: Vec<f64> = lefts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(lefts.len(), 4);
+        assert!(lefts.iter().all(|&l| l == lefts[0]), "{lefts:?}");
+
+        // A room name the server would refuse: every column says why.
+        page.execute(
+            r#"document.getElementById("room").value = "bad room"; document.getElementById("join").click();"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+        let c = columns(&page).await;
+        for t in TRANSPORTS {
+            assert_eq!(
+                c[t]["status"],
+                "error: room name holds ' '; only A-Z, a-z, 0-9, '_' and '-' are allowed"
+            );
+        }
+    }
+    .await;
+    let _ = page.close().await;
+    server.stop().await;
+    result
+}
+
+/// `/compare` over TLS: `https` for the polls and SSE, `wss` for the
+/// WebSocket, from the page's own origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_page_works_over_tls() {
+    let Some((chromium, driver_exe)) = binaries_or_skip() else {
+        return;
+    };
+    let tls = chatbench_server::tls::self_signed(None, &[]).unwrap();
+    let server = Server::start_with(chatbench_server::Config {
+        tls: Some(tls),
+        ..chatbench_server::Config::default()
+    })
+    .await;
+    let driver = start_driver(&driver_exe).await;
+    // The certificate is the server's own, made for this test.
+    let page = browser_with(&driver, &chromium, &["--ignore-certificate-errors"]).await;
+    let result = async {
+        page.goto(&format!("https://{}/compare?room=secure", server.addr))
+            .await
+            .unwrap();
+        wait_columns(&page, "all four connected over TLS", connected).await;
+        let proto = page
+            .execute("return location.protocol;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(proto, "https:");
+        send_box(&page, "over TLS").await;
+        let c = wait_columns(&page, "one message in every column", |c| {
+            TRANSPORTS.iter().all(|t| seqs(c, t).len() == 1)
+        })
+        .await;
+        for t in TRANSPORTS {
+            assert_eq!(seqs(&c, t), [1], "{t}");
+        }
+    }
+    .await;
+    let _ = page.close().await;
     server.stop().await;
     result
 }
