@@ -179,7 +179,12 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         return;
     }
     let all = r#""short_poll", "long_poll", "sse", "websocket""#;
-    let toml = crate::util::tiny_toml("packet", all)
+    // A 2 s drain: at 2% loss an HTTP publish sent at the end of the
+    // window can wait out TCP's backed-off retransmission timers past a
+    // 500 ms drain, reach the server after the end-of-run message, and be
+    // counted lost by the receivers that stopped at that message (seen
+    // once in a full test run: 5 long-poll deliveries).
+    let toml = crate::util::tiny_toml("packet", all).replace("grace = \"500ms\"", "grace = \"2s\"")
         + "\n[network]\nmode = \"packet\"\nrtt = \"20ms\"\n"
         + "\n[sweep]\nparameter = \"network.loss\"\nvalues = [0.0, 0.02]\n";
     let scenario =
@@ -205,8 +210,13 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         let a = r.audit;
         assert!(
             a.sent > 0 && a.delivered == a.expected,
-            "{}: {a:?}",
-            r.transport
+            "{} at point {}: {a:?}, complete {}, flags {:?}, errors {:?}, ready {:?}",
+            r.transport,
+            r.point,
+            r.complete,
+            r.flags,
+            r.errors_by_cause,
+            r.ready
         );
         assert_eq!(
             (a.lost, a.duplicated, a.reordered),

@@ -244,18 +244,8 @@ pub async fn run_transport(
             ServerCounters::client_total(&d.delivered),
         )
     });
-    // TCP's sums: once the server closed the run's connections.
     let server_tcp = match (&before, &after) {
-        (Some(b), Some(_)) => server.scrape_settled(b).await.ok().map(|settled| {
-            ServerCounters::sum(
-                &settled
-                    .iter()
-                    .zip(b)
-                    .map(|(a, b)| a.delta(b))
-                    .collect::<Vec<_>>(),
-            )
-            .tcp()
-        }),
+        (Some(b), Some(_)) => server_tcp(server, b).await,
         _ => None,
     };
     let cost = server_cost(ServerReadings {
@@ -601,6 +591,22 @@ struct ServerReadings<'a> {
     transport: Transport,
     /// Each process's `/metrics` over the run.
     deltas: Option<&'a [ServerCounters]>,
+}
+
+/// The server's TCP sums over a transport run, read once it has closed the
+/// run's connections ([`RunningServer::scrape_settled`]); None when it
+/// cannot be read.
+async fn server_tcp(
+    server: &RunningServer,
+    before: &[ServerCounters],
+) -> Option<chatbench_results::tcp::ServerTcp> {
+    let settled = server.scrape_settled(before).await.ok()?;
+    let deltas: Vec<ServerCounters> = settled
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.delta(b))
+        .collect();
+    Some(ServerCounters::sum(&deltas).tcp())
 }
 
 /// The server's CPU and memory: summed over its processes, and per process
