@@ -118,3 +118,36 @@ async fn clients_that_keep_losing_their_connections_resume_without_loss_or_dupli
     assert!(report.contains("\n## Connection drops\n"), "{report}");
     assert!(report.contains("| websocket | 1 | "), "{report}");
 }
+
+/// With no drain at all (`grace = "0s"`) over a 150 ms round trip, the
+/// publishes sent in the window's last moments are still on their way when
+/// the window ends: the rooms end only once every sender's last publish
+/// has reached the server (an HTTP publish answered, a WebSocket frame
+/// back in its room), so nothing is counted lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rooms_end_only_after_the_last_publishes_arrive() {
+    let (addr, _stop) = in_process_server().await;
+    let out = tempfile::tempdir().unwrap();
+    let all = r#""short_poll", "long_poll", "sse", "websocket""#;
+    let src = tiny_toml("no-drain", all).replace("grace = \"500ms\"", "grace = \"0s\"")
+        + "\n[network]\nrtt = \"150ms\"\n";
+    let scenario =
+        chatbench_loadgen::scenario::Scenario::parse(&src, std::path::Path::new("no-drain.toml"))
+            .unwrap();
+    assert!(scenario.grace.is_zero());
+    let done = run_against(addr, scenario, out.path()).await;
+    let run = &done.file;
+    assert!(run.complete);
+    for r in &run.runs {
+        let t = r.transport;
+        assert!(r.audit.sent > 20, "{t}: {:?}", r.audit);
+        assert_eq!(
+            (r.audit.lost, r.audit.duplicated, r.audit.errors),
+            (0, 0, 0),
+            "{t}: {:?}",
+            r.audit
+        );
+        let c = r.crosscheck.expect("the server was scraped");
+        assert!(c.bytes_match && c.delivered_match, "{t}: {c:?}");
+    }
+}

@@ -76,6 +76,11 @@ pub struct MachineShard {
 /// machines).
 pub const SHARD_SETTLE: Duration = Duration::from_secs(2);
 
+/// The longest the drain waits past `grace` for senders whose last publish
+/// has not reached the server (a lossy link's retransmissions): then the
+/// rooms end anyway, and what arrives later counts as lost.
+pub const SENDS_WAIT: Duration = Duration::from_secs(10);
+
 /// In a run spread over machines: the time after the drain kept free for
 /// teardown before the next transport run's ramp. Clients end within
 /// milliseconds of the end-of-run message; a teardown that overruns (a
@@ -179,6 +184,11 @@ pub async fn run_transport(
     let mut server_died = false;
 
     let mut workers = Workers::new(WorkerSet::start(tasks, &loadgen.exe)?);
+    if machine.is_some() {
+        // Across machines the schedule is fixed (`shard_slot`), and machine
+        // 0 cannot hear the others' senders: the drain is `grace` alone.
+        workers.sends_done.fill(true);
+    }
     // Across machines, traffic starts on the schedule; on one machine, a
     // short settle after the barrier. Either way on one clock for every
     // client of every worker.
@@ -311,6 +321,8 @@ struct Workers {
     ready: Vec<u64>,
     progress: Vec<(u64, u64, u64)>,
     done: Vec<Option<Box<Measurement>>>,
+    /// Workers whose senders are done ([`FromWorker::SendsDone`]).
+    sends_done: Vec<bool>,
     /// Workers that ended without a measurement, and why.
     failed: Vec<(usize, String)>,
 }
@@ -323,6 +335,7 @@ impl Workers {
             ready: vec![0; n],
             progress: vec![(0, 0, 0); n],
             done: (0..n).map(|_| None).collect(),
+            sends_done: vec![false; n],
             failed: Vec::new(),
         }
     }
@@ -338,6 +351,7 @@ impl Workers {
                     p99_us,
                 },
             ) => self.progress[i] = (delivered, errors, p99_us),
+            WorkerEvent::Said(i, FromWorker::SendsDone) => self.sends_done[i] = true,
             WorkerEvent::Said(i, FromWorker::Done(m)) => self.done[i] = Some(m),
             WorkerEvent::Failed(i, why) => {
                 if self.done[i].is_none() {
@@ -465,7 +479,10 @@ impl Workers {
                     errors: self.progress.iter().map(|p| p.1).sum(),
                 });
             }
-            if now >= drain_end {
+            // The drain lasts `grace` at least, and until every sender's
+            // last publish reached the server, for at most SENDS_WAIT more.
+            let senders_out = !self.sends_done.iter().all(|&d| d);
+            if now >= drain_end && (!senders_out || now >= drain_end + SENDS_WAIT) {
                 break;
             }
         }

@@ -124,6 +124,10 @@ pub enum FromWorker {
         /// This worker's p99 latency so far, µs.
         p99_us: u64,
     },
+    /// The measured window is over and every sender's last publish has
+    /// reached the server (an HTTP publish answered, a WebSocket
+    /// publish seen back in its room): the rooms may end.
+    SendsDone,
     /// The worker's clients are done: what it measured.
     Done(Box<Measurement>),
 }
@@ -282,6 +286,7 @@ fn context(task: &WorkerTask) -> std::io::Result<Arc<RunCtx>> {
         abort: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
         dial,
+        sending: AtomicU64::new(0),
     }))
 }
 
@@ -363,6 +368,7 @@ async fn traffic(
         }
     });
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut sends_done = false;
     loop {
         tokio::select! {
             _ = &mut done => break,
@@ -382,6 +388,10 @@ async fn traffic(
         }
         if w.at_end.is_none() && now >= measure_end {
             w.at_end = Some(edge(&ctx.wire));
+        }
+        if !sends_done && now >= measure_end && ctx.sending.load(Relaxed) == 0 {
+            sends_done = true;
+            let _ = events.send(FromWorker::SendsDone);
         }
         let _ = events.send(FromWorker::Progress {
             delivered: ctx.rec.audit.live_delivered.load(Relaxed),

@@ -49,6 +49,12 @@ pub struct RunCtx {
     pub body: String,
     /// Makes the clients' connections.
     pub dial: Dialer,
+    /// Sender tasks still publishing ([`Sending`]). After the measured
+    /// window the worker tells the engine once it is 0, and the engine
+    /// ends the rooms only then: a publish that a lossy link held past the
+    /// drain would otherwise reach the server after the end-of-run message,
+    /// which its receivers stop at.
+    pub sending: AtomicU64,
 }
 
 impl RunCtx {
@@ -198,5 +204,27 @@ mod tests {
             specs.iter().map(|c| c.sender).collect::<Vec<_>>(),
             vec![Some(0), Some(1), None, Some(2), Some(3), None]
         );
+    }
+}
+
+/// Counts a sender task in [`RunCtx::sending`] from before it is spawned
+/// until it ends.
+#[derive(Debug)]
+pub struct Sending(Arc<RunCtx>);
+
+impl Sending {
+    /// One more sender task of `ctx`.
+    pub fn new(ctx: &Arc<RunCtx>) -> Sending {
+        ctx.sending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Sending(ctx.clone())
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0
+            .sending
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

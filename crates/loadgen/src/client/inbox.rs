@@ -20,6 +20,10 @@ pub(super) struct Inbox {
     /// When the client was away (connection drops); while it is, what
     /// arrives came on a cut connection and is thrown away.
     pub(super) spans: AwaySpans,
+    /// A WebSocket sender's own name (`c<id>`), and where the latest
+    /// intended send time of its own messages seen in the room goes: its
+    /// sender waits for its last publish to come back before it ends.
+    pub(super) own: Option<(String, tokio::sync::watch::Sender<u64>)>,
 }
 
 impl Inbox {
@@ -31,6 +35,7 @@ impl Inbox {
             stopped: false,
             read_at: None,
             spans: AwaySpans::default(),
+            own: None,
         }
     }
 
@@ -77,6 +82,15 @@ impl Inbox {
             Receipt::InOrder => {}
         }
         let Some(sent) = m.sent_at else { return };
+        if let Some((name, seen)) = &self.own {
+            if m.from == name.as_str() {
+                seen.send_if_modified(|v| {
+                    let later = sent > *v;
+                    *v = (*v).max(sent);
+                    later
+                });
+            }
+        }
         let (start, end) = self.ctx.window_us();
         if sent >= end {
             return;

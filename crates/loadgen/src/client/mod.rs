@@ -50,7 +50,12 @@ pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
                 let away = away.clone();
                 let h2 = h2.clone();
                 let sends = ctx.sends.handle().clone();
-                sends.spawn(async move { http_sender(ctx, spec.id, s, &room, &away, &h2).await })
+                // Its publishes are answered before it ends.
+                let sending = context::Sending::new(&ctx);
+                sends.spawn(async move {
+                    http_sender(ctx, spec.id, s, &room, &away, &h2).await;
+                    drop(sending);
+                })
             });
             match t {
                 Transport::Sse => sse_receiver(ctx.clone(), spec, &room, away, &h2).await,

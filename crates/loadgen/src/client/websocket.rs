@@ -1,7 +1,7 @@
 //! The WebSocket client: one socket that receives the room's messages and
 //! carries the client's publishes.
 
-use super::context::{ClientSpec, RunCtx};
+use super::context::{ClientSpec, RunCtx, Sending};
 use super::dropper::Dropper;
 use super::inbox::Inbox;
 use super::send::{next_send, publish_body, schedule_for, sent_ok};
@@ -50,12 +50,16 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
     let send_task = spec.sender.map(|sender| {
         let ctx = ctx.clone();
         let out = out.clone();
+        let (seen_tx, mut seen) = watch::channel(0u64);
+        inbox.own = Some((format!("c{}", spec.id), seen_tx));
+        let sending = Sending::new(&ctx);
         ctx.sends.handle().clone().spawn(async move {
             let Some(clock) = ctx.started().await else {
                 return;
             };
             let mut schedule = schedule_for(&ctx, sender);
             let mut resumed_us = 0;
+            let mut last_sent = None;
             'sends: while let Some(at_us) =
                 next_send(&ctx, &clock, spec.id, &mut schedule, resumed_us).await
             {
@@ -68,6 +72,7 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
                     match sent {
                         Ok(()) => {
                             sent_ok(&ctx, at_us);
+                            last_sent = Some(at_us);
                             break;
                         }
                         // Cut by a drop: the message goes on the next
@@ -90,6 +95,16 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
                     }
                 }
             }
+            // A frame has no answer: the last one has reached the server
+            // once it comes back through the room, as every member's does.
+            // Until then the rooms must not end (`Sending`).
+            if let Some(last) = last_sent {
+                tokio::select! {
+                    _ = seen.wait_for(|&v| v >= last) => {}
+                    _ = ctx.abort.cancelled() => {}
+                }
+            }
+            drop(sending);
         })
     });
     loop {
@@ -120,6 +135,9 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
         *out.lock().await = ws.writer;
         reconnected.send_modify(|n| *n += 1);
     }
+    // Receiving is over: a sender still waiting for its last message to
+    // come back stops waiting.
+    inbox.own = None;
     if let Some(task) = send_task {
         // Sending ended before the drain, unless the run was aborted.
         let _ = task.await;
