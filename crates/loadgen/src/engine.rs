@@ -183,12 +183,7 @@ pub async fn run_transport(
     });
     let mut server_died = false;
 
-    let mut workers = Workers::new(WorkerSet::start(tasks, &loadgen.exe)?);
-    if machine.is_some() {
-        // Across machines the schedule is fixed (`shard_slot`), and machine
-        // 0 cannot hear the others' senders: the drain is `grace` alone.
-        workers.sends_done.fill(true);
-    }
+    let mut workers = Workers::new(WorkerSet::start(tasks, &loadgen.exe)?, machine.is_none());
     // Across machines, traffic starts on the schedule; on one machine, a
     // short settle after the barrier. Either way on one clock for every
     // client of every worker.
@@ -328,14 +323,18 @@ struct Workers {
 }
 
 impl Workers {
-    fn new(set: WorkerSet) -> Workers {
+    /// The workers of `set`; with `await_senders`, the drain waits for
+    /// their `SendsDone`. (Across machines the schedule is fixed,
+    /// `shard_slot`, and machine 0 cannot hear the others' senders: there
+    /// the drain is `grace` alone.)
+    fn new(set: WorkerSet, await_senders: bool) -> Workers {
         let n = set.len();
         Workers {
             set,
             ready: vec![0; n],
             progress: vec![(0, 0, 0); n],
             done: (0..n).map(|_| None).collect(),
-            sends_done: vec![false; n],
+            sends_done: vec![!await_senders; n],
             failed: Vec::new(),
         }
     }
