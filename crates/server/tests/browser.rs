@@ -133,8 +133,10 @@ async fn join(page: &Client, room: &str, from: &str, transport: &str) {
         .unwrap();
 }
 
+/// Types `text` into a page's send box and clicks its button (the chat
+/// page's and the compare page's alike).
 async fn say(page: &Client, text: &str) {
-    let input = page.find(Locator::Css("input[name=body]")).await.unwrap();
+    let input = page.find(Locator::Css("#send input")).await.unwrap();
     input.send_keys(text).await.unwrap();
     page.find(Locator::Css("#send button"))
         .await
@@ -389,17 +391,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn send_box(page: &Client, text: &str) {
-    let input = page.find(Locator::Id("body")).await.unwrap();
-    input.send_keys(text).await.unwrap();
-    page.find(Locator::Css("#send button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 /// `/compare` in Chromium: four columns on one room receive the same
 /// messages in order; short polling's shows latencies of a part of its
 /// interval and a request count that grows while the room is quiet;
@@ -428,7 +419,7 @@ async fn the_compare_page_shows_one_room_over_four_transports() {
             .unwrap();
         assert!((900.0..=1100.0).contains(&interval_ms), "{interval_ms}");
         for i in 1..=5 {
-            send_box(&page, &format!("message {i}")).await;
+            say(&page, &format!("message {i}")).await;
             tokio::time::sleep(Duration::from_millis(350)).await;
         }
         let c = wait_columns(&page, "five messages in every column", |c| {
@@ -571,7 +562,7 @@ async fn the_compare_page_works_over_tls() {
             .await
             .unwrap();
         assert_eq!(proto, "https:");
-        send_box(&page, "over TLS").await;
+        say(&page, "over TLS").await;
         let c = wait_columns(&page, "one message in every column", |c| {
             TRANSPORTS.iter().all(|t| seqs(c, t).len() == 1)
         })
