@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod floor;
 mod progress;
 
 use anyhow::{bail, Context};
@@ -86,6 +87,11 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Measure this machine's write floor: the CPU of one write of a frame
+    /// to each of many loopback sockets in turn, the least a fan-out server
+    /// spends per delivery (scripts/fan-out-floor.sh sets the server's
+    /// beside it).
+    Floor(floor::FloorArgs),
     /// Join run folders of one scenario (same build and machine) into a new
     /// one: more repetitions, or transports that were run separately.
     Merge {
@@ -345,7 +351,34 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_report,
         } => cmd_merge(&run_dirs, &out, no_report),
+        Command::Floor(args) => cmd_floor(&args),
     }
+}
+
+/// `chatbench floor`.
+fn cmd_floor(args: &floor::FloorArgs) -> anyhow::Result<ExitCode> {
+    let r = floor::measure(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} writes of {} bytes to {} connections: {:.3} µs of CPU per write ({} ms of CPU in {} ms); {} bytes read",
+            r.writes,
+            args.bytes,
+            args.connections,
+            r.cpu_us_per_write,
+            r.writer_cpu_us / 1000,
+            r.wall_us / 1000,
+            r.bytes_read
+        );
+    }
+    anyhow::ensure!(
+        r.bytes_read == r.writes * args.bytes as u64,
+        "the reader read {} bytes of the {} written",
+        r.bytes_read,
+        r.writes * args.bytes as u64
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `chatbench man [COMMAND]`.
