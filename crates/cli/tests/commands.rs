@@ -521,6 +521,7 @@ fn man_pages_are_printed_for_chatbench_and_each_subcommand() {
         "report",
         "check",
         "compare",
+        "floor",
         "merge",
         "completions",
     ] {
@@ -539,7 +540,7 @@ fn man_pages_are_printed_for_chatbench_and_each_subcommand() {
     assert!(out.is_empty());
     assert_eq!(
         stderr.trim_end(),
-        "chatbench: error: no subcommand \"worker\"; chatbench has run, serve, report, check, compare, export, merge, completions, man"
+        "chatbench: error: no subcommand \"worker\"; chatbench has run, serve, report, check, compare, export, floor, merge, completions, man"
     );
 }
 
