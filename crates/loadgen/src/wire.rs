@@ -2,7 +2,7 @@
 //!
 //! Every client socket is a [`WireCounter`] around a `TcpStream`. It adds the
 //! bytes it moves to a shared [`WireStats`], and when it is dropped it reads
-//! `TCP_INFO` to add the connection's segment counts.
+//! `TCP_INFO` once to add the connection's segments, retransmissions and round trip.
 
 pub use chatbench_results::wire::{on_wire_bytes, WireSnapshot};
 use std::io;
@@ -440,25 +440,14 @@ impl Sock {
                 .compare_exchange(last, now, Relaxed, Relaxed)
                 .is_ok()
         {
-            if let Some(t) = tcp_losses(&self.inner) {
+            if let Some(t) = tcp_reading(&self.inner) {
                 self.stats.tcp.sample(&t);
             }
         }
     }
 }
 
-pub use chatbench_proto::tcp::{tcp_info, tcp_losses};
-
-/// Segments in and out of a TCP socket so far, from [`tcp_info`].
-pub fn tcp_segments(sock: &impl AsRawFd) -> Option<(u64, u64)> {
-    #[cfg(target_os = "linux")]
-    return tcp_info(sock).map(|(i, _)| (i.tcpi_segs_in as u64, i.tcpi_segs_out as u64));
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = sock;
-        None
-    }
-}
+pub use chatbench_proto::tcp::{tcp_info, tcp_reading};
 
 /// The client sockets' TCP figures (see [`chatbench_results::tcp`]).
 #[derive(Debug)]
@@ -496,7 +485,7 @@ const TCP_SAMPLE_US: u64 = 100_000;
 
 impl TcpStats {
     /// A sample of an open socket: its window and bytes in flight.
-    fn sample(&self, t: &chatbench_proto::tcp::TcpLosses) {
+    fn sample(&self, t: &chatbench_proto::tcp::TcpReading) {
         if t.cwnd > 0 {
             self.min_cwnd.fetch_min(t.cwnd, Relaxed);
         }
@@ -505,7 +494,7 @@ impl TcpStats {
     }
 
     /// A socket as it closes.
-    fn closed(&self, t: &chatbench_proto::tcp::TcpLosses) {
+    fn closed(&self, t: &chatbench_proto::tcp::TcpReading) {
         self.sample(t);
         self.sockets.fetch_add(1, Relaxed);
         self.retrans_segs.fetch_add(t.retrans_segs, Relaxed);
@@ -635,11 +624,9 @@ impl Drop for Sock {
                 }
             }
         }
-        if let Some((segs_in, segs_out)) = tcp_segments(&self.inner) {
-            self.stats.segs_in.fetch_add(segs_in, Relaxed);
-            self.stats.segs_out.fetch_add(segs_out, Relaxed);
-        }
-        if let Some(t) = tcp_losses(&self.inner) {
+        if let Some(t) = tcp_reading(&self.inner) {
+            self.stats.segs_in.fetch_add(t.segs_in, Relaxed);
+            self.stats.segs_out.fetch_add(t.segs_out, Relaxed);
             self.stats.tcp.closed(&t);
         }
     }

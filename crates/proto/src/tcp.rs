@@ -26,10 +26,14 @@ pub fn tcp_info(sock: &impl AsRawFd) -> Option<(libc::tcp_info, usize)> {
     (rc == 0).then_some((info, len as usize))
 }
 
-/// What one socket's `TCP_INFO` says of its losses, as both sides report
-/// them at close.
+/// What both sides report of one socket's `TCP_INFO`: its segments, its
+/// losses, its round trip and its window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpLosses {
+pub struct TcpReading {
+    /// Segments received (`tcpi_segs_in`).
+    pub segs_in: u64,
+    /// Segments sent (`tcpi_segs_out`).
+    pub segs_out: u64,
     /// Segments retransmitted (`tcpi_total_retrans`).
     pub retrans_segs: u64,
     /// Retransmission timeouts (`tcpi_total_rto`), None on a kernel
@@ -44,13 +48,15 @@ pub struct TcpLosses {
     pub in_flight_bytes: u64,
 }
 
-/// [`TcpLosses`] of a socket now.
-pub fn tcp_losses(sock: &impl AsRawFd) -> Option<TcpLosses> {
+/// A socket's [`TcpReading`] now: one `getsockopt`.
+pub fn tcp_reading(sock: &impl AsRawFd) -> Option<TcpReading> {
     #[cfg(target_os = "linux")]
     {
         let (i, len) = tcp_info(sock)?;
         let rto_end = std::mem::offset_of!(libc::tcp_info, tcpi_total_rto) + 2;
-        Some(TcpLosses {
+        Some(TcpReading {
+            segs_in: i.tcpi_segs_in as u64,
+            segs_out: i.tcpi_segs_out as u64,
             retrans_segs: i.tcpi_total_retrans as u64,
             rto: (len >= rto_end).then_some(i.tcpi_total_rto as u64),
             srtt_us: i.tcpi_rtt as u64,
@@ -70,12 +76,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_loopback_connection_reports_no_losses_and_a_round_trip() {
+    fn a_loopback_connection_reports_segments_no_losses_and_a_round_trip() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_s, _) = l.accept().unwrap();
-        let t = tcp_losses(&c).expect("TCP_INFO on a connected socket");
+        let t = tcp_reading(&c).expect("TCP_INFO on a connected socket");
         assert_eq!(t.retrans_segs, 0);
+        // The SYN-ACK's and the handshake's last ACK at least.
+        assert!(t.segs_in >= 1 && t.segs_out >= 1, "{t:?}");
         assert_eq!(t.in_flight_bytes, 0);
         // Linux starts every connection with a window of 10 segments.
         assert_eq!(t.cwnd, 10);

@@ -70,7 +70,7 @@ fn warnings(o: &mut String, run: &RunFile) {
             let _ = writeln!(
                 o,
                 "> Saturated, {} repetition {}: {}.",
-                run_label(r, s),
+                r.label(s),
                 r.repetition + 1,
                 r.saturation.join("; ")
             );
@@ -263,7 +263,7 @@ fn audit(o: &mut String, run: &RunFile) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            run_label(r, s),
+            r.label(s),
             r.repetition + 1,
             a.sent,
             a.expected,
@@ -290,7 +290,7 @@ fn audit(o: &mut String, run: &RunFile) {
                 let _ = writeln!(
                     o,
                     "| {} | {} | {} | {} |",
-                    run_label(r, s),
+                    r.label(s),
                     r.repetition + 1,
                     n,
                     cause.replace('|', "\\|").replace('\n', " ")
@@ -391,7 +391,7 @@ fn server_processes(o: &mut String, run: &RunFile) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {:.1} MiB | {:.1} KiB | {:.1} MiB | {:.0} | {:.0}% | {} | {} |",
-                run_label(r, s),
+                r.label(s),
                 r.repetition + 1,
                 p.index,
                 p.rooms,
@@ -632,7 +632,7 @@ The server learns of a drop at once here (the client's FIN); a phone that loses 
         let _ = writeln!(
             o,
             "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            run_label(r, s),
+            r.label(s),
             r.repetition + 1,
             d.drops,
             d.handshakes_per_drop,
@@ -825,7 +825,7 @@ fn load_generator(o: &mut String, run: &RunFile) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {:.0} | {:.0}% | {:.1} MiB | {:.1} KiB | {:.1} MiB |",
-            run_label(r, s),
+            r.label(s),
             r.repetition + 1,
             r.loadgen.processes,
             r.loadgen.cpu_ms_measured,
@@ -886,7 +886,7 @@ fn breakdown(o: &mut String, run: &RunFile) {
         let _ = writeln!(
             o,
             "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} |",
-            run_label(r, &run.scenario),
+            r.label(&run.scenario),
             r.repetition + 1,
             m(r.latency_us.mean),
             pp(&b.up_leg_us),
@@ -1050,17 +1050,5 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
             cell(Sse),
             cell(WebSocket)
         );
-    }
-}
-
-/// A transport run's label in a table: the transport, and ` @ <value>` at
-/// a sweep point.
-fn run_label(
-    r: &chatbench_results::run_file::TransportRun,
-    s: &chatbench_results::scenario::Scenario,
-) -> String {
-    match s.point_label(r.point) {
-        Some(v) => format!("{} @ {v}", r.transport),
-        None => r.transport.to_string(),
     }
 }

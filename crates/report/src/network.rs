@@ -4,18 +4,10 @@
 //! loss ("Loss").
 
 use chatbench_results::fmt::fmt_us;
-use chatbench_results::run_file::{RunFile, TransportRun};
+use chatbench_results::run_file::RunFile;
 use chatbench_results::tcp::RTO_FLOOR_MS;
 use chatbench_results::Transport;
 use std::fmt::Write;
-
-/// A run's row label: its transport, and its sweep value if any.
-fn label(r: &TransportRun, run: &RunFile) -> String {
-    match run.scenario.point_label(r.point) {
-        Some(v) => format!("{} @ {v}", r.transport),
-        None => r.transport.to_string(),
-    }
-}
 
 /// Shown for packet-mode runs and any run whose TCP retransmitted.
 pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
@@ -72,7 +64,7 @@ pub(crate) fn below_tcp(o: &mut String, run: &RunFile) {
         let _ = writeln!(
             o,
             "| {} | {} | {lost} | {drops} | {tcp} | {} | {} | {} |",
-            label(r, run),
+            r.label(&run.scenario),
             r.repetition + 1,
             fmt_us(r.latency_us.p50),
             fmt_us(r.latency_us.p99),

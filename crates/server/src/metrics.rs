@@ -145,7 +145,7 @@ pub struct TcpCounters {
 impl TcpCounters {
     /// Adds a socket as it closes.
     pub fn closed(&self, sock: &impl std::os::fd::AsRawFd) {
-        if let Some(t) = chatbench_proto::tcp::tcp_losses(sock) {
+        if let Some(t) = chatbench_proto::tcp::tcp_reading(sock) {
             self.sockets.inc();
             self.retrans_segs.inc_by(t.retrans_segs);
             self.rto.inc_by(t.rto.unwrap_or(0));

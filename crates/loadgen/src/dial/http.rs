@@ -209,11 +209,7 @@ impl HttpConn {
     /// its last user lets go, as [`HttpConn::close`].
     pub async fn close_reading(self) {
         match self.http {
-            Http::H1(c) => {
-                let mut io = c.into_io();
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
-                super::tls::drain(&mut io).await;
-            }
+            Http::H1(c) => c.into_io().close_reading().await,
             Http::H2 { conn, .. } => conn.close().await,
         }
     }

@@ -153,9 +153,22 @@ impl Stream {
     /// over TLS reads until the server's own close, so that what the server
     /// writes in answer (its `close_notify`, HTTP/2's GOAWAY) is read and
     /// the byte counts on both sides agree.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
+        let tls = self.is_tls();
+        self.close_then(tls).await;
+    }
+
+    /// Ends the connection with a FIN and reads until the server's own
+    /// close, over TLS or not: for a server that may still be writing (an
+    /// SSE stream's keep-alives), so that what it wrote meanwhile is
+    /// counted on both sides.
+    pub async fn close_reading(self) {
+        self.close_then(true).await;
+    }
+
+    async fn close_then(mut self, read_to_end: bool) {
         let _ = self.shutdown().await;
-        if self.is_tls() {
+        if read_to_end {
             drain(&mut self).await;
         }
     }

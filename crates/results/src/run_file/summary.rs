@@ -25,6 +25,17 @@ impl Stat {
     }
 }
 
+impl TransportRun {
+    /// The run's row label in reports: its transport, and its sweep value
+    /// if any (`sse @ 0.02`).
+    pub fn label(&self, s: &crate::scenario::Scenario) -> String {
+        match s.point_label(self.point) {
+            Some(v) => format!("{} @ {v}", self.transport),
+            None => self.transport.to_string(),
+        }
+    }
+}
+
 impl TransportSummary {
     /// How far the measured p50 is from the model's: `(|measured − model|
     /// − 2 ms) / max(model, 2 ms)`, and 0 within the 2 ms of processing the
