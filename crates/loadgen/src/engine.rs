@@ -214,7 +214,13 @@ pub async fn run_transport(
     // each, which every machine's receivers read.
     let send_stops = machine.is_none_or(|m| m.index == 0);
     let torn = workers
-        .teardown(server, &rooms, server_died || interrupted, send_stops)
+        .teardown(
+            server,
+            &rooms,
+            server_died || interrupted,
+            send_stops,
+            s.target.is_chatbench(),
+        )
         .await;
     server_died |= torn.server_died;
     // No cross-check for a run stopped from outside: its clients were
@@ -499,12 +505,15 @@ impl Workers {
         rooms: &[String],
         abandon: bool,
         send_stops: bool,
+        end_message: bool,
     ) -> TornDown {
         let control_wire = Arc::new(WireStats::default());
         let mut server_died = false;
         let abandon = abandon || !self.failed.is_empty();
         if abandon {
             self.set.send_all(ToWorker::Abort);
+        } else if !end_message {
+            self.set.send_all(ToWorker::Finish);
         } else if send_stops {
             let body = serde_json::json!({"from": STOP_FROM, "body": ""}).to_string();
             for room in rooms {

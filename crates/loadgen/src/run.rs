@@ -225,17 +225,17 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     if let Some(tx) = &opts.progress {
         let one_rep: std::time::Duration = points
             .iter()
-            .map(|sp| phases(sp))
-            .sum::<std::time::Duration>()
-            * s.transports.len() as u32;
+            .map(|sp| phases(sp) * sp.run_transports().len() as u32)
+            .sum::<std::time::Duration>();
+        let runs: usize = points.iter().map(|sp| sp.run_transports().len()).sum();
         let _ = tx.send(Progress::Plan {
-            runs: s.repeat as usize * points.len() * s.transports.len(),
+            runs: s.repeat as usize * runs,
             total: one_rep * s.repeat,
         });
     }
     'reps: for rep in 0..s.repeat {
         for (point, sp) in points.iter().enumerate() {
-            for &t in &s.transports {
+            for &t in sp.run_transports() {
                 let at = s
                     .point_label(point)
                     .map(|v| format!(" @{v}"))
@@ -376,8 +376,11 @@ async fn start_path(
     let listen = link
         .as_ref()
         .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.server_ip());
+    let target = target
+        .for_kind(sp.target.server)
+        .map_err(PathError::Server)?;
     let server = RunningServer::start(
-        target,
+        &target,
         sp.server.processes,
         sp.busiest_server_connections(),
         sp.protocol.tls,

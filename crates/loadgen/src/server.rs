@@ -5,11 +5,12 @@
 use crate::resources::ProcSample;
 use crate::wire::WireStats;
 use chatbench_proto::RoomOwner;
+use chatbench_results::target::ServerKind;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,65 @@ pub enum ServerTarget {
     },
 }
 
+impl ServerTarget {
+    /// The server of a transport run whose scenario names `kind`: a
+    /// spawned chatbench server becomes the example server of that stack
+    /// (`peers/<kind>/server.js` on Node.js, pinned to the same CPUs by
+    /// `taskset`, which keeps the process id); a running server
+    /// (`--server`) stays what it is.
+    pub fn for_kind(&self, kind: ServerKind) -> Result<ServerTarget, ServerError> {
+        let ServerTarget::Spawn { cpus, log, .. } = self else {
+            return Ok(self.clone());
+        };
+        if kind == ServerKind::Chatbench {
+            return Ok(self.clone());
+        }
+        let peers = peers_dir();
+        let script = peers.join(kind.as_str()).join("server.js");
+        if !script.is_file() {
+            return Err(ServerError::Peer(format!(
+                "target.server = {:?} needs {}, which is missing (set CHATBENCH_PEERS to the repository's peers/ folder)",
+                kind.as_str(),
+                script.display()
+            )));
+        }
+        if !peers.join("node_modules").is_dir() {
+            return Err(ServerError::Peer(format!(
+                "target.server = {:?} needs its npm packages: run `npm ci --prefix {}`",
+                kind.as_str(),
+                peers.display()
+            )));
+        }
+        let script = script.display().to_string();
+        let (exe, args) = match cpus {
+            Some(c) => (
+                "taskset",
+                vec!["-c".into(), c.clone(), "node".into(), script],
+            ),
+            None => ("node", vec![script]),
+        };
+        Ok(ServerTarget::Spawn {
+            exe: exe.into(),
+            args,
+            cpus: None,
+            log: log.clone(),
+        })
+    }
+}
+
+/// The example servers of other stacks (`peers/`): `$CHATBENCH_PEERS`,
+/// else `peers` in the working directory, else the repository's own.
+pub fn peers_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHATBENCH_PEERS") {
+        return PathBuf::from(p);
+    }
+    let here = PathBuf::from("peers");
+    if here.join("package.json").is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers")
+}
+
 /// Errors starting, reaching or scraping the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -65,6 +125,9 @@ pub enum ServerError {
     /// TLS was asked for and cannot be set up.
     #[error("TLS: {0}")]
     Tls(String),
+    /// An example server of another stack cannot be started.
+    #[error("{0}")]
+    Peer(String),
     /// A control request failed.
     #[error("control request {path} to {addr} failed: {reason}")]
     Control {

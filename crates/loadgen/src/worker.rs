@@ -84,9 +84,10 @@ impl WorkerTask {
 
     /// Connections of this worker that must be up before traffic: every
     /// receiver, plus the publish connection of each sender on the HTTP
-    /// transports (WebSocket senders publish on their own socket).
+    /// transports (WebSocket senders publish on their own socket). A
+    /// client of another stack's profile is ready once, when it has joined.
     pub fn expected_ready(&self) -> u64 {
-        let http = self.transport != Transport::WebSocket;
+        let http = self.transport != Transport::WebSocket && self.scenario.target.is_chatbench();
         self.client_ids()
             .map(|id| 1 + u64::from(http && ClientSpec::nth(&self.scenario, id).sender.is_some()))
             .sum()
@@ -104,6 +105,9 @@ pub enum ToWorker {
     },
     /// End now: the run is stopped, the server died, or teardown timed out.
     Abort,
+    /// The drain is over: receivers of a profile without chatbench's
+    /// end-of-run message end after what they have read.
+    Finish,
 }
 
 /// From a worker to the engine.
@@ -284,6 +288,7 @@ fn context(task: &WorkerTask) -> std::io::Result<Arc<RunCtx>> {
         wire,
         rec,
         abort: CancellationToken::new(),
+        finish: CancellationToken::new(),
         body: "x".repeat(s.messages.body_bytes),
         dial,
         sending: AtomicU64::new(0),
@@ -320,6 +325,7 @@ async fn ramp(
             cmd = cmds.recv() => match cmd {
                 Some(ToWorker::Start { t0_unix_us }) => return Some(RunClock::starting_at(t0_unix_us)),
                 Some(ToWorker::Abort) | None => return None,
+                Some(ToWorker::Finish) => {}
             },
             _ = ctx.ready_changed.notified() => {}
             _ = tick.tick() => {}
@@ -372,9 +378,13 @@ async fn traffic(
     loop {
         tokio::select! {
             _ = &mut done => break,
-            cmd = cmds.recv() => if matches!(cmd, Some(ToWorker::Abort) | None) {
-                w.aborted = true;
-                break;
+            cmd = cmds.recv() => match cmd {
+                Some(ToWorker::Abort) | None => {
+                    w.aborted = true;
+                    break;
+                }
+                Some(ToWorker::Finish) => ctx.finish.cancel(),
+                Some(ToWorker::Start { .. }) => {}
             },
             _ = tokio::time::sleep_until(measure_start), if w.at_start.is_none() => {}
             _ = tokio::time::sleep_until(measure_end), if w.at_end.is_none() => {}

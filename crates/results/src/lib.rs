@@ -20,6 +20,7 @@ pub mod model;
 pub mod rules;
 pub mod run_file;
 pub mod scenario;
+pub mod target;
 pub mod tcp;
 pub mod trace;
 pub mod wire;

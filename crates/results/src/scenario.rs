@@ -5,6 +5,7 @@
 //! ([`ScenarioError`]). The format is documented in `docs/scenario-format.md`.
 
 pub use crate::fmt::{parse_bandwidth, parse_duration};
+pub use crate::target::Target;
 use crate::Transport;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -68,6 +69,10 @@ pub struct Scenario {
     /// Extra report sections.
     #[serde(default)]
     pub report: ReportOptions,
+    /// The chat stack measured: chatbench's own, Socket.IO, or a server
+    /// described in the file (`docs/targets.md`).
+    #[serde(default, skip_serializing_if = "Target::is_default")]
+    pub target: Target,
 }
 
 /// `[sweep]`: run the scenario once per value of one field.
@@ -703,7 +708,30 @@ impl Scenario {
         self.validate_polls()?;
         self.validate_network()?;
         self.validate_protocol()?;
-        self.validate_limits()
+        self.validate_limits()?;
+        self.validate_target()
+    }
+
+    /// `[target]`: what the profile runs, and the features only
+    /// chatbench's server and contract have.
+    fn validate_target(&self) -> Check {
+        let chatbench_only = if self.protocol.is_http2() {
+            Some("HTTP/2 (protocol.http = \"2\")")
+        } else if self.protocol.tls {
+            Some("TLS (protocol.tls)")
+        } else if self.network.drop_every.is_some() {
+            Some("resuming after a drop (network.drop_every)")
+        } else if self.server.processes > 1 {
+            Some("sharing rooms between server processes (server.processes)")
+        } else {
+            None
+        };
+        self.target.validate(&self.transports, chatbench_only)
+    }
+
+    /// The transports run (the target's list when it has one).
+    pub fn run_transports(&self) -> &[Transport] {
+        self.target.transports(&self.transports)
     }
 
     /// The scenario's own fields: name, transports, phases, repetitions.
@@ -1091,7 +1119,11 @@ impl Scenario {
             // A whole `[protocol]` table: its short name.
             toml::Value::Table(t) => match t.clone().try_into::<Protocol>() {
                 Ok(p) => p.label(),
-                Err(_) => v.to_string(),
+                // A whole `[target]` table: its short name.
+                Err(_) => match t.clone().try_into::<Target>() {
+                    Ok(target) => target.label(),
+                    Err(_) => v.to_string(),
+                },
             },
             other => other.to_string(),
         })

@@ -45,6 +45,10 @@ pub struct RunCtx {
     pub rec: Arc<Recorder>,
     /// Fired when the run must end now (server died, or teardown timed out).
     pub abort: CancellationToken,
+    /// Fired when the drain is over, for profiles whose rooms have no
+    /// end-of-run message (another stack's server cannot be told to send
+    /// one): receivers end after what they have read.
+    pub finish: CancellationToken,
     /// Message body, shared by all senders.
     pub body: String,
     /// Makes the clients' connections.

@@ -6,6 +6,7 @@ use crate::clock::unix_now_us;
 use crate::drops::AwaySpans;
 use crate::record::{Delivery, Parts, Receipt, SeqTracker};
 use chatbench_proto::{Message, Notice};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub(super) struct Inbox {
     /// intended send time of its own messages seen in the room goes: its
     /// sender waits for its last publish to come back before it ends.
     pub(super) own: Option<(String, tokio::sync::watch::Sender<u64>)>,
+    /// Another stack's profile: what each sender's numbers have shown.
+    senders: HashMap<String, SeqTracker>,
 }
 
 impl Inbox {
@@ -36,6 +39,7 @@ impl Inbox {
             read_at: None,
             spans: AwaySpans::default(),
             own: None,
+            senders: HashMap::new(),
         }
     }
 
@@ -48,8 +52,51 @@ impl Inbox {
     /// Takes a message fetched by a poll sent at `poll_at` (run clock, µs),
     /// or pushed on a stream (`None`).
     pub(super) fn message(&mut self, m: &Message<'_>, poll_at: Option<u64>) {
+        let Some(arrival) = self.arrival() else {
+            return;
+        };
+        if m.from == STOP_FROM {
+            self.stopped = true;
+            return;
+        }
+        let receipt = self.seqs.see(m.seq);
+        if self.audited(receipt) {
+            self.deliver(
+                m.from.as_ref(),
+                m.sent_at,
+                Some(m.server_at),
+                poll_at,
+                arrival,
+            );
+        }
+    }
+
+    /// Takes a chat message of another stack's profile: its sender, its
+    /// number when the profile has one (each sender numbers its messages
+    /// from 1, and the audit follows each sender's numbers), and its send
+    /// time. Such messages carry no server time stamp.
+    pub(super) fn chat(&mut self, from: &str, id: Option<u64>, sent_at: Option<u64>) {
+        let Some(arrival) = self.arrival() else {
+            return;
+        };
+        let receipt = match id {
+            Some(id) => self
+                .senders
+                .entry(from.to_owned())
+                .or_insert_with(|| SeqTracker::starting_at(1))
+                .see(id),
+            None => Receipt::InOrder,
+        };
+        if self.audited(receipt) {
+            self.deliver(from, sent_at, None, None, arrival);
+        }
+    }
+
+    /// When the message being taken arrived: the receive stamp and the
+    /// time now, both µs since the UNIX epoch. None when it came on a cut
+    /// connection, to be fetched again after the resume.
+    fn arrival(&mut self) -> Option<(Option<u64>, u64)> {
         let unix_now = unix_now_us();
-        let clock = self.ctx.run_clock();
         // A delivery ends when its bytes reach the client's socket (the
         // kernel's receive stamp): the load generator simulates many clients
         // on one CPU, and the time this one waited for the others to be
@@ -59,31 +106,47 @@ impl Inbox {
             .as_ref()
             .map(|r| r.load(Relaxed))
             .filter(|&at| at > 0 && at <= unix_now);
-        let arrived = stamped.unwrap_or(unix_now).saturating_sub(clock.t0_unix_us);
-        let audit = &self.ctx.rec.audit;
-        audit.receipts.fetch_add(1, Relaxed);
+        self.ctx.rec.audit.receipts.fetch_add(1, Relaxed);
         if self.spans.is_away() {
-            // On a cut connection: fetched again after the resume.
             self.ctx.rec.drops.discarded.fetch_add(1, Relaxed);
-            return;
+            return None;
         }
-        if m.from == STOP_FROM {
-            self.stopped = true;
-            return;
-        }
-        match self.seqs.see(m.seq) {
+        Some((stamped, unix_now))
+    }
+
+    /// Counts a duplicate or reordered receipt; false for a duplicate,
+    /// which is not delivered again.
+    fn audited(&self, receipt: Receipt) -> bool {
+        let audit = &self.ctx.rec.audit;
+        match receipt {
             Receipt::Duplicate => {
                 audit.duplicated.fetch_add(1, Relaxed);
-                return;
+                false
             }
             Receipt::Reordered => {
                 audit.reordered.fetch_add(1, Relaxed);
+                true
             }
-            Receipt::InOrder => {}
+            Receipt::InOrder => true,
         }
-        let Some(sent) = m.sent_at else { return };
+    }
+
+    /// Records one delivery of a message `from` sent at `sent_at` (run
+    /// clock), stamped by the server at `server_at` (UNIX µs) when the
+    /// profile has it.
+    fn deliver(
+        &mut self,
+        from: &str,
+        sent_at: Option<u64>,
+        server_at: Option<u64>,
+        poll_at: Option<u64>,
+        (stamped, unix_now): (Option<u64>, u64),
+    ) {
+        let Some(sent) = sent_at else { return };
+        let clock = self.ctx.run_clock();
+        let arrived = stamped.unwrap_or(unix_now).saturating_sub(clock.t0_unix_us);
         if let Some((name, seen)) = &self.own {
-            if m.from == name.as_str() {
+            if from == name.as_str() {
                 seen.send_if_modified(|v| {
                     let later = sent > *v;
                     *v = (*v).max(sent);
@@ -98,13 +161,14 @@ impl Inbox {
         // The timeline counts seconds from the start of traffic, warm-up
         // included; the histograms only take the measured window.
         let measured = sent >= start;
-        let parts = clock
-            .from_unix(m.server_at)
+        let parts = server_at
+            .and_then(|at| clock.from_unix(at))
             .and_then(|server| Parts::split(sent, server, poll_at, arrived));
+        let audit = &self.ctx.rec.audit;
         if measured {
             audit.delivered.fetch_add(1, Relaxed);
             audit.live_delivered.fetch_add(1, Relaxed);
-            if parts.is_none() {
+            if parts.is_none() && server_at.is_some() {
                 audit.clock_skewed.fetch_add(1, Relaxed);
             }
         }
@@ -154,6 +218,6 @@ impl Inbox {
     }
 
     pub(super) fn done(&self) -> bool {
-        self.stopped || self.ctx.abort.is_cancelled()
+        self.stopped || self.ctx.abort.is_cancelled() || self.ctx.finish.is_cancelled()
     }
 }

@@ -10,13 +10,18 @@
 //! One file per job: [`context`] (what the clients share, which client is
 //! which), `inbox` (latency and the delivery audit), `dropper` (connection
 //! drops), `send` (the send loop), and one receiver per transport: `poll`
-//! (short and long polling), [`sse`] and `websocket`.
+//! (short and long polling), [`sse`] and `websocket`. The clients of
+//! another stack's profile (`target.profile`) are in `socketio` and
+//! `generic`, over what they share in `foreign`.
 
 pub mod context;
 mod dropper;
+mod foreign;
+mod generic;
 mod inbox;
 mod poll;
 mod send;
+mod socketio;
 pub mod sse;
 mod websocket;
 
@@ -26,6 +31,7 @@ pub use sse::{SseEvent, SseParser};
 use crate::dial::SharedH2;
 use crate::drops::Away;
 use crate::Transport;
+use chatbench_results::target::Profile;
 use poll::poll_receiver;
 use send::http_sender;
 use sse::sse_receiver;
@@ -36,6 +42,11 @@ use websocket::websocket_client;
 pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
     let t = ctx.transport;
     let room = ctx.rooms[spec.room].clone();
+    match ctx.scenario.target.profile {
+        Profile::Chatbench => {}
+        Profile::Socketio => return socketio::socketio_client(ctx, spec, &room).await,
+        Profile::Generic => return generic::generic_client(ctx, spec, &room).await,
+    }
     // The receiver makes the client's drops; the sender follows them.
     let away = Arc::new(Away::default());
     // Over HTTP/2, the sender's publishes and the receiver's polls or

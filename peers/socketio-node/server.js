@@ -1,0 +1,34 @@
+// A Socket.IO 4.8 chat server, as chatbench's `socketio` profile expects
+// it (docs/targets.md): `join` (room name, acknowledged) puts a socket in a
+// room; `chat` (any object) is sent to everyone in the sender's room, the
+// sender included. Engine.IO serves polling and WebSocket, with upgrades.
+// The heartbeat is Socket.IO's default (25 s) unless CHATBENCH_SIO_PING_MS
+// sets it.
+'use strict';
+const { Server } = require('socket.io');
+const { parseArgs, httpServer, notFound, listen } = require('../common.js');
+
+const opts = parseArgs(process.argv.slice(2));
+const server = httpServer((req, res) => notFound(res));
+const pingInterval = Number(process.env.CHATBENCH_SIO_PING_MS || 25000);
+const io = new Server(server, { serveClient: false, pingInterval });
+
+io.on('connection', (socket) => {
+  socket.on('join', (room, ack) => {
+    if (typeof room !== 'string' || room.length === 0 || room.length > 64) {
+      if (typeof ack === 'function') ack({ error: 'room must be a name of 1 to 64 characters' });
+      return;
+    }
+    if (socket.data.room) socket.leave(socket.data.room);
+    socket.join(room);
+    socket.data.room = room;
+    if (typeof ack === 'function') ack('ok');
+  });
+  socket.on('chat', (message) => {
+    if (socket.data.room && message !== null && typeof message === 'object') {
+      io.to(socket.data.room).emit('chat', message);
+    }
+  });
+});
+
+listen(server, opts, () => io.close());
