@@ -280,6 +280,17 @@ pub async fn run_transport(
             tcp: server_tcp,
         },
     );
+    let mut run = run;
+    if run.crosscheck.is_none()
+        && after.is_none()
+        && !(server_died || interrupted)
+        && machine.is_none()
+    {
+        run.no_crosscheck = Some(format!(
+            "the server ({}) has no chatbench /metrics: its bytes and deliveries were not counted on its side",
+            s.target.label()
+        ));
+    }
     let measurement_json = match machine {
         // Serializing plain numbers and base64 strings cannot fail.
         Some(_) => serde_json::to_string(&measurement).ok(),

@@ -80,6 +80,43 @@ pub struct Recorder {
     pub audit: AuditCounters,
     /// Connection drops and resumes.
     pub drops: DropCounters,
+    /// What joining cost the clients of another stack's profile.
+    pub join: JoinCounters,
+}
+
+/// What joining a room cost, summed over the clients that joined; see
+/// [`chatbench_results::run_file::JoinCounts`].
+#[derive(Debug, Default)]
+pub struct JoinCounters {
+    clients: AtomicU64,
+    bytes: AtomicU64,
+    requests: AtomicU64,
+    time_us: AtomicU64,
+    max_time_us: AtomicU64,
+}
+
+impl JoinCounters {
+    /// One client joined, at the cost of `bytes` (both ways) and
+    /// `requests`, `time_us` after its first connect.
+    pub fn joined(&self, bytes: u64, requests: u64, time_us: u64) {
+        self.clients.fetch_add(1, Relaxed);
+        self.time_us.fetch_add(time_us, Relaxed);
+        self.max_time_us.fetch_max(time_us, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+        self.requests.fetch_add(requests, Relaxed);
+    }
+
+    /// The sums, when some client joined.
+    pub fn counts(&self) -> Option<chatbench_results::run_file::JoinCounts> {
+        let clients = self.clients.load(Relaxed);
+        (clients > 0).then(|| chatbench_results::run_file::JoinCounts {
+            clients,
+            bytes: self.bytes.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            time_us: self.time_us.load(Relaxed),
+            max_time_us: self.max_time_us.load(Relaxed),
+        })
+    }
 }
 
 /// Counters of connection drops (`network.drop_every`), shared by all
@@ -199,6 +236,7 @@ impl Recorder {
                 .collect(),
             audit: AuditCounters::default(),
             drops: DropCounters::default(),
+            join: JoinCounters::default(),
         }
     }
 

@@ -455,6 +455,7 @@ fn measure(
             .drop_every
             .is_some()
             .then(|| ctx.rec.drops.counts()),
+        join: ctx.rec.join.counts(),
     }
 }
 

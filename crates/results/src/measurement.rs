@@ -227,6 +227,9 @@ pub struct Measurement {
     /// TCP's view of the client sockets, read as each closed.
     #[serde(default)]
     pub tcp: crate::tcp::TcpTotals,
+    /// What joining cost, for another stack's profile.
+    #[serde(default)]
+    pub join: Option<crate::run_file::JoinCounts>,
 }
 
 /// A histogram as base64 of its V2 deflate encoding.
@@ -414,6 +417,13 @@ impl Measurement {
         self.ready.ready += o.ready.ready;
         self.ready.ramp_ms = self.ready.ramp_ms.max(o.ready.ramp_ms);
         self.ended_early |= o.ended_early;
+        self.join = match (self.join, o.join) {
+            (Some(mut a), Some(b)) => {
+                a += b;
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
         self.drops = match (self.drops, o.drops) {
             (Some(mut a), Some(b)) => {
                 a += b;
@@ -543,6 +553,8 @@ impl Measurement {
             drops: self.drops.map(|d| crate::run_file::Drops::of(d, &h.away)),
             link: None,
             tcp: Some(self.tcp_view(s, server.tcp)),
+            join: self.join.map(crate::run_file::Join::of),
+            no_crosscheck: None,
         }
     }
 

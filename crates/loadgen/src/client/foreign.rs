@@ -223,6 +223,15 @@ pub(super) fn spawn_sender(
     }))
 }
 
+/// What setting a client up cost before its WebSocket's own bytes:
+/// another transport's bytes (Socket.IO's polling before an upgrade) and
+/// the requests made, the WebSocket's opening included.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Setup {
+    pub bytes: u64,
+    pub requests: u64,
+}
+
 /// Client `spec`'s life on a WebSocket its profile has set up (`ws`,
 /// subscribed to its room once `joined` at `start`): a sender publishes on
 /// it, the receiver reads the room until the run is over, then closes.
@@ -234,6 +243,7 @@ pub(super) async fn run_websocket(
     ws: WsConn,
     start: Instant,
     post: Option<Out>,
+    setup: Setup,
 ) {
     let WsConn {
         mut reader,
@@ -243,9 +253,8 @@ pub(super) async fn run_websocket(
     } = ws;
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     inbox.read_at = Some(handles.read_at.clone());
-    ctx.rec
-        .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
-    ctx.client_ready();
+    let (up, down) = handles.cut.bytes();
+    joined(&ctx, start, setup.bytes + up + down, setup.requests);
     let out = Arc::new(Mutex::new(writer));
     let publish = post.unwrap_or_else(|| Out::Ws(out.clone()));
     let sender = spawn_sender(&ctx, spec, room, codec.clone(), publish.clone(), &mut inbox);
@@ -256,6 +265,17 @@ pub(super) async fn run_websocket(
     }
     close_websocket(&out, &mut reader).await;
     publish.close().await;
+}
+
+/// Client `key` has joined its room, `start` being its first connect:
+/// its join's time, bytes and requests are recorded (the connects' own
+/// times are in `connect_us`, by the dialer or here for a WebSocket), and
+/// it is ready.
+pub(super) fn joined(ctx: &RunCtx, start: Instant, bytes: u64, requests: u64) {
+    ctx.rec
+        .join
+        .joined(bytes, requests, start.elapsed().as_micros() as u64);
+    ctx.client_ready();
 }
 
 /// Reads frames into `inbox` until the run is over or the socket ends,
@@ -319,6 +339,20 @@ pub(super) async fn close_websocket(out: &Mutex<WsWrite>, reader: &mut WsRead) {
         })
         .await;
     }
+}
+
+/// Opens client `key`'s WebSocket at `target`, its connect time (TCP and
+/// the opening handshake) recorded as chatbench's own WebSocket's is.
+pub(super) async fn open_websocket(ctx: &RunCtx, key: u64, target: &str) -> Result<WsConn, String> {
+    let start = Instant::now();
+    let ws = ctx
+        .dial
+        .websocket(key, target)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.rec
+        .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+    Ok(ws)
 }
 
 /// Reads the next text frame of a WebSocket being set up (answering

@@ -5,12 +5,14 @@
 //! sender, send time and number by JSON pointers.
 
 use super::context::{ClientSpec, RunCtx};
-use super::foreign::{failed_setup, run_websocket, spawn_sender, Codec, Decoded, Out, Outgoing};
+use super::foreign::{
+    failed_setup, joined, open_websocket, run_websocket, spawn_sender, Codec, Decoded, Out,
+    Outgoing, Setup,
+};
 use super::inbox::Inbox;
 use super::sse::SseParser;
 use crate::dial::{HttpConn, SharedH2};
 use crate::profile::Kind;
-use crate::record::Metric;
 use crate::Transport;
 use chatbench_results::target::{fill, Generic};
 use http::StatusCode;
@@ -49,7 +51,7 @@ pub(super) async fn generic_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &st
         _ => {
             let path = fill_path(g.subscribe_websocket.as_deref().unwrap_or("/"), room);
             let ws = loop {
-                match ctx.dial.websocket(spec.id, &path).await {
+                match open_websocket(&ctx, spec.id, &path).await {
                     Ok(ws) => break ws,
                     Err(e) => {
                         if !failed_setup(&ctx, "connect", e).await {
@@ -58,7 +60,11 @@ pub(super) async fn generic_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &st
                     }
                 }
             };
-            run_websocket(ctx, spec, room, codec, ws, start, post).await;
+            let setup = Setup {
+                bytes: 0,
+                requests: 1,
+            };
+            run_websocket(ctx, spec, room, codec, ws, start, post, setup).await;
         }
     }
 }
@@ -119,9 +125,8 @@ async fn sse_client(
     };
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     inbox.read_at = Some(c.handles.read_at.clone());
-    ctx.rec
-        .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
-    ctx.client_ready();
+    let (up, down) = c.handles.cut.bytes();
+    joined(&ctx, start, up + down, 1);
     let sender = post
         .clone()
         .and_then(|out| spawn_sender(&ctx, spec, room, codec.clone(), out, &mut inbox));

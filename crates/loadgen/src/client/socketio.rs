@@ -13,13 +13,13 @@
 
 use super::context::{ClientSpec, RunCtx};
 use super::foreign::{
-    failed_setup, next_text, post, run_websocket, spawn_sender, Codec, Decoded, Out, Outgoing,
+    self, failed_setup, joined, next_text, post, run_websocket, spawn_sender, Codec, Decoded, Out,
+    Outgoing, Setup,
 };
 use super::inbox::Inbox;
 use crate::dial::websocket::{WsRead, WsWrite};
 use crate::dial::{HttpConn, SharedH2, WsConn};
 use crate::profile::Kind;
-use crate::record::Metric;
 use crate::Transport;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -46,18 +46,18 @@ pub(super) async fn socketio_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &s
         return run_polling(ctx, spec, room, codec, session, start).await;
     }
     let upgrade = ctx.scenario.target.upgrade;
-    let Some(ws) = retrying(&ctx, || async {
+    let Some((ws, setup)) = retrying(&ctx, || async {
         if upgrade {
             open_upgraded(&ctx, spec.id, room).await
         } else {
-            open_websocket(&ctx, spec.id, room).await
+            open_websocket_first(&ctx, spec.id, room).await
         }
     })
     .await
     else {
         return;
     };
-    run_websocket(ctx, spec, room, codec, ws, start, None).await;
+    run_websocket(ctx, spec, room, codec, ws, start, None, setup).await;
 }
 
 /// Tries `open` until it works or the run aborts.
@@ -175,6 +175,8 @@ fn join_packet(room: &str) -> String {
 /// on, and the one its POSTs go on.
 struct Polling {
     key: u64,
+    /// Requests made in the session so far.
+    requests: u64,
     sid: String,
     get: HttpConn,
     post: Arc<Mutex<HttpConn>>,
@@ -183,6 +185,7 @@ struct Polling {
 impl Polling {
     /// One GET: the packets it brought.
     async fn get(&mut self) -> Result<Vec<bytes::Bytes>, String> {
+        self.requests += 1;
         let target = polling_target(Some(&self.sid));
         match self.get.call(Kind::Poll, "GET", &target, b"").await {
             Ok((StatusCode::OK, body, _)) => Ok(split(body)),
@@ -200,6 +203,7 @@ impl Polling {
                     return Ok(());
                 }
                 if p.as_ref() == b"2" {
+                    self.requests += 1;
                     post_on(ctx, (self.key, &self.post, &self.sid), "3").await?;
                 }
             }
@@ -208,6 +212,17 @@ impl Polling {
             "no {} packet in 10 polls",
             String::from_utf8_lossy(prefix)
         ))
+    }
+
+    /// Bytes both ways on the session's connections so far (a free
+    /// function's future, for the reason [`post_on`] is one).
+    fn bytes(&self) -> impl std::future::Future<Output = u64> + Send + 'static {
+        let (gu, gd) = self.get.handles.cut.bytes();
+        let post = self.post.clone();
+        async move {
+            let (pu, pd) = post.lock().await.handles.cut.bytes();
+            gu + gd + pu + pd
+        }
     }
 
     async fn close(self) {
@@ -272,13 +287,17 @@ async fn open_polling(ctx: &RunCtx, key: u64, room: Option<&str>) -> Result<Poll
     let post = ctx.dial.http(key, &own).await.map_err(|e| e.to_string())?;
     let mut s = Polling {
         key,
+        // The handshake's GET.
+        requests: 1,
         sid,
         get,
         post: Arc::new(Mutex::new(post)),
     };
+    s.requests += 1;
     post_on(ctx, (key, &s.post, &s.sid), "40").await?;
     s.get_until(ctx, b"40").await?;
     if let Some(room) = room {
+        s.requests += 1;
         post_on(ctx, (key, &s.post, &s.sid), &join_packet(room)).await?;
         s.get_until(ctx, b"430").await?;
     }
@@ -300,31 +319,31 @@ fn parse_open(packet: &[u8]) -> Result<String, String> {
 }
 
 /// Socket.IO over a WebSocket from the start: `open`, connect, join.
-async fn open_websocket(ctx: &RunCtx, key: u64, room: &str) -> Result<WsConn, String> {
+async fn open_websocket_first(
+    ctx: &RunCtx,
+    key: u64,
+    room: &str,
+) -> Result<(WsConn, Setup), String> {
     let target = format!("{EIO}&transport=websocket");
-    let mut ws = ctx
-        .dial
-        .websocket(key, &target)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ws = foreign::open_websocket(ctx, key, &target).await?;
     let open = next_text(&mut ws.reader, &mut ws.writer).await?;
     parse_open(&open)?;
     ws.writer.text("40").await.map_err(|e| e.to_string())?;
     until(&mut ws.reader, &mut ws.writer, b"40").await?;
     join(&mut ws.reader, &mut ws.writer, room).await?;
-    Ok(ws)
+    let setup = Setup {
+        bytes: 0,
+        requests: 1,
+    };
+    Ok((ws, setup))
 }
 
 /// Polling first, then the upgrade to a WebSocket, then the join, as the
 /// official client does in a browser.
-async fn open_upgraded(ctx: &RunCtx, key: u64, room: &str) -> Result<WsConn, String> {
+async fn open_upgraded(ctx: &RunCtx, key: u64, room: &str) -> Result<(WsConn, Setup), String> {
     let polling = open_polling(ctx, key, None).await?;
     let target = format!("{EIO}&transport=websocket&sid={}", polling.sid);
-    let mut ws = ctx
-        .dial
-        .websocket(key, &target)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ws = foreign::open_websocket(ctx, key, &target).await?;
     ws.writer.text("2probe").await.map_err(|e| e.to_string())?;
     let probe = next_text(&mut ws.reader, &mut ws.writer).await?;
     if probe.as_ref() != b"3probe" {
@@ -336,9 +355,13 @@ async fn open_upgraded(ctx: &RunCtx, key: u64, room: &str) -> Result<WsConn, Str
     // No GET is held open here, so nothing is left to flush on the
     // polling side: the upgrade takes effect at once.
     ws.writer.text("5").await.map_err(|e| e.to_string())?;
+    let setup = Setup {
+        bytes: polling.bytes().await,
+        requests: polling.requests + 1,
+    };
     polling.close().await;
     join(&mut ws.reader, &mut ws.writer, room).await?;
-    Ok(ws)
+    Ok((ws, setup))
 }
 
 /// Reads text frames until one starts with `prefix`, answering
@@ -379,9 +402,7 @@ async fn run_polling(
 ) {
     let mut inbox = Inbox::new(ctx.clone(), spec.id);
     inbox.read_at = Some(session.get.handles.read_at.clone());
-    ctx.rec
-        .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
-    ctx.client_ready();
+    joined(&ctx, start, session.bytes().await, session.requests);
     let sid = session.sid.clone();
     let out = Out::Post {
         conn: session.post.clone(),

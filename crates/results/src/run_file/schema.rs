@@ -331,6 +331,65 @@ impl WireResult {
     }
 }
 
+/// What joining a room cost the clients of another stack's profile,
+/// summed over them: from the first connection until the client was
+/// subscribed (Socket.IO: the Engine.IO handshake, the namespace's
+/// connect, the upgrade when there is one, and the `join`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCounts {
+    /// Clients that joined.
+    pub clients: u64,
+    /// Bytes both ways on every connection the joins used.
+    pub bytes: u64,
+    /// HTTP requests the joins made (a WebSocket's opening is one).
+    pub requests: u64,
+    /// Time from each client's first connect to its join's answer,
+    /// summed, µs.
+    pub time_us: u64,
+    /// The longest of those, µs.
+    pub max_time_us: u64,
+}
+
+impl std::ops::AddAssign for JoinCounts {
+    fn add_assign(&mut self, o: JoinCounts) {
+        self.clients += o.clients;
+        self.bytes += o.bytes;
+        self.requests += o.requests;
+        self.time_us += o.time_us;
+        self.max_time_us = self.max_time_us.max(o.max_time_us);
+    }
+}
+
+/// The run.json entry of [`JoinCounts`]: per client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// Clients that joined.
+    pub clients: u64,
+    /// Bytes per join, both ways.
+    pub bytes_per_client: f64,
+    /// HTTP requests per join.
+    pub requests_per_client: f64,
+    /// Mean time from a client's first connect to its join's answer, µs
+    /// (the clients connect during the ramp, before traffic).
+    pub mean_time_us: f64,
+    /// The longest, µs.
+    pub max_time_us: u64,
+}
+
+impl Join {
+    /// Per client, from the sums.
+    pub fn of(c: JoinCounts) -> Join {
+        let n = c.clients.max(1) as f64;
+        Join {
+            clients: c.clients,
+            bytes_per_client: c.bytes as f64 / n,
+            requests_per_client: c.requests as f64 / n,
+            mean_time_us: c.time_us as f64 / n,
+            max_time_us: c.max_time_us,
+        }
+    }
+}
+
 /// Connection drops (`network.drop_every`) and what resuming from them
 /// What the clients counted of connection drops (`network.drop_every`),
 /// whole run.
@@ -608,6 +667,14 @@ pub struct TransportRun {
     /// it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<crate::tcp::TcpView>,
+    /// What joining a room cost, for the clients of another stack's
+    /// profile (`target.profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+    /// Why there is no `crosscheck`, when the server has none to give
+    /// (another stack's server counts no bytes of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_crosscheck: Option<String>,
 }
 
 /// What the packet-level link did over one transport run, from the start
