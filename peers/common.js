@@ -4,9 +4,10 @@
 const http = require('node:http');
 
 // `--listen HOST:PORT` and `--max-connections N`, as chatbench passes them
-// to every server it spawns; anything else is refused.
-function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 0, maxConnections: 0 };
+// to every server it spawns, and the server's own numeric flags in `extra`
+// (name to default); anything else is refused.
+function parseArgs(argv, extra = {}) {
+  const opts = { host: '127.0.0.1', port: 0, maxConnections: 0, ...extra };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) fail(`${flag} needs a value`);
@@ -17,6 +18,8 @@ function parseArgs(argv) {
       opts.port = Number(value.slice(at + 1));
     } else if (flag === '--max-connections') {
       opts.maxConnections = Number(value);
+    } else if (flag.slice(2) in extra && Number.isFinite(Number(value))) {
+      opts[flag.slice(2)] = Number(value);
     } else {
       fail(`unknown flag ${flag}`);
     }

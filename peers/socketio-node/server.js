@@ -2,16 +2,22 @@
 // it (docs/targets.md): `join` (room name, acknowledged) puts a socket in a
 // room; `chat` (any object) is sent to everyone in the sender's room, the
 // sender included. Engine.IO serves polling and WebSocket, with upgrades.
-// The heartbeat is Socket.IO's default (25 s) unless CHATBENCH_SIO_PING_MS
-// sets it.
+// The heartbeat is Socket.IO's default (a ping every 25 s, answered
+// within 20 s) unless --ping-interval-ms and --ping-timeout-ms set it.
 'use strict';
 const { Server } = require('socket.io');
 const { parseArgs, httpServer, notFound, listen } = require('../common.js');
 
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseArgs(process.argv.slice(2), {
+  'ping-interval-ms': 25000,
+  'ping-timeout-ms': 20000,
+});
 const server = httpServer((req, res) => notFound(res));
-const pingInterval = Number(process.env.CHATBENCH_SIO_PING_MS || 25000);
-const io = new Server(server, { serveClient: false, pingInterval });
+const io = new Server(server, {
+  serveClient: false,
+  pingInterval: opts['ping-interval-ms'],
+  pingTimeout: opts['ping-timeout-ms'],
+});
 
 io.on('connection', (socket) => {
   socket.on('join', (room, ack) => {

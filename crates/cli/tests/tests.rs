@@ -14,4 +14,5 @@ mod network;
 mod packet_link;
 mod protocols;
 mod shards;
+mod stacks;
 mod workers;

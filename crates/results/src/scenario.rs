@@ -1447,6 +1447,64 @@ rate = 2.5
     }
 
     #[test]
+    fn targets_are_validated_with_the_file_line_and_field() {
+        let parse = |extra: &str| {
+            let src = format!("{GOOD}\n{extra}\n").replace("\"short_poll\", ", "");
+            Scenario::parse(&src, Path::new("s.toml")).map_err(|e| e.to_string())
+        };
+        let generic = "[target]\nprofile = \"generic\"\nserver = \"ws-node\"\n[target.generic]\nsubscribe_websocket = \"/chat?room={room}\"\nmessage = '{\"f\":\"{from}\",\"t\":{sent_at}}'\nfrom = \"/f\"";
+        // A profile missing a field it must have.
+        let e = parse(generic).unwrap_err();
+        assert!(
+            e.starts_with("s.toml:")
+                && e.contains("field `target.generic`")
+                && e.contains("missing field `sent_at`"),
+            "{e}"
+        );
+        let line: usize = e["s.toml:".len()..]
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let src = format!("{GOOD}\n{generic}\n");
+        assert!(
+            src.lines()
+                .nth(line - 1)
+                .unwrap()
+                .starts_with("[target.generic]"),
+            "{e}"
+        );
+        // With it, the target parses, and its label names the server.
+        let ok = parse(&format!("{generic}\nsent_at = \"/t\"")).unwrap();
+        assert_eq!(ok.target.label(), "ws-node");
+        assert_eq!(ok.run_transports(), &[Transport::WebSocket]);
+        // A placeholder that does not exist.
+        let e =
+            parse(&format!("{generic}\nsent_at = \"/t\"").replace("{room}", "{rom}")).unwrap_err();
+        assert!(
+            e.contains("field `target.generic.subscribe_websocket`: has {rom}"),
+            "{e}"
+        );
+        // What Socket.IO does not serve, and what only chatbench has.
+        let e = parse("[target]\nprofile = \"socketio\"\ntransports = [\"sse\"]").unwrap_err();
+        assert!(
+            e.contains("field `target.transports`: profile socketio runs long_poll and websocket only, not sse"),
+            "{e}"
+        );
+        let e = parse("[protocol]\ntls = true\n[target]\nprofile = \"socketio\"").unwrap_err();
+        assert!(
+            e.contains("field `target`: TLS (protocol.tls) is chatbench's own"),
+            "{e}"
+        );
+        let e = parse("[target]\nupgrade = true").unwrap_err();
+        assert!(
+            e.contains("field `target.upgrade`: is for profile socketio only"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn protocol_stacks_parse_and_sweep_by_name() {
         let s = parse(GOOD).unwrap();
         assert_eq!(s.protocol, Protocol::default());

@@ -94,8 +94,9 @@ pub struct Generic {
     pub from: String,
     /// Pointer to the send time.
     pub sent_at: String,
-    /// Pointer to the sender's message number; without it, duplicates and
-    /// reordering cannot be told.
+    /// Pointer to a number that grows with each of a sender's messages
+    /// (`{id}` sent back, or a number of the server's own); without it,
+    /// duplicates and reordering cannot be told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
@@ -265,12 +266,6 @@ impl Generic {
                     format!("must carry {needed}, which the pointers read back"),
                 ));
             }
-        }
-        if self.id.is_some() && !self.message.contains("{id}") {
-            return Err((
-                "target.generic.message",
-                "must carry {id} when target.generic.id points to it".into(),
-            ));
         }
         for (field, p) in [
             ("target.generic.from", Some(&self.from)),
