@@ -33,6 +33,7 @@ pub(crate) fn render(run: &RunFile) -> String {
     crate::network::loss(&mut o, run);
     crate::network::below_tcp(&mut o, run);
     protocols(&mut o, run);
+    crate::stacks::stacks(&mut o, run);
     break_even(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
@@ -880,8 +881,17 @@ fn breakdown(o: &mut String, run: &RunFile) {
             us(p.p99 as f64)
         )
     };
+    let mut unstamped = Vec::new();
     for r in &run.runs {
         let Some(b) = &r.breakdown else { continue };
+        if b.up_leg_us.count == 0 && r.audit.delivered > 0 {
+            unstamped.push(format!(
+                "{} (repetition {})",
+                r.label(&run.scenario),
+                r.repetition + 1
+            ));
+            continue;
+        }
         let sum = b.up_leg_us.mean + b.poll_wait_us.mean + b.down_leg_us.mean;
         let _ = writeln!(
             o,
@@ -911,6 +921,13 @@ fn breakdown(o: &mut String, run: &RunFile) {
             } else {
                 format!("{} (clocks of {})", b.skewed, b.clock)
             },
+        );
+    }
+    if !unstamped.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nNot split, because another stack's messages carry no server stamp: {}.",
+            unstamped.join(", ")
         );
     }
 }
@@ -1010,9 +1027,9 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
     use chatbench_results::Transport::*;
     let s = &run.scenario;
     if s.points() < 2
-        || s.sweep
-            .as_ref()
-            .is_none_or(|sw| !sw.parameter.starts_with("protocol"))
+        || s.sweep.as_ref().is_none_or(|sw| {
+            !sw.parameter.starts_with("protocol") && !sw.parameter.starts_with("target")
+        })
     {
         return;
     }

@@ -135,7 +135,13 @@ impl RunFile {
     pub fn summarize(&mut self) {
         let mut out = Vec::new();
         for p in 0..self.scenario.points() {
-            for &t in &self.scenario.transports {
+            // A point's target may run transports of its own.
+            let transports = self
+                .scenario
+                .at_point(p)
+                .map(|at| at.run_transports().to_vec())
+                .unwrap_or_else(|_| self.scenario.transports.clone());
+            for t in transports {
                 if let Some(mut s) = TransportSummary::of(t, p, &self.runs) {
                     s.point_label = self.scenario.point_label(p);
                     s.model_p50_us = self
