@@ -1208,7 +1208,16 @@ impl Scenario {
         } else {
             (n * p + 4.0 * (n * p * (1.0 - p)).sqrt()).ceil().min(n)
         };
-        let per_room = self.clients.clients_per_room as u64 + self.clients.senders_per_room as u64;
+        // An Engine.IO polling client holds two connections (its GET and
+        // its POSTs), whether it sends or not, and so does an upgrading one
+        // until its WebSocket is up.
+        let polls_twice = self.target.profile == crate::target::Profile::Socketio
+            && (self.target.upgrade || self.run_transports().contains(&Transport::LongPoll));
+        let per_room = if polls_twice {
+            2 * self.clients.clients_per_room as u64
+        } else {
+            self.clients.clients_per_room as u64 + self.clients.senders_per_room as u64
+        };
         rooms as u64 * per_room
     }
 }
@@ -1644,6 +1653,19 @@ rate = 2.5
         let one = parse(GOOD).unwrap();
         assert_eq!(one.server.processes, 1);
         assert_eq!(one.busiest_server_connections(), one.connections_needed());
+        // Engine.IO polling holds two connections per client, senders or not
+        // (GOOD: 2 rooms of 3 clients, 1 sender each).
+        let sio = |t: &str| {
+            parse(
+                &format!("{GOOD}\n[target]\nprofile = \"socketio\"\n{t}")
+                    .replace("\"short_poll\", ", ""),
+            )
+            .unwrap()
+            .busiest_server_connections()
+        };
+        assert_eq!(sio("transports = [\"long_poll\"]"), 12);
+        assert_eq!(sio("upgrade = true"), 12);
+        assert_eq!(sio(""), 8);
     }
 
     #[test]
