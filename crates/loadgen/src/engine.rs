@@ -226,10 +226,15 @@ pub async fn run_transport(
     // No cross-check for a run stopped from outside: its clients were
     // aborted mid-read, so their byte counts cannot match the server's
     // (the flaky `crosscheck_mismatch` of an interrupted run, seen in CI).
+    // Only chatbench's own metrics can be set against the clients' counts.
     let after = if server_died || interrupted || machine.is_some() {
         None
     } else {
-        server.scrape().await.ok()
+        server
+            .scrape()
+            .await
+            .ok()
+            .filter(|a| a.iter().all(|c| c.chatbench))
     };
     server_died |= !server.is_alive().await;
     let ticks = sampler.map(Sampler::finish).unwrap_or_default();

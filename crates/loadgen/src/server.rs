@@ -577,6 +577,11 @@ pub struct ServerCounters {
     /// The `process_*` metrics, when the server gives them all.
     #[serde(default)]
     pub process: Option<ProcessMetrics>,
+    /// The scrape had chatbench's own metrics: another stack's server may
+    /// export Prometheus process metrics alone, which give its CPU and
+    /// memory but no counts to cross-check.
+    #[serde(default)]
+    pub chatbench: bool,
 }
 
 /// A server process's own figures from its `/metrics` (the names of
@@ -659,6 +664,7 @@ impl ServerCounters {
         };
         let (mut cpu, mut rss, mut threads, mut fds) = (None, None, None, None);
         for sample in scrape.samples {
+            c.chatbench |= sample.metric.starts_with("chatbench_");
             if let Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) = sample.value {
                 match sample.metric.as_str() {
                     "process_cpu_seconds_total" => cpu = Some(v),
@@ -760,6 +766,7 @@ impl ServerCounters {
                 .connections_open
                 .saturating_sub(before.connections_open),
             process: self.process,
+            chatbench: self.chatbench && before.chatbench,
         }
     }
 
@@ -875,8 +882,16 @@ chatbench_connections_open 3
             (s.t_ms, s.cpu_ns, s.cpu_ms(), s.rss_bytes),
             (700, 2_500_001_500, 2500, 8_712_192)
         );
+        assert!(c.chatbench);
         // CPU without memory is no process figure.
         let c = ServerCounters::parse("process_cpu_seconds_total 1\n");
         assert_eq!(c.process, None);
+        // A server exporting Node's prom-client defaults alone: its CPU and
+        // memory, and nothing to cross-check.
+        let c = ServerCounters::parse(
+            "process_cpu_seconds_total 0.5\nprocess_resident_memory_bytes 50000000\nnodejs_eventloop_lag_seconds 0.001\n",
+        );
+        assert!(!c.chatbench);
+        assert_eq!(c.process.map(|p| p.rss_bytes), Some(50_000_000));
     }
 }
