@@ -12,7 +12,7 @@ use crate::record::Histograms;
 use crate::resources::{ProcSample, Sampler};
 use crate::results::{ServerCost, ServerProcess, TransportRun};
 use crate::scenario::Scenario;
-use crate::server::{control_counted, RunningServer, ServerCounters};
+use crate::server::{control_counted, RunningServer, ServerCounters, ServerProbe};
 use crate::wire::WireStats;
 use crate::worker::{FromWorker, ToWorker, WorkerEvent, WorkerSet, WorkerTask};
 use crate::Transport;
@@ -128,14 +128,7 @@ pub async fn run_transport(
     loadgen: &Loadgen,
     progress: Option<&ProgressTx>,
 ) -> std::io::Result<Outcome> {
-    let Slot {
-        point,
-        repetition,
-        room_prefix,
-        stop,
-        machine,
-        ..
-    } = slot;
+    let (point, repetition, stop, machine) = (slot.point, slot.repetition, slot.stop, slot.machine);
     if let Some(m) = machine {
         tokio::select! {
             _ = tokio::time::sleep_until(instant_of(m.ramp_start_unix_us)) => {}
@@ -143,7 +136,13 @@ pub async fn run_transport(
         }
     }
     let s = scenario.clone();
-    let rooms = room_names(room_prefix, transport, point, repetition, s.clients.rooms);
+    let rooms = room_names(
+        slot.room_prefix,
+        transport,
+        point,
+        repetition,
+        s.clients.rooms,
+    );
     // Across machines, the server's counters and process are shared with
     // the other machines' clients: only machine 0 reads its process, and
     // nobody its counters.
@@ -153,34 +152,10 @@ pub async fn run_transport(
         Some(_) => None,
     };
     let rss_baseline = read_server(probe.as_ref()).await;
-    let processes = s.clients.processes.max(1);
-    // Across machines, machine I's processes are workers I*P.. of N*P.
-    let (first, of) = machine.map_or((0, processes), |m| (m.index * processes, m.of * processes));
-    let tasks: Vec<WorkerTask> = (0..processes)
-        .map(|index| WorkerTask {
-            scenario: (*s).clone(),
-            transport,
-            point,
-            repetition,
-            rooms: rooms.clone(),
-            servers: server.addrs(),
-            clock_adjust_us: crate::clock::clock_adjust_us(),
-            ca_pems: server.ca_pems(),
-            netns: slot.netns.map(str::to_owned),
-            index: first + index,
-            of,
-        })
-        .collect();
+    let tasks = worker_tasks(&s, transport, &slot, server, &rooms);
     let expected: u64 = tasks.iter().map(WorkerTask::expected_ready).sum();
     let ramp_start = Instant::now();
-    let sampler = probe.clone().map(|probe| {
-        let period = probe.period();
-        let probe = Arc::new(probe);
-        Sampler::spawn(period, move |t| {
-            let probe = probe.clone();
-            async move { probe.read(t).await }
-        })
-    });
+    let sampler = probe.clone().map(sample_server);
     let mut server_died = false;
 
     let mut workers = Workers::new(WorkerSet::start(tasks, &loadgen.exe)?, machine.is_none());
@@ -226,15 +201,10 @@ pub async fn run_transport(
     // No cross-check for a run stopped from outside: its clients were
     // aborted mid-read, so their byte counts cannot match the server's
     // (the flaky `crosscheck_mismatch` of an interrupted run, seen in CI).
-    // Only chatbench's own metrics can be set against the clients' counts.
     let after = if server_died || interrupted || machine.is_some() {
         None
     } else {
-        server
-            .scrape()
-            .await
-            .ok()
-            .filter(|a| a.iter().all(|c| c.chatbench))
+        scrape_chatbench(server).await
     };
     server_died |= !server.is_alive().await;
     let ticks = sampler.map(Sampler::finish).unwrap_or_default();
@@ -253,13 +223,9 @@ pub async fn run_transport(
         .as_ref()
         .zip(after.as_ref())
         .map(|(b, a)| a.iter().zip(b).map(|(a, b)| a.delta(b)).collect());
-    let counters = deltas.as_ref().map(|d| {
-        let d = ServerCounters::sum(d);
-        (
-            ServerCounters::client_total(&d.bytes_written).saturating_sub(torn.control_bytes_down),
-            ServerCounters::client_total(&d.delivered),
-        )
-    });
+    let counters = deltas
+        .as_deref()
+        .map(|d| client_counts(d, torn.control_bytes_down));
     let server_tcp = match (&before, &after) {
         (Some(b), Some(_)) => server_tcp(server, b).await,
         _ => None,
@@ -276,7 +242,7 @@ pub async fn run_transport(
         transport,
         deltas: deltas.as_deref(),
     });
-    let run = measurement.summarize(
+    let mut run = measurement.summarize(
         &s,
         ServerSide {
             counters,
@@ -285,17 +251,14 @@ pub async fn run_transport(
             tcp: server_tcp,
         },
     );
-    let mut run = run;
-    if run.crosscheck.is_none()
-        && after.is_none()
-        && !(server_died || interrupted)
-        && machine.is_none()
-    {
-        run.no_crosscheck = Some(format!(
+    // A server with nothing to cross-check, rather than a run that lost it.
+    let measured_whole = !(server_died || interrupted) && machine.is_none();
+    run.no_crosscheck = (after.is_none() && measured_whole).then(|| {
+        format!(
             "the server ({}) has no chatbench /metrics: its bytes and deliveries were not counted on its side",
             s.target.label()
-        ));
-    }
+        )
+    });
     let measurement_json = match machine {
         // Serializing plain numbers and base64 strings cannot fail.
         Some(_) => serde_json::to_string(&measurement).ok(),
@@ -308,6 +271,69 @@ pub async fn run_transport(
         interrupted,
         measurement_json,
     })
+}
+
+/// The worker tasks of one transport run: `clients.processes` of them, on
+/// this machine's share of a run spread over machines (machine I's
+/// processes are workers I*P.. of N*P).
+fn worker_tasks(
+    s: &Scenario,
+    transport: Transport,
+    slot: &Slot<'_>,
+    server: &RunningServer,
+    rooms: &[String],
+) -> Vec<WorkerTask> {
+    let processes = s.clients.processes.max(1);
+    let (first, of) = slot
+        .machine
+        .map_or((0, processes), |m| (m.index * processes, m.of * processes));
+    (0..processes)
+        .map(|index| WorkerTask {
+            scenario: s.clone(),
+            transport,
+            point: slot.point,
+            repetition: slot.repetition,
+            rooms: rooms.to_vec(),
+            servers: server.addrs(),
+            clock_adjust_us: crate::clock::clock_adjust_us(),
+            ca_pems: server.ca_pems(),
+            netns: slot.netns.map(str::to_owned),
+            index: first + index,
+            of,
+        })
+        .collect()
+}
+
+/// Reads the server's processes through `probe` at its period, for the
+/// resources chart.
+fn sample_server(probe: ServerProbe) -> Sampler {
+    let period = probe.period();
+    let probe = Arc::new(probe);
+    Sampler::spawn(period, move |t| {
+        let probe = probe.clone();
+        async move { probe.read(t).await }
+    })
+}
+
+/// The server's counters after a run, when they are chatbench's own: only
+/// those can be set against the clients' counts (another stack's
+/// `/metrics` may give process figures alone).
+async fn scrape_chatbench(server: &RunningServer) -> Option<Vec<ServerCounters>> {
+    server
+        .scrape()
+        .await
+        .ok()
+        .filter(|a| a.iter().all(|c| c.chatbench))
+}
+
+/// Bytes the server wrote to the clients (less `control_bytes` written in
+/// answer to control messages) and messages it delivered, over `deltas`.
+fn client_counts(deltas: &[ServerCounters], control_bytes: u64) -> (u64, u64) {
+    let d = ServerCounters::sum(deltas);
+    (
+        ServerCounters::client_total(&d.bytes_written).saturating_sub(control_bytes),
+        ServerCounters::client_total(&d.delivered),
+    )
 }
 
 /// What [`Workers::watch_phases`] saw.

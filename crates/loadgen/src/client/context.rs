@@ -119,6 +119,15 @@ impl RunCtx {
         !self.abort.is_cancelled()
     }
 
+    /// Resolves once the run is over for receivers of a profile without
+    /// an end-of-run message: aborted, or finished by the engine.
+    pub(super) async fn over(&self) {
+        tokio::select! {
+            _ = self.abort.cancelled() => {}
+            _ = self.finish.cancelled() => {}
+        }
+    }
+
     pub(super) async fn backoff(&self) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -287,12 +287,7 @@ async fn receive_frames(
     reader: &mut WsRead,
     out: &Mutex<WsWrite>,
 ) {
-    let over = async {
-        tokio::select! {
-            _ = ctx.abort.cancelled() => {}
-            _ = ctx.finish.cancelled() => {}
-        }
-    };
+    let over = ctx.over();
     tokio::pin!(over);
     while !inbox.done() {
         let next = tokio::select! {

@@ -130,12 +130,7 @@ async fn sse_client(
     let sender = post
         .clone()
         .and_then(|out| spawn_sender(&ctx, spec, room, codec.clone(), out, &mut inbox));
-    let over = async {
-        tokio::select! {
-            _ = ctx.abort.cancelled() => {}
-            _ = ctx.finish.cancelled() => {}
-        }
-    };
+    let over = ctx.over();
     tokio::pin!(over);
     let mut parser = SseParser::default();
     while !inbox.done() {

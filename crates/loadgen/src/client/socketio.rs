@@ -410,12 +410,7 @@ async fn run_polling(
         key: spec.id,
     };
     let sender = spawn_sender(&ctx, spec, room, codec.clone(), out, &mut inbox);
-    let over = async {
-        tokio::select! {
-            _ = ctx.abort.cancelled() => {}
-            _ = ctx.finish.cancelled() => {}
-        }
-    };
+    let over = ctx.over();
     tokio::pin!(over);
     // Polling goes on from the join, as the official client's does: a
     // session that holds no GET misses its heartbeats.
