@@ -223,8 +223,12 @@ pub async fn run_transport(
         .as_ref()
         .zip(after.as_ref())
         .map(|(b, a)| a.iter().zip(b).map(|(a, b)| a.delta(b)).collect());
+    // Through a proxy the server's bytes are the proxy's leg, not the
+    // clients': reported beside them, not set against them.
+    let proxied = server.proxy_probe().is_some();
     let counters = deltas
         .as_deref()
+        .filter(|_| !proxied)
         .map(|d| client_counts(d, torn.control_bytes_down));
     let server_tcp = match (&before, &after) {
         (Some(b), Some(_)) => server_tcp(server, b).await,
@@ -233,7 +237,10 @@ pub async fn run_transport(
     let cost = server_cost(ServerReadings {
         baseline: rss_baseline,
         before_traffic: rss_before,
-        window: watched.server_at_start.zip(watched.server_at_end),
+        window: watched
+            .server_at_start
+            .clone()
+            .zip(watched.server_at_end.clone()),
         ticks: &ticks,
         connections: measurement.wire_total.connections,
         delivered: measurement.audit.delivered,
@@ -251,14 +258,11 @@ pub async fn run_transport(
             tcp: server_tcp,
         },
     );
-    // A server with nothing to cross-check, rather than a run that lost it.
     let measured_whole = !(server_died || interrupted) && machine.is_none();
-    run.no_crosscheck = (after.is_none() && measured_whole).then(|| {
-        format!(
-            "the server ({}) has no chatbench /metrics: its bytes and deliveries were not counted on its side",
-            s.target.label()
-        )
-    });
+    run.no_crosscheck = no_crosscheck(&s, after.is_none(), proxied).filter(|_| measured_whole);
+    run.proxy = proxied
+        .then(|| proxy_cost(&watched, deltas.as_deref(), &measurement))
+        .flatten();
     let measurement_json = match machine {
         // Serializing plain numbers and base64 strings cannot fail.
         Some(_) => serde_json::to_string(&measurement).ok(),
@@ -294,7 +298,7 @@ fn worker_tasks(
             point: slot.point,
             repetition: slot.repetition,
             rooms: rooms.to_vec(),
-            servers: server.addrs(),
+            servers: server.client_addrs(),
             clock_adjust_us: crate::clock::clock_adjust_us(),
             ca_pems: server.ca_pems(),
             netns: slot.netns.map(str::to_owned),
@@ -336,11 +340,53 @@ fn client_counts(deltas: &[ServerCounters], control_bytes: u64) -> (u64, u64) {
     )
 }
 
+/// Why a run has no byte cross-check, when that is the server's doing
+/// rather than the run's: a server with no chatbench metrics, or a proxy
+/// between it and the clients.
+fn no_crosscheck(s: &Scenario, no_metrics: bool, proxied: bool) -> Option<String> {
+    if proxied {
+        return Some(format!(
+            "through {}: the server's bytes are the proxy's leg (proxy.server_leg_bytes_down), not the clients'",
+            s.path.label()
+        ));
+    }
+    no_metrics.then(|| {
+        format!(
+            "the server ({}) has no chatbench /metrics: its bytes and deliveries were not counted on its side",
+            s.target.label()
+        )
+    })
+}
+
+/// The proxy's CPU and memory over the measured window, and the bytes of
+/// both legs.
+fn proxy_cost(
+    w: &Watched,
+    deltas: Option<&[ServerCounters]>,
+    m: &Measurement,
+) -> Option<crate::results::ProxyCost> {
+    let (a, b) = (w.proxy_at_start.as_ref()?, w.proxy_at_end.as_ref()?);
+    let (cpu, _) = ProcSample::cpu_between(&ProcSample::sum(a), &ProcSample::sum(b));
+    let server_leg = deltas.map_or(0, |d| {
+        ServerCounters::client_total(&ServerCounters::sum(d).bytes_written)
+    });
+    Some(crate::results::ProxyCost {
+        cpu_ms_measured: cpu,
+        cpu_ms_per_1k: cpu * 1000.0 / m.audit.delivered.max(1) as f64,
+        rss_bytes: b.iter().map(|x| x.rss_bytes).sum(),
+        server_leg_bytes_down: server_leg,
+        client_leg_bytes_down: m.wire_total.bytes_down,
+    })
+}
+
 /// What [`Workers::watch_phases`] saw.
 struct Watched {
     /// The server's processes at the start and end of the measured window.
     server_at_start: Option<Vec<ProcSample>>,
     server_at_end: Option<Vec<ProcSample>>,
+    /// The reverse proxy's processes at the same edges, when there is one.
+    proxy_at_start: Option<Vec<ProcSample>>,
+    proxy_at_end: Option<Vec<ProcSample>>,
     server_died: bool,
     interrupted: bool,
 }
@@ -462,12 +508,15 @@ impl Workers {
         progress: Option<&ProgressTx>,
     ) -> Watched {
         let probe = server.probe();
+        let proxy = server.proxy_probe();
         let measure_start = t0 + s.warmup;
         let measure_end = measure_start + s.duration;
         let drain_end = measure_end + s.grace;
         let mut w = Watched {
             server_at_start: None,
             server_at_end: None,
+            proxy_at_start: None,
+            proxy_at_end: None,
             server_died: false,
             interrupted: false,
         };
@@ -490,9 +539,11 @@ impl Workers {
             }
             let now = Instant::now();
             if w.server_at_start.is_none() && now >= measure_start {
+                w.proxy_at_start = read_server(proxy.as_ref()).await;
                 w.server_at_start = probe.read(0).await;
             }
             if w.server_at_end.is_none() && now >= measure_end {
+                w.proxy_at_end = read_server(proxy.as_ref()).await;
                 w.server_at_end = probe.read(0).await;
             }
             if !server.is_alive().await {

@@ -18,6 +18,7 @@ pub mod h2;
 pub mod link;
 pub mod packet;
 pub mod profile;
+pub mod proxy;
 pub mod record;
 pub mod resources;
 pub mod run;

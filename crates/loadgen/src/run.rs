@@ -5,6 +5,7 @@
 use crate::engine::{run_transport, shard_slot, Loadgen, MachineShard, Progress, ProgressTx, Slot};
 use crate::merge::MEASUREMENTS;
 use crate::packet::forwarder::PacketLink;
+use crate::proxy::{ProxySpec, RunningProxy};
 use crate::resources::detect_environment;
 use crate::results::{
     write_latency_histograms, CpuPlacement, LatencyRep, RunFile, Setting, ShardInfo, TransportRun,
@@ -131,6 +132,14 @@ pub enum RunError {
         /// The run folder.
         dir: PathBuf,
     },
+    /// The reverse proxy of `[path] proxy` could not start.
+    #[error("path.proxy: {reason}; the run folder is {dir}")]
+    Proxy {
+        /// Why.
+        reason: String,
+        /// The run folder.
+        dir: PathBuf,
+    },
     /// The packet-level link could not start.
     #[error("network.mode = \"packet\": {reason}; the run folder is {dir}")]
     Network {
@@ -241,21 +250,23 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     .map(|v| format!(" @{v}"))
                     .unwrap_or_default();
                 let label = format!("{t}{at} {}/{}", rep + 1, s.repeat);
-                let (link, mut server) = match start_path(sp, &target, rep).await {
-                    Ok(started) => started,
-                    Err(e) => {
-                        end_early(&mut file, &dir, &s, &hists, format!("{label}: {e}"))?;
-                        return Err(match e {
-                            PathError::Network(reason) => RunError::Network { reason, dir },
-                            PathError::Server(source) => RunError::Server {
-                                transport: t,
-                                repetition: rep,
-                                source,
-                                dir,
-                            },
-                        });
-                    }
-                };
+                let (link, mut server, proxy) =
+                    match start_path(sp, &target, rep, &dir.join(format!("proxy-{point}"))).await {
+                        Ok(started) => started,
+                        Err(e) => {
+                            end_early(&mut file, &dir, &s, &hists, format!("{label}: {e}"))?;
+                            return Err(match e {
+                                PathError::Network(reason) => RunError::Network { reason, dir },
+                                PathError::Proxy(reason) => RunError::Proxy { reason, dir },
+                                PathError::Server(source) => RunError::Server {
+                                    transport: t,
+                                    repetition: rep,
+                                    source,
+                                    dir,
+                                },
+                            });
+                        }
+                    };
                 if let Some(tx) = &opts.progress {
                     let _ = tx.send(Progress::Started {
                         label: label.clone(),
@@ -284,6 +295,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     opts.progress.as_ref(),
                 )
                 .await;
+                if let Some(p) = proxy {
+                    p.stop().await;
+                }
                 server.stop().await;
                 let link = link.map(PacketLink::stop);
                 let mut outcome = match outcome {
@@ -362,6 +376,8 @@ enum PathError {
     Network(String),
     #[error("{0}")]
     Server(crate::server::ServerError),
+    #[error("{0}")]
+    Proxy(String),
 }
 
 /// Starts what one transport run measures through: its packet-level link
@@ -371,7 +387,8 @@ async fn start_path(
     sp: &Scenario,
     target: &ServerTarget,
     rep: u32,
-) -> Result<(Option<PacketLink>, RunningServer), PathError> {
+    proxy_dir: &Path,
+) -> Result<(Option<PacketLink>, RunningServer, Option<RunningProxy>), PathError> {
     let link = packet_link(sp, target, rep).map_err(PathError::Network)?;
     let listen = link
         .as_ref()
@@ -388,7 +405,51 @@ async fn start_path(
     )
     .await
     .map_err(PathError::Server)?;
-    Ok((link, server))
+    let mut server = server;
+    let proxy = match start_proxy(sp, &target, &server, proxy_dir).await {
+        Ok(p) => p,
+        Err(e) => {
+            server.stop().await;
+            return Err(PathError::Proxy(e));
+        }
+    };
+    if let Some(p) = &proxy {
+        server.set_front(p.addr, p.pids.clone());
+    }
+    Ok((link, server, proxy))
+}
+
+/// The reverse proxy of `[path] proxy`, in front of `server`, when the
+/// scenario asks for one: only before a server chatbench spawned, pinned
+/// to its CPUs, its configuration written into `dir`.
+async fn start_proxy(
+    sp: &Scenario,
+    target: &ServerTarget,
+    server: &RunningServer,
+    dir: &Path,
+) -> Result<Option<RunningProxy>, String> {
+    if sp.path.is_direct() {
+        return Ok(None);
+    }
+    let ServerTarget::Spawn { cpus, .. } = target else {
+        return Err(
+            "[path] proxy runs only in front of a server chatbench spawns, not with --server"
+                .into(),
+        );
+    };
+    let spec = ProxySpec {
+        path: sp.path,
+        listen: crate::proxy::free_loopback_port().map_err(|e| e.to_string())?,
+        upstream: server.addrs()[0],
+        max_connections: sp.busiest_server_connections(),
+        dir: dir.to_owned(),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        root: unsafe { libc::geteuid() } == 0,
+    };
+    RunningProxy::start(&spec, cpus.as_deref())
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// The packet-level link of one transport run, when its sweep point asks

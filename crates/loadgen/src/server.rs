@@ -146,6 +146,9 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct RunningServer {
     procs: Vec<ServerProc>,
+    /// A reverse proxy in front (`[path] proxy`): where clients connect,
+    /// and its processes.
+    front: Option<(SocketAddr, Vec<u32>)>,
 }
 
 /// One server process.
@@ -220,13 +223,13 @@ impl RunningServer {
                     }
                 }
                 if let Some(e) = first_error {
-                    RunningServer { procs }.stop().await;
+                    RunningServer { procs, front: None }.stop().await;
                     return Err(e);
                 }
                 procs
             }
         };
-        let server = RunningServer { procs };
+        let server = RunningServer { procs, front: None };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         for p in &server.procs {
             loop {
@@ -247,6 +250,28 @@ impl RunningServer {
     /// The processes' addresses, by process index.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.procs.iter().map(|p| p.addr).collect()
+    }
+
+    /// Puts a reverse proxy at `addr` (processes `pids`) in front: clients
+    /// connect to it; control requests still go to the server.
+    pub fn set_front(&mut self, addr: SocketAddr, pids: Vec<u32>) {
+        self.front = Some((addr, pids));
+    }
+
+    /// Where clients connect, by process index: the proxy when there is
+    /// one, else the processes themselves.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        match &self.front {
+            Some((addr, _)) => vec![*addr],
+            None => self.addrs(),
+        }
+    }
+
+    /// Where the proxy's CPU and memory are read, when there is one.
+    pub fn proxy_probe(&self) -> Option<ServerProbe> {
+        self.front
+            .as_ref()
+            .map(|(_, pids)| ServerProbe::Proc(pids.clone()))
     }
 
     /// The address of the process that owns `room`.

@@ -17,6 +17,7 @@ pub mod machine;
 pub mod measurement;
 pub mod merge;
 pub mod model;
+pub mod path;
 pub mod rules;
 pub mod run_file;
 pub mod scenario;

@@ -555,6 +555,7 @@ impl Measurement {
             tcp: Some(self.tcp_view(s, server.tcp)),
             join: self.join.map(crate::run_file::Join::of),
             no_crosscheck: None,
+            proxy: None,
         }
     }
 

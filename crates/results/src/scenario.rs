@@ -73,6 +73,10 @@ pub struct Scenario {
     /// described in the file (`docs/targets.md`).
     #[serde(default, skip_serializing_if = "Target::is_default")]
     pub target: Target,
+    /// What stands between the clients and the server: a reverse proxy
+    /// chatbench spawns (`docs/proxies.md`).
+    #[serde(default, skip_serializing_if = "crate::path::Path::is_direct")]
+    pub path: crate::path::Path,
 }
 
 /// `[sweep]`: run the scenario once per value of one field.
@@ -709,7 +713,51 @@ impl Scenario {
         self.validate_network()?;
         self.validate_protocol()?;
         self.validate_limits()?;
-        self.validate_target()
+        self.validate_target()?;
+        self.validate_path()
+    }
+
+    /// `[path]`: a proxy goes in front of one server process chatbench
+    /// spawns, on loopback, over HTTP/1.1 without TLS (for now), for
+    /// chatbench's own contract.
+    fn validate_path(&self) -> Check {
+        if self.path.is_direct() {
+            if self.path.timeout.is_some() {
+                return Err(("path.timeout", "needs a path.proxy".into()));
+            }
+            return Ok(());
+        }
+        let refuse = |why: &str| {
+            Err((
+                "path.proxy",
+                format!("{why}, which a proxy is not run with yet"),
+            ))
+        };
+        if self.server.processes > 1 {
+            return refuse("needs one server process (server.processes = 1)");
+        }
+        if self.network.mode == NetworkMode::Packet {
+            return refuse(
+                "is on loopback: network.mode = \"packet\" puts the server in another namespace",
+            );
+        }
+        if self.protocol.tls || self.protocol.is_http2() {
+            return refuse(
+                "speaks HTTP/1.1 without TLS to the clients here (protocol.tls and HTTP/2)",
+            );
+        }
+        if !self.target.is_chatbench() || self.target.server != crate::target::ServerKind::Chatbench
+        {
+            return refuse("stands in front of chatbench's own server (target)");
+        }
+        if self
+            .path
+            .timeout
+            .is_some_and(|t| t < Duration::from_secs(1))
+        {
+            return Err(("path.timeout", "must be at least 1s".into()));
+        }
+        Ok(())
     }
 
     /// `[target]`: what the profile runs, and the features only
@@ -1119,10 +1167,13 @@ impl Scenario {
             // A whole `[protocol]` table: its short name.
             toml::Value::Table(t) => match t.clone().try_into::<Protocol>() {
                 Ok(p) => p.label(),
-                // A whole `[target]` table: its short name.
+                // A whole `[target]` or `[path]` table: its short name.
                 Err(_) => match t.clone().try_into::<Target>() {
                     Ok(target) => target.label(),
-                    Err(_) => v.to_string(),
+                    Err(_) => match t.clone().try_into::<crate::path::Path>() {
+                        Ok(path) => path.label(),
+                        Err(_) => v.to_string(),
+                    },
                 },
             },
             other => other.to_string(),

@@ -675,6 +675,28 @@ pub struct TransportRun {
     /// (another stack's server counts no bytes of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_crosscheck: Option<String>,
+    /// The reverse proxy in front of the server (`[path] proxy`): its cost
+    /// and the bytes of both legs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyCost>,
+}
+
+/// What a reverse proxy cost over the measured window, and the bytes on
+/// each side of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyCost {
+    /// Its CPU over the measured window, ms (all its processes).
+    pub cpu_ms_measured: f64,
+    /// Per 1,000 delivered messages, ms.
+    pub cpu_ms_per_1k: f64,
+    /// Its memory at the end of the window, bytes (all its processes).
+    pub rss_bytes: u64,
+    /// Bytes the server wrote to the proxy over the whole run (its
+    /// `/metrics`): the server's leg.
+    pub server_leg_bytes_down: u64,
+    /// Bytes the clients read from the proxy over the whole run: the
+    /// clients' leg.
+    pub client_leg_bytes_down: u64,
 }
 
 /// What the packet-level link did over one transport run, from the start
