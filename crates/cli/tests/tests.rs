@@ -13,6 +13,7 @@ mod netns;
 mod network;
 mod packet_link;
 mod protocols;
+mod proxies;
 mod shards;
 mod stacks;
 mod workers;

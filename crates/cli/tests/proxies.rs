@@ -1,0 +1,139 @@
+//! Reverse proxies in front of the spawned server (`[path] proxy`): every
+//! transport through nginx, HAProxy and Caddy with their streaming
+//! settings, and what nginx's defaults do. They need the proxies
+//! (Debian's nginx-light, haproxy, caddy); without them they skip, unless
+//! `CHATBENCH_REQUIRE_PROXIES` is set (CI), where they fail.
+
+use crate::util::{options, tiny_toml};
+use chatbench_loadgen::results::TransportRun;
+use chatbench_loadgen::server::ServerTarget;
+use chatbench_loadgen::{Scenario, Transport};
+use std::path::Path;
+
+/// True when `exe` runs here; else says why the test skips.
+fn installed(exe: &str) -> bool {
+    let found = std::process::Command::new(exe)
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || std::process::Command::new(exe)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if found {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CHATBENCH_REQUIRE_PROXIES").is_none(),
+        "CHATBENCH_REQUIRE_PROXIES is set, but {exe} is not installed"
+    );
+    eprintln!("skipping: {exe} is not installed (apt-get install nginx-light haproxy caddy)");
+    false
+}
+
+fn through(name: &str, transports: &str, path: &str) -> Scenario {
+    let src = format!("{}\n[path]\n{path}\n", tiny_toml(name, transports));
+    Scenario::parse(&src, Path::new("proxies.toml")).unwrap()
+}
+
+async fn run(s: Scenario) -> (Vec<TransportRun>, std::path::PathBuf, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let finished = chatbench_loadgen::run::run(options(s, out.path(), target))
+        .await
+        .unwrap();
+    (finished.file.runs, finished.dir, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_streams_through_each_proxy_with_its_streaming_settings() {
+    for proxy in ["nginx", "haproxy", "caddy"] {
+        if !installed(proxy) {
+            continue;
+        }
+        let s = through(
+            proxy,
+            r#""short_poll", "long_poll", "sse", "websocket""#,
+            &format!("proxy = {proxy:?}\nconfig = \"streaming\""),
+        );
+        let (runs, dir, _keep) = run(s).await;
+        assert_eq!(runs.len(), 4, "{proxy}");
+        for r in &runs {
+            let a = &r.audit;
+            let what = format!("{proxy} {}", r.transport);
+            assert!(a.sent > 0, "{what}");
+            assert_eq!(
+                (a.delivered, a.lost, a.duplicated, a.errors),
+                (a.expected, 0, 0, 0),
+                "{what}: {:?}",
+                r.errors_by_cause
+            );
+            // A push transport's messages are not held: well under the
+            // 100 ms a buffering proxy or Nagle's timer adds.
+            if matches!(r.transport, Transport::Sse | Transport::WebSocket) {
+                assert!(
+                    r.latency_us.p50 < 20_000,
+                    "{what}: p50 {} µs",
+                    r.latency_us.p50
+                );
+            }
+            let p = r.proxy.as_ref().expect("the proxy's cost");
+            assert!(p.cpu_ms_measured > 0.0 && p.rss_bytes > 0, "{what}: {p:?}");
+            assert!(
+                p.server_leg_bytes_down > 0 && p.client_leg_bytes_down > 0,
+                "{what}: {p:?}"
+            );
+            assert!(
+                r.crosscheck.is_none() && r.no_crosscheck.is_some(),
+                "{what}"
+            );
+        }
+        // The generated configuration is kept with the run.
+        let conf = if proxy == "caddy" {
+            "Caddyfile".to_owned()
+        } else {
+            format!("{proxy}.conf")
+        };
+        let text = std::fs::read_to_string(dir.join("proxy-0").join(conf)).unwrap();
+        assert!(text.contains("config = \"streaming\""), "{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
+    if !installed("nginx") {
+        return;
+    }
+    let s = through(
+        "nginx-default",
+        r#""sse", "websocket""#,
+        "proxy = \"nginx\"",
+    );
+    let (runs, _, _keep) = run(s).await;
+    let sse = &runs[0];
+    // proxy_buffering is on: events wait until a buffer fills (or the
+    // stream ends), not for the network.
+    assert_eq!(sse.transport, Transport::Sse);
+    assert!(
+        sse.latency_us.p50 > 100_000 || sse.audit.lost > 0,
+        "SSE through nginx's defaults: p50 {} µs, lost {}",
+        sse.latency_us.p50,
+        sse.audit.lost
+    );
+    // Upgrade and Connection are not forwarded: the server answers 426.
+    let ws = &runs[1];
+    assert_eq!(ws.audit.delivered, 0);
+    assert!(
+        ws.errors_by_cause
+            .keys()
+            .any(|k| k.starts_with("connect: the server refused the upgrade: 426")),
+        "{:?}",
+        ws.errors_by_cause
+    );
+    assert!(ws.flags.iter().any(|f| f == "not_ready"), "{:?}", ws.flags);
+}
