@@ -12,6 +12,7 @@ pub mod check;
 pub mod compare;
 mod markdown;
 mod network;
+mod proxies;
 mod stacks;
 
 use chatbench_results::run_file::{histogram_name, read_hlog, RunFile};

@@ -34,6 +34,7 @@ pub(crate) fn render(run: &RunFile) -> String {
     crate::network::below_tcp(&mut o, run);
     protocols(&mut o, run);
     crate::stacks::stacks(&mut o, run);
+    crate::proxies::proxies(&mut o, run);
     break_even(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
