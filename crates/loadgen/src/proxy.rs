@@ -178,10 +178,17 @@ impl RunningProxy {
                 source,
             })
         };
-        std::fs::create_dir_all(&spec.dir).map_err(|source| ProxyError::Write {
+        let dir_error = |source| ProxyError::Write {
             path: spec.dir.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&spec.dir).map_err(dir_error)?;
+        // nginx reads relative paths from its own prefix: every path it
+        // is given is absolute.
+        let spec = &ProxySpec {
+            dir: std::fs::canonicalize(&spec.dir).map_err(dir_error)?,
+            ..spec.clone()
+        };
         let name = spec.path.proxy.as_str();
         let conf = spec.dir.join(match spec.path.proxy {
             Proxy::Caddy => "Caddyfile".to_owned(),
