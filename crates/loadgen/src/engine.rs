@@ -219,10 +219,7 @@ pub async fn run_transport(
     measurement.loadgen_cpus = loadgen.cpus;
     measurement.ended_early |= server_died || torn.stuck || interrupted;
     // Per server process, when several share the rooms.
-    let deltas: Option<Vec<ServerCounters>> = before
-        .as_ref()
-        .zip(after.as_ref())
-        .map(|(b, a)| a.iter().zip(b).map(|(a, b)| a.delta(b)).collect());
+    let deltas = deltas_of(before.as_deref(), after.as_deref());
     // Through a proxy the server's bytes are the proxy's leg, not the
     // clients': reported beside them, not set against them.
     let proxied = server.proxy_probe().is_some();
@@ -230,17 +227,15 @@ pub async fn run_transport(
         .as_deref()
         .filter(|_| !proxied)
         .map(|d| client_counts(d, torn.control_bytes_down));
-    let server_tcp = match (&before, &after) {
-        (Some(b), Some(_)) => server_tcp(server, b).await,
-        _ => None,
-    };
+    let server_tcp = server_tcp(server, before.as_deref().filter(|_| after.is_some())).await;
+    let window = watched
+        .server_at_start
+        .clone()
+        .zip(watched.server_at_end.clone());
     let cost = server_cost(ServerReadings {
         baseline: rss_baseline,
         before_traffic: rss_before,
-        window: watched
-            .server_at_start
-            .clone()
-            .zip(watched.server_at_end.clone()),
+        window,
         ticks: &ticks,
         connections: measurement.wire_total.connections,
         delivered: measurement.audit.delivered,
@@ -260,14 +255,9 @@ pub async fn run_transport(
     );
     let measured_whole = !(server_died || interrupted) && machine.is_none();
     run.no_crosscheck = no_crosscheck(&s, after.is_none(), proxied).filter(|_| measured_whole);
-    run.proxy = proxied
-        .then(|| proxy_cost(&watched, deltas.as_deref(), &measurement))
-        .flatten();
-    let measurement_json = match machine {
-        // Serializing plain numbers and base64 strings cannot fail.
-        Some(_) => serde_json::to_string(&measurement).ok(),
-        None => None,
-    };
+    run.proxy = proxy_cost(proxied, &watched, deltas.as_deref(), &measurement);
+    // Serializing plain numbers and base64 strings cannot fail.
+    let measurement_json = machine.and_then(|_| serde_json::to_string(&measurement).ok());
     Ok(Outcome {
         run,
         histograms: measurement.histograms,
@@ -340,6 +330,15 @@ fn client_counts(deltas: &[ServerCounters], control_bytes: u64) -> (u64, u64) {
     )
 }
 
+/// The server's counters over the run, per process: `after − before`.
+fn deltas_of(
+    before: Option<&[ServerCounters]>,
+    after: Option<&[ServerCounters]>,
+) -> Option<Vec<ServerCounters>> {
+    let (b, a) = (before?, after?);
+    Some(a.iter().zip(b).map(|(a, b)| a.delta(b)).collect())
+}
+
 /// Why a run has no byte cross-check, when that is the server's doing
 /// rather than the run's: a server with no chatbench metrics, or a proxy
 /// between it and the clients.
@@ -361,10 +360,14 @@ fn no_crosscheck(s: &Scenario, no_metrics: bool, proxied: bool) -> Option<String
 /// The proxy's CPU and memory over the measured window, and the bytes of
 /// both legs.
 fn proxy_cost(
+    proxied: bool,
     w: &Watched,
     deltas: Option<&[ServerCounters]>,
     m: &Measurement,
 ) -> Option<crate::results::ProxyCost> {
+    if !proxied {
+        return None;
+    }
     let (a, b) = (w.proxy_at_start.as_ref()?, w.proxy_at_end.as_ref()?);
     let (cpu, _) = ProcSample::cpu_between(&ProcSample::sum(a), &ProcSample::sum(b));
     let server_leg = deltas.map_or(0, |d| {
@@ -372,7 +375,12 @@ fn proxy_cost(
     });
     Some(crate::results::ProxyCost {
         cpu_ms_measured: cpu,
-        cpu_ms_per_1k: cpu * 1000.0 / m.audit.delivered.max(1) as f64,
+        // 0 when nothing was delivered (a proxy that refused the transport).
+        cpu_ms_per_1k: if m.audit.delivered == 0 {
+            0.0
+        } else {
+            cpu * 1000.0 / m.audit.delivered as f64
+        },
         rss_bytes: b.iter().map(|x| x.rss_bytes).sum(),
         server_leg_bytes_down: server_leg,
         client_leg_bytes_down: m.wire_total.bytes_down,
@@ -716,8 +724,9 @@ struct ServerReadings<'a> {
 /// cannot be read.
 async fn server_tcp(
     server: &RunningServer,
-    before: &[ServerCounters],
+    before: Option<&[ServerCounters]>,
 ) -> Option<chatbench_results::tcp::ServerTcp> {
+    let before = before?;
     let settled = server.scrape_settled(before).await.ok()?;
     let deltas: Vec<ServerCounters> = settled
         .iter()

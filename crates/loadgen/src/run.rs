@@ -255,16 +255,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                         Ok(started) => started,
                         Err(e) => {
                             end_early(&mut file, &dir, &s, &hists, format!("{label}: {e}"))?;
-                            return Err(match e {
-                                PathError::Network(reason) => RunError::Network { reason, dir },
-                                PathError::Proxy(reason) => RunError::Proxy { reason, dir },
-                                PathError::Server(source) => RunError::Server {
-                                    transport: t,
-                                    repetition: rep,
-                                    source,
-                                    dir,
-                                },
-                            });
+                            return Err(e.into_run_error(t, rep, dir));
                         }
                     };
                 if let Some(tx) = &opts.progress {
@@ -378,6 +369,22 @@ enum PathError {
     Server(crate::server::ServerError),
     #[error("{0}")]
     Proxy(String),
+}
+
+impl PathError {
+    /// The run's error, for transport `t`'s repetition `rep` in `dir`.
+    fn into_run_error(self, t: Transport, rep: u32, dir: PathBuf) -> RunError {
+        match self {
+            PathError::Network(reason) => RunError::Network { reason, dir },
+            PathError::Proxy(reason) => RunError::Proxy { reason, dir },
+            PathError::Server(source) => RunError::Server {
+                transport: t,
+                repetition: rep,
+                source,
+                dir,
+            },
+        }
+    }
 }
 
 /// Starts what one transport run measures through: its packet-level link

@@ -84,13 +84,20 @@ pub(crate) fn proxies(o: &mut String, run: &RunFile) {
     for x in &run.summary {
         let label = x.point_label.clone().unwrap_or_default();
         let d = direct_of(x).filter(|d| d.point != x.point);
-        let added = d.map_or("—".to_owned(), |d| {
+        // Nothing delivered: no latency to add, no cost per message.
+        let delivered = x.delivered_per_s.median > 0.0;
+        let added = d.filter(|_| delivered).map_or("—".to_owned(), |d| {
             let a = x.p50_us.median - d.p50_us.median;
             let sign = if a < 0.0 { "−" } else { "+" };
             format!("{sign}{}", chatbench_results::fmt::fmt_us(a.abs() as u64))
         });
         let (cpu, rss) = proxy_at(run, x).map_or(("—".to_owned(), "—".to_owned()), |(c, r)| {
-            (format!("{c:.1}"), format!("{:.1} MiB", r / (1u64 << 20) as f64))
+            let cpu = if delivered {
+                format!("{c:.1}")
+            } else {
+                "—".to_owned()
+            };
+            (cpu, format!("{:.1} MiB", r / (1u64 << 20) as f64))
         });
         let what = broke(x, d);
         if let Some(w) = &what {
@@ -109,7 +116,10 @@ pub(crate) fn proxies(o: &mut String, run: &RunFile) {
         );
     }
     if broken.is_empty() {
-        let _ = writeln!(o, "\nNothing broke: every path delivered every message without errors, none held back.");
+        let _ = writeln!(
+            o,
+            "\nNothing broke: every path delivered every message without errors, none held back."
+        );
     } else {
         let _ = writeln!(o, "\n**What broke:** {}.", broken.join("; "));
     }
