@@ -137,3 +137,46 @@ async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
     );
     assert!(ws.flags.iter().any(|f| f == "not_ready"), "{:?}", ws.flags);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxys_idle_timeout_cuts_quiet_connections_unless_streaming() {
+    if !installed("haproxy") {
+        return;
+    }
+    // Rooms quiet for 5 s between messages, the server's keep-alives at
+    // a minute, and HAProxy's default timeouts shortened from 50 s to 2 s
+    // (`path.timeout`) so that the test shows their effect in seconds.
+    let quiet = |path: &str| {
+        let src = format!(
+            "{}\n[server]\nsse_keepalive = \"60s\"\nws_ping_interval = \"60s\"\n[path]\n{path}\n",
+            tiny_toml("idle", r#""long_poll", "sse", "websocket""#)
+        )
+        .replace("rate = 10.0", "rate = 0.2")
+        .replace("arrival = \"poisson\"", "arrival = \"constant\"")
+        .replace("senders_per_room = 2", "senders_per_room = 1")
+        .replace("duration = \"2s\"", "duration = \"6s\"");
+        Scenario::parse(&src, Path::new("idle.toml")).unwrap()
+    };
+    let (cut, _, _keep) = run(quiet("proxy = \"haproxy\"\ntimeout = \"2s\"")).await;
+    let cause =
+        |r: &TransportRun, prefix: &str| r.errors_by_cause.keys().any(|k| k.starts_with(prefix));
+    // A long poll outlives the timeout: HAProxy answers 504 itself.
+    assert!(cause(&cut[0], "poll: 504"), "{:?}", cut[0].errors_by_cause);
+    // An SSE stream is cut mid-body, and resumes from its last event.
+    assert!(cause(&cut[1], "sse stream"), "{:?}", cut[1].errors_by_cause);
+    assert_eq!(cut[1].audit.lost, 0);
+    // A WebSocket is cut; this client does not reconnect, so its room's
+    // later messages are lost to it.
+    assert!(cut[2].audit.lost > 0, "{:?}", cut[2].audit);
+    let (kept, _, _keep) = run(quiet("proxy = \"haproxy\"\nconfig = \"streaming\"")).await;
+    for r in &kept {
+        let a = &r.audit;
+        assert_eq!(
+            (a.lost, a.errors),
+            (0, 0),
+            "{}: {:?}",
+            r.transport,
+            r.errors_by_cause
+        );
+    }
+}

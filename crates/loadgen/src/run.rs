@@ -402,7 +402,8 @@ async fn start_path(
         .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.server_ip());
     let target = target
         .for_kind(sp.target.server)
-        .map_err(PathError::Server)?;
+        .map_err(PathError::Server)?
+        .with_flags(sp.server.flags());
     let server = RunningServer::start(
         &target,
         sp.server.processes,

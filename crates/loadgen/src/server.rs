@@ -89,6 +89,27 @@ impl ServerTarget {
     }
 }
 
+impl ServerTarget {
+    /// A spawned server with `flags` after its own arguments (the
+    /// scenario's `[server]` settings); a running one as it is.
+    pub fn with_flags(&self, flags: Vec<String>) -> ServerTarget {
+        match self {
+            ServerTarget::Spawn {
+                exe,
+                args,
+                cpus,
+                log,
+            } => ServerTarget::Spawn {
+                exe: exe.clone(),
+                args: args.iter().cloned().chain(flags).collect(),
+                cpus: cpus.clone(),
+                log: log.clone(),
+            },
+            t => t.clone(),
+        }
+    }
+}
+
 /// The example servers of other stacks (`peers/`): `$CHATBENCH_PEERS`,
 /// else `peers` in the working directory, else the repository's own.
 pub fn peers_dir() -> PathBuf {

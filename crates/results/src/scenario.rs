@@ -283,11 +283,49 @@ pub struct ServerOptions {
     /// starts: `--server URL` is one process.
     #[serde(default = "defaults::processes")]
     pub processes: u32,
+    /// The spawned chatbench server's SSE keep-alive interval
+    /// (`--sse-keepalive`; its default, 15 s, when left out). Set above a
+    /// proxy's idle timeout, it lets the proxy cut a quiet stream.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sse_keepalive: Option<Duration>,
+    /// Its WebSocket ping interval (`--ws-ping-interval`; 30 s when left
+    /// out).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ws_ping_interval: Option<Duration>,
+}
+
+impl ServerOptions {
+    /// The flags these options add to a spawned chatbench server.
+    pub fn flags(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        for (flag, value) in [
+            ("--sse-keepalive", self.sse_keepalive),
+            ("--ws-ping-interval", self.ws_ping_interval),
+        ] {
+            if let Some(d) = value {
+                f.push(flag.to_owned());
+                f.push(format!("{}ms", d.as_millis()));
+            }
+        }
+        f
+    }
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
-        ServerOptions { processes: 1 }
+        ServerOptions {
+            processes: 1,
+            sse_keepalive: None,
+            ws_ping_interval: None,
+        }
     }
 }
 
@@ -721,6 +759,20 @@ impl Scenario {
     /// spawns, on loopback, over HTTP/1.1 without TLS (for now), for
     /// chatbench's own contract.
     fn validate_path(&self) -> Check {
+        for (field, value) in [
+            ("server.sse_keepalive", self.server.sse_keepalive),
+            ("server.ws_ping_interval", self.server.ws_ping_interval),
+        ] {
+            if value.is_some_and(|d| d < Duration::from_millis(1) || d > MAX_PHASE) {
+                return Err((field, "must be between 1ms and 1h".into()));
+            }
+            if value.is_some() && self.target.server != crate::target::ServerKind::Chatbench {
+                return Err((
+                    field,
+                    "sets chatbench's server; the target's server is another".into(),
+                ));
+            }
+        }
         if self.path.is_direct() {
             if self.path.timeout.is_some() {
                 return Err(("path.timeout", "needs a path.proxy".into()));
@@ -1556,6 +1608,21 @@ rate = 2.5
         assert!(
             e.contains("field `target`: TLS (protocol.tls) is chatbench's own"),
             "{e}"
+        );
+        let e = parse("[server]\nsse_keepalive = \"60s\"\n[target]\nprofile = \"socketio\"\nserver = \"socketio-node\"").unwrap_err();
+        assert!(
+            e.contains("field `server.sse_keepalive`: sets chatbench's server"),
+            "{e}"
+        );
+        let ok = parse("[server]\nsse_keepalive = \"60s\"\nws_ping_interval = \"90s\"").unwrap();
+        assert_eq!(
+            ok.server.flags(),
+            [
+                "--sse-keepalive",
+                "60000ms",
+                "--ws-ping-interval",
+                "90000ms"
+            ]
         );
         let e = parse("[target]\nupgrade = true").unwrap_err();
         assert!(
