@@ -11,15 +11,8 @@
 #   CHATBENCH=/path/to/chatbench scripts/fan-out-floor.sh   # another build (A/B), not rebuilt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${CHATBENCH:-}" ]; then
-  bin=$CHATBENCH
-else
-  cargo build --release -p chatbench >/dev/null
-  bin=./target/release/chatbench
-fi
-out=${OUT:-$(mktemp -d)}
-mkdir -p "$out"
-ncpu=$(nproc)
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 # chatbench run pins the server to CPU 0 and the load generator to the
 # rest; the floor's writer takes the server's CPU, its reader another.
 writer_cpu=0

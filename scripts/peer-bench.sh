@@ -12,15 +12,8 @@ if ! command -v wrk >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk
 fi
-if [ -n "${CHATBENCH:-}" ]; then
-  bin=$CHATBENCH
-else
-  cargo build --release -p chatbench >/dev/null
-  bin=./target/release/chatbench
-fi
-out=${OUT:-$(mktemp -d)}
-mkdir -p "$out"
-ncpu=$(nproc)
+# shellcheck source=scripts/common.sh
+. scripts/common.sh
 server_cpu=0
 client_cpu=$((ncpu > 1 ? 1 : 0))
 

@@ -20,13 +20,7 @@ fn cannot_run() -> Option<String> {
     } else {
         None
     };
-    if let Some(w) = &why {
-        assert!(
-            std::env::var_os("CHATBENCH_REQUIRE_ROOT").is_none(),
-            "CHATBENCH_REQUIRE_ROOT is set, but the packet link cannot run: {w}"
-        );
-        eprintln!("skipped: {w}");
-    }
+    crate::util::can_run("CHATBENCH_REQUIRE_ROOT", why.clone());
     why
 }
 

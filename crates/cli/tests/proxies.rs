@@ -20,15 +20,11 @@ fn installed(exe: &str) -> bool {
             .arg("version")
             .output()
             .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CHATBENCH_REQUIRE_PROXIES").is_none(),
-        "CHATBENCH_REQUIRE_PROXIES is set, but {exe} is not installed"
-    );
-    eprintln!("skipping: {exe} is not installed (apt-get install nginx-light haproxy caddy)");
-    false
+    crate::util::can_run(
+        "CHATBENCH_REQUIRE_PROXIES",
+        (!found)
+            .then(|| format!("{exe} is not installed (apt-get install nginx-light haproxy caddy)")),
+    )
 }
 
 fn through(name: &str, transports: &str, path: &str) -> Scenario {

@@ -19,20 +19,16 @@ fn node_ready() -> bool {
         .is_ok_and(|o| o.status.success());
     let packages = peers_dir().join("node_modules/socket.io").is_dir()
         && peers_dir().join("node_modules/ws").is_dir();
-    if node && packages {
-        return true;
-    }
-    let why = format!(
-        "needs Node.js ({}) and `npm ci --prefix peers` ({})",
-        if node { "found" } else { "missing" },
-        if packages { "done" } else { "not done" }
-    );
-    assert!(
-        std::env::var_os("CHATBENCH_REQUIRE_NODE").is_none(),
-        "CHATBENCH_REQUIRE_NODE is set, but this test {why}"
-    );
-    eprintln!("skipping: this test {why}");
-    false
+    crate::util::can_run(
+        "CHATBENCH_REQUIRE_NODE",
+        (!(node && packages)).then(|| {
+            format!(
+                "needs Node.js ({}) and `npm ci --prefix peers` ({})",
+                if node { "found" } else { "missing" },
+                if packages { "done" } else { "not done" }
+            )
+        }),
+    )
 }
 
 /// The tiny scenario with a `[target]` table.

@@ -229,3 +229,19 @@ pub fn only_run(root: &std::path::Path, scenario: &str) -> std::path::PathBuf {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs.into_iter().next().unwrap()
 }
+
+/// Whether a test that needs something this machine may lack can run:
+/// true when `missing` is None; otherwise it prints why it skips and
+/// returns false, or fails when `require` (an environment variable CI
+/// sets) is set, where the test must run.
+pub fn can_run(require: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else {
+        return true;
+    };
+    assert!(
+        std::env::var_os(require).is_none(),
+        "{require} is set, but this test cannot run: {why}"
+    );
+    eprintln!("skipping: {why}");
+    false
+}

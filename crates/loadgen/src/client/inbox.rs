@@ -80,11 +80,16 @@ impl Inbox {
             return;
         };
         let receipt = match id {
-            Some(id) => self
-                .senders
-                .entry(from.to_owned())
-                .or_insert_with(|| SeqTracker::starting_at(1))
-                .see(id),
+            // A sender's name is copied once, at its first message.
+            Some(id) => match self.senders.get_mut(from) {
+                Some(seen) => seen.see(id),
+                None => {
+                    let mut seen = SeqTracker::starting_at(1);
+                    let receipt = seen.see(id);
+                    self.senders.insert(from.to_owned(), seen);
+                    receipt
+                }
+            },
             None => Receipt::InOrder,
         };
         if self.audited(receipt) {
