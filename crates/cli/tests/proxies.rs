@@ -101,6 +101,55 @@ async fn every_transport_streams_through_each_proxy_with_its_streaming_settings(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ends_at_each_proxy_which_speaks_http2_to_the_clients() {
+    for (proxy, websocket_h1) in [("nginx", true), ("haproxy", false), ("caddy", true)] {
+        if !installed(proxy) {
+            continue;
+        }
+        let s = through(
+            proxy,
+            r#""long_poll", "sse", "websocket""#,
+            &format!(
+                "proxy = {proxy:?}\nconfig = \"streaming\"\n[protocol]\nhttp = \"2\"\ntls = true"
+            ),
+        );
+        let (runs, dir, _keep) = run(s).await;
+        assert_eq!(runs.len(), 3, "{proxy}");
+        for r in &runs {
+            let a = &r.audit;
+            let what = format!("{proxy} {}", r.transport);
+            assert_eq!(
+                (a.delivered, a.lost, a.errors),
+                (a.expected, 0, 0),
+                "{what}: {:?}",
+                r.errors_by_cause
+            );
+            // Every client connection was TLS, to the proxy.
+            let w = &r.wire.total;
+            assert_eq!(w.tls_handshakes, w.connections, "{what}");
+            assert!(w.tls_handshakes > 0, "{what}");
+            // nginx 1.22 and Caddy 2.6 do not carry WebSockets over
+            // HTTP/2; HAProxy 2.6 does (extended CONNECT).
+            let p = r.proxy.as_ref().expect("the proxy's cost");
+            let ws = r.transport == Transport::WebSocket;
+            assert_eq!(p.websocket_h1, ws && websocket_h1, "{what}");
+        }
+        // The configuration names the certificate; the key is gone.
+        let proxy_dir = dir.join("proxy-0");
+        let conf = std::fs::read_dir(&proxy_dir)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .find(|t| t.starts_with("# Written by chatbench"))
+            .unwrap();
+        assert!(conf.contains("tls/"), "{conf}");
+        assert!(
+            !proxy_dir.join("tls").exists(),
+            "{proxy}: the key is deleted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
     if !installed("nginx") {
         return;

@@ -255,7 +255,12 @@ pub async fn run_transport(
     );
     let measured_whole = !(server_died || interrupted) && machine.is_none();
     run.no_crosscheck = no_crosscheck(&s, after.is_none(), proxied).filter(|_| measured_whole);
-    run.proxy = proxy_cost(proxied, &watched, deltas.as_deref(), &measurement);
+    run.proxy = proxy_cost(proxied, &watched, deltas.as_deref(), &measurement).map(|p| {
+        crate::results::ProxyCost {
+            websocket_h1: server.websocket_h1() && transport == Transport::WebSocket,
+            ..p
+        }
+    });
     // Serializing plain numbers and base64 strings cannot fail.
     let measurement_json = machine.and_then(|_| serde_json::to_string(&measurement).ok());
     Ok(Outcome {
@@ -291,6 +296,7 @@ fn worker_tasks(
             servers: server.client_addrs(),
             clock_adjust_us: crate::clock::clock_adjust_us(),
             ca_pems: server.ca_pems(),
+            websocket_h1: server.websocket_h1(),
             netns: slot.netns.map(str::to_owned),
             index: first + index,
             of,
@@ -384,6 +390,7 @@ fn proxy_cost(
         rss_bytes: b.iter().map(|x| x.rss_bytes).sum(),
         server_leg_bytes_down: server_leg,
         client_leg_bytes_down: m.wire_total.bytes_down,
+        websocket_h1: false,
     })
 }
 

@@ -8,8 +8,14 @@
 //! WebSocket, SSE and long polling: nginx's "WebSocket proxying" page and
 //! `proxy_buffering`; HAProxy's `timeout tunnel` and `option
 //! http-no-delay`; Caddy's `flush_interval -1`.
+//!
+//! With `protocol.tls` the proxy terminates TLS (a certificate made for the
+//! run, its CA trusted by the clients; the key is deleted when the proxy
+//! stops) and offers HTTP/2 by ALPN when the scenario speaks it; it speaks
+//! HTTP/1.1 to the server, as most deployments do.
 
 use chatbench_results::path::{Path as ProxyPath, Proxy, ProxyConfig};
+use chatbench_results::scenario::Protocol;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -33,6 +39,22 @@ pub struct ProxySpec {
     /// Whether the process runs as root (nginx then keeps its workers as
     /// root, so that they can write the run folder).
     pub root: bool,
+    /// What the clients speak to it: with TLS, it terminates TLS, and
+    /// offers HTTP/2 when the protocol is HTTP/2.
+    pub protocol: Protocol,
+}
+
+impl ProxySpec {
+    /// The folder of its TLS files (certificate and key), when it
+    /// terminates TLS.
+    fn tls_dir(&self) -> Option<PathBuf> {
+        self.protocol.tls.then(|| self.dir.join("tls"))
+    }
+
+    /// A TLS file's path, as the configuration names it.
+    fn tls_file(&self, name: &str) -> String {
+        self.dir.join("tls").join(name).display().to_string()
+    }
 }
 
 /// The configuration file's text.
@@ -75,12 +97,22 @@ fn nginx(spec: &ProxySpec) -> String {
         ProxyConfig::Default => "",
         ProxyConfig::Streaming => "        keepalive 64;\n",
     };
+    let (listen, tls) = match (spec.protocol.tls, spec.protocol.is_http2()) {
+        (false, _) => (spec.listen.to_string(), String::new()),
+        (true, h2) => (
+            format!("{} ssl{}", spec.listen, if h2 { " http2" } else { "" }),
+            format!(
+                "        ssl_certificate {};\n        ssl_certificate_key {};\n",
+                spec.tls_file("cert.pem"),
+                spec.tls_file("key.pem")
+            ),
+        ),
+    };
     format!(
-        "# Written by chatbench for [path] proxy = \"nginx\", config = \"{config}\".\n{user}worker_processes 1;\nworker_rlimit_nofile {files};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/proxy-error.log warn;\nevents {{\n    worker_connections {conns};\n}}\nhttp {{\n    access_log off;\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n    fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n    map $http_upgrade $connection_upgrade {{\n        default upgrade;\n        '' '';\n    }}\n    upstream chat {{\n        server {up};\n{keepalive}    }}\n    server {{\n        listen {listen};\n        location / {{\n{location}        }}\n    }}\n}}\n",
+        "# Written by chatbench for [path] proxy = \"nginx\", config = \"{config}\".\n{user}worker_processes 1;\nworker_rlimit_nofile {files};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/proxy-error.log warn;\nevents {{\n    worker_connections {conns};\n}}\nhttp {{\n    access_log off;\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n    fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n    map $http_upgrade $connection_upgrade {{\n        default upgrade;\n        '' '';\n    }}\n    upstream chat {{\n        server {up};\n{keepalive}    }}\n    server {{\n        listen {listen};\n{tls}        location / {{\n{location}        }}\n    }}\n}}\n",
         config = spec.path.config.as_str(),
         files = conns + 64,
         up = spec.upstream,
-        listen = spec.listen,
     )
 }
 
@@ -98,8 +130,16 @@ fn haproxy(spec: &ProxySpec) -> String {
     let tunnel = tunnel
         .map(|t| format!("    timeout tunnel {t}s\n"))
         .unwrap_or_default();
+    let tls = match (spec.protocol.tls, spec.protocol.is_http2()) {
+        (false, _) => String::new(),
+        (true, h2) => format!(
+            " ssl crt {} alpn {}",
+            spec.tls_file("haproxy.pem"),
+            if h2 { "h2,http/1.1" } else { "http/1.1" }
+        ),
+    };
     format!(
-        "# Written by chatbench for [path] proxy = \"haproxy\", config = \"{config}\".\nglobal\n    maxconn {conns}\n    nbthread 1\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client {client}s\n    timeout server {server}s\n{tunnel}{extra}frontend chat\n    bind {listen}\n    default_backend server\nbackend server\n    server chatbench {up} maxconn {conns}\n",
+        "# Written by chatbench for [path] proxy = \"haproxy\", config = \"{config}\".\nglobal\n    maxconn {conns}\n    nbthread 1\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client {client}s\n    timeout server {server}s\n{tunnel}{extra}frontend chat\n    bind {listen}{tls}\n    default_backend server\nbackend server\n    server chatbench {up} maxconn {conns}\n",
         config = spec.path.config.as_str(),
         conns = spec.max_connections + 64,
         listen = spec.listen,
@@ -123,8 +163,27 @@ fn caddy(spec: &ProxySpec) -> String {
     } else {
         format!(" {{\n{inner}    }}")
     };
+    // Over TLS: the run's certificate, the HTTP versions the scenario
+    // speaks (no HTTP/3), and a name for clients that send no SNI (an
+    // IP address is never sent as one).
+    let (scheme, servers, tls) = match (spec.protocol.tls, spec.protocol.is_http2()) {
+        (false, _) => ("http", String::new(), String::new()),
+        (true, h2) => (
+            "https",
+            format!(
+                "    default_sni {ip}\n    servers {{\n        protocols h1{h2}\n    }}\n",
+                ip = spec.listen.ip(),
+                h2 = if h2 { " h2" } else { "" }
+            ),
+            format!(
+                "    tls {} {}\n",
+                spec.tls_file("cert.pem"),
+                spec.tls_file("key.pem")
+            ),
+        ),
+    };
     format!(
-        "# Written by chatbench for [path] proxy = \"caddy\", config = \"{config}\".\n{{\n    admin off\n    auto_https off\n}}\nhttp://{listen} {{\n    reverse_proxy {up}{block}\n}}\n",
+        "# Written by chatbench for [path] proxy = \"caddy\", config = \"{config}\".\n{{\n    admin off\n    auto_https off\n{servers}}}\n{scheme}://{listen} {{\n{tls}    reverse_proxy {up}{block}\n}}\n",
         config = spec.path.config.as_str(),
         listen = spec.listen,
         up = spec.upstream,
@@ -139,6 +198,13 @@ pub struct RunningProxy {
     pub addr: SocketAddr,
     /// Its processes (nginx: the master and its worker).
     pub pids: Vec<u32>,
+    /// The CA its TLS certificate chains to (PEM), when it terminates TLS.
+    pub ca_pem: Option<String>,
+    /// Over HTTP/2 and TLS, its settings do not allow extended CONNECT:
+    /// a WebSocket goes over HTTP/1.1, on a connection of its own.
+    pub websocket_h1: bool,
+    /// Its TLS files, deleted when it stops.
+    tls_dir: Option<PathBuf>,
 }
 
 /// Why a proxy did not start.
@@ -194,6 +260,10 @@ impl RunningProxy {
             Proxy::Caddy => "Caddyfile".to_owned(),
             _ => format!("{name}.conf"),
         });
+        let ca_pem = match spec.tls_dir() {
+            None => None,
+            Some(tls) => Some(write_tls_files(&tls)?),
+        };
         write(&conf, &config(spec))?;
         let conf_s = conf.display().to_string();
         let (exe, args): (&str, Vec<String>) = match spec.path.proxy {
@@ -252,17 +322,44 @@ impl RunningProxy {
             source,
         })?;
         let pid = child.id().unwrap_or(0);
+        let connector = match &ca_pem {
+            Some(ca) => Some(
+                crate::dial::Connector::new(&spec.protocol, std::slice::from_ref(ca)).map_err(
+                    |source| ProxyError::Write {
+                        path: spec.dir.join("tls"),
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let mut proxy = RunningProxy {
             child,
             addr: spec.listen,
             pids: vec![pid],
+            ca_pem,
+            websocket_h1: false,
+            tls_dir: spec.tls_dir(),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             // Ready once it routes: the server's health through it.
-            if let Ok((200, _)) = crate::server::control(spec.listen, "GET", "/healthz", None).await
-            {
-                break;
+            match &connector {
+                None => {
+                    if let Ok((200, _)) =
+                        crate::server::control(spec.listen, "GET", "/healthz", None).await
+                    {
+                        break;
+                    }
+                }
+                Some(c) => {
+                    if let Ok(p) = crate::dial::probe::front(spec.listen, c).await {
+                        if p.status == 200 {
+                            proxy.websocket_h1 = c.is_http2() && !p.extended_connect;
+                            break;
+                        }
+                    }
+                }
             }
             if tokio::time::Instant::now() > deadline || !matches!(proxy.child.try_wait(), Ok(None))
             {
@@ -292,7 +389,33 @@ impl RunningProxy {
         {
             let _ = self.child.kill().await;
         }
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// Makes the run's certificate (a CA and a leaf for 127.0.0.1, as the
+/// spawned server makes its own) and writes the leaf and key to `dir`:
+/// `cert.pem` and `key.pem` (nginx, Caddy) and `haproxy.pem` (both in
+/// one, as HAProxy reads them). Returns the CA, PEM.
+fn write_tls_files(dir: &Path) -> Result<String, ProxyError> {
+    let g = chatbench_server::tls::generate(&[]).map_err(|e| ProxyError::Write {
+        path: dir.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| ProxyError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| ProxyError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    write("cert.pem", &g.leaf_pem)?;
+    write("key.pem", &g.key_pem)?;
+    write("haproxy.pem", &format!("{}{}", g.leaf_pem, g.key_pem))?;
+    Ok(g.ca_pem)
 }
 
 /// A free port on loopback for the proxy to listen on (the kernel's
@@ -327,6 +450,7 @@ mod tests {
             max_connections: 100,
             dir: "/run/x".into(),
             root: false,
+            protocol: Protocol::default(),
         }
     }
 
@@ -373,6 +497,45 @@ mod tests {
         assert!(
             c.contains("flush_interval -1") && c.contains("read_timeout 2s"),
             "{c}"
+        );
+    }
+
+    #[test]
+    fn over_tls_each_proxy_names_the_runs_certificate_and_the_http_versions() {
+        let tls = |proxy, http2: bool| {
+            let mut s = spec(proxy, ProxyConfig::Streaming, None);
+            s.protocol.tls = true;
+            if http2 {
+                s.protocol.http = chatbench_results::scenario::HttpVersion::Http2;
+            }
+            config(&s)
+        };
+        let n = tls(Proxy::Nginx, true);
+        for line in [
+            "listen 127.0.0.1:8443 ssl http2;",
+            "ssl_certificate /run/x/tls/cert.pem;",
+            "ssl_certificate_key /run/x/tls/key.pem;",
+        ] {
+            assert!(n.contains(line), "{line} in {n}");
+        }
+        assert!(tls(Proxy::Nginx, false).contains("listen 127.0.0.1:8443 ssl;"));
+        assert!(tls(Proxy::Haproxy, true)
+            .contains("bind 127.0.0.1:8443 ssl crt /run/x/tls/haproxy.pem alpn h2,http/1.1\n"));
+        assert!(tls(Proxy::Haproxy, false).contains("alpn http/1.1\n"));
+        let c = tls(Proxy::Caddy, true);
+        for line in [
+            "default_sni 127.0.0.1\n",
+            "protocols h1 h2\n",
+            "https://127.0.0.1:8443 {\n    tls /run/x/tls/cert.pem /run/x/tls/key.pem\n",
+        ] {
+            assert!(c.contains(line), "{line} in {c}");
+        }
+        assert!(tls(Proxy::Caddy, false).contains("protocols h1\n"));
+        // Without TLS nothing of it is written.
+        let plain = config(&spec(Proxy::Caddy, ProxyConfig::Streaming, None));
+        assert!(
+            !plain.contains("tls") && !plain.contains("protocols"),
+            "{plain}"
         );
     }
 }

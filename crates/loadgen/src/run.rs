@@ -408,7 +408,8 @@ async fn start_path(
         &target,
         sp.server.processes,
         sp.busiest_server_connections(),
-        sp.protocol.tls,
+        // TLS ends at the proxy when there is one.
+        sp.protocol.tls && sp.path.is_direct(),
         listen.into(),
     )
     .await
@@ -422,7 +423,12 @@ async fn start_path(
         }
     };
     if let Some(p) = &proxy {
-        server.set_front(p.addr, p.pids.clone());
+        server.set_front(crate::server::Front {
+            addr: p.addr,
+            pids: p.pids.clone(),
+            ca_pem: p.ca_pem.clone(),
+            websocket_h1: p.websocket_h1,
+        });
     }
     Ok((link, server, proxy))
 }
@@ -453,6 +459,7 @@ async fn start_proxy(
         dir: dir.to_owned(),
         // SAFETY: geteuid has no preconditions and cannot fail.
         root: unsafe { libc::geteuid() } == 0,
+        protocol: sp.protocol,
     };
     RunningProxy::start(&spec, cpus.as_deref())
         .await

@@ -167,9 +167,22 @@ pub enum ServerError {
 #[derive(Debug)]
 pub struct RunningServer {
     procs: Vec<ServerProc>,
-    /// A reverse proxy in front (`[path] proxy`): where clients connect,
-    /// and its processes.
-    front: Option<(SocketAddr, Vec<u32>)>,
+    /// A reverse proxy in front (`[path] proxy`).
+    front: Option<Front>,
+}
+
+/// A reverse proxy in front of the server (`[path] proxy`).
+#[derive(Debug, Clone)]
+pub struct Front {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Its processes.
+    pub pids: Vec<u32>,
+    /// The CA of its TLS certificate (PEM), when it terminates TLS.
+    pub ca_pem: Option<String>,
+    /// A WebSocket goes over HTTP/1.1 even in an HTTP/2 run
+    /// ([`crate::dial::Dialer::with_websocket_h1`]).
+    pub websocket_h1: bool,
 }
 
 /// One server process.
@@ -273,17 +286,23 @@ impl RunningServer {
         self.procs.iter().map(|p| p.addr).collect()
     }
 
-    /// Puts a reverse proxy at `addr` (processes `pids`) in front: clients
-    /// connect to it; control requests still go to the server.
-    pub fn set_front(&mut self, addr: SocketAddr, pids: Vec<u32>) {
-        self.front = Some((addr, pids));
+    /// Puts a reverse proxy in front: clients connect to it (and trust its
+    /// CA); control requests still go to the server.
+    pub fn set_front(&mut self, front: Front) {
+        self.front = Some(front);
+    }
+
+    /// A WebSocket goes over HTTP/1.1 even in an HTTP/2 run: the proxy
+    /// in front does not allow extended CONNECT.
+    pub fn websocket_h1(&self) -> bool {
+        self.front.as_ref().is_some_and(|f| f.websocket_h1)
     }
 
     /// Where clients connect, by process index: the proxy when there is
     /// one, else the processes themselves.
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
         match &self.front {
-            Some((addr, _)) => vec![*addr],
+            Some(f) => vec![f.addr],
             None => self.addrs(),
         }
     }
@@ -292,7 +311,7 @@ impl RunningServer {
     pub fn proxy_probe(&self) -> Option<ServerProbe> {
         self.front
             .as_ref()
-            .map(|(_, pids)| ServerProbe::Proc(pids.clone()))
+            .map(|f| ServerProbe::Proc(f.pids.clone()))
     }
 
     /// The address of the process that owns `room`.
@@ -301,8 +320,12 @@ impl RunningServer {
         self.procs[RoomOwner::owner(room, k) as usize].addr
     }
 
-    /// The CA certificates (PEM) of the processes that serve TLS.
+    /// The CA certificates (PEM) clients trust: the proxy's when it
+    /// terminates TLS, else those of the processes that serve TLS.
     pub fn ca_pems(&self) -> Vec<String> {
+        if let Some(ca) = self.front.as_ref().and_then(|f| f.ca_pem.clone()) {
+            return vec![ca];
+        }
         self.procs.iter().filter_map(|p| p.ca_pem.clone()).collect()
     }
 

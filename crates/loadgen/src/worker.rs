@@ -65,6 +65,10 @@ pub struct WorkerTask {
     /// uses TLS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca_pems: Vec<String>,
+    /// A WebSocket goes over HTTP/1.1 even in an HTTP/2 run (the proxy in
+    /// front does not allow extended CONNECT).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket_h1: bool,
     /// In packet mode, the clients' network namespace
     /// ([`crate::packet::forwarder::PacketLink`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,7 +278,8 @@ fn context(task: &WorkerTask) -> std::io::Result<Arc<RunCtx>> {
         wire.clone(),
         rec.clone(),
         task.netns.as_deref(),
-    )?;
+    )?
+    .with_websocket_h1(task.websocket_h1);
     Ok(Arc::new(RunCtx {
         transport: task.transport,
         scenario: s.clone(),
@@ -673,6 +678,7 @@ mod tests {
             servers: vec!["127.0.0.1:1".parse().unwrap()],
             clock_adjust_us: 0,
             ca_pems: vec![],
+            websocket_h1: false,
             netns: None,
             index,
             of,

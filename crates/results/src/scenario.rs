@@ -756,8 +756,8 @@ impl Scenario {
     }
 
     /// `[path]`: a proxy goes in front of one server process chatbench
-    /// spawns, on loopback, over HTTP/1.1 without TLS (for now), for
-    /// chatbench's own contract.
+    /// spawns, on loopback, for chatbench's own contract; HTTP/2 to it
+    /// comes with TLS, which it terminates.
     fn validate_path(&self) -> Check {
         for (field, value) in [
             ("server.sse_keepalive", self.server.sse_keepalive),
@@ -793,9 +793,9 @@ impl Scenario {
                 "is on loopback: network.mode = \"packet\" puts the server in another namespace",
             );
         }
-        if self.protocol.tls || self.protocol.is_http2() {
+        if self.protocol.is_http2() && !self.protocol.tls {
             return refuse(
-                "speaks HTTP/1.1 without TLS to the clients here (protocol.tls and HTTP/2)",
+                "speaks HTTP/2 only over TLS, as browsers do (protocol.http = \"2\" needs protocol.tls = true)",
             );
         }
         if !self.target.is_chatbench() || self.target.server != crate::target::ServerKind::Chatbench
@@ -1482,6 +1482,35 @@ rate = 2.5
 
     fn parse(src: &str) -> Result<Scenario, String> {
         Scenario::parse(src, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_proxy_is_checked_against_what_it_runs_with() {
+        let with = |extra: &str| parse(&format!("{GOOD}\n[path]\nproxy = \"nginx\"\n{extra}"));
+        // TLS ends at the proxy, over HTTP/1.1 or HTTP/2.
+        let s = with("[protocol]\nhttp = \"2\"\ntls = true").unwrap();
+        assert!(s.protocol.tls && !s.path.is_direct());
+        with("[protocol]\ntls = true").unwrap();
+        let e = with("[protocol]\nhttp = \"2\"").unwrap_err();
+        assert!(
+            e.contains("field `path.proxy`: speaks HTTP/2 only over TLS"),
+            "{e}"
+        );
+        let e = with("[server]\nprocesses = 2").unwrap_err();
+        assert!(
+            e.contains("field `path.proxy`: needs one server process"),
+            "{e}"
+        );
+        let e = with("timeout = \"500ms\"").unwrap_err();
+        assert!(
+            e.contains("field `path.timeout`: must be at least 1s"),
+            "{e}"
+        );
+        let e = parse(&format!("{GOOD}\n[path]\ntimeout = \"5s\"")).unwrap_err();
+        assert!(
+            e.contains("field `path.timeout`: needs a path.proxy"),
+            "{e}"
+        );
     }
 
     #[test]

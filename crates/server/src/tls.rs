@@ -85,6 +85,10 @@ pub struct Generated {
     pub leaf: CertificateDer<'static>,
     /// The leaf's private key, DER (PKCS#8).
     pub key: PrivateKeyDer<'static>,
+    /// The leaf certificate, PEM (for a reverse proxy's files).
+    pub leaf_pem: String,
+    /// The leaf's private key, PEM (PKCS#8).
+    pub key_pem: String,
 }
 
 /// Makes a CA ("chatbench test CA") and a leaf certificate for
@@ -114,6 +118,8 @@ pub fn generate(extra: &[String]) -> Result<Generated, String> {
         ca_pem: ca_cert.pem(),
         leaf: leaf_cert.der().clone(),
         key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        leaf_pem: leaf_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
     })
 }
 

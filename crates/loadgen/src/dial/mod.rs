@@ -18,6 +18,7 @@
 //! protocol's handshake is started anywhere else.
 
 pub mod http;
+pub mod probe;
 pub mod tcp;
 pub mod tls;
 pub mod websocket;
@@ -58,6 +59,10 @@ pub struct Dialer {
     /// In packet mode, the clients' network namespace: every client socket
     /// is made inside it, so its packets cross the packet-level link.
     netns: Option<Arc<Netns>>,
+    /// A WebSocket goes over a TLS connection of its own that offers only
+    /// HTTP/1.1, even in an HTTP/2 run: the proxy in front does not allow
+    /// extended CONNECT (what a browser does then).
+    websocket_h1: bool,
 }
 
 impl Dialer {
@@ -91,7 +96,15 @@ impl Dialer {
             wire,
             rec,
             netns,
+            websocket_h1: false,
         })
+    }
+
+    /// With `yes`, a WebSocket in an HTTP/2 run goes over HTTP/1.1 on a
+    /// TLS connection of its own ([`crate::dial::probe`] tells when).
+    pub fn with_websocket_h1(mut self, yes: bool) -> Dialer {
+        self.websocket_h1 = yes;
+        self
     }
 
     /// The server process that client `key`'s room lives on.
@@ -131,10 +144,18 @@ impl Dialer {
     /// A connection for client `key` to its room's server: TCP, then TLS
     /// when the scenario asks. With the server's address.
     pub async fn stream(&self, key: u64) -> io::Result<(Stream, SocketAddr)> {
+        self.stream_as(key, self.connector.is_http2()).await
+    }
+
+    /// [`Dialer::stream`], offering HTTP/2 by ALPN only when `http2`.
+    async fn stream_as(&self, key: u64, http2: bool) -> io::Result<(Stream, SocketAddr)> {
         let addr = self.server_of(key);
         let start = Instant::now();
         let tcp = self.tcp(key, addr).await?;
-        let stream = self.connector.secure(tcp, addr, start, &self.wire).await?;
+        let stream = self
+            .connector
+            .secure_as(tcp, addr, start, &self.wire, http2)
+            .await?;
         Ok((stream, addr))
     }
 
@@ -183,15 +204,16 @@ impl Dialer {
 
     /// Client `key`'s WebSocket at `target` (one request): over HTTP/1.1
     /// by Upgrade, over HTTP/2 by extended CONNECT on a connection of its
-    /// own.
+    /// own (or by Upgrade over HTTP/1.1 when the proxy in front does not
+    /// allow extended CONNECT, [`Dialer::with_websocket_h1`]).
     pub async fn websocket(&self, key: u64, target: &str) -> io::Result<WsConn> {
-        if self.connector.is_http2() {
+        if self.connector.is_http2() && !self.websocket_h1 {
             let conn = self.h2(key, true).await?;
             self.wire.requests.fetch_add(1, Relaxed);
             let headers = self.headers_for(self.server_of(key));
             return websocket::over_h2(conn, target, &headers).await;
         }
-        let (io, addr) = self.stream(key).await?;
+        let (io, addr) = self.stream_as(key, false).await?;
         self.wire.requests.fetch_add(1, Relaxed);
         websocket::over_h1(io, addr, target, &self.headers_for(addr)).await
     }

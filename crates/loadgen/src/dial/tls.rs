@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 #[derive(Clone)]
 pub struct Connector {
     tls: Option<tokio_rustls::TlsConnector>,
+    /// With TLS and HTTP/2: the same trust offering only `http/1.1`, for
+    /// a WebSocket that falls back to HTTP/1.1.
+    tls_h1: Option<tokio_rustls::TlsConnector>,
     http2: bool,
 }
 
@@ -36,15 +39,16 @@ impl Connector {
     /// certificates in `ca_pems` (PEM text each), and offering by ALPN
     /// only the HTTP version asked for.
     pub fn new(protocol: &Protocol, ca_pems: &[String]) -> io::Result<Connector> {
-        let tls = if protocol.tls {
-            Some(tls_connector(ca_pems, protocol.is_http2())?)
-        } else {
-            None
+        let http2 = protocol.is_http2();
+        let (tls, tls_h1) = match (protocol.tls, http2) {
+            (false, _) => (None, None),
+            (true, false) => (Some(tls_connector(ca_pems, false)?), None),
+            (true, true) => (
+                Some(tls_connector(ca_pems, true)?),
+                Some(tls_connector(ca_pems, false)?),
+            ),
         };
-        Ok(Connector {
-            tls,
-            http2: protocol.is_http2(),
-        })
+        Ok(Connector { tls, tls_h1, http2 })
     }
 
     /// True when clients speak HTTP/2.
@@ -71,9 +75,27 @@ impl Connector {
         tcp_start: tokio::time::Instant,
         stats: &WireStats,
     ) -> io::Result<Stream> {
-        let Some(tls) = &self.tls else {
-            return Ok(Stream::Plain(tcp));
+        self.secure_as(tcp, server, tcp_start, stats, self.http2)
+            .await
+    }
+
+    /// [`Connector::secure`], offering `h2` by ALPN only when `http2`
+    /// (false: `http/1.1`, as a browser opens a WebSocket's connection
+    /// when the server's HTTP/2 does not carry WebSockets).
+    pub async fn secure_as(
+        &self,
+        tcp: WireCounter,
+        server: std::net::SocketAddr,
+        tcp_start: tokio::time::Instant,
+        stats: &WireStats,
+        http2: bool,
+    ) -> io::Result<Stream> {
+        let tls = match (&self.tls, &self.tls_h1, http2) {
+            (None, _, _) => return Ok(Stream::Plain(tcp)),
+            (Some(_), Some(h1), false) => h1,
+            (Some(tls), _, _) => tls,
         };
+        let http2 = http2 && self.http2;
         let handle = tcp.cut_handle();
         let name = ServerName::IpAddress(server.ip().into());
         let stream = tls.connect(name, tcp).await?;
@@ -83,7 +105,7 @@ impl Connector {
         stats
             .tls_handshake_us
             .fetch_add(tcp_start.elapsed().as_micros() as u64, Relaxed);
-        let want: &[u8] = if self.http2 { b"h2" } else { b"http/1.1" };
+        let want: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
         match stream.get_ref().1.alpn_protocol() {
             Some(p) if p == want => Ok(Stream::Tls(Box::new(stream))),
             other => Err(io::Error::other(format!(

@@ -697,6 +697,11 @@ pub struct ProxyCost {
     /// Bytes the clients read from the proxy over the whole run: the
     /// clients' leg.
     pub client_leg_bytes_down: u64,
+    /// In an HTTP/2 run, the WebSockets went over HTTP/1.1, each on a TLS
+    /// connection of its own: the proxy's HTTP/2 does not allow extended
+    /// CONNECT (RFC 8441), and a browser falls back the same way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket_h1: bool,
 }
 
 /// What the packet-level link did over one transport run, from the start
