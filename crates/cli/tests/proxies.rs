@@ -77,6 +77,12 @@ async fn every_transport_streams_through_each_proxy_with_its_streaming_settings(
                     "{what}: p50 {} µs",
                     r.latency_us.p50
                 );
+                // Each of the 8 clients' first stream delivered at once,
+                // and none was cut.
+                let st = r.streams.as_ref().expect("a stream's record");
+                assert_eq!((st.first_event_us.count, st.silent), (8, 0), "{what}");
+                assert!(st.first_event_us.p50 < 20_000, "{what}: {st:?}");
+                assert_eq!(st.cut_lived_us.count, 0, "{what}");
             }
             let p = r.proxy.as_ref().expect("the proxy's cost");
             assert!(p.cpu_ms_measured > 0.0 && p.rss_bytes > 0, "{what}: {p:?}");
@@ -154,13 +160,16 @@ async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
     if !installed("nginx") {
         return;
     }
-    let s = through(
-        "nginx-default",
-        r#""sse", "websocket""#,
-        "proxy = \"nginx\"",
+    // Direct, then through nginx's defaults: REPORT.md's Proxies section
+    // sets one against the other.
+    let src = format!(
+        "{}\n[sweep]\nparameter = \"path\"\nvalues = [{{ proxy = \"none\" }}, {{ proxy = \"nginx\" }}]\n",
+        tiny_toml("nginx-default", r#""sse", "websocket""#)
     );
-    let (runs, _, _keep) = run(s).await;
-    let sse = &runs[0];
+    let s = Scenario::parse(&src, Path::new("nginx-default.toml")).unwrap();
+    let (runs, dir, _keep) = run(s).await;
+    assert_eq!(runs.len(), 4);
+    let sse = &runs[2];
     // proxy_buffering is on: events wait until a buffer fills (or the
     // stream ends), not for the network.
     assert_eq!(sse.transport, Transport::Sse);
@@ -170,8 +179,15 @@ async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
         sse.latency_us.p50,
         sse.audit.lost
     );
+    // Each stream's first event was held, or never came.
+    let st = sse.streams.as_ref().expect("a stream's record");
+    assert_eq!(st.first_event_us.count + st.silent, 8, "{st:?}");
+    assert!(
+        st.silent > 0 || st.first_event_us.min > 100_000,
+        "first events: {st:?}"
+    );
     // Upgrade and Connection are not forwarded: the server answers 426.
-    let ws = &runs[1];
+    let ws = &runs[3];
     assert_eq!(ws.audit.delivered, 0);
     assert!(
         ws.errors_by_cause
@@ -181,6 +197,25 @@ async fn nginx_defaults_hold_sse_in_their_buffer_and_refuse_websocket() {
         ws.errors_by_cause
     );
     assert!(ws.flags.iter().any(|f| f == "not_ready"), "{:?}", ws.flags);
+    // The report says what broke, in words.
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    let broke = md
+        .lines()
+        .find(|l| l.starts_with("**What broke:**"))
+        .unwrap_or_else(|| panic!("no What broke line in\n{md}"));
+    assert!(
+        broke.contains("nginx default over sse:")
+            && (broke.contains("first streams delivered nothing (buffered)")
+                || broke.contains("first message on a stream held")),
+        "{broke}"
+    );
+    assert!(
+        broke.contains("nginx default over websocket:")
+            && broke.contains("clients could not connect"),
+        "{broke}"
+    );
+    assert!(!broke.contains("direct over"), "{broke}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +242,17 @@ async fn a_proxys_idle_timeout_cuts_quiet_connections_unless_streaming() {
         |r: &TransportRun, prefix: &str| r.errors_by_cause.keys().any(|k| k.starts_with(prefix));
     // A long poll outlives the timeout: HAProxy answers 504 itself.
     assert!(cause(&cut[0], "poll: 504"), "{:?}", cut[0].errors_by_cause);
+    // Every cut is counted with the time it lived: about the 2 s timeout
+    // (from the request; a stream that carried a message lives longer).
+    for r in &cut {
+        let lived = &r.streams.as_ref().expect("the cuts").cut_lived_us;
+        assert!(lived.count > 0, "{}: {lived:?}", r.transport);
+        assert!(
+            (1_500_000..4_000_000).contains(&lived.p50),
+            "{}: {lived:?}",
+            r.transport
+        );
+    }
     // An SSE stream is cut mid-body, and resumes from its last event.
     assert!(cause(&cut[1], "sse stream"), "{:?}", cut[1].errors_by_cause);
     assert_eq!(cut[1].audit.lost, 0);
@@ -215,6 +261,8 @@ async fn a_proxys_idle_timeout_cuts_quiet_connections_unless_streaming() {
     assert!(cut[2].audit.lost > 0, "{:?}", cut[2].audit);
     let (kept, _, _keep) = run(quiet("proxy = \"haproxy\"\nconfig = \"streaming\"")).await;
     for r in &kept {
+        let cuts = r.streams.as_ref().map_or(0, |s| s.cut_lived_us.count);
+        assert_eq!(cuts, 0, "{}", r.transport);
         let a = &r.audit;
         assert_eq!(
             (a.lost, a.errors),

@@ -26,6 +26,11 @@ pub enum Metric {
     Request,
     /// Short-poll tick lag.
     PollLag,
+    /// A client's first stream: its first message's server stamp to
+    /// arrival.
+    FirstEvent,
+    /// How long a connection the other side ended had lived.
+    CutLived,
 }
 
 /// The parts of one delivery's latency, in µs, on one clock. They add up to
@@ -182,6 +187,8 @@ pub struct AuditCounters {
     /// of sender, server and receiver differ, and the breakdown leaves them
     /// out.
     pub clock_skewed: AtomicU64,
+    /// Clients whose first stream delivered no message.
+    pub silent_streams: AtomicU64,
 }
 
 impl AuditCounters {
@@ -223,6 +230,7 @@ impl AuditCounters {
             payload_bytes: self.payload_bytes.load(Relaxed),
             payload_count: self.payload_count.load(Relaxed),
             clock_skewed: self.clock_skewed.load(Relaxed),
+            silent_streams: self.silent_streams.load(Relaxed),
         }
     }
 }
@@ -289,6 +297,8 @@ impl Recorder {
             Metric::SendLag => h.send_lag.record(v),
             Metric::Connect => h.connect.record(v),
             Metric::Request => h.request.record(v),
+            Metric::FirstEvent => h.first_event.record(v),
+            Metric::CutLived => h.cut_lived.record(v),
             // A tick can be exactly on time: keep the 0.
             Metric::PollLag => h.poll_lag.record(us.min(HIST_MAX_US)),
         };

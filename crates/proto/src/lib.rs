@@ -312,6 +312,11 @@ impl Transport {
         }
     }
 
+    /// True for the transports that push on a stream (SSE, WebSocket).
+    pub fn is_push(self) -> bool {
+        matches!(self, Transport::Sse | Transport::WebSocket)
+    }
+
     /// A short tag for room names.
     pub fn short(self) -> &'static str {
         match self {

@@ -33,9 +33,82 @@ fn proxy_at(run: &RunFile, x: &TransportSummary) -> Option<(f64, f64)> {
     })
 }
 
+/// How the streams fared at a point and transport, over its repetitions.
+#[derive(Debug, Default, PartialEq)]
+struct Fates {
+    /// Mean over the repetitions of the first events' p50, µs (None when
+    /// no first stream delivered).
+    first_event_p50: Option<f64>,
+    /// Clients whose first stream delivered nothing, summed.
+    silent: u64,
+    /// Connections cut, summed.
+    cuts: u64,
+    /// Mean over the repetitions with cuts of how long a cut one lived,
+    /// p50, µs.
+    lived_p50: f64,
+}
+
+fn fates_at(run: &RunFile, x: &TransportSummary) -> Fates {
+    let st: Vec<_> = run
+        .runs
+        .iter()
+        .filter(|r| r.point == x.point && r.transport == x.transport)
+        .filter_map(|r| r.streams.as_ref())
+        .collect();
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let first: Vec<f64> = st
+        .iter()
+        .filter(|s| s.first_event_us.count > 0)
+        .map(|s| s.first_event_us.p50 as f64)
+        .collect();
+    let lived: Vec<f64> = st
+        .iter()
+        .filter(|s| s.cut_lived_us.count > 0)
+        .map(|s| s.cut_lived_us.p50 as f64)
+        .collect();
+    Fates {
+        first_event_p50: mean(first),
+        silent: st.iter().map(|s| s.silent).sum(),
+        cuts: st.iter().map(|s| s.cut_lived_us.count).sum(),
+        lived_p50: mean(lived).unwrap_or(0.0),
+    }
+}
+
 /// What went wrong at a point and transport, in words; None when nothing.
-fn broke(x: &TransportSummary, direct: Option<&TransportSummary>) -> Option<String> {
+fn broke(
+    x: &TransportSummary,
+    direct: Option<&TransportSummary>,
+    fates: &Fates,
+    direct_fates: Option<&Fates>,
+) -> Option<String> {
+    let fmt_us = |us: f64| chatbench_results::fmt::fmt_us(us as u64);
     let mut why = Vec::new();
+    if fates.silent > 0 {
+        why.push(format!(
+            "{} first streams delivered nothing (buffered)",
+            fates.silent
+        ));
+    }
+    // A stream's first message held: at least 50 ms and ten times direct.
+    if let (Some(f), Some(d)) = (
+        fates.first_event_p50,
+        direct_fates.and_then(|d| d.first_event_p50),
+    ) {
+        if f > 50_000.0 && f > 10.0 * d {
+            why.push(format!(
+                "first message on a stream held {} (p50) against {} direct (buffered)",
+                fmt_us(f),
+                fmt_us(d)
+            ));
+        }
+    }
+    if fates.cuts > 0 {
+        why.push(format!(
+            "{} connections cut after {} (p50)",
+            fates.cuts,
+            fmt_us(fates.lived_p50)
+        ));
+    }
     if x.errors > 0 {
         why.push(format!("{} client errors", x.errors));
     }
@@ -99,7 +172,8 @@ pub(crate) fn proxies(o: &mut String, run: &RunFile) {
             };
             (cpu, format!("{:.1} MiB", r / (1u64 << 20) as f64))
         });
-        let what = broke(x, d);
+        let direct_fates = d.map(|d| fates_at(run, d));
+        let what = broke(x, d, &fates_at(run, x), direct_fates.as_ref());
         if let Some(w) = &what {
             broken.push(format!("{label} over {}: {w}", x.transport));
         }

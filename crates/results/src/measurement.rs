@@ -65,6 +65,14 @@ pub struct Histograms {
     /// left). Empty without drops, and in files that predate it.
     #[serde(with = "hist_b64", default = "new_histogram")]
     pub away: Histogram<u64>,
+    /// Each client's first stream (SSE, WebSocket): from the server's
+    /// stamp of the first message it delivered to that message's arrival.
+    #[serde(with = "hist_b64", default = "new_histogram")]
+    pub first_event: Histogram<u64>,
+    /// Connections the other side ended while their client still wanted
+    /// them: how long each had lived.
+    #[serde(with = "hist_b64", default = "new_histogram")]
+    pub cut_lived: Histogram<u64>,
     /// Per second since traffic started (warm-up included): delivery latency
     /// by intended send time (2 significant digits).
     #[serde(with = "hist_vec_b64")]
@@ -87,6 +95,8 @@ impl Histograms {
             down_leg: new_histogram(),
             receive: new_histogram(),
             away: new_histogram(),
+            first_event: new_histogram(),
+            cut_lived: new_histogram(),
             timeline: Vec::new(),
             received: Vec::new(),
         }
@@ -105,6 +115,8 @@ impl Histograms {
         let _ = self.down_leg.add(&o.down_leg);
         let _ = self.receive.add(&o.receive);
         let _ = self.away.add(&o.away);
+        let _ = self.first_event.add(&o.first_event);
+        let _ = self.cut_lived.add(&o.cut_lived);
         for (i, h) in o.timeline.iter().enumerate() {
             while self.timeline.len() <= i {
                 self.timeline.push(timeline_histogram());
@@ -151,6 +163,9 @@ pub struct AuditCounts {
     pub payload_count: u64,
     /// Measured deliveries whose stamps were out of order.
     pub clock_skewed: u64,
+    /// Clients whose first stream delivered no message.
+    #[serde(default)]
+    pub silent_streams: u64,
 }
 
 impl std::ops::AddAssign for AuditCounts {
@@ -166,6 +181,7 @@ impl std::ops::AddAssign for AuditCounts {
         self.payload_bytes += o.payload_bytes;
         self.payload_count += o.payload_count;
         self.clock_skewed += o.clock_skewed;
+        self.silent_streams += o.silent_streams;
     }
 }
 
@@ -556,6 +572,12 @@ impl Measurement {
             join: self.join.map(crate::run_file::Join::of),
             no_crosscheck: None,
             proxy: None,
+            streams: crate::run_file::Streams::of(
+                self.transport.is_some_and(|t| t.is_push()),
+                &h.first_event,
+                a.silent_streams,
+                &h.cut_lived,
+            ),
         }
     }
 

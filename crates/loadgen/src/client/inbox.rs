@@ -4,7 +4,7 @@
 use super::context::{RunCtx, STOP_FROM};
 use crate::clock::unix_now_us;
 use crate::drops::AwaySpans;
-use crate::record::{Delivery, Parts, Receipt, SeqTracker};
+use crate::record::{Delivery, Metric, Parts, Receipt, SeqTracker};
 use chatbench_proto::{Message, Notice};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -27,6 +27,20 @@ pub(super) struct Inbox {
     pub(super) own: Option<(String, tokio::sync::watch::Sender<u64>)>,
     /// Another stack's profile: what each sender's numbers have shown.
     senders: HashMap<String, SeqTracker>,
+    /// The client's first stream, while it has delivered nothing: when it
+    /// was requested (run clock, µs).
+    first_stream: FirstStream,
+}
+
+/// Where a client's first stream is ([`Inbox::stream_opened`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstStream {
+    /// None opened yet.
+    NotYet,
+    /// Requested at this time (run clock, µs), nothing delivered yet.
+    Waiting(u64),
+    /// It delivered, or ended without.
+    Over,
 }
 
 impl Inbox {
@@ -40,6 +54,26 @@ impl Inbox {
             spans: AwaySpans::default(),
             own: None,
             senders: HashMap::new(),
+            first_stream: FirstStream::NotYet,
+        }
+    }
+
+    /// A stream (SSE, WebSocket) requested at `requested` (run clock, µs)
+    /// opened: the client's first one is watched until its first message
+    /// ([`crate::record::Metric::FirstEvent`]). From the request, not the
+    /// answer: a proxy that buffers may hold the answer's head too.
+    pub(super) fn stream_opened(&mut self, requested: u64) {
+        if self.first_stream == FirstStream::NotYet {
+            self.first_stream = FirstStream::Waiting(requested);
+        }
+    }
+
+    /// A stream ended: when it was the client's first and it delivered
+    /// nothing, it counts as silent.
+    pub(super) fn stream_ended(&mut self) {
+        if let FirstStream::Waiting(_) = self.first_stream {
+            self.first_stream = FirstStream::Over;
+            self.ctx.rec.audit.silent_streams.fetch_add(1, Relaxed);
         }
     }
 
@@ -166,9 +200,17 @@ impl Inbox {
         // The timeline counts seconds from the start of traffic, warm-up
         // included; the histograms only take the measured window.
         let measured = sent >= start;
-        let parts = server_at
-            .and_then(|at| clock.from_unix(at))
-            .and_then(|server| Parts::split(sent, server, poll_at, arrived));
+        let server = server_at.and_then(|at| clock.from_unix(at));
+        let parts = server.and_then(|server| Parts::split(sent, server, poll_at, arrived));
+        if let FirstStream::Waiting(opened) = self.first_stream {
+            self.first_stream = FirstStream::Over;
+            // From the later of its stamp and the stream's request: a
+            // message from before the stream is not held by it.
+            if let Some(server) = server {
+                let held = arrived.saturating_sub(server.max(opened));
+                self.ctx.rec.record(self.key, Metric::FirstEvent, held);
+            }
+        }
         let audit = &self.ctx.rec.audit;
         if measured {
             audit.delivered.fetch_add(1, Relaxed);

@@ -221,6 +221,14 @@ pub(super) async fn poll_receiver(
                 conn = Some(c);
             }
             Ok((status, b, _)) => {
+                // A proxy answered in the server's place (its timeout).
+                if matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                ) {
+                    let lived = start.elapsed().as_micros() as u64;
+                    ctx.rec.record(spec.id, Metric::CutLived, lived);
+                }
                 ctx.count_error("poll", format!("{status} {}", String::from_utf8_lossy(&b)));
                 conn = Some(c);
                 ctx.backoff().await;
@@ -228,6 +236,8 @@ pub(super) async fn poll_receiver(
             // The server closed the connection it saw cut.
             Err(_) if cut.is_cut() => finish_cut(&ctx, c).await,
             Err(e) => {
+                let lived = start.elapsed().as_micros() as u64;
+                ctx.rec.record(spec.id, Metric::CutLived, lived);
                 ctx.count_error("poll", e);
                 c.close().await;
                 ctx.backoff().await;

@@ -7,6 +7,7 @@ use super::inbox::Inbox;
 use crate::dial::SharedH2;
 use crate::drops::Away;
 use crate::profile::Kind;
+use crate::record::Metric;
 use bytes::Bytes;
 use http::StatusCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +51,7 @@ pub(super) async fn sse_receiver(
             .iter()
             .map(|id| ("last-event-id", id.as_str()))
             .collect();
+        let requested = (ctx.run_clock().now_us(), tokio::time::Instant::now());
         let resp = tokio::select! {
             r = c.send_with(Kind::Sse, "GET", &target, &headers) => r,
             _ = ctx.abort.cancelled() => { c.close().await; break }
@@ -86,6 +88,11 @@ pub(super) async fn sse_receiver(
                 .fetch_add(c.first_exchange_bytes(0), Relaxed);
         }
         inbox.read_at = Some(c.handles.read_at.clone());
+        inbox.stream_opened(requested.0);
+        let opened = requested.1;
+        // The server's side ended the stream before the run did (a
+        // proxy's timeout): how long it lived is recorded.
+        let mut ended_early = false;
         let cut = c.handles.cut.clone();
         let mut parser = SseParser::default();
         // One cancellation future for the whole stream: a new one per frame
@@ -111,14 +118,29 @@ pub(super) async fn sse_receiver(
                         inbox.json(ev.data);
                     });
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    ended_early = !cut.is_cut() && !inbox.done();
+                    if ended_early {
+                        ctx.count_error("sse stream", "ended by the server's side");
+                    }
+                    break;
+                }
                 Err(e) => {
                     if !cut.is_cut() {
+                        ended_early = true;
                         ctx.count_error("sse stream", e);
                     }
                     break;
                 }
             }
+        }
+        inbox.stream_ended();
+        if ended_early {
+            ctx.rec.record(
+                spec.id,
+                Metric::CutLived,
+                opened.elapsed().as_micros() as u64,
+            );
         }
         if cut.is_cut() {
             finish_cut(&ctx, c).await;

@@ -27,6 +27,7 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
     let away = Arc::new(Away::default());
     let mut dropper = Dropper::new(&ctx, spec.id, away.clone());
     let start = Instant::now();
+    let requested = ctx.run_clock().now_us();
     let Some(ws) = ws_connect(&ctx, spec.id, room, 0).await else {
         return;
     };
@@ -39,6 +40,7 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
         ..
     } = ws;
     inbox.read_at = Some(handles.read_at.clone());
+    inbox.stream_opened(requested);
     ctx.rec
         .record(spec.id, Metric::Connect, start.elapsed().as_micros() as u64);
     // The 101 came after the server set the socket's cursor: subscribed.
@@ -107,8 +109,19 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
             drop(sending);
         })
     });
+    let mut opened = start;
     loop {
         ws_receive(&ctx, &mut inbox, &mut reader, &handles, &out, &mut dropper).await;
+        inbox.stream_ended();
+        if !inbox.done() && !handles.cut.is_cut() {
+            // The server's side closed it before the run ended (a proxy's
+            // timeout); this client does not reconnect then.
+            ctx.rec.record(
+                spec.id,
+                Metric::CutLived,
+                opened.elapsed().as_micros() as u64,
+            );
+        }
         if inbox.done() || !inbox.spans.is_away() {
             break;
         }
@@ -128,6 +141,7 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
         };
         ctx.rec.drops.reconnects.fetch_add(1, Relaxed);
         ctx.rec.drops.resume_bytes.fetch_add(ws.setup, Relaxed);
+        opened = Instant::now();
         reader = ws.reader;
         handles = ws.handles;
         h2 = ws.h2;
@@ -214,7 +228,12 @@ async fn ws_receive(
                     break;
                 }
             }
-            Ok(Some(Frame::Close(_))) | Ok(None) => break,
+            Ok(Some(Frame::Close(_))) | Ok(None) => {
+                if !inbox.done() {
+                    ctx.count_error("websocket", "closed by the server's side");
+                }
+                break;
+            }
             Ok(Some(Frame::Binary(_) | Frame::Pong(_) | Frame::Ping(_))) => {}
             Err(_) if cut.is_cut() => break,
             Err(e) => {

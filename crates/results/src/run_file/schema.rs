@@ -679,6 +679,46 @@ pub struct TransportRun {
     /// and the bytes of both legs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyCost>,
+    /// How the streams fared: the first message on each client's first
+    /// stream, streams that delivered nothing, and connections cut. None
+    /// for a polling run that had no cut, and in files that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<Streams>,
+}
+
+/// How a run's streams fared: what a buffering proxy or an idle timeout
+/// does shows here before it shows in the latency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Streams {
+    /// Each client's first stream (SSE, WebSocket): from the server's
+    /// stamp of the first message it delivered to that message's arrival,
+    /// µs. Directly, a delivery's down leg; a proxy that buffers the
+    /// stream holds it until its buffer fills.
+    pub first_event_us: Percentiles,
+    /// Clients whose first stream delivered no message at all (held in a
+    /// buffer that never filled, or refused).
+    pub silent: u64,
+    /// Connections the server's side ended while their client still
+    /// wanted them (an idle timeout; a proxy's 502 or 504 in place of a
+    /// poll's answer): how long each had lived, µs; `count` is how many.
+    pub cut_lived_us: Percentiles,
+}
+
+impl Streams {
+    /// The record of a run: for a push transport always, for a polling
+    /// one only when a connection was cut.
+    pub fn of(
+        push: bool,
+        first_event: &Histogram<u64>,
+        silent: u64,
+        cut_lived: &Histogram<u64>,
+    ) -> Option<Streams> {
+        (push || !cut_lived.is_empty()).then(|| Streams {
+            first_event_us: Percentiles::of(first_event),
+            silent,
+            cut_lived_us: Percentiles::of(cut_lived),
+        })
+    }
 }
 
 /// What a reverse proxy cost over the measured window, and the bytes on
