@@ -108,51 +108,63 @@ async fn every_transport_streams_through_each_proxy_with_its_streaming_settings(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_ends_at_each_proxy_which_speaks_http2_to_the_clients() {
-    for (proxy, websocket_h1) in [("nginx", true), ("haproxy", false), ("caddy", true)] {
-        if !installed(proxy) {
-            continue;
-        }
-        let s = through(
-            proxy,
-            r#""long_poll", "sse", "websocket""#,
-            &format!(
-                "proxy = {proxy:?}\nconfig = \"streaming\"\n[protocol]\nhttp = \"2\"\ntls = true"
-            ),
+    if !["nginx", "haproxy", "caddy"].into_iter().all(installed) {
+        return;
+    }
+    // One run, a sweep point per proxy.
+    let src = format!(
+        "{}\n[protocol]\nhttp = \"2\"\ntls = true\n[sweep]\nparameter = \"path\"\nvalues = [{}]\n",
+        tiny_toml("tls-at-proxies", r#""long_poll", "sse", "websocket""#),
+        r#"{ proxy = "nginx", config = "streaming" }, { proxy = "haproxy", config = "streaming" }, { proxy = "caddy", config = "streaming" }"#
+    );
+    let s = Scenario::parse(&src, Path::new("tls-at-proxies.toml")).unwrap();
+    let (runs, dir, _keep) = run(s).await;
+    assert_eq!(runs.len(), 9);
+    // nginx 1.22 and Caddy 2.6 do not carry WebSockets over HTTP/2;
+    // HAProxy 2.6 does (extended CONNECT).
+    let proxies = [("nginx", true), ("haproxy", false), ("caddy", true)];
+    for r in &runs {
+        let (proxy, websocket_h1) = proxies[r.point];
+        let a = &r.audit;
+        let what = format!("{proxy} {}", r.transport);
+        assert_eq!(
+            (a.delivered, a.lost, a.errors),
+            (a.expected, 0, 0),
+            "{what}: {:?}",
+            r.errors_by_cause
         );
-        let (runs, dir, _keep) = run(s).await;
-        assert_eq!(runs.len(), 3, "{proxy}");
-        for r in &runs {
-            let a = &r.audit;
-            let what = format!("{proxy} {}", r.transport);
-            assert_eq!(
-                (a.delivered, a.lost, a.errors),
-                (a.expected, 0, 0),
-                "{what}: {:?}",
-                r.errors_by_cause
-            );
-            // Every client connection was TLS, to the proxy.
-            let w = &r.wire.total;
-            assert_eq!(w.tls_handshakes, w.connections, "{what}");
-            assert!(w.tls_handshakes > 0, "{what}");
-            // nginx 1.22 and Caddy 2.6 do not carry WebSockets over
-            // HTTP/2; HAProxy 2.6 does (extended CONNECT).
-            let p = r.proxy.as_ref().expect("the proxy's cost");
-            let ws = r.transport == Transport::WebSocket;
-            assert_eq!(p.websocket_h1, ws && websocket_h1, "{what}");
-        }
+        // Every client connection was TLS, to the proxy.
+        let w = &r.wire.total;
+        assert_eq!(w.tls_handshakes, w.connections, "{what}");
+        assert!(w.tls_handshakes > 0, "{what}");
+        let p = r.proxy.as_ref().expect("the proxy's cost");
+        let ws = r.transport == Transport::WebSocket;
+        assert_eq!(p.websocket_h1, ws && websocket_h1, "{what}");
+    }
+    for (point, (proxy, _)) in proxies.iter().enumerate() {
         // The configuration names the certificate; the key is gone.
-        let proxy_dir = dir.join("proxy-0");
+        let proxy_dir = dir.join(format!("proxy-{point}"));
         let conf = std::fs::read_dir(&proxy_dir)
             .unwrap()
             .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
             .find(|t| t.starts_with("# Written by chatbench"))
             .unwrap();
-        assert!(conf.contains("tls/"), "{conf}");
+        assert!(
+            conf.contains(&format!("proxy = \"{proxy}\"")) && conf.contains("tls/"),
+            "{conf}"
+        );
         assert!(
             !proxy_dir.join("tls").exists(),
             "{proxy}: the key is deleted"
         );
     }
+    // REPORT.md says which proxies took WebSockets over HTTP/1.1.
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(
+        md.contains("WebSockets went over HTTP/1.1, each on a TLS connection of its own, through nginx streaming, caddy streaming:"),
+        "{md}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -304,6 +304,11 @@ impl Recorder {
         };
     }
 
+    /// Records the time since `start` into the histogram `m`.
+    pub fn since(&self, key: u64, m: Metric, start: tokio::time::Instant) {
+        self.record(key, m, start.elapsed().as_micros() as u64);
+    }
+
     /// All shards merged.
     pub fn merged(&self) -> Histograms {
         let mut out = Histograms::new();

@@ -4,7 +4,7 @@
 //! what breaks with a proxy's default settings.
 
 use chatbench_results::path::Path as ProxyPath;
-use chatbench_results::run_file::{RunFile, TransportSummary};
+use chatbench_results::run_file::{RunFile, TransportRun, TransportSummary};
 use std::fmt::Write;
 
 /// The `[path]` at each sweep point.
@@ -15,15 +15,20 @@ fn paths(run: &RunFile) -> Vec<Option<ProxyPath>> {
         .collect()
 }
 
+/// The repetitions of `x`'s point and transport.
+fn runs_at<'a>(
+    run: &'a RunFile,
+    x: &'a TransportSummary,
+) -> impl Iterator<Item = &'a TransportRun> + 'a {
+    run.runs
+        .iter()
+        .filter(move |r| r.point == x.point && r.transport == x.transport)
+}
+
 /// Mean of the proxy's CPU per 1,000 messages and memory over the
 /// repetitions at a point and transport.
 fn proxy_at(run: &RunFile, x: &TransportSummary) -> Option<(f64, f64)> {
-    let ps: Vec<_> = run
-        .runs
-        .iter()
-        .filter(|r| r.point == x.point && r.transport == x.transport)
-        .filter_map(|r| r.proxy.as_ref())
-        .collect();
+    let ps: Vec<_> = runs_at(run, x).filter_map(|r| r.proxy.as_ref()).collect();
     let n = ps.len() as f64;
     (!ps.is_empty()).then(|| {
         (
@@ -49,12 +54,7 @@ struct Fates {
 }
 
 fn fates_at(run: &RunFile, x: &TransportSummary) -> Fates {
-    let st: Vec<_> = run
-        .runs
-        .iter()
-        .filter(|r| r.point == x.point && r.transport == x.transport)
-        .filter_map(|r| r.streams.as_ref())
-        .collect();
+    let st: Vec<_> = runs_at(run, x).filter_map(|r| r.streams.as_ref()).collect();
     let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     let first: Vec<f64> = st
         .iter()
@@ -187,6 +187,20 @@ pub(crate) fn proxies(o: &mut String, run: &RunFile) {
                 .as_ref()
                 .map_or("—".to_owned(), |c| format!("{:.1}", c.median)),
             what.as_deref().unwrap_or("—"),
+        );
+    }
+    // In an HTTP/2 run, the proxies whose HTTP/2 does not carry WebSockets.
+    let h1: Vec<String> = run
+        .summary
+        .iter()
+        .filter(|x| runs_at(run, x).any(|r| r.proxy.as_ref().is_some_and(|p| p.websocket_h1)))
+        .filter_map(|x| x.point_label.clone())
+        .collect();
+    if !h1.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nWebSockets went over HTTP/1.1, each on a TLS connection of its own, through {}: that proxy's HTTP/2 does not take extended CONNECT (RFC 8441), and browsers fall back the same way.",
+            h1.join(", ")
         );
     }
     if broken.is_empty() {

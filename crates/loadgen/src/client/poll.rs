@@ -212,8 +212,7 @@ pub(super) async fn poll_receiver(
         let away_now = inbox.spans.is_away();
         match result {
             Ok((StatusCode::OK, body, exchange)) => {
-                ctx.rec
-                    .record(spec.id, Metric::Request, start.elapsed().as_micros() as u64);
+                ctx.rec.since(spec.id, Metric::Request, start);
                 let taken = take_answer(&ctx, &mut inbox, &body, exchange, poll_at, away_now);
                 if let Some(next) = taken {
                     cursor = next;
@@ -222,12 +221,8 @@ pub(super) async fn poll_receiver(
             }
             Ok((status, b, _)) => {
                 // A proxy answered in the server's place (its timeout).
-                if matches!(
-                    status,
-                    StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
-                ) {
-                    let lived = start.elapsed().as_micros() as u64;
-                    ctx.rec.record(spec.id, Metric::CutLived, lived);
+                if [StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT].contains(&status) {
+                    ctx.rec.since(spec.id, Metric::CutLived, start);
                 }
                 ctx.count_error("poll", format!("{status} {}", String::from_utf8_lossy(&b)));
                 conn = Some(c);
@@ -236,8 +231,7 @@ pub(super) async fn poll_receiver(
             // The server closed the connection it saw cut.
             Err(_) if cut.is_cut() => finish_cut(&ctx, c).await,
             Err(e) => {
-                let lived = start.elapsed().as_micros() as u64;
-                ctx.rec.record(spec.id, Metric::CutLived, lived);
+                ctx.rec.since(spec.id, Metric::CutLived, start);
                 ctx.count_error("poll", e);
                 c.close().await;
                 ctx.backoff().await;

@@ -229,7 +229,7 @@ async fn ws_receive(
                 }
             }
             Ok(Some(Frame::Close(_))) | Ok(None) => {
-                if !inbox.done() {
+                if !inbox.done() && !cut.is_cut() {
                     ctx.count_error("websocket", "closed by the server's side");
                 }
                 break;

@@ -929,7 +929,7 @@ impl RunFile {
     /// never sees half a file).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join("run.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(&tmp, super::layout::to_vec(self)?)?;
         std::fs::rename(tmp, dir.join("run.json"))
     }
 
