@@ -255,12 +255,10 @@ pub async fn run_transport(
     );
     let measured_whole = !(server_died || interrupted) && machine.is_none();
     run.no_crosscheck = no_crosscheck(&s, after.is_none(), proxied).filter(|_| measured_whole);
-    run.proxy = proxy_cost(proxied, &watched, deltas.as_deref(), &measurement).map(|p| {
-        crate::results::ProxyCost {
-            websocket_h1: server.websocket_h1() && transport == Transport::WebSocket,
-            ..p
-        }
-    });
+    let websocket_h1 = server.websocket_h1() && transport == Transport::WebSocket;
+    run.proxy = proxied
+        .then(|| proxy_cost(&watched, deltas.as_deref(), &measurement, websocket_h1))
+        .flatten();
     // Serializing plain numbers and base64 strings cannot fail.
     let measurement_json = machine.and_then(|_| serde_json::to_string(&measurement).ok());
     Ok(Outcome {
@@ -364,16 +362,14 @@ fn no_crosscheck(s: &Scenario, no_metrics: bool, proxied: bool) -> Option<String
 }
 
 /// The proxy's CPU and memory over the measured window, and the bytes of
-/// both legs.
+/// both legs; `websocket_h1` when the run's WebSockets fell back to
+/// HTTP/1.1.
 fn proxy_cost(
-    proxied: bool,
     w: &Watched,
     deltas: Option<&[ServerCounters]>,
     m: &Measurement,
+    websocket_h1: bool,
 ) -> Option<crate::results::ProxyCost> {
-    if !proxied {
-        return None;
-    }
     let (a, b) = (w.proxy_at_start.as_ref()?, w.proxy_at_end.as_ref()?);
     let (cpu, _) = ProcSample::cpu_between(&ProcSample::sum(a), &ProcSample::sum(b));
     let server_leg = deltas.map_or(0, |d| {
@@ -390,7 +386,7 @@ fn proxy_cost(
         rss_bytes: b.iter().map(|x| x.rss_bytes).sum(),
         server_leg_bytes_down: server_leg,
         client_leg_bytes_down: m.wire_total.bytes_down,
-        websocket_h1: false,
+        websocket_h1,
     })
 }
 

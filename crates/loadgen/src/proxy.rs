@@ -14,6 +14,7 @@
 //! stops) and offers HTTP/2 by ALPN when the scenario speaks it; it speaks
 //! HTTP/1.1 to the server, as most deployments do.
 
+use crate::server::Front;
 use chatbench_results::path::{Path as ProxyPath, Proxy, ProxyConfig};
 use chatbench_results::scenario::Protocol;
 use std::net::SocketAddr;
@@ -194,15 +195,11 @@ fn caddy(spec: &ProxySpec) -> String {
 #[derive(Debug)]
 pub struct RunningProxy {
     child: Child,
-    /// Where clients reach it.
-    pub addr: SocketAddr,
-    /// Its processes (nginx: the master and its worker).
-    pub pids: Vec<u32>,
-    /// The CA its TLS certificate chains to (PEM), when it terminates TLS.
-    pub ca_pem: Option<String>,
-    /// Over HTTP/2 and TLS, its settings do not allow extended CONNECT:
-    /// a WebSocket goes over HTTP/1.1, on a connection of its own.
-    pub websocket_h1: bool,
+    /// What the clients and the engine see of it: its address, its
+    /// processes (nginx: the master and its worker), its CA when it
+    /// terminates TLS, and whether a WebSocket falls back to HTTP/1.1
+    /// (its HTTP/2 settings do not allow extended CONNECT).
+    pub front: Front,
     /// Its TLS files, deleted when it stops.
     tls_dir: Option<PathBuf>,
 }
@@ -228,6 +225,9 @@ pub enum ProxyError {
         /// Why.
         source: std::io::Error,
     },
+    /// The run's certificate could not be made or trusted.
+    #[error("the proxy's TLS certificate: {0}")]
+    Tls(String),
     /// It did not route to the server in time.
     #[error("{0} did not route to the server within 10 s; see {1}")]
     NotListening(String, String),
@@ -238,21 +238,11 @@ impl RunningProxy {
     /// record of the proxy's settings), starts the proxy (under `taskset`
     /// on `cpus` when given), and waits until it accepts connections.
     pub async fn start(spec: &ProxySpec, cpus: Option<&str>) -> Result<RunningProxy, ProxyError> {
-        let write = |path: &Path, text: &str| {
-            std::fs::write(path, text).map_err(|source| ProxyError::Write {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        let dir_error = |source| ProxyError::Write {
-            path: spec.dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&spec.dir).map_err(dir_error)?;
+        std::fs::create_dir_all(&spec.dir).map_err(writing(&spec.dir))?;
         // nginx reads relative paths from its own prefix: every path it
         // is given is absolute.
         let spec = &ProxySpec {
-            dir: std::fs::canonicalize(&spec.dir).map_err(dir_error)?,
+            dir: std::fs::canonicalize(&spec.dir).map_err(writing(&spec.dir))?,
             ..spec.clone()
         };
         let name = spec.path.proxy.as_str();
@@ -264,7 +254,7 @@ impl RunningProxy {
             None => None,
             Some(tls) => Some(write_tls_files(&tls)?),
         };
-        write(&conf, &config(spec))?;
+        std::fs::write(&conf, config(spec)).map_err(writing(&conf))?;
         let conf_s = conf.display().to_string();
         let (exe, args): (&str, Vec<String>) = match spec.path.proxy {
             Proxy::None => unreachable!("no proxy to start"),
@@ -289,24 +279,11 @@ impl RunningProxy {
                 ],
             ),
         };
-        let mut cmd = match cpus {
-            Some(c) => {
-                let mut cmd = Command::new("taskset");
-                cmd.args(["-c", c, exe]);
-                cmd
-            }
-            None => Command::new(exe),
-        };
-        let log = std::fs::File::create(spec.dir.join("proxy.log")).map_err(|source| {
-            ProxyError::Write {
-                path: spec.dir.join("proxy.log"),
-                source,
-            }
-        })?;
-        let log2 = log.try_clone().map_err(|source| ProxyError::Write {
-            path: spec.dir.join("proxy.log"),
-            source,
-        })?;
+        let (program, args) = crate::server::pinned(cpus, exe, args);
+        let log_path = spec.dir.join("proxy.log");
+        let log = std::fs::File::create(&log_path).map_err(writing(&log_path))?;
+        let log2 = log.try_clone().map_err(writing(&log_path))?;
+        let mut cmd = Command::new(program);
         cmd.args(&args)
             // Caddy's Go runtime on the one CPU it is pinned to.
             .env("GOMAXPROCS", "1")
@@ -324,21 +301,19 @@ impl RunningProxy {
         let pid = child.id().unwrap_or(0);
         let connector = match &ca_pem {
             Some(ca) => Some(
-                crate::dial::Connector::new(&spec.protocol, std::slice::from_ref(ca)).map_err(
-                    |source| ProxyError::Write {
-                        path: spec.dir.join("tls"),
-                        source,
-                    },
-                )?,
+                crate::dial::Connector::new(&spec.protocol, std::slice::from_ref(ca))
+                    .map_err(|e| ProxyError::Tls(e.to_string()))?,
             ),
             None => None,
         };
         let mut proxy = RunningProxy {
             child,
-            addr: spec.listen,
-            pids: vec![pid],
-            ca_pem,
-            websocket_h1: false,
+            front: Front {
+                addr: spec.listen,
+                pids: vec![pid],
+                ca_pem,
+                websocket_h1: false,
+            },
             tls_dir: spec.tls_dir(),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -355,7 +330,7 @@ impl RunningProxy {
                 Some(c) => {
                     if let Ok(p) = crate::dial::probe::front(spec.listen, c).await {
                         if p.status == 200 {
-                            proxy.websocket_h1 = c.is_http2() && !p.extended_connect;
+                            proxy.front.websocket_h1 = c.is_http2() && !p.extended_connect;
                             break;
                         }
                     }
@@ -371,7 +346,7 @@ impl RunningProxy {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        proxy.pids.extend(children_of(pid));
+        proxy.front.pids.extend(children_of(pid));
         Ok(proxy)
     }
 
@@ -400,22 +375,24 @@ impl RunningProxy {
 /// `cert.pem` and `key.pem` (nginx, Caddy) and `haproxy.pem` (both in
 /// one, as HAProxy reads them). Returns the CA, PEM.
 fn write_tls_files(dir: &Path) -> Result<String, ProxyError> {
-    let g = chatbench_server::tls::generate(&[]).map_err(|e| ProxyError::Write {
-        path: dir.to_owned(),
-        source: std::io::Error::other(e),
-    })?;
+    let g = chatbench_server::tls::generate(&[]).map_err(ProxyError::Tls)?;
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| ProxyError::Write { path, source })
+        std::fs::write(&path, text).map_err(writing(&path))
     };
-    std::fs::create_dir_all(dir).map_err(|source| ProxyError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(writing(dir))?;
     write("cert.pem", &g.leaf_pem)?;
     write("key.pem", &g.key_pem)?;
     write("haproxy.pem", &format!("{}{}", g.leaf_pem, g.key_pem))?;
     Ok(g.ca_pem)
+}
+
+/// The error of a failed write (or folder) at `path`.
+fn writing(path: &Path) -> impl FnOnce(std::io::Error) -> ProxyError + '_ {
+    move |source| ProxyError::Write {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// A free port on loopback for the proxy to listen on (the kernel's

@@ -423,12 +423,7 @@ async fn start_path(
         }
     };
     if let Some(p) = &proxy {
-        server.set_front(crate::server::Front {
-            addr: p.addr,
-            pids: p.pids.clone(),
-            ca_pem: p.ca_pem.clone(),
-            websocket_h1: p.websocket_h1,
-        });
+        server.set_front(p.front.clone());
     }
     Ok((link, server, proxy))
 }

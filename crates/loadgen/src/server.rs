@@ -72,14 +72,7 @@ impl ServerTarget {
                 peers.display()
             )));
         }
-        let script = script.display().to_string();
-        let (exe, args) = match cpus {
-            Some(c) => (
-                "taskset",
-                vec!["-c".into(), c.clone(), "node".into(), script],
-            ),
-            None => ("node", vec![script]),
-        };
+        let (exe, args) = pinned(cpus.as_deref(), "node", vec![script.display().to_string()]);
         Ok(ServerTarget::Spawn {
             exe: exe.into(),
             args,
@@ -87,9 +80,7 @@ impl ServerTarget {
             log: log.clone(),
         })
     }
-}
 
-impl ServerTarget {
     /// A spawned server with `flags` after its own arguments (the
     /// scenario's `[server]` settings); a running one as it is.
     pub fn with_flags(&self, flags: Vec<String>) -> ServerTarget {
@@ -107,6 +98,23 @@ impl ServerTarget {
             },
             t => t.clone(),
         }
+    }
+}
+
+/// `exe args` run under `taskset -c cpus` when `cpus` is given (which
+/// keeps the process id): how a process other than chatbench's server
+/// (an example server, a reverse proxy) is pinned to the server's CPUs.
+pub fn pinned(cpus: Option<&str>, exe: &str, args: Vec<String>) -> (String, Vec<String>) {
+    match cpus {
+        Some(c) => (
+            "taskset".into(),
+            ["-c", c, exe]
+                .map(String::from)
+                .into_iter()
+                .chain(args)
+                .collect(),
+        ),
+        None => (exe.into(), args),
     }
 }
 
@@ -912,6 +920,22 @@ pub async fn estimate_clock(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_pinned_by_taskset_keeping_its_arguments() {
+        let args = vec!["server.js".to_owned()];
+        assert_eq!(
+            pinned(Some("0"), "node", args.clone()),
+            (
+                "taskset".to_owned(),
+                ["-c", "0", "node", "server.js"].map(String::from).to_vec()
+            )
+        );
+        assert_eq!(
+            pinned(None, "node", args.clone()),
+            ("node".to_owned(), args)
+        );
+    }
 
     #[test]
     fn counters_are_read_whatever_the_labels() {

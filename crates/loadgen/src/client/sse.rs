@@ -136,11 +136,7 @@ pub(super) async fn sse_receiver(
         }
         inbox.stream_ended();
         if ended_early {
-            ctx.rec.record(
-                spec.id,
-                Metric::CutLived,
-                opened.elapsed().as_micros() as u64,
-            );
+            ctx.rec.since(spec.id, Metric::CutLived, opened);
         }
         if cut.is_cut() {
             finish_cut(&ctx, c).await;

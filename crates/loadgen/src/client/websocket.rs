@@ -116,11 +116,7 @@ pub(super) async fn websocket_client(ctx: Arc<RunCtx>, spec: ClientSpec, room: &
         if !inbox.done() && !handles.cut.is_cut() {
             // The server's side closed it before the run ended (a proxy's
             // timeout); this client does not reconnect then.
-            ctx.rec.record(
-                spec.id,
-                Metric::CutLived,
-                opened.elapsed().as_micros() as u64,
-            );
+            ctx.rec.since(spec.id, Metric::CutLived, opened);
         }
         if inbox.done() || !inbox.spans.is_away() {
             break;
