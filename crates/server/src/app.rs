@@ -29,6 +29,8 @@ pub struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// `Alt-Svc` for answers over TCP when HTTP/3 is served (`h3.rs`).
+    pub(crate) alt_svc: Option<HeaderValue>,
 }
 
 /// An error answer: a status and a reason, sent as `{"error":"<reason>"}`.

@@ -46,6 +46,9 @@ pub struct Config {
     pub room_shard: Option<chatbench_proto::RoomOwner>,
     /// TLS on the same port as plain HTTP, when set ([`crate::tls`]).
     pub tls: Option<crate::tls::Tls>,
+    /// With TLS, HTTP/3 over QUIC on the same port number over UDP,
+    /// advertised by `Alt-Svc` on every answer over TCP.
+    pub http3: bool,
 }
 
 impl Default for Config {
@@ -148,6 +151,11 @@ pub struct ServerArgs {
     /// address), besides localhost, 127.0.0.1 and ::1. Repeatable.
     #[arg(long = "tls-name", value_name = "NAME", conflicts_with = "tls_cert")]
     pub tls_names: Vec<String>,
+    /// Also serve HTTP/3 over QUIC on the same port number over UDP (needs
+    /// TLS), and advertise it with `Alt-Svc: h3=":PORT"` on every answer
+    /// over TCP.
+    #[arg(long)]
+    pub http3: bool,
 }
 
 impl ServerArgs {
@@ -172,6 +180,7 @@ impl ServerArgs {
             shutdown_grace: self.shutdown_grace,
             room_shard: self.room_shard,
             tls: None,
+            http3: self.http3,
         }
     }
 
@@ -216,6 +225,9 @@ pub fn check(args: &ServerArgs) -> Result<(), String> {
             "--max-memory {} is below twice the body limit plus overhead ({smallest} bytes), so a largest message could not be stored",
             args.max_memory
         ));
+    }
+    if args.http3 && !args.wants_tls() {
+        return Err("--http3 needs --tls (or --tls-cert and --tls-key): QUIC is always encrypted".into());
     }
     if args.long_poll_max_wait > Duration::from_secs(3600) {
         return Err(format!(

@@ -20,17 +20,50 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A request body the router can serve: hyper's, over HTTP/1.1 and HTTP/2,
+/// or a QUIC stream's (`h3.rs`). Only hyper's can become a WebSocket.
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Sized
+    + 'static
+{
+    /// Answers a request for `GET /rooms/{room}/ws`.
+    fn websocket(
+        app: &Arc<App>,
+        room: &str,
+        req: Request<Self>,
+        guard: Arc<ConnGuard>,
+    ) -> Result<Response<Body>, ApiError>;
+}
+
+impl RequestBody for Incoming {
+    fn websocket(
+        app: &Arc<App>,
+        room: &str,
+        req: Request<Incoming>,
+        guard: Arc<ConnGuard>,
+    ) -> Result<Response<Body>, ApiError> {
+        if req.version() == http::Version::HTTP_2 {
+            return ws::upgrade_h2(app, room, req, guard);
+        }
+        only_get(&req)?;
+        ws::upgrade(app, room, req, guard)
+    }
+}
+
 /// Serves one request. Never fails: every error becomes a JSON answer.
-pub(crate) async fn handle(
+pub(crate) async fn handle<B: RequestBody>(
     app: Arc<App>,
     tag: Arc<ConnTag>,
     guard: Arc<ConnGuard>,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let route = Route::of(&path);
     let transport = route.transport(&req);
-    if req.version() == http::Version::HTTP_2 {
+    // HTTP/2 and HTTP/3 multiplex a client's requests on one connection.
+    if matches!(req.version(), http::Version::HTTP_2 | http::Version::HTTP_3) {
         tag.raise(transport);
     } else {
         tag.set(transport);
@@ -69,19 +102,16 @@ pub(crate) async fn handle(
             Ok(()) => sse::open(&app, room, &req),
             Err(e) => Err(e),
         },
-        Route::Ws(room) if req.version() == http::Version::HTTP_2 => {
-            ws::upgrade_h2(&app, room, req, guard)
-        }
-        Route::Ws(room) => match only_get(&req) {
-            Ok(()) => ws::upgrade(&app, room, req, guard),
-            Err(e) => Err(e),
-        },
+        Route::Ws(room) => B::websocket(&app, room, req, guard),
         Route::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no route for {path}"),
         )),
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if let Some(alt_svc) = &app.alt_svc {
+        resp.headers_mut().insert(header::ALT_SVC, alt_svc.clone());
+    }
     if let Some(origin) = origin {
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -188,7 +218,7 @@ impl<'a> Route<'a> {
         }
     }
 
-    fn transport(&self, req: &Request<Incoming>) -> Label {
+    fn transport<B>(&self, req: &Request<B>) -> Label {
         match self {
             Route::Messages(_) if req.method() == Method::POST => Label::Publish,
             Route::Messages(_) => {
@@ -216,10 +246,10 @@ fn only_get<B>(req: &Request<B>) -> Result<(), ApiError> {
     }
 }
 
-async fn publish(
+async fn publish<B: RequestBody>(
     app: &App,
     room: &str,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<Body>, ApiError> {
     let name = room_name(app, room)?;
     let is_json = req
@@ -277,7 +307,7 @@ async fn publish(
     Ok(json_response(StatusCode::CREATED, ack))
 }
 
-async fn poll(app: &App, room: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn poll<B>(app: &App, room: &str, req: &Request<B>) -> Result<Response<Body>, ApiError> {
     let q = Query::parse(req.uri().query())?;
     let max_batch = app.config.max_batch as u64;
     let limit = match q.limit {

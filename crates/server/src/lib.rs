@@ -7,6 +7,7 @@
 //! - `app`: what every transport's handler shares, below all of them: the
 //!   application state, JSON error answers, query parameters, finding a room.
 //! - `http`: the router, publishing over HTTP and the two polls.
+//! - `h3`: HTTP/3 over QUIC (`--http3`), the same router on UDP.
 //! - [`frames`]: [`BatchFrames`](frames::BatchFrames), a batch framed for a
 //!   poll answer or SSE a piece at a time, sharing large messages.
 //! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log.
@@ -28,6 +29,7 @@ mod app;
 pub mod config;
 pub mod conn;
 pub mod frames;
+mod h3;
 mod http;
 pub mod metrics;
 pub mod room;

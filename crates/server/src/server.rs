@@ -6,6 +6,7 @@ use crate::http::handle;
 use crate::metrics::Metrics;
 use crate::room::Rooms;
 use crate::Config;
+use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,8 +34,14 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
     shutdown: impl Future,
 ) {
+    let quic = quic_endpoint(&listener, &config);
+    let alt_svc = quic.as_ref().and_then(|e| {
+        let port = e.local_addr().ok()?.port();
+        HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
+    });
     let app = Arc::new(App {
         rooms: Rooms::new(config.retention, config.max_rooms, config.max_memory),
+        alt_svc,
         metrics,
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -47,6 +54,10 @@ pub async fn run_with_metrics(
     let refusals = Arc::new(Semaphore::new(REFUSAL_POOL));
     let builders = Arc::new(Builders::new(&app.config));
     app.tracker.spawn(expire_rooms(app.clone()));
+    if let Some(endpoint) = quic {
+        app.tracker
+            .spawn(crate::h3::serve(app.clone(), endpoint, slots.clone()));
+    }
     // A descriptor kept spare, so that at the open-file limit one connection
     // can still be accepted, told 503 and closed instead of waiting in the
     // backlog (the libev "EMFILE trick").
@@ -110,6 +121,26 @@ pub async fn run_with_metrics(
             app.tracker.len(),
             app.config.shutdown_grace
         );
+    }
+}
+
+/// With `--http3` (and TLS), a QUIC endpoint on the listener's address
+/// over UDP; None, with a warning, when that port cannot be bound.
+fn quic_endpoint(listener: &TcpListener, config: &Config) -> Option<quinn::Endpoint> {
+    let tls = config.tls.as_ref().filter(|_| config.http3)?;
+    let made = listener
+        .local_addr()
+        .map_err(|e| e.to_string())
+        .and_then(|addr| crate::h3::endpoint(addr, tls, config));
+    match made {
+        Ok(endpoint) => {
+            tracing::info!("HTTP/3 on udp://{:?}", endpoint.local_addr());
+            Some(endpoint)
+        }
+        Err(e) => {
+            tracing::warn!("HTTP/3 is not served: {e}");
+            None
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use futures_util::stream;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -25,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 /// The keep-alive comment.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
-pub(crate) fn open(
+pub(crate) fn open<B>(
     app: &Arc<App>,
     room_name: &str,
-    req: &Request<Incoming>,
+    req: &Request<B>,
 ) -> Result<Response<Body>, ApiError> {
     let q = Query::parse(req.uri().query())?;
     let last_event_id = match req.headers().get("last-event-id") {

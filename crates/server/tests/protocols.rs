@@ -561,3 +561,168 @@ async fn a_preface_or_request_in_pieces_is_told_apart() {
     );
     server.stop().await;
 }
+
+/// An HTTP/3 client on aioquic: publishes twice, short-polls, holds a long
+/// poll that a third publish on another stream answers, reads two events
+/// of an SSE stream, and asks for a WebSocket. Prints one JSON line per
+/// answer: `[status, body]` (for the stream, its text up to the second
+/// event).
+const H3_CLIENT: &str = r#"
+import asyncio, json, sys
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+
+class Client(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.h3 = H3Connection(self._quic)
+        self.streams = {}
+
+    def quic_event_received(self, event):
+        for e in self.h3.handle_event(event):
+            q = self.streams.get(getattr(e, "stream_id", None))
+            if q is not None:
+                q.put_nowait(e)
+
+    def request(self, method, path, body=b""):
+        sid = self._quic.get_next_available_stream_id()
+        q = asyncio.Queue()
+        self.streams[sid] = q
+        headers = [(b":method", method.encode()), (b":scheme", b"https"),
+                   (b":authority", AUTHORITY.encode()), (b":path", path.encode())]
+        if body:
+            headers.append((b"content-type", b"application/json"))
+        self.h3.send_headers(sid, headers, end_stream=not body)
+        if body:
+            self.h3.send_data(sid, body, end_stream=True)
+        self.transmit()
+        return q
+
+async def answer(q, until=None):
+    status, data = None, b""
+    while True:
+        e = await q.get()
+        if isinstance(e, HeadersReceived):
+            status = int(dict(e.headers)[b":status"])
+        elif isinstance(e, DataReceived):
+            data += e.data
+        if e.stream_ended or (until and until(data)):
+            return [status, data.decode()]
+
+def publish(c, body, sent_at):
+    return c.request("POST", "/rooms/h3/messages",
+                     json.dumps({"from": "py", "body": body, "sent_at": sent_at}).encode())
+
+async def main(port, ca):
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+    config.load_verify_locations(ca)
+    async with connect("localhost", port, configuration=config, create_protocol=Client) as c:
+        for i in (1, 2):
+            print(json.dumps(await answer(publish(c, f"m{i}", i))))
+        print(json.dumps(await answer(c.request("GET", "/rooms/h3/messages?after=0"))))
+        held = c.request("GET", "/rooms/h3/messages?after=2&wait_ms=5000")
+        await asyncio.sleep(0.2)
+        print(json.dumps(await answer(publish(c, "m3", 3))))
+        print(json.dumps(await answer(held)))
+        stream = c.request("GET", "/rooms/h3/events?after=1")
+        print(json.dumps(await answer(stream, until=lambda d: d.count(b"\n\n") >= 2)))
+        print(json.dumps(await answer(c.request("GET", "/rooms/h3/ws"))))
+
+AUTHORITY = f"localhost:{sys.argv[1]}"
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"#;
+
+#[tokio::test]
+async fn aioquic_speaks_http3_to_every_http_transport() {
+    if !have("python3", &["-c", "import aioquic"]).await {
+        return;
+    }
+    let dir = tempdir::Dir::new("h3");
+    let ca = dir.path.join("ca.pem");
+    let tls = chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap();
+    let server = Server::start_with(Config {
+        tls: Some(tls),
+        http3: true,
+        ..Config::default()
+    })
+    .await;
+    // Over TCP, every answer advertises HTTP/3 on the same port number.
+    let (status, headers, _) = server.http().await.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let port = server.addr.port();
+    assert_eq!(
+        headers["alt-svc"].to_str().unwrap(),
+        format!("h3=\":{port}\"; ma=86400")
+    );
+
+    let script = dir.path.join("h3.py");
+    std::fs::write(&script, H3_CLIENT).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            "python3",
+            &[script.to_str().unwrap(), &port.to_string(), ca.to_str().unwrap()],
+        ),
+    )
+    .await
+    .expect("the aioquic client did not finish within 30 s");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<(u16, String)> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 7, "{text}");
+    assert_eq!(answers[0], (201, r#"{"seq":1}"#.to_string()));
+    assert_eq!(answers[1], (201, r#"{"seq":2}"#.to_string()));
+    let poll: serde_json::Value = serde_json::from_str(&answers[2].1).unwrap();
+    assert_eq!(answers[2].0, 200);
+    let bodies: Vec<&str> = poll["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!((bodies, poll["next"].as_u64()), (vec!["m1", "m2"], Some(2)));
+    assert_eq!(answers[3], (201, r#"{"seq":3}"#.to_string()));
+    let held: serde_json::Value = serde_json::from_str(&answers[4].1).unwrap();
+    assert_eq!(answers[4].0, 200);
+    assert_eq!(held["messages"][0]["body"], "m3");
+    assert_eq!(held["messages"].as_array().unwrap().len(), 1);
+    let (status, stream) = &answers[5];
+    assert_eq!(*status, 200);
+    let ids: Vec<&str> = stream
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, ["2", "3"], "{stream}");
+    assert_eq!(answers[6].0, 400);
+    assert!(
+        answers[6].1.contains("WebSocket is not served over HTTP/3"),
+        "{}",
+        answers[6].1
+    );
+
+    // The QUIC connection's bytes are charged, once it has closed, to the
+    // first transport its requests used beyond publishing (as HTTP/2's).
+    let short_poll = &server.metrics.of(chatbench_server::Label::ShortPoll);
+    eventually(
+        || short_poll.bytes_written.get() > 0,
+        "the HTTP/3 connection's bytes charged to short_poll",
+    )
+    .await;
+    let m = server.scrape().await;
+    assert_eq!(metric(&m, "requests_total", "publish"), 3.0);
+    assert_eq!(metric(&m, "requests_total", "short_poll"), 1.0);
+    assert_eq!(metric(&m, "requests_total", "long_poll"), 1.0);
+    assert_eq!(metric(&m, "requests_total", "sse"), 1.0);
+    assert_eq!(m["chatbench_tls_handshakes_total"], 1.0);
+    server.stop().await;
+}
