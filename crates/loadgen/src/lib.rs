@@ -15,6 +15,7 @@ pub mod drops;
 pub mod engine;
 pub mod h1;
 pub mod h2;
+pub mod h3;
 pub mod link;
 pub mod packet;
 pub mod profile;

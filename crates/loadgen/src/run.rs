@@ -400,10 +400,15 @@ async fn start_path(
     let listen = link
         .as_ref()
         .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.server_ip());
+    let mut flags = sp.server.flags();
+    if sp.protocol.is_http3() {
+        // QUIC on the listening port's number over UDP, beside TCP.
+        flags.push("--http3".into());
+    }
     let target = target
         .for_kind(sp.target.server)
         .map_err(PathError::Server)?
-        .with_flags(sp.server.flags());
+        .with_flags(flags);
     let server = RunningServer::start(
         &target,
         sp.server.processes,

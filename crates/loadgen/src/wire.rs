@@ -310,10 +310,10 @@ impl WireCounter {
     /// A handle that cuts this connection from another task, or while the
     /// counter is borrowed by a request in flight.
     pub fn cut_handle(&self) -> CutHandle {
-        CutHandle {
+        CutHandle(Cut::Tcp {
             sock: self.sock.clone(),
             up: self.up.clone(),
-        }
+        })
     }
 
     /// Bytes this connection wrote so far, and bytes it handed to the
@@ -323,49 +323,78 @@ impl WireCounter {
     }
 }
 
-/// Cuts a [`WireCounter`]'s connection ([`WireCounter::cut`]).
+/// Cuts a [`WireCounter`]'s connection ([`WireCounter::cut`]), or a QUIC
+/// connection ([`CutHandle::quic`]).
 #[derive(Debug, Clone)]
-pub struct CutHandle {
-    sock: Arc<Sock>,
-    up: Option<Arc<Up>>,
+pub struct CutHandle(Cut);
+
+#[derive(Debug, Clone)]
+enum Cut {
+    Tcp {
+        sock: Arc<Sock>,
+        up: Option<Arc<Up>>,
+    },
+    Quic(quinn::Connection, Arc<crate::dial::quic::UdpCounts>),
 }
 
 impl CutHandle {
+    /// The handle of a client's QUIC connection and its socket's counts:
+    /// its cut closes the connection.
+    pub fn quic(conn: quinn::Connection, counts: Arc<crate::dial::quic::UdpCounts>) -> CutHandle {
+        CutHandle(Cut::Quic(conn, counts))
+    }
+
     /// Bytes the connection wrote so far, and bytes it handed to the client
     /// (as [`WireCounter::bytes`]).
     pub fn bytes(&self) -> (u64, u64) {
-        (self.sock.up.load(Relaxed), self.sock.released.load(Relaxed))
+        match &self.0 {
+            Cut::Tcp { sock, .. } => (sock.up.load(Relaxed), sock.released.load(Relaxed)),
+            Cut::Quic(_, counts) => counts.bytes(),
+        }
     }
 
     /// See [`WireCounter::cut`]; a second cut does nothing. Returns the
     /// bytes the connection had read by the cut. The flag is set before
     /// the FIN is queued under the link's lock, which a write checks the
-    /// flag under ([`Up::write`]).
+    /// flag under ([`Up::write`]). A QUIC connection is closed.
     pub fn cut(&self) -> u64 {
-        let down = self.sock.released.load(Relaxed);
-        if !self.sock.cut.swap(true, Relaxed) {
-            self.sock.down_at_cut.store(down, Relaxed);
-            let _ = match &self.up {
-                Some(up) => up.shutdown(),
-                None => self.sock.shutdown(),
-            };
+        match &self.0 {
+            Cut::Tcp { sock, up } => {
+                let down = sock.released.load(Relaxed);
+                if !sock.cut.swap(true, Relaxed) {
+                    sock.down_at_cut.store(down, Relaxed);
+                    let _ = match up {
+                        Some(up) => up.shutdown(),
+                        None => sock.shutdown(),
+                    };
+                }
+                down
+            }
+            Cut::Quic(conn, counts) => {
+                counts.cut.store(true, Relaxed);
+                conn.close(0u32.into(), b"cut");
+                counts.bytes().1
+            }
         }
-        down
     }
 
     /// True once the connection was cut.
     pub fn is_cut(&self) -> bool {
-        self.sock.cut.load(Relaxed)
+        match &self.0 {
+            Cut::Tcp { sock, .. } => sock.cut.load(Relaxed),
+            Cut::Quic(_, counts) => counts.cut.load(Relaxed),
+        }
     }
 
     /// Bytes that reached the client after the connection was cut (0 when
     /// it was not): over an emulated link, those still on the link at the
-    /// cut included.
+    /// cut included. (Connections are not dropped over QUIC: 0.)
     pub fn bytes_after_cut(&self) -> u64 {
-        if self.is_cut() {
-            self.sock.released.load(Relaxed) - self.sock.down_at_cut.load(Relaxed)
-        } else {
-            0
+        match &self.0 {
+            Cut::Tcp { sock, .. } if sock.cut.load(Relaxed) => {
+                sock.released.load(Relaxed) - sock.down_at_cut.load(Relaxed)
+            }
+            _ => 0,
         }
     }
 }

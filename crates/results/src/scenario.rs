@@ -140,6 +140,9 @@ pub enum HttpVersion {
     /// HTTP/2: streams multiplexed on one connection.
     #[serde(rename = "2")]
     Http2,
+    /// HTTP/3: streams multiplexed on one QUIC connection, over UDP.
+    #[serde(rename = "3")]
+    Http3,
 }
 
 impl Protocol {
@@ -148,13 +151,19 @@ impl Protocol {
         self.http == HttpVersion::Http2
     }
 
-    /// The stack's short name: `h1`, `h1+tls`, `h2c` or `h2+tls`.
+    /// True for HTTP/3 (QUIC, always with TLS).
+    pub fn is_http3(&self) -> bool {
+        self.http == HttpVersion::Http3
+    }
+
+    /// The stack's short name: `h1`, `h1+tls`, `h2c`, `h2+tls` or `h3`.
     pub fn stack(&self) -> &'static str {
         match (self.http, self.tls) {
             (HttpVersion::Http1, false) => "h1",
             (HttpVersion::Http1, true) => "h1+tls",
             (HttpVersion::Http2, false) => "h2c",
             (HttpVersion::Http2, true) => "h2+tls",
+            (HttpVersion::Http3, _) => "h3",
         }
     }
 
@@ -817,6 +826,8 @@ impl Scenario {
     fn validate_target(&self) -> Check {
         let chatbench_only = if self.protocol.is_http2() {
             Some("HTTP/2 (protocol.http = \"2\")")
+        } else if self.protocol.is_http3() {
+            Some("HTTP/3 (protocol.http = \"3\")")
         } else if self.protocol.tls {
             Some("TLS (protocol.tls)")
         } else if self.network.drop_every.is_some() {
@@ -1179,6 +1190,23 @@ impl Scenario {
                 "protocol.cookie_bytes",
                 "needs protocol.headers = \"browser\": the minimal headers carry no cookie".into(),
             ));
+        }
+        if self.protocol.is_http3() {
+            let n = &self.network;
+            let why = if !self.protocol.tls {
+                Some("is \"3\" without protocol.tls = true: QUIC is always encrypted, so HTTP/3 needs protocol.tls = true")
+            } else if n.drop_every.is_some() {
+                Some("is \"3\" with network.drop_every, which chatbench does not run: connections are dropped over HTTP/1.1")
+            } else if n.mode == NetworkMode::Socket && !n.is_loopback() {
+                Some("is \"3\" with the socket-level link, which emulates above TCP while QUIC runs over UDP: give network.mode = \"packet\"")
+            } else if !self.path.is_direct() {
+                Some("is \"3\" through a proxy, which chatbench does not run yet: HTTP/3 goes to chatbench's server directly")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(("protocol.http", why.into()));
+            }
         }
         if self.network.drop_every.is_some() && self.protocol.is_http2() {
             return Err((

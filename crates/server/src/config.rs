@@ -227,7 +227,9 @@ pub fn check(args: &ServerArgs) -> Result<(), String> {
         ));
     }
     if args.http3 && !args.wants_tls() {
-        return Err("--http3 needs --tls (or --tls-cert and --tls-key): QUIC is always encrypted".into());
+        return Err(
+            "--http3 needs --tls (or --tls-cert and --tls-key): QUIC is always encrypted".into(),
+        );
     }
     if args.long_poll_max_wait > Duration::from_secs(3600) {
         return Err(format!(

@@ -664,7 +664,11 @@ async fn aioquic_speaks_http3_to_every_http_transport() {
         Duration::from_secs(30),
         run(
             "python3",
-            &[script.to_str().unwrap(), &port.to_string(), ca.to_str().unwrap()],
+            &[
+                script.to_str().unwrap(),
+                &port.to_string(),
+                ca.to_str().unwrap(),
+            ],
         ),
     )
     .await

@@ -5,6 +5,7 @@
 use super::tls::{Handles, Stream};
 use crate::h1::H1Conn;
 use crate::h2::H2Conn;
+use crate::h3::{H3Conn, H3Stream};
 use crate::profile::{Headers, Kind};
 use crate::wire::WireStats;
 use bytes::Bytes;
@@ -32,6 +33,11 @@ pub struct HttpConn {
 
 enum Http {
     H1(H1Conn<Stream>),
+    H3 {
+        conn: Arc<H3Conn>,
+        /// The stream of the last answer, while its body is read.
+        stream: Option<H3Stream>,
+    },
     H2 {
         conn: Arc<H2Conn>,
         /// The body of the last answer, while it is read a piece at a time.
@@ -39,18 +45,23 @@ enum Http {
     },
 }
 
-/// A client's one HTTP/2 connection, which its sender and its receiver
-/// both use; made by whichever needs it first. (Connection drops are not
-/// run over HTTP/2: see `Scenario::validate`.)
+/// A client's one HTTP/2 or HTTP/3 connection, which its sender and its
+/// receiver both use; made by whichever needs it first. (Connection drops
+/// are not run over HTTP/2 or HTTP/3: see `Scenario::validate`.)
 #[derive(Debug, Default)]
 pub struct SharedH2 {
     pub(super) slot: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
+    pub(super) h3: tokio::sync::Mutex<Option<Arc<H3Conn>>>,
 }
 
 impl SharedH2 {
     /// Closes the connection once its users are done with it.
     pub async fn close(&self) {
         let shared = self.slot.lock().await.take();
+        if let Some(c) = shared {
+            c.close().await;
+        }
+        let shared = self.h3.lock().await.take();
         if let Some(c) = shared {
             c.close().await;
         }
@@ -68,6 +79,16 @@ impl HttpConn {
         HttpConn {
             handles: Handles::of(&stream),
             http: Http::H1(H1Conn::new(stream, host)),
+            wire,
+            headers,
+        }
+    }
+
+    /// A user of the HTTP/3 connection `conn`.
+    pub(super) fn h3(conn: Arc<H3Conn>, wire: Arc<WireStats>, headers: Arc<Headers>) -> HttpConn {
+        HttpConn {
+            handles: conn.handles.clone(),
+            http: Http::H3 { conn, stream: None },
             wire,
             headers,
         }
@@ -112,6 +133,12 @@ impl HttpConn {
                 *body = Some(resp.into_body());
                 Ok(status)
             }
+            Http::H3 { conn, stream } => {
+                let m = Method::from_bytes(method.as_bytes())?;
+                let (status, s) = conn.send(m, target, headers, profile, Bytes::new()).await?;
+                *stream = Some(s);
+                Ok(status)
+            }
         }
     }
 
@@ -121,6 +148,10 @@ impl HttpConn {
             Http::H1(c) => c.body_chunk().await,
             Http::H2 { body, .. } => match body {
                 Some(b) => crate::h2::body_chunk(b).await,
+                None => Ok(None),
+            },
+            Http::H3 { stream, .. } => match stream {
+                Some(s) => crate::h3::body_chunk(s).await,
                 None => Ok(None),
             },
         }
@@ -134,6 +165,15 @@ impl HttpConn {
                 Some(b) => Ok(b.collect().await.map_err(std::io::Error::other)?.to_bytes()),
                 None => Ok(Bytes::new()),
             },
+            Http::H3 { stream, .. } => {
+                let mut all = bytes::BytesMut::new();
+                if let Some(mut s) = stream.take() {
+                    while let Some(chunk) = crate::h3::body_chunk(&mut s).await? {
+                        all.extend_from_slice(&chunk);
+                    }
+                }
+                Ok(all.freeze())
+            }
         }
     }
 
@@ -175,6 +215,14 @@ impl HttpConn {
                     .call(m, target, headers, profile, Bytes::copy_from_slice(body))
                     .await?)
             }
+            Http::H3 { conn, .. } => {
+                let m = Method::from_bytes(method.as_bytes())?;
+                let json = [("content-type", "application/json")];
+                let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
+                Ok(conn
+                    .call(m, target, headers, profile, Bytes::copy_from_slice(body))
+                    .await?)
+            }
         }
     }
 
@@ -184,6 +232,7 @@ impl HttpConn {
         match &mut self.http {
             Http::H1(c) => c.is_closed(),
             Http::H2 { conn, .. } => conn.is_closed(),
+            Http::H3 { conn, .. } => conn.is_closed(),
         }
     }
 
@@ -196,6 +245,9 @@ impl HttpConn {
             Http::H1(c) if c.get_ref().is_tls() => c.into_io().close().await,
             Http::H1(c) => c.close().await,
             Http::H2 { conn, .. } => conn.close().await,
+            // The client's shared connection closes at its end
+            // ([`SharedH2::close`]).
+            Http::H3 { .. } => {}
         }
     }
 
@@ -211,6 +263,7 @@ impl HttpConn {
         match self.http {
             Http::H1(c) => c.into_io().close_reading().await,
             Http::H2 { conn, .. } => conn.close().await,
+            Http::H3 { .. } => {}
         }
     }
 
@@ -220,6 +273,7 @@ impl HttpConn {
             Http::H1(c) => c.drain().await,
             // The connection's task reads it to its end.
             Http::H2 { conn, .. } => conn.finished().await,
+            Http::H3 { .. } => {}
         }
     }
 
@@ -229,7 +283,7 @@ impl HttpConn {
         let (up, down) = self.handles.cut.bytes();
         let buffered = match &self.http {
             Http::H1(c) => c.buffered(),
-            Http::H2 { .. } => 0,
+            Http::H2 { .. } | Http::H3 { .. } => 0,
         };
         up + down.saturating_sub((body + buffered) as u64)
     }

@@ -5,7 +5,9 @@
 //! - [`crate::wire::WireCounter`]: its bytes counted, through the emulated
 //!   link when the scenario has one;
 //! - [`tls`]: TLS and ALPN when the scenario asks ([`Connector`]);
-//! - [`http`]: HTTP/1.1 or HTTP/2 above ([`HttpConn`]);
+//! - [`quic`]: instead of the three above for HTTP/3, a QUIC connection
+//!   from a counted UDP socket of the client's own;
+//! - [`http`]: HTTP/1.1, HTTP/2 or HTTP/3 above ([`HttpConn`]);
 //! - [`websocket`]: a WebSocket over either ([`WsConn`]).
 //!
 //! The [`Dialer`] carries what those layers need for a run (the connector,
@@ -19,6 +21,7 @@
 
 pub mod http;
 pub mod probe;
+pub mod quic;
 pub mod tcp;
 pub mod tls;
 pub mod websocket;
@@ -28,6 +31,7 @@ pub use tls::{Connector, Handles, Stream};
 pub use websocket::WsConn;
 
 use crate::h2::H2Conn;
+use crate::h3::H3Conn;
 use crate::link::LinkSpec;
 use crate::packet::netns::Netns;
 use crate::profile::Headers;
@@ -159,6 +163,30 @@ impl Dialer {
         Ok((stream, addr))
     }
 
+    /// An HTTP/3 connection for client `key`: QUIC from a UDP socket of
+    /// its own, then HTTP/3's control streams. Its connect time is recorded.
+    pub async fn h3(&self, key: u64) -> io::Result<Arc<H3Conn>> {
+        let quic = self
+            .connector
+            .quic()
+            .ok_or_else(|| io::Error::other("this run does not speak HTTP/3"))?;
+        let start = Instant::now();
+        let addr = self.server_of(key);
+        let conn = quic
+            .connect(
+                addr,
+                self.source_of(key, addr),
+                self.netns.as_deref(),
+                self.wire.clone(),
+                start,
+            )
+            .await?;
+        let conn = H3Conn::handshake(conn, format!("https://{addr}")).await?;
+        self.rec
+            .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
+        Ok(Arc::new(conn))
+    }
+
     /// An HTTP/2 connection for client `key` ([`Dialer::stream`], then
     /// HTTP/2's preface and settings); with `extended_connect`, once the
     /// server allows WebSocket over it. Its connect time is recorded.
@@ -176,6 +204,19 @@ impl Dialer {
     /// own, its connect time recorded; over HTTP/2 the client's `shared`
     /// one, made when it has none open.
     pub async fn http(&self, key: u64, shared: &SharedH2) -> HttpResult<HttpConn> {
+        if self.connector.quic().is_some() {
+            let mut slot = shared.h3.lock().await;
+            let conn = match slot.as_ref().filter(|c| !c.is_closed()) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.h3(key).await?;
+                    *slot = Some(c.clone());
+                    c
+                }
+            };
+            let headers = self.headers_for(self.server_of(key));
+            return Ok(HttpConn::h3(conn, self.wire.clone(), headers));
+        }
         if !self.connector.is_http2() {
             let start = Instant::now();
             let (stream, addr) = self.stream(key).await?;

@@ -23,6 +23,8 @@ pub struct Connector {
     /// a WebSocket that falls back to HTTP/1.1.
     tls_h1: Option<tokio_rustls::TlsConnector>,
     http2: bool,
+    /// With HTTP/3: QUIC instead of TCP and TLS.
+    quic: Option<super::quic::QuicConnector>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -40,6 +42,16 @@ impl Connector {
     /// only the HTTP version asked for.
     pub fn new(protocol: &Protocol, ca_pems: &[String]) -> io::Result<Connector> {
         let http2 = protocol.is_http2();
+        if protocol.is_http3() {
+            // WebSocket is not carried over HTTP/3 (RFC 9220 is not
+            // served): it opens over HTTP/1.1 with TLS on TCP.
+            return Ok(Connector {
+                tls: Some(tls_connector(ca_pems, false)?),
+                tls_h1: None,
+                http2: false,
+                quic: Some(super::quic::QuicConnector::new(ca_pems)?),
+            });
+        }
         let (tls, tls_h1) = match (protocol.tls, http2) {
             (false, _) => (None, None),
             (true, false) => (Some(tls_connector(ca_pems, false)?), None),
@@ -48,7 +60,12 @@ impl Connector {
                 Some(tls_connector(ca_pems, false)?),
             ),
         };
-        Ok(Connector { tls, tls_h1, http2 })
+        Ok(Connector {
+            tls,
+            tls_h1,
+            http2,
+            quic: None,
+        })
     }
 
     /// True when clients speak HTTP/2.
@@ -56,9 +73,14 @@ impl Connector {
         self.http2
     }
 
-    /// `https` with TLS, else `http`.
+    /// With HTTP/3, how clients make their QUIC connections.
+    pub fn quic(&self) -> Option<&super::quic::QuicConnector> {
+        self.quic.as_ref()
+    }
+
+    /// `https` with TLS (and HTTP/3), else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
+        if self.tls.is_some() || self.quic.is_some() {
             "https"
         } else {
             "http"
@@ -119,6 +141,16 @@ impl Connector {
 
 /// A rustls client that trusts `ca_pems` and offers `h2` or `http/1.1`.
 pub fn tls_connector(ca_pems: &[String], http2: bool) -> io::Result<tokio_rustls::TlsConnector> {
+    let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+        ca_pems,
+        &[alpn],
+    )?)))
+}
+
+/// A rustls client configuration that trusts exactly `ca_pems` and offers
+/// `alpn` (TCP's connectors and QUIC's, `super::quic`).
+pub fn client_config(ca_pems: &[String], alpn: &[&[u8]]) -> io::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for pem in ca_pems {
         for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
@@ -140,12 +172,8 @@ pub fn tls_connector(ca_pems: &[String], http2: bool) -> io::Result<tokio_rustls
     .map_err(|e| io::Error::other(format!("TLS versions: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![if http2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }
 
 /// A client connection's byte stream: the counted socket, or TLS over it.
@@ -256,6 +284,14 @@ pub struct Handles {
 }
 
 impl Handles {
+    /// The handles of a client's QUIC connection and its socket's counts.
+    pub fn quic(conn: quinn::Connection, counts: Arc<crate::dial::quic::UdpCounts>) -> Handles {
+        Handles {
+            read_at: counts.read_at.clone(),
+            cut: CutHandle::quic(conn, counts),
+        }
+    }
+
     /// The handles of `stream`'s socket.
     pub fn of(stream: &Stream) -> Handles {
         Handles {

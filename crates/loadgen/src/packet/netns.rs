@@ -25,8 +25,8 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
     }
 }
 
-/// A socket request: the reply channel for the new socket.
-type Request = mpsc::Sender<io::Result<socket2::Socket>>;
+/// A socket request: TCP or UDP, and the reply channel for the new socket.
+type Request = (socket2::Type, mpsc::Sender<io::Result<socket2::Socket>>);
 
 /// A network namespace, and the thread that makes sockets in it.
 #[derive(Debug)]
@@ -84,12 +84,8 @@ impl Netns {
                 if !ok {
                     return;
                 }
-                for reply in rx {
-                    let socket = socket2::Socket::new(
-                        socket2::Domain::IPV4,
-                        socket2::Type::STREAM,
-                        Some(socket2::Protocol::TCP),
-                    );
+                for (kind, reply) in rx {
+                    let socket = socket2::Socket::new(socket2::Domain::IPV4, kind, None);
                     let _ = reply.send(socket);
                 }
             })?;
@@ -115,11 +111,20 @@ impl Netns {
 
     /// A new TCP socket inside the namespace, not yet connected.
     pub fn tcp_socket(&self) -> io::Result<socket2::Socket> {
+        self.socket(socket2::Type::STREAM)
+    }
+
+    /// A new UDP socket inside the namespace, not yet bound (QUIC's).
+    pub fn udp_socket(&self) -> io::Result<socket2::Socket> {
+        self.socket(socket2::Type::DGRAM)
+    }
+
+    fn socket(&self, kind: socket2::Type) -> io::Result<socket2::Socket> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .as_ref()
             .ok_or_else(|| io::Error::other("the namespace's thread is gone"))?
-            .send(tx)
+            .send((kind, tx))
             .map_err(|_| io::Error::other("the namespace's thread is gone"))?;
         rx.recv()
             .map_err(|_| io::Error::other("the namespace's thread is gone"))?
