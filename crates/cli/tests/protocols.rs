@@ -1,5 +1,6 @@
 //! `[protocol]`: every transport over HTTP/1.1 and HTTP/2, plain and over
-//! TLS, with nothing lost and the byte cross-check with the server exact.
+//! TLS, and over HTTP/3, with nothing lost and the byte cross-check with
+//! the server exact.
 
 use crate::util::*;
 use chatbench_loadgen::results::TransportRun;
@@ -225,6 +226,51 @@ async fn spawned_servers_make_their_certificates_and_every_process_trusts_them()
         })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// HTTP/3: a spawned server serves QUIC beside TCP (`--http3`); each
+/// client's publishes and its polls or stream share one QUIC connection,
+/// whose datagrams the client counts at its UDP socket and the server per
+/// connection, and the two agree to the byte. WebSocket, which is not
+/// carried over HTTP/3, runs over HTTP/1.1 with TLS on TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_runs_in_an_http3_run_with_exact_byte_counts() {
+    let out = tempfile::tempdir().unwrap();
+    let src = tiny_toml("h3", ALL) + "\n[protocol]\nhttp = \"3\"\ntls = true\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("h3.toml")).unwrap();
+    let clients = scenario.total_clients();
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    assert_eq!(run.runs.len(), 4);
+    for r in &run.runs {
+        assert_clean(r, "h3");
+        let w = &r.wire.total;
+        assert_eq!(w.tls_handshakes, w.connections, "{}", r.transport);
+        assert!(w.tls_handshake_bytes > 0, "{}", r.transport);
+        if r.transport == Transport::WebSocket {
+            continue;
+        }
+        // One QUIC connection per client, made once.
+        assert_eq!(w.connections, clients, "{}", r.transport);
+        // Datagrams are counted, and the on-wire estimate adds IPv4 and
+        // UDP headers (28 bytes) to each.
+        let p = &r.wire.per_msg;
+        let per_datagram = (p.on_wire_bytes - p.bytes) / p.segments;
+        assert!(
+            (per_datagram - 28.0).abs() < 0.5,
+            "{}: {per_datagram} header bytes per datagram",
+            r.transport
+        );
+    }
 }
 
 /// TLS against an external server needs its CA: the run says so before

@@ -323,6 +323,56 @@ impl WireCounter {
     }
 }
 
+/// One QUIC client's UDP socket's counts (`dial/quic.rs` counts each
+/// datagram into them), also added to the run's [`WireStats`].
+#[derive(Debug)]
+pub struct UdpCounts {
+    stats: Arc<WireStats>,
+    up: AtomicU64,
+    down: AtomicU64,
+    /// When the socket last received, µs since the UNIX epoch: the arrival
+    /// a latency ends at (the clock's reading as quinn takes the datagram;
+    /// the kernel's stamp is not passed through quinn's socket).
+    pub read_at: Arc<AtomicU64>,
+    /// Set once the connection was cut ([`crate::wire::CutHandle`]).
+    pub cut: std::sync::atomic::AtomicBool,
+}
+
+impl UdpCounts {
+    /// Bytes sent and received so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.up.load(Relaxed), self.down.load(Relaxed))
+    }
+}
+
+impl UdpCounts {
+    /// Counts for a new socket, adding to `stats`.
+    pub fn new(stats: Arc<WireStats>) -> UdpCounts {
+        UdpCounts {
+            stats,
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            read_at: Arc::new(AtomicU64::new(0)),
+            cut: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Counts `bytes` sent in `datagrams`.
+    pub fn sent(&self, bytes: u64, datagrams: u64) {
+        self.up.fetch_add(bytes, Relaxed);
+        self.stats.bytes_up.fetch_add(bytes, Relaxed);
+        self.stats.segs_out.fetch_add(datagrams, Relaxed);
+    }
+
+    /// Counts `bytes` received in `datagrams`, arriving now.
+    pub fn received(&self, bytes: u64, datagrams: u64) {
+        self.down.fetch_add(bytes, Relaxed);
+        self.stats.bytes_down.fetch_add(bytes, Relaxed);
+        self.stats.segs_in.fetch_add(datagrams, Relaxed);
+        self.read_at.store(crate::clock::unix_now_us(), Relaxed);
+    }
+}
+
 /// Cuts a [`WireCounter`]'s connection ([`WireCounter::cut`]), or a QUIC
 /// connection ([`CutHandle::quic`]).
 #[derive(Debug, Clone)]
@@ -334,13 +384,13 @@ enum Cut {
         sock: Arc<Sock>,
         up: Option<Arc<Up>>,
     },
-    Quic(quinn::Connection, Arc<crate::dial::quic::UdpCounts>),
+    Quic(quinn::Connection, Arc<UdpCounts>),
 }
 
 impl CutHandle {
     /// The handle of a client's QUIC connection and its socket's counts:
     /// its cut closes the connection.
-    pub fn quic(conn: quinn::Connection, counts: Arc<crate::dial::quic::UdpCounts>) -> CutHandle {
+    pub fn quic(conn: quinn::Connection, counts: Arc<UdpCounts>) -> CutHandle {
         CutHandle(Cut::Quic(conn, counts))
     }
 

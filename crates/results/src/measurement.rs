@@ -470,7 +470,21 @@ impl Measurement {
             errors: a.errors,
         };
         let payload = a.payload_bytes as f64 / a.payload_count.max(1) as f64;
-        let wire = WireResult::new(self.wire_measured, self.wire_total, a.delivered, payload);
+        // Over HTTP/3 the clients' packets are UDP datagrams (a WebSocket
+        // in such a run goes over TCP).
+        let over_udp = s.protocol.is_http3() && self.transport != Some(crate::Transport::WebSocket);
+        let headers = if over_udp {
+            crate::wire::UDP_HEADERS
+        } else {
+            crate::wire::TCP_HEADERS
+        };
+        let wire = WireResult::new(
+            self.wire_measured,
+            self.wire_total,
+            a.delivered,
+            payload,
+            headers,
+        );
         let crosscheck = server.counters.map(|(bytes, delivered)| CrossCheck {
             server_bytes_written: bytes,
             client_bytes_down: self.wire_total.bytes_down,

@@ -64,11 +64,18 @@ impl std::ops::Sub for WireSnapshot {
     }
 }
 
-/// Estimated on-wire bytes: payload plus Ethernet (14 + 4 FCS + 20 preamble
-/// and gap are left out: loopback has none), IPv4 (20) and TCP with the
-/// timestamp option (32) headers per segment.
-pub fn on_wire_bytes(payload: u64, segments: u64) -> u64 {
-    payload + segments * (20 + 32)
+/// Headers per TCP segment: IPv4 (20) and TCP with the timestamp option
+/// (32).
+pub const TCP_HEADERS: u64 = 20 + 32;
+
+/// Headers per UDP datagram (QUIC's, for HTTP/3): IPv4 (20) and UDP (8).
+pub const UDP_HEADERS: u64 = 20 + 8;
+
+/// Estimated on-wire bytes: payload plus `headers` bytes per segment or
+/// datagram ([`TCP_HEADERS`] or [`UDP_HEADERS`]; Ethernet's 14 + 4 FCS + 20
+/// preamble and gap are left out: loopback has none).
+pub fn on_wire_bytes(payload: u64, segments: u64, headers: u64) -> u64 {
+    payload + segments * headers
 }
 
 impl std::ops::Add for WireSnapshot {

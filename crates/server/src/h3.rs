@@ -29,12 +29,14 @@ use tokio_util::task::TaskTracker;
 pub const ALPN: &[u8] = b"h3";
 
 /// A QUIC endpoint on `addr` (UDP) that serves HTTP/3 with `tls`'s
-/// certificate. Its idle timeout outlasts the longest long poll, since a
-/// waiting long poll sends nothing.
+/// certificate, each connection opening at most `max_streams` requests at
+/// once. Its idle timeout outlasts the longest long poll, since a waiting
+/// long poll sends nothing.
 pub(crate) fn endpoint(
     addr: SocketAddr,
     tls: &crate::tls::Tls,
     config: &crate::Config,
+    max_streams: u32,
 ) -> Result<quinn::Endpoint, String> {
     let mut crypto = (*tls.config).clone();
     crypto.alpn_protocols = vec![ALPN.to_vec()];
@@ -49,7 +51,7 @@ pub(crate) fn endpoint(
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(idle).map_err(|e| format!("idle timeout: {e}"))?,
         ))
-        .max_concurrent_bidi_streams(crate::server::MAX_STREAMS.into());
+        .max_concurrent_bidi_streams(max_streams.into());
     server.transport_config(Arc::new(transport));
     let socket = std::net::UdpSocket::bind(addr).map_err(|e| format!("UDP {addr}: {e}"))?;
     quinn::Endpoint::new(

@@ -131,7 +131,7 @@ fn quic_endpoint(listener: &TcpListener, config: &Config) -> Option<quinn::Endpo
     let made = listener
         .local_addr()
         .map_err(|e| e.to_string())
-        .and_then(|addr| crate::h3::endpoint(addr, tls, config));
+        .and_then(|addr| crate::h3::endpoint(addr, tls, config, MAX_STREAMS));
     match made {
         Ok(endpoint) => {
             tracing::info!("HTTP/3 on udp://{:?}", endpoint.local_addr());

@@ -24,6 +24,7 @@ pub mod probe;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
+pub mod trust;
 pub mod websocket;
 
 pub use http::{HttpConn, HttpResult, SharedH2};

@@ -8,36 +8,15 @@
 //! A client has a socket of its own, so everything that reaches it is its
 //! connection's, including what arrives after the connection has closed.
 
-use crate::wire::WireStats;
+use crate::wire::{UdpCounts, WireStats};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// One client socket's counts, also added to the run's [`WireStats`].
-#[derive(Debug)]
-pub struct UdpCounts {
-    stats: Arc<WireStats>,
-    up: AtomicU64,
-    down: AtomicU64,
-    /// When the socket last received, µs since the UNIX epoch: the arrival
-    /// a latency ends at (the clock's reading as quinn takes the datagram;
-    /// the kernel's stamp is not passed through quinn's socket).
-    pub read_at: Arc<AtomicU64>,
-    /// Set once the connection was cut ([`crate::wire::CutHandle`]).
-    pub cut: AtomicBool,
-}
-
-impl UdpCounts {
-    /// Bytes sent and received so far.
-    pub fn bytes(&self) -> (u64, u64) {
-        (self.up.load(Relaxed), self.down.load(Relaxed))
-    }
-}
 
 /// A UDP socket whose datagrams are counted into [`UdpCounts`].
 #[derive(Debug)]
@@ -58,11 +37,9 @@ impl quinn::AsyncUdpSocket for CountedUdp {
 
     fn try_send(&self, t: &quinn::udp::Transmit) -> io::Result<()> {
         self.inner.try_send(t)?;
-        let n = t.contents.len() as u64;
-        let segs = datagrams(t.contents.len(), t.segment_size.unwrap_or(t.contents.len()));
-        self.counts.up.fetch_add(n, Relaxed);
-        self.counts.stats.bytes_up.fetch_add(n, Relaxed);
-        self.counts.stats.segs_out.fetch_add(segs, Relaxed);
+        let n = t.contents.len();
+        let segs = datagrams(n, t.segment_size.unwrap_or(n));
+        self.counts.sent(n as u64, segs);
         Ok(())
     }
 
@@ -79,12 +56,7 @@ impl quinn::AsyncUdpSocket for CountedUdp {
                 bytes += m.len as u64;
                 segs += datagrams(m.len, m.stride);
             }
-            self.counts.down.fetch_add(bytes, Relaxed);
-            self.counts.stats.bytes_down.fetch_add(bytes, Relaxed);
-            self.counts.stats.segs_in.fetch_add(segs, Relaxed);
-            self.counts
-                .read_at
-                .store(crate::clock::unix_now_us(), Relaxed);
+            self.counts.received(bytes, segs);
         }
         polled
     }
@@ -133,7 +105,7 @@ impl std::fmt::Debug for QuicConnector {
 impl QuicConnector {
     /// Trusting exactly `ca_pems`, offering ALPN `h3`.
     pub fn new(ca_pems: &[String]) -> io::Result<QuicConnector> {
-        let tls = super::tls::client_config(ca_pems, &[b"h3"])?;
+        let tls = super::trust::client_config(ca_pems, &[b"h3"])?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| io::Error::other(format!("TLS for QUIC: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
@@ -173,13 +145,7 @@ impl QuicConnector {
         socket.bind(&SocketAddr::new(source.unwrap_or(any), 0).into())?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let inner = quinn::Runtime::wrap_udp_socket(&*runtime, socket.into())?;
-        let counts = Arc::new(UdpCounts {
-            stats: stats.clone(),
-            up: AtomicU64::new(0),
-            down: AtomicU64::new(0),
-            read_at: Arc::new(AtomicU64::new(0)),
-            cut: AtomicBool::new(false),
-        });
+        let counts = Arc::new(UdpCounts::new(stats.clone()));
         let counted = Arc::new(CountedUdp {
             inner,
             counts: counts.clone(),

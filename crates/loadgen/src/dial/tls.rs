@@ -5,8 +5,7 @@
 
 use crate::wire::{CutHandle, WireCounter, WireStats};
 use chatbench_results::scenario::Protocol;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -142,38 +141,9 @@ impl Connector {
 /// A rustls client that trusts `ca_pems` and offers `h2` or `http/1.1`.
 pub fn tls_connector(ca_pems: &[String], http2: bool) -> io::Result<tokio_rustls::TlsConnector> {
     let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(
-        ca_pems,
-        &[alpn],
-    )?)))
-}
-
-/// A rustls client configuration that trusts exactly `ca_pems` and offers
-/// `alpn` (TCP's connectors and QUIC's, `super::quic`).
-pub fn client_config(ca_pems: &[String], alpn: &[&[u8]]) -> io::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for pem in ca_pems {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| io::Error::other(format!("a CA certificate: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| io::Error::other(format!("a CA certificate: {e}")))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err(io::Error::other(
-            "TLS needs the server's CA certificate, and none was given",
-        ));
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| io::Error::other(format!("TLS versions: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(
+        super::trust::client_config(ca_pems, &[alpn])?,
+    )))
 }
 
 /// A client connection's byte stream: the counted socket, or TLS over it.
@@ -285,7 +255,7 @@ pub struct Handles {
 
 impl Handles {
     /// The handles of a client's QUIC connection and its socket's counts.
-    pub fn quic(conn: quinn::Connection, counts: Arc<crate::dial::quic::UdpCounts>) -> Handles {
+    pub fn quic(conn: quinn::Connection, counts: Arc<crate::wire::UdpCounts>) -> Handles {
         Handles {
             read_at: counts.read_at.clone(),
             cut: CutHandle::quic(conn, counts),

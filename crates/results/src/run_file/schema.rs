@@ -296,12 +296,14 @@ pub struct PerMessage {
 }
 
 impl WireResult {
-    /// Derives per-message figures.
+    /// Derives per-message figures; `headers` are the IP and transport
+    /// headers per segment (TCP) or datagram (UDP, for QUIC).
     pub fn new(
         measured: WireSnapshot,
         total: WireSnapshot,
         delivered: u64,
         payload_bytes: f64,
+        headers: u64,
     ) -> WireResult {
         let d = delivered.max(1) as f64;
         let segs = total.segs_in + total.segs_out;
@@ -322,7 +324,8 @@ impl WireResult {
                 bytes: (measured.bytes_up + measured.bytes_down) as f64 / d,
                 requests: measured.requests as f64 / d,
                 segments: segs as f64 * total_share / d,
-                on_wire_bytes: on_wire_bytes(total.bytes_up + total.bytes_down, segs) as f64
+                on_wire_bytes: on_wire_bytes(total.bytes_up + total.bytes_down, segs, headers)
+                    as f64
                     * total_share
                     / d,
                 payload_bytes,
