@@ -671,6 +671,12 @@ fn protocols(o: &mut String, run: &RunFile) {
         o,
         "The same traffic over HTTP/1.1 (`h1`), HTTP/1.1 over TLS (`h1+tls`), HTTP/2 with prior knowledge (`h2c`) and HTTP/2 over TLS with ALPN (`h2+tls`). Over HTTP/2 a client's publishes and its polls or stream share one connection, as a browser tab's do, and WebSocket runs over extended CONNECT (RFC 8441) on a stream; over HTTP/1.1 a client that sends keeps a second connection for its publishes. Bytes are counted on the sockets, below TLS: they are the ciphertext a packet capture sees. A TLS handshake's bytes and time run from the TCP connect to the handshake's end (TLS 1.3, ECDSA P-256, one round trip; no session tickets or resumption).\n"
     );
+    if stacks.iter().any(|p| p.is_http3()) {
+        let _ = writeln!(
+            o,
+            "HTTP/3 (`h3`) runs over QUIC, on UDP: each client's publishes and its polls or stream share one QUIC connection, whose handshake (TLS 1.3 inside QUIC's Initial and Handshake packets) is the TLS handshake counted. Its bytes are counted at the UDP sockets: QUIC's packet headers, frames and encryption are in them, and the on-wire figure adds IPv4 and UDP headers (28 bytes per datagram, against 52 per TCP segment). WebSocket is not carried over HTTP/3 here (RFC 9220 is not served), so in an `h3` run it goes over HTTP/1.1 with TLS on TCP, as a browser opens it. The h3 crate (0.0.8) on both sides encodes header fields with QPACK's static table and literals only, without a dynamic table, so unlike HPACK it does not shrink a poll's repeated headers (Chromium's QPACK keeps a dynamic table: a browser's polls over HTTP/3 cost less than these).\n"
+        );
+    }
     let _ = writeln!(
         o,
         "| transport | stack | p50 | bytes/msg | requests/msg | connections per client | server CPU ms per 1,000 msgs | TLS handshake bytes | TLS handshake time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"

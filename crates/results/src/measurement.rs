@@ -490,7 +490,14 @@ impl Measurement {
             client_bytes_down: self.wire_total.bytes_down,
             server_delivered: delivered,
             client_receipts: a.receipts,
-            bytes_match: bytes == self.wire_total.bytes_down,
+            // QUIC's bytes are counted at the UDP sockets: datagrams the
+            // link dropped were written by the server and never read, so
+            // over a lossy link the clients read at most what it wrote.
+            bytes_match: if over_udp && s.network.drops_packets() {
+                bytes >= self.wire_total.bytes_down
+            } else {
+                bytes == self.wire_total.bytes_down
+            },
             delivered_match: delivered == a.receipts,
         });
         let loadgen = self

@@ -471,6 +471,17 @@ impl Network {
         }
     }
 
+    /// True when the packet-level link may drop packets: loss, a bounded
+    /// queue, or a trace (whose queue is bounded too).
+    pub fn drops_packets(&self) -> bool {
+        self.mode == NetworkMode::Packet
+            && (self.loss > 0.0
+                || self.queue_bytes.is_some()
+                || self.queue_packets.is_some()
+                || self.trace_up.is_some()
+                || self.trace_down.is_some())
+    }
+
     /// Bits per second, None for unlimited.
     pub fn bandwidth_bps(&self) -> Result<Option<u64>, String> {
         parse_bandwidth(&self.bandwidth)
