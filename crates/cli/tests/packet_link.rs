@@ -268,3 +268,63 @@ async fn a_packet_mode_run_with_loss_delivers_every_message() {
         );
     }
 }
+
+/// HTTP/3 over the packet-level link, losing 2% of the packets each way:
+/// QUIC retransmits what was lost, every message is delivered once and in
+/// order, the server's UDP bytes exceed what the clients read by the
+/// datagrams the link dropped on the way down, and the cross-check holds
+/// (the clients read no more than the server wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http3_over_a_lossy_packet_link_delivers_every_message() {
+    if cannot_run().is_some() {
+        return;
+    }
+    let toml = crate::util::tiny_toml("packet-h3", r#""long_poll", "sse""#)
+        + "\n[network]\nmode = \"packet\"\nrtt = \"20ms\"\nloss = 0.02\n"
+        + "\n[protocol]\nhttp = \"3\"\ntls = true\n";
+    let scenario =
+        chatbench_loadgen::scenario::Scenario::parse(&toml, std::path::Path::new("h3.toml"))
+            .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let target = chatbench_loadgen::server::ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(crate::util::options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    assert_eq!(done.file.runs.len(), 2);
+    for r in &done.file.runs {
+        let a = r.audit;
+        assert!(
+            a.sent > 0 && a.delivered == a.expected,
+            "{}: {a:?}, flags {:?}, errors {:?}",
+            r.transport,
+            r.flags,
+            r.errors_by_cause
+        );
+        assert_eq!(
+            (a.lost, a.duplicated, a.reordered),
+            (0, 0, 0),
+            "{}",
+            r.transport
+        );
+        let c = r.crosscheck.expect("a spawned server has /metrics");
+        assert!(c.bytes_match && c.delivered_match, "{}: {c:?}", r.transport);
+        let link = r.link.expect("a packet-mode run reports its link");
+        assert!(link.up.lost > 0 && link.down.lost > 0, "{link:?}");
+        assert!(
+            c.server_bytes_written > c.client_bytes_down,
+            "{}: the link dropped datagrams on the way down, {c:?}",
+            r.transport
+        );
+        assert!(
+            !r.flags.iter().any(|f| f == "crosscheck_mismatch"),
+            "{}: {:?}",
+            r.transport,
+            r.flags
+        );
+    }
+}

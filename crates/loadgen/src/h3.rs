@@ -81,7 +81,11 @@ impl H3Conn {
         if !body.is_empty() {
             stream.send_data(body).await.map_err(io::Error::other)?;
         }
-        stream.finish().await.map_err(io::Error::other)?;
+        // A server may answer before it has read the request's end and
+        // then stop the request stream (RFC 9114 4.1), so the end of a
+        // request whose answer comes is not an error; a request that got
+        // no answer fails below.
+        let _ = stream.finish().await;
         let resp = stream.recv_response().await.map_err(io::Error::other)?;
         Ok((resp.status(), stream))
     }

@@ -671,12 +671,6 @@ fn protocols(o: &mut String, run: &RunFile) {
         o,
         "The same traffic over HTTP/1.1 (`h1`), HTTP/1.1 over TLS (`h1+tls`), HTTP/2 with prior knowledge (`h2c`) and HTTP/2 over TLS with ALPN (`h2+tls`). Over HTTP/2 a client's publishes and its polls or stream share one connection, as a browser tab's do, and WebSocket runs over extended CONNECT (RFC 8441) on a stream; over HTTP/1.1 a client that sends keeps a second connection for its publishes. Bytes are counted on the sockets, below TLS: they are the ciphertext a packet capture sees. A TLS handshake's bytes and time run from the TCP connect to the handshake's end (TLS 1.3, ECDSA P-256, one round trip; no session tickets or resumption).\n"
     );
-    if stacks.iter().any(|p| p.is_http3()) {
-        let _ = writeln!(
-            o,
-            "HTTP/3 (`h3`) runs over QUIC, on UDP: each client's publishes and its polls or stream share one QUIC connection, whose handshake (TLS 1.3 inside QUIC's Initial and Handshake packets) is the TLS handshake counted. Its bytes are counted at the UDP sockets: QUIC's packet headers, frames and encryption are in them, and the on-wire figure adds IPv4 and UDP headers (28 bytes per datagram, against 52 per TCP segment). WebSocket is not carried over HTTP/3 here (RFC 9220 is not served), so in an `h3` run it goes over HTTP/1.1 with TLS on TCP, as a browser opens it. The h3 crate (0.0.8) on both sides encodes header fields with QPACK's static table and literals only, without a dynamic table, so unlike HPACK it does not shrink a poll's repeated headers (Chromium's QPACK keeps a dynamic table: a browser's polls over HTTP/3 cost less than these).\n"
-        );
-    }
     let _ = writeln!(
         o,
         "| transport | stack | p50 | bytes/msg | requests/msg | connections per client | server CPU ms per 1,000 msgs | TLS handshake bytes | TLS handshake time |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -727,14 +721,19 @@ fn protocols(o: &mut String, run: &RunFile) {
             );
         }
     }
-    // Round trips of a handshake, over an emulated round trip.
+    http3(o, run, &stacks);
+    // Round trips of a handshake over TCP, over an emulated round trip.
     let rtt_us = s.network.rtt.as_micros() as f64;
-    let (hs, hs_us) = run.runs.iter().fold((0u64, 0u64), |(n, us), r| {
-        (
-            n + r.wire.total.tls_handshakes,
-            us + r.wire.total.tls_handshake_us,
-        )
-    });
+    let (hs, hs_us) = run
+        .runs
+        .iter()
+        .filter(|r| !stacks[r.point.min(stacks.len() - 1)].is_http3())
+        .fold((0u64, 0u64), |(n, us), r| {
+            (
+                n + r.wire.total.tls_handshakes,
+                us + r.wire.total.tls_handshake_us,
+            )
+        });
     if rtt_us > 0.0 && hs > 0 {
         let mean = hs_us as f64 / hs as f64;
         let _ = writeln!(
@@ -810,6 +809,73 @@ fn protocols(o: &mut String, run: &RunFile) {
         o,
         "Where HPACK helps, and where it does not. HTTP/2 compresses header fields against a table both ends keep per connection: a header sent before (`content-type`, `accept`, a cookie that has not changed, the `:authority`) costs one or two bytes the next time. That is exactly polling's overhead, the same request and response heads over and over, so polls and publishes shrink most. It does not help the first request on a connection, which sends every field in full to fill the table, nor a field whose value changes each time: the `:path` of a poll carries its cursor (`after=N`), and a cookie that changes is sent again as a literal. It does nothing for a stream's messages: an SSE event or a WebSocket frame is data, and over HTTP/2 each message also pays a 9-byte DATA frame header, so push transports gain nothing and WebSocket over HTTP/2 costs more than over HTTP/1.1. TLS adds a 5-byte record header, a 16-byte tag and a content-type byte (22 bytes in all, TLS 1.3 with AES-GCM) to every record, that is to every write of a poll's answer or a pushed message, plus one handshake per connection.\n"
     );
+}
+
+/// What an HTTP/3 point adds to the Protocols section: how QUIC is counted,
+/// its handshake, and on a link that drops packets, its tail against
+/// HTTP/2's (one TCP connection) for the transports that share a
+/// connection.
+fn http3(o: &mut String, run: &RunFile, stacks: &[chatbench_results::scenario::Protocol]) {
+    let Some(h3) = stacks.iter().position(|p| p.is_http3()) else {
+        return;
+    };
+    let _ = writeln!(
+            o,
+            "HTTP/3 (`h3`) runs over QUIC, on UDP (quinn 0.11 on both sides, with its default congestion controller, CUBIC, as over TCP here): each client's publishes and its polls or stream share one QUIC connection, whose handshake (TLS 1.3 inside QUIC's Initial and Handshake packets) is the TLS handshake counted. Its bytes are counted at the UDP sockets: QUIC's packet headers, frames and encryption are in them, and the on-wire figure adds IPv4 and UDP headers (28 bytes per datagram, against 52 per TCP segment). WebSocket is not carried over HTTP/3 here (RFC 9220 is not served), so in an `h3` run it goes over HTTP/1.1 with TLS on TCP, as a browser opens it. The h3 crate (0.0.8) on both sides encodes header fields with QPACK's static table and literals only, without a dynamic table, so unlike HPACK it does not shrink a poll's repeated headers (Chromium's QPACK keeps a dynamic table: a browser's polls over HTTP/3 cost less than these).\n"
+        );
+    let s = &run.scenario;
+    let quic = run
+        .runs
+        .iter()
+        .filter(|r| r.point == h3 && r.transport != chatbench_results::Transport::WebSocket);
+    let (n, us) = quic.fold((0u64, 0u64), |(n, us), r| {
+        (
+            n + r.wire.total.tls_handshakes,
+            us + r.wire.total.tls_handshake_us,
+        )
+    });
+    let rtt_us = s.network.rtt.as_micros() as f64;
+    if rtt_us > 0.0 && n > 0 {
+        let mean = us as f64 / n as f64;
+        let _ = writeln!(
+            o,
+            "Over the emulated {} round trip a QUIC handshake (transport and TLS at once) took {} on average: {:.2} round trips.\n",
+            fmt_us(rtt_us as u64),
+            fmt_us(mean as u64),
+            mean / rtt_us
+        );
+    }
+    let h2 = stacks.iter().position(|p| p.is_http2() && p.tls);
+    let (Some(h2), true) = (h2, s.network.drops_packets()) else {
+        return;
+    };
+    let p99 = |t, p: usize| {
+        run.summary
+            .iter()
+            .find(|x| x.transport == t && x.point == p)
+            .map(|x| x.p99_us.median as u64)
+    };
+    let mut lines = Vec::new();
+    for &t in &s.transports {
+        if t == chatbench_results::Transport::WebSocket {
+            continue;
+        }
+        if let (Some(a), Some(b)) = (p99(t, h2), p99(t, h3)) {
+            lines.push(format!(
+                "- **{t}**: p99 {} over HTTP/2 with TLS, {} over HTTP/3 ({:.2}×).",
+                fmt_us(a),
+                fmt_us(b),
+                b as f64 / a.max(1) as f64
+            ));
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(
+            o,
+            "On this link, which drops packets: a client's publishes and its poll or stream share one connection over HTTP/2 and over HTTP/3, but a lost TCP segment holds every stream behind it until it is retransmitted, where QUIC delivers each stream's data as it arrives. The tail of each transport that shares its connection:\n\n{}\n",
+            lines.join("\n")
+        );
+    }
 }
 
 /// The load generator's own CPU and memory, per run, when it recorded its
