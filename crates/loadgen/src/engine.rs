@@ -760,7 +760,7 @@ fn server_cost(r: ServerReadings<'_>) -> Option<ServerCost> {
             .unwrap_or(b[i].rss_bytes)
     };
     let processes = if n > 1 {
-        let http = r.transport != Transport::WebSocket;
+        let http = !r.transport.is_duplex();
         let c = &r.scenario.clients;
         let per_room = c.clients_per_room as u64 + if http { c.senders_per_room as u64 } else { 0 };
         (0..n)

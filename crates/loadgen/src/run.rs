@@ -401,7 +401,11 @@ async fn start_path(
         .as_ref()
         .map_or(std::net::Ipv4Addr::LOCALHOST, |l| l.server_ip());
     let mut flags = sp.server.flags();
-    if sp.protocol.is_http3() {
+    if sp.protocol.is_http3()
+        || sp
+            .run_transports()
+            .contains(&crate::Transport::WebTransport)
+    {
         // QUIC on the listening port's number over UDP, beside TCP.
         flags.push("--http3".into());
     }

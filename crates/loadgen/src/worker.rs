@@ -88,10 +88,11 @@ impl WorkerTask {
 
     /// Connections of this worker that must be up before traffic: every
     /// receiver, plus the publish connection of each sender on the HTTP
-    /// transports (WebSocket senders publish on their own socket). A
+    /// transports (WebSocket and WebTransport senders publish on their own
+    /// connection). A
     /// client of another stack's profile is ready once, when it has joined.
     pub fn expected_ready(&self) -> u64 {
-        let http = self.transport != Transport::WebSocket && self.scenario.target.is_chatbench();
+        let http = !self.transport.is_duplex() && self.scenario.target.is_chatbench();
         self.client_ids()
             .map(|id| 1 + u64::from(http && ClientSpec::nth(&self.scenario, id).sender.is_some()))
             .sum()

@@ -291,15 +291,20 @@ pub enum Transport {
     /// WebSocket.
     #[serde(rename = "websocket")]
     WebSocket,
+    /// WebTransport over HTTP/3: a session per client, each message on a
+    /// QUIC stream from the server.
+    #[serde(rename = "webtransport")]
+    WebTransport,
 }
 
 impl Transport {
     /// Every transport.
-    pub const ALL: [Transport; 4] = [
+    pub const ALL: [Transport; 5] = [
         Transport::ShortPoll,
         Transport::LongPoll,
         Transport::Sse,
         Transport::WebSocket,
+        Transport::WebTransport,
     ];
 
     /// The name used in files and flags.
@@ -309,12 +314,23 @@ impl Transport {
             Transport::LongPoll => "long_poll",
             Transport::Sse => "sse",
             Transport::WebSocket => "websocket",
+            Transport::WebTransport => "webtransport",
         }
     }
 
-    /// True for the transports that push on a stream (SSE, WebSocket).
+    /// True for the transports that push on a stream (SSE, WebSocket,
+    /// WebTransport).
     pub fn is_push(self) -> bool {
-        matches!(self, Transport::Sse | Transport::WebSocket)
+        matches!(
+            self,
+            Transport::Sse | Transport::WebSocket | Transport::WebTransport
+        )
+    }
+
+    /// True when a client publishes on the connection it receives on
+    /// (WebSocket, WebTransport), not on an HTTP connection beside it.
+    pub fn is_duplex(self) -> bool {
+        matches!(self, Transport::WebSocket | Transport::WebTransport)
     }
 
     /// A short tag for room names.
@@ -324,6 +340,7 @@ impl Transport {
             Transport::LongPoll => "lp",
             Transport::Sse => "sse",
             Transport::WebSocket => "ws",
+            Transport::WebTransport => "wt",
         }
     }
 }
@@ -334,7 +351,7 @@ impl std::str::FromStr for Transport {
         Transport::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown transport {s:?}; expected one of short_poll, long_poll, sse, websocket"))
+            .ok_or_else(|| format!("unknown transport {s:?}; expected one of short_poll, long_poll, sse, websocket, webtransport"))
     }
 }
 

@@ -42,6 +42,7 @@ pub fn color(t: Transport) -> RGBColor {
         Transport::LongPoll => RGBColor(255, 127, 14),
         Transport::Sse => RGBColor(31, 119, 180),
         Transport::WebSocket => RGBColor(44, 160, 44),
+        Transport::WebTransport => RGBColor(148, 103, 189),
     }
 }
 

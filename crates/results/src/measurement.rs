@@ -470,9 +470,13 @@ impl Measurement {
             errors: a.errors,
         };
         let payload = a.payload_bytes as f64 / a.payload_count.max(1) as f64;
-        // Over HTTP/3 the clients' packets are UDP datagrams (a WebSocket
-        // in such a run goes over TCP).
-        let over_udp = s.protocol.is_http3() && self.transport != Some(crate::Transport::WebSocket);
+        // Over HTTP/3 and WebTransport the clients' packets are UDP
+        // datagrams (a WebSocket in an HTTP/3 run goes over TCP).
+        let over_udp = match self.transport {
+            Some(crate::Transport::WebTransport) => true,
+            Some(crate::Transport::WebSocket) => false,
+            _ => s.protocol.is_http3(),
+        };
         let headers = if over_udp {
             crate::wire::UDP_HEADERS
         } else {

@@ -103,7 +103,7 @@ pub fn predict(s: &Scenario, t: Transport) -> Prediction {
                 rearm_share: Some(q),
             }
         }
-        Transport::Sse | Transport::WebSocket => Prediction {
+        Transport::Sse | Transport::WebSocket | Transport::WebTransport => Prediction {
             p50_us: rtt,
             mean_us: rtt,
             rearm_share: None,

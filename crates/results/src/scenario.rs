@@ -48,6 +48,9 @@ pub struct Scenario {
     /// Long-poll settings.
     #[serde(default)]
     pub long_poll: LongPoll,
+    /// WebTransport settings.
+    #[serde(default, skip_serializing_if = "WebTransportOptions::is_default")]
+    pub webtransport: WebTransportOptions,
     /// The server processes chatbench starts.
     #[serde(default)]
     pub server: ServerOptions,
@@ -271,6 +274,45 @@ pub struct LongPoll {
     /// `wait_ms` of each long poll.
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
+}
+
+/// `[webtransport]`: how the server sends a session's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTransportOptions {
+    /// `"stream"` (the default): every message on one unidirectional
+    /// stream, WebSocket's shape; `"stream-per-message"`: each message on a
+    /// stream of its own, which QUIC delivers independently.
+    #[serde(default)]
+    pub mode: WebTransportMode,
+}
+
+impl WebTransportOptions {
+    /// True for the defaults (left out of run.json).
+    pub fn is_default(&self) -> bool {
+        *self == WebTransportOptions::default()
+    }
+}
+
+/// How a WebTransport session's messages travel (`webtransport.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebTransportMode {
+    /// One unidirectional stream for all of a session's messages.
+    #[default]
+    Stream,
+    /// A unidirectional stream per message.
+    StreamPerMessage,
+}
+
+impl WebTransportMode {
+    /// The name in scenario files and in the session's URL (`mode=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebTransportMode::Stream => "stream",
+            WebTransportMode::StreamPerMessage => "stream-per-message",
+        }
+    }
 }
 
 impl Default for LongPoll {
@@ -1201,6 +1243,23 @@ impl Scenario {
                 "protocol.cookie_bytes",
                 "needs protocol.headers = \"browser\": the minimal headers carry no cookie".into(),
             ));
+        }
+        if self.run_transports().contains(&Transport::WebTransport) {
+            let n = &self.network;
+            let why = if !self.protocol.tls {
+                Some("include webtransport without protocol.tls = true: WebTransport runs over HTTP/3, which is always encrypted")
+            } else if n.drop_every.is_some() {
+                Some("include webtransport with network.drop_every, which chatbench does not run: connections are dropped over HTTP/1.1")
+            } else if n.mode == NetworkMode::Socket && !n.is_loopback() {
+                Some("include webtransport with the socket-level link, which emulates above TCP while QUIC runs over UDP: give network.mode = \"packet\"")
+            } else if !self.path.is_direct() {
+                Some("include webtransport through a proxy, which chatbench does not run: WebTransport goes to chatbench's server directly")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(("transports", why.into()));
+            }
         }
         if self.protocol.is_http3() {
             let n = &self.network;

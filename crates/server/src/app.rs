@@ -171,11 +171,17 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<PublishRequest<'_>, ApiError>
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON: {e}")))
 }
 
-/// Parses a WebSocket publish and appends it to the session's room.
-pub(crate) fn publish_json(app: &App, log: &RoomLog, body: &[u8]) -> Result<u64, ApiError> {
+/// Parses a publish on a WebSocket or a WebTransport stream (`label`) and
+/// appends it to the session's room.
+pub(crate) fn publish_json(
+    app: &App,
+    log: &RoomLog,
+    body: &[u8],
+    label: Label,
+) -> Result<u64, ApiError> {
     let req = parse_publish(body)?;
     let seq = app.rooms.publish_in(log, &req).map_err(unavailable)?;
-    app.metrics.of(Label::WebSocket).published.inc();
+    app.metrics.of(label).published.inc();
     Ok(seq)
 }
 

@@ -13,6 +13,7 @@
 
 use crate::app::{App, Body};
 use crate::conn::{ConnGuard, ConnTag};
+use crate::metrics::Label;
 use bytes::{Buf, Bytes};
 use futures_util::FutureExt;
 use http::{Request, Response};
@@ -107,10 +108,14 @@ async fn serve_connection(app: Arc<App>, incoming: quinn::Incoming, guard: Arc<C
     app.metrics.tls_handshakes.inc();
     let tag = Arc::new(ConnTag::new());
     let requests = TaskTracker::new();
-    match h3::server::builder()
+    let built = h3::server::builder()
+        .enable_webtransport(true)
+        .enable_extended_connect(true)
+        .enable_datagram(true)
+        .max_webtransport_sessions(1)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
-        .await
-    {
+        .await;
+    match built {
         Ok(mut h3) => loop {
             let resolver = tokio::select! {
                 _ = app.shutdown.cancelled() => {
@@ -131,11 +136,46 @@ async fn serve_connection(app: Arc<App>, incoming: quinn::Incoming, guard: Arc<C
                     }
                 },
             };
+            // The head is read here, not in the request's task: a
+            // WebTransport session takes the connection over.
+            let head =
+                tokio::time::timeout(app.config.header_read_timeout, resolver.resolve_request());
+            let (req, stream) = match head.await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    tracing::debug!("HTTP/3 request unreadable: {e}");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if crate::wt::is_session_request(&req) {
+                tag.raise(Label::WebTransport);
+                app.metrics.of(Label::WebTransport).requests.inc();
+                match crate::wt::check(&app, &req) {
+                    Ok(open) => {
+                        match h3_webtransport::server::WebTransportSession::accept(req, stream, h3)
+                            .await
+                        {
+                            Ok(session) => crate::wt::run(app.clone(), session, open).await,
+                            Err(e) => tracing::debug!("WebTransport session refused: {e}"),
+                        }
+                        if app.shutdown.is_cancelled() {
+                            conn.close(0u32.into(), b"the server is shutting down");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        requests.spawn(answer(stream, e.into_response()));
+                        continue;
+                    }
+                }
+            }
             requests.spawn(serve_request(
                 app.clone(),
                 tag.clone(),
                 guard.clone(),
-                resolver,
+                req,
+                stream,
             ));
         },
         Err(e) => tracing::debug!("HTTP/3 set-up failed: {e}"),
@@ -148,18 +188,32 @@ async fn serve_connection(app: Arc<App>, incoming: quinn::Incoming, guard: Arc<C
         .inc_by(stats.udp_tx.bytes);
 }
 
-type Resolver = h3::server::RequestResolver<h3_quinn::Connection, Bytes>;
+type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
-/// One request: its head, the router's answer, and the answer's body sent
-/// a frame at a time until it ends or the client stops reading.
-async fn serve_request(app: Arc<App>, tag: Arc<ConnTag>, guard: Arc<ConnGuard>, r: Resolver) {
-    let (req, stream) = match r.resolve_request().await {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!("HTTP/3 request unreadable: {e}");
-            return;
-        }
-    };
+/// Sends `resp` (whose body is whole) on `stream`.
+async fn answer(mut stream: Stream, resp: Response<Body>) {
+    let (parts, body) = resp.into_parts();
+    if stream
+        .send_response(Response::from_parts(parts, ()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Ok(b) = body.collect().await;
+    let _ = stream.send_data(b.to_bytes()).await;
+    let _ = stream.finish().await;
+}
+
+/// One request: the router's answer, and the answer's body sent a frame at
+/// a time until it ends or the client stops reading.
+async fn serve_request(
+    app: Arc<App>,
+    tag: Arc<ConnTag>,
+    guard: Arc<ConnGuard>,
+    req: Request<()>,
+    stream: Stream,
+) {
     let (mut send, recv) = stream.split();
     // The request's receiving half lives until the answer is sent: quinn
     // stops a stream whose receiving half is dropped before its end was

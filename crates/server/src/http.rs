@@ -103,6 +103,9 @@ pub(crate) async fn handle<B: RequestBody>(
             Err(e) => Err(e),
         },
         Route::Ws(room) => B::websocket(&app, room, req, guard),
+        Route::Wt(_) => Err(ApiError::bad_request(
+            "a WebTransport session is opened by an extended CONNECT (:protocol = webtransport) over HTTP/3, which the server offers with --http3",
+        )),
         Route::NotFound => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no route for {path}"),
@@ -192,6 +195,9 @@ enum Route<'a> {
     Messages(&'a str),
     Events(&'a str),
     Ws(&'a str),
+    /// `/rooms/{room}/wt`: a WebTransport session, which only an extended
+    /// CONNECT over HTTP/3 opens (`h3.rs`); any other request is told so.
+    Wt(&'a str),
     NotFound,
 }
 
@@ -214,6 +220,7 @@ impl<'a> Route<'a> {
             (Some("rooms"), Some(room), Some("messages"), None) => Route::Messages(room),
             (Some("rooms"), Some(room), Some("events"), None) => Route::Events(room),
             (Some("rooms"), Some(room), Some("ws"), None) => Route::Ws(room),
+            (Some("rooms"), Some(room), Some("wt"), None) => Route::Wt(room),
             _ => Route::NotFound,
         }
     }
@@ -233,6 +240,7 @@ impl<'a> Route<'a> {
             }
             Route::Events(_) => Label::Sse,
             Route::Ws(_) => Label::WebSocket,
+            Route::Wt(_) => Label::WebTransport,
             _ => Label::Other,
         }
     }

@@ -10,7 +10,8 @@
 //! - `h3`: HTTP/3 over QUIC (`--http3`), the same router on UDP.
 //! - [`frames`]: [`BatchFrames`](frames::BatchFrames), a batch framed for a
 //!   poll answer or SSE a piece at a time, sharing large messages.
-//! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log.
+//! - [`sse`] and `ws`: the streaming transports, each a cursor over a room log;
+//!   `wt`: WebTransport sessions over HTTP/3, the same cursor.
 //! - [`conn`]: [`CountedIo`](conn::CountedIo), which charges bytes written to
 //!   the transport of the request in flight and enforces the idle and
 //!   write-stall timeouts and the end of shutdown.
@@ -37,6 +38,7 @@ mod server;
 pub mod sse;
 pub mod tls;
 mod ws;
+mod wt;
 
 pub use config::{Config, ServerArgs};
 pub use metrics::{Label, Metrics};

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use std::fmt::Write;
 
 /// What a request or connection is used for; the `transport` label. Its
-/// first four values are the transports of `chatbench_proto::Transport`
+/// transport values are the transports of `chatbench_proto::Transport`
 /// (the conversions go both ways); the server also counts publishes and
 /// everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,11 +30,13 @@ pub enum Label {
     /// HTTP/2's connection preface and settings, and the answer to a
     /// request that could not be parsed.
     Connection = 6,
+    /// A WebTransport session at `/rooms/{room}/wt` and its streams.
+    WebTransport = 7,
 }
 
 impl Label {
     /// Every label value, in `repr` order.
-    pub const ALL: [Label; 7] = [
+    pub const ALL: [Label; 8] = [
         Label::ShortPoll,
         Label::LongPoll,
         Label::Sse,
@@ -42,6 +44,7 @@ impl Label {
         Label::Publish,
         Label::Other,
         Label::Connection,
+        Label::WebTransport,
     ];
 
     /// The transport under comparison this label counts; None for
@@ -53,6 +56,7 @@ impl Label {
             Label::LongPoll => Some(T::LongPoll),
             Label::Sse => Some(T::Sse),
             Label::WebSocket => Some(T::WebSocket),
+            Label::WebTransport => Some(T::WebTransport),
             Label::Publish | Label::Other | Label::Connection => None,
         }
     }
@@ -98,6 +102,7 @@ impl From<chatbench_proto::Transport> for Label {
             T::LongPoll => Label::LongPoll,
             T::Sse => Label::Sse,
             T::WebSocket => Label::WebSocket,
+            T::WebTransport => Label::WebTransport,
         }
     }
 }

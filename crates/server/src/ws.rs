@@ -223,7 +223,7 @@ async fn session(app: &App, log: &RoomLog, mut ws: Socket, mut cursor: u64) {
             }
             incoming = ws.next() => match incoming {
                 None => return,
-                Some(Ok(WsMessage::Text(text))) => publish_json(app, log, text.as_bytes())
+                Some(Ok(WsMessage::Text(text))) => publish_json(app, log, text.as_bytes(), Label::WebSocket)
                     .err()
                     .map(|e| error_frame(e.reason())),
                 Some(Ok(WsMessage::Binary(_))) => Some(error_frame(

@@ -730,3 +730,137 @@ async fn aioquic_speaks_http3_to_every_http_transport() {
     assert_eq!(m["chatbench_tls_handshakes_total"], 1.0);
     server.stop().await;
 }
+
+/// A WebTransport client on aioquic: a session per mode, three publishes
+/// and a bad one on a bidirectional stream, then the three messages back
+/// from the server's streams and the error on the publishing stream.
+/// Prints one JSON line per session.
+const WT_CLIENT: &str = r#"
+import asyncio, json, sys
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import FrameType
+from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+from aioquic.quic.configuration import QuicConfiguration
+
+class Client(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.h3 = H3Connection(self._quic, enable_webtransport=True)
+        self.events = asyncio.Queue()
+
+    def quic_event_received(self, event):
+        for e in self.h3.handle_event(event):
+            self.events.put_nowait(e)
+
+async def session(port, ca, room, mode):
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                               max_datagram_frame_size=65536)
+    config.load_verify_locations(ca)
+    async with connect("localhost", port, configuration=config, create_protocol=Client) as c:
+        sid = c._quic.get_next_available_stream_id()
+        c.h3.send_headers(sid, [
+            (b":method", b"CONNECT"), (b":protocol", b"webtransport"),
+            (b":scheme", b"https"), (b":authority", f"localhost:{port}".encode()),
+            (b":path", f"/rooms/{room}/wt?after=0&mode={mode}".encode())])
+        c.transmit()
+        status = None
+        while status is None:
+            e = await c.events.get()
+            if isinstance(e, HeadersReceived) and e.stream_id == sid:
+                status = int(dict(e.headers)[b":status"])
+        pub = c.h3.create_webtransport_stream(sid, is_unidirectional=False)
+        # aioquic 1.x does not mark a bidirectional stream the client opens
+        # as the session's, and parses what comes back on it as HTTP/3
+        # frames (dropping the server's answers): mark it as its own
+        # server-opened streams are.
+        with c.h3._get_or_create_stream(pub) as s:
+            s.frame_type, s.session_id = FrameType.WEBTRANSPORT_STREAM, sid
+        for i in (1, 2, 3):
+            line = json.dumps({"from": "py", "body": f"m{i}", "sent_at": i}) + "\n"
+            c._quic.send_stream_data(pub, line.encode())
+        c._quic.send_stream_data(pub, b"not json\n")
+        c.transmit()
+        data, errors, streams = {}, b"", set()
+        while True:
+            e = await asyncio.wait_for(c.events.get(), 10)
+            if not isinstance(e, WebTransportStreamDataReceived):
+                continue
+            if e.stream_id == pub:
+                errors += e.data
+            else:
+                streams.add(e.stream_id)
+                data[e.stream_id] = data.get(e.stream_id, b"") + e.data
+            lines = [l for d in data.values() for l in d.split(b"\n") if l]
+            if len(lines) >= 3 and errors.endswith(b"\n"):
+                break
+        bodies = sorted(json.loads(l)["body"] for l in lines)
+        print(json.dumps({"status": status, "bodies": bodies, "streams": len(streams),
+                          "error": json.loads(errors)["error"]}))
+
+async def main(port, ca):
+    await session(port, ca, "wt1", "stream")
+    await session(port, ca, "wt2", "stream-per-message")
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"#;
+
+#[tokio::test]
+async fn aioquic_opens_webtransport_sessions_in_both_modes() {
+    if !have("python3", &["-c", "import aioquic"]).await {
+        return;
+    }
+    let dir = tempdir::Dir::new("wt");
+    let ca = dir.path.join("ca.pem");
+    let tls = chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap();
+    let server = Server::start_with(Config {
+        tls: Some(tls),
+        http3: true,
+        ..Config::default()
+    })
+    .await;
+    // Over TCP the session's path says how a session is opened.
+    let (status, _, body) = server.http().await.get("/rooms/wt1/wt").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains("extended CONNECT (:protocol = webtransport) over HTTP/3"),
+        "{body:?}"
+    );
+    let script = dir.path.join("wt.py");
+    std::fs::write(&script, WT_CLIENT).unwrap();
+    let port = server.addr.port().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            "python3",
+            &[script.to_str().unwrap(), &port, ca.to_str().unwrap()],
+        ),
+    )
+    .await
+    .expect("the aioquic client did not finish within 30 s");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let sessions: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{text}");
+    for (s, streams) in sessions.iter().zip([1, 3]) {
+        assert_eq!(s["status"], 200, "{s}");
+        assert_eq!(s["bodies"], serde_json::json!(["m1", "m2", "m3"]), "{s}");
+        // One stream for every message, or one stream each.
+        assert_eq!(s["streams"], streams, "{s}");
+        assert!(s["error"].as_str().unwrap().contains("bad JSON"), "{s}");
+    }
+    let m = server.scrape().await;
+    assert_eq!(metric(&m, "messages_published_total", "webtransport"), 6.0);
+    assert_eq!(metric(&m, "messages_delivered_total", "webtransport"), 6.0);
+    assert_eq!(metric(&m, "requests_total", "webtransport"), 3.0);
+    server.stop().await;
+}

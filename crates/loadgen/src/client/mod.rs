@@ -10,7 +10,7 @@
 //! One file per job: [`context`] (what the clients share, which client is
 //! which), `inbox` (latency and the delivery audit), `dropper` (connection
 //! drops), `send` (the send loop), and one receiver per transport: `poll`
-//! (short and long polling), [`sse`] and `websocket`. The clients of
+//! (short and long polling), [`sse`], `websocket` and `webtransport`. The clients of
 //! another stack's profile (`target.profile`) are in `socketio` and
 //! `generic`, over what they share in `foreign`.
 
@@ -24,6 +24,7 @@ mod send;
 mod socketio;
 pub mod sse;
 mod websocket;
+mod webtransport;
 
 pub use context::{ClientSpec, RunCtx, STOP_FROM};
 pub use sse::{SseEvent, SseParser};
@@ -54,6 +55,7 @@ pub async fn run_client(ctx: Arc<RunCtx>, spec: ClientSpec) {
     let h2 = Arc::new(SharedH2::default());
     match t {
         Transport::WebSocket => websocket_client(ctx, spec, &room).await,
+        Transport::WebTransport => webtransport::webtransport_client(ctx, spec, &room).await,
         Transport::ShortPoll | Transport::LongPoll | Transport::Sse => {
             let sender = spec.sender.map(|s| {
                 let ctx = ctx.clone();

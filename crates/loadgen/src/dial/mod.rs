@@ -8,7 +8,8 @@
 //! - [`quic`]: instead of the three above for HTTP/3, a QUIC connection
 //!   from a counted UDP socket of the client's own;
 //! - [`http`]: HTTP/1.1, HTTP/2 or HTTP/3 above ([`HttpConn`]);
-//! - [`websocket`]: a WebSocket over either ([`WsConn`]).
+//! - [`websocket`]: a WebSocket over either ([`WsConn`]);
+//! - [`webtransport`]: a WebTransport session over QUIC ([`webtransport::WtConn`]).
 //!
 //! The [`Dialer`] carries what those layers need for a run (the connector,
 //! the link, the wire counters, the recorder, the request headers, which
@@ -26,6 +27,7 @@ pub mod tcp;
 pub mod tls;
 pub mod trust;
 pub mod websocket;
+pub mod webtransport;
 
 pub use http::{HttpConn, HttpResult, SharedH2};
 pub use tls::{Connector, Handles, Stream};
@@ -84,7 +86,10 @@ impl Dialer {
         netns: Option<&str>,
     ) -> io::Result<Dialer> {
         let netns = netns.map(Netns::open).transpose()?.map(Arc::new);
-        let connector = Connector::new(&s.protocol, ca_pems)?;
+        let mut connector = Connector::new(&s.protocol, ca_pems)?;
+        if s.run_transports().contains(&crate::Transport::WebTransport) {
+            connector = connector.with_quic(ca_pems)?;
+        }
         let mut headers = Vec::new();
         for &addr in servers {
             let h = Headers::new(&s.protocol, connector.scheme(), &addr.to_string())
@@ -205,7 +210,7 @@ impl Dialer {
     /// own, its connect time recorded; over HTTP/2 the client's `shared`
     /// one, made when it has none open.
     pub async fn http(&self, key: u64, shared: &SharedH2) -> HttpResult<HttpConn> {
-        if self.connector.quic().is_some() {
+        if self.connector.is_http3() {
             let mut slot = shared.h3.lock().await;
             let conn = match slot.as_ref().filter(|c| !c.is_closed()) {
                 Some(c) => c.clone(),
@@ -258,6 +263,28 @@ impl Dialer {
         let (io, addr) = self.stream_as(key, false).await?;
         self.wire.requests.fetch_add(1, Relaxed);
         websocket::over_h1(io, addr, target, &self.headers_for(addr)).await
+    }
+
+    /// Client `key`'s WebTransport session at `target` (path and query):
+    /// a QUIC connection of its own, then the session's CONNECT. Its
+    /// connect time is recorded by the client, from before this call.
+    pub async fn webtransport(&self, key: u64, target: &str) -> io::Result<webtransport::WtConn> {
+        let quic = self
+            .connector
+            .quic()
+            .ok_or_else(|| io::Error::other("this run does not speak QUIC"))?;
+        let addr = self.server_of(key);
+        let conn = quic
+            .connect(
+                addr,
+                self.source_of(key, addr),
+                self.netns.as_deref(),
+                self.wire.clone(),
+                Instant::now(),
+            )
+            .await?;
+        self.wire.requests.fetch_add(1, Relaxed);
+        webtransport::open(conn, &addr.to_string(), target).await
     }
 
     /// A control connection to a server (`/metrics`, `/healthz`, a

@@ -22,8 +22,10 @@ pub struct Connector {
     /// a WebSocket that falls back to HTTP/1.1.
     tls_h1: Option<tokio_rustls::TlsConnector>,
     http2: bool,
-    /// With HTTP/3: QUIC instead of TCP and TLS.
+    /// With HTTP/3 or WebTransport: QUIC.
     quic: Option<super::quic::QuicConnector>,
+    /// HTTP requests go over HTTP/3.
+    http3: bool,
 }
 
 impl std::fmt::Debug for Connector {
@@ -49,6 +51,7 @@ impl Connector {
                 tls_h1: None,
                 http2: false,
                 quic: Some(super::quic::QuicConnector::new(ca_pems)?),
+                http3: true,
             });
         }
         let (tls, tls_h1) = match (protocol.tls, http2) {
@@ -64,7 +67,13 @@ impl Connector {
             tls_h1,
             http2,
             quic: None,
+            http3: false,
         })
+    }
+
+    /// True when clients' HTTP requests go over HTTP/3.
+    pub fn is_http3(&self) -> bool {
+        self.http3
     }
 
     /// True when clients speak HTTP/2.
@@ -72,14 +81,23 @@ impl Connector {
         self.http2
     }
 
-    /// With HTTP/3, how clients make their QUIC connections.
+    /// With QUIC too (for WebTransport), trusting exactly `ca_pems`.
+    pub fn with_quic(mut self, ca_pems: &[String]) -> io::Result<Connector> {
+        if self.quic.is_none() {
+            self.quic = Some(super::quic::QuicConnector::new(ca_pems)?);
+        }
+        Ok(self)
+    }
+
+    /// With HTTP/3 (or WebTransport), how clients make their QUIC
+    /// connections.
     pub fn quic(&self) -> Option<&super::quic::QuicConnector> {
         self.quic.as_ref()
     }
 
-    /// `https` with TLS (and HTTP/3), else `http`.
+    /// `https` with TLS (always with HTTP/3), else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() || self.quic.is_some() {
+        if self.tls.is_some() {
             "https"
         } else {
             "http"
