@@ -74,7 +74,9 @@ async fn one(transport: Transport) {
         r.latency_us.mean
     );
     match transport {
-        Transport::Sse | Transport::WebSocket => assert_eq!(b.poll_wait_us.max, 0),
+        Transport::Sse | Transport::WebSocket | Transport::WebTransport => {
+            assert_eq!(b.poll_wait_us.max, 0)
+        }
         // A short poller fetches most messages after they arrived.
         Transport::ShortPoll => {
             assert!(b.poll_wait_us.mean > 0.0, "{b:?}");
@@ -131,7 +133,9 @@ async fn one(transport: Transport) {
     // (4 receivers per message: one POST per message is 0.25 per delivery.)
     let per_msg = r.wire.per_msg.requests;
     match transport {
-        Transport::WebSocket => assert_eq!(w.requests, 8, "one handshake per client"),
+        Transport::WebSocket | Transport::WebTransport => {
+            assert_eq!(w.requests, 8, "one handshake per client")
+        }
         Transport::Sse => {
             assert!(
                 w.requests >= 8 + a.sent,

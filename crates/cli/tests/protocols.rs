@@ -273,6 +273,60 @@ async fn every_transport_runs_in_an_http3_run_with_exact_byte_counts() {
     }
 }
 
+/// WebTransport in both modes, beside WebSocket over TLS: every message
+/// delivered once, in order on one stream, the server's bytes equal to
+/// what the clients read at their UDP sockets, one QUIC connection and one
+/// session request per client, and senders that publish on their session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webtransport_runs_in_both_modes_with_exact_byte_counts() {
+    let out = tempfile::tempdir().unwrap();
+    let src = tiny_toml("wt", r#""webtransport""#)
+        + "\n[protocol]\ntls = true\n"
+        + "\n[sweep]\nparameter = \"webtransport.mode\"\nvalues = [\"stream\", \"stream-per-message\"]\n";
+    let scenario = Scenario::parse(&src, std::path::Path::new("wt.toml")).unwrap();
+    let clients = scenario.total_clients();
+    let target = ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    };
+    let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
+        .await
+        .unwrap();
+    let run = &done.file;
+    assert!(run.complete, "{:?}", run.problems);
+    assert_eq!(run.runs.len(), 2);
+    for r in &run.runs {
+        assert_eq!(r.transport, Transport::WebTransport);
+        // Messages on streams of their own may overtake one another, but
+        // not on loopback in this small room: none is counted reordered.
+        assert_clean(r, &format!("webtransport point {}", r.point));
+        assert_eq!(r.audit.reordered, 0);
+        let w = &r.wire.total;
+        assert_eq!(w.connections, clients, "point {}", r.point);
+        assert_eq!(w.tls_handshakes, clients);
+        assert_eq!(w.requests, clients, "one CONNECT per session");
+        let ready = r.ready.expect("readiness is recorded");
+        assert_eq!(
+            (ready.expected, ready.ready),
+            (clients, clients),
+            "senders publish on their session"
+        );
+    }
+    // A message on a stream of its own costs more bytes than on a shared one.
+    let bytes = |p: usize| {
+        run.runs
+            .iter()
+            .find(|r| r.point == p)
+            .unwrap()
+            .wire
+            .per_msg
+            .bytes
+    };
+    assert!(bytes(1) > bytes(0), "{} against {}", bytes(1), bytes(0));
+}
+
 /// TLS against an external server needs its CA: the run says so before
 /// it starts.
 #[tokio::test]

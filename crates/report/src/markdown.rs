@@ -722,28 +722,7 @@ fn protocols(o: &mut String, run: &RunFile) {
         }
     }
     http3(o, run, &stacks);
-    // Round trips of a handshake over TCP, over an emulated round trip.
-    let rtt_us = s.network.rtt.as_micros() as f64;
-    let (hs, hs_us) = run
-        .runs
-        .iter()
-        .filter(|r| !stacks[r.point.min(stacks.len() - 1)].is_http3())
-        .fold((0u64, 0u64), |(n, us), r| {
-            (
-                n + r.wire.total.tls_handshakes,
-                us + r.wire.total.tls_handshake_us,
-            )
-        });
-    if rtt_us > 0.0 && hs > 0 {
-        let mean = hs_us as f64 / hs as f64;
-        let _ = writeln!(
-            o,
-            "\nOver the emulated {} round trip a TLS handshake took {} on average from the TCP connect: {:.2} round trips, of which the TCP connect is one.",
-            fmt_us(rtt_us as u64),
-            fmt_us(mean as u64),
-            mean / rtt_us
-        );
-    }
+    tcp_handshakes(o, run, &stacks);
     // What each step costs or saves, per message, from this run's figures,
     // for each header profile the run has.
     let bytes = |t, p: usize| per_point(t, p).map(|x| x.bytes_per_msg.median);
@@ -809,6 +788,36 @@ fn protocols(o: &mut String, run: &RunFile) {
         o,
         "Where HPACK helps, and where it does not. HTTP/2 compresses header fields against a table both ends keep per connection: a header sent before (`content-type`, `accept`, a cookie that has not changed, the `:authority`) costs one or two bytes the next time. That is exactly polling's overhead, the same request and response heads over and over, so polls and publishes shrink most. It does not help the first request on a connection, which sends every field in full to fill the table, nor a field whose value changes each time: the `:path` of a poll carries its cursor (`after=N`), and a cookie that changes is sent again as a literal. It does nothing for a stream's messages: an SSE event or a WebSocket frame is data, and over HTTP/2 each message also pays a 9-byte DATA frame header, so push transports gain nothing and WebSocket over HTTP/2 costs more than over HTTP/1.1. TLS adds a 5-byte record header, a 16-byte tag and a content-type byte (22 bytes in all, TLS 1.3 with AES-GCM) to every record, that is to every write of a poll's answer or a pushed message, plus one handshake per connection.\n"
     );
+}
+
+/// The TCP runs' TLS handshakes in round trips, over an emulated round trip.
+fn tcp_handshakes(o: &mut String, run: &RunFile, stacks: &[chatbench_results::scenario::Protocol]) {
+    let s = &run.scenario;
+    // Round trips of a handshake over TCP, over an emulated round trip.
+    let rtt_us = s.network.rtt.as_micros() as f64;
+    let (hs, hs_us) = run
+        .runs
+        .iter()
+        .filter(|r| {
+            !stacks[r.point.min(stacks.len() - 1)].is_http3()
+                && r.transport != chatbench_results::Transport::WebTransport
+        })
+        .fold((0u64, 0u64), |(n, us), r| {
+            (
+                n + r.wire.total.tls_handshakes,
+                us + r.wire.total.tls_handshake_us,
+            )
+        });
+    if rtt_us > 0.0 && hs > 0 {
+        let mean = hs_us as f64 / hs as f64;
+        let _ = writeln!(
+            o,
+            "\nOver the emulated {} round trip a TLS handshake took {} on average from the TCP connect: {:.2} round trips, of which the TCP connect is one.",
+            fmt_us(rtt_us as u64),
+            fmt_us(mean as u64),
+            mean / rtt_us
+        );
+    }
 }
 
 /// What an HTTP/3 point adds to the Protocols section: how QUIC is counted,

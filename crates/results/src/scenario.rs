@@ -1355,17 +1355,20 @@ impl Scenario {
             None => (None, sweep.parameter.as_str()),
         };
         let mut slot = &mut doc;
+        let mut absent = false;
         for part in tables.into_iter().flat_map(|t| t.split('.')) {
-            slot = slot
-                .as_table_mut()
-                .and_then(|t| t.get_mut(part))
-                .ok_or_else(not_a_field)?;
+            // A table left out at its defaults (`[webtransport]`) is made.
+            let table = slot.as_table_mut().ok_or_else(not_a_field)?;
+            absent |= !table.contains_key(part);
+            slot = table
+                .entry(part)
+                .or_insert_with(|| toml::Value::Table(Default::default()));
         }
         // The field itself may be absent: run.json leaves some out at their
         // defaults (`network.mode`). A name the scenario does not know is
         // refused when it is read back.
         let table = slot.as_table_mut().ok_or_else(not_a_field)?;
-        let absent = !table.contains_key(last);
+        absent |= !table.contains_key(last);
         table.insert(last.to_owned(), value);
         let at: Scenario = doc.try_into().map_err(|e: toml::de::Error| {
             if absent {
@@ -1648,7 +1651,7 @@ rate = 2.5
             (GOOD.replace("duration = \"5s\"", "duration = \"5 parsecs\""),
              "s.toml:4: field `duration`: invalid value: string \"5 parsecs\", expected a duration"),
             (GOOD.replace("\"websocket\"", "\"carrier_pigeon\""),
-             "s.toml:3: field `transports[1]`: unknown variant `carrier_pigeon`, expected one of `short_poll`, `long_poll`, `sse`, `websocket`"),
+             "s.toml:3: field `transports[1]`: unknown variant `carrier_pigeon`, expected one of `short_poll`, `long_poll`, `sse`, `websocket`, `webtransport`"),
             (GOOD.replace("senders_per_room = 1", "senders_per_room = 4"),
              "s.toml:9: field `clients.senders_per_room`: is 4 but a room has only 3 clients"),
             (GOOD.replace("rate = 2.5", "rate = -1.0"),
@@ -1803,6 +1806,38 @@ rate = 2.5
         assert!(
             e.contains("field `sweep.values[0]`: `protocol`: unknown variant `2.0`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn webtransport_needs_tls_and_no_socket_link_and_sweeps_its_mode() {
+        let wt = GOOD.replace(r#"["short_poll", "websocket"]"#, r#"["webtransport"]"#);
+        assert_eq!(
+            parse(&wt).unwrap_err(),
+            "s.toml:3: field `transports`: include webtransport without protocol.tls = true: WebTransport runs over HTTP/3, which is always encrypted"
+        );
+        let tls = format!("{wt}\n[protocol]\ntls = true\n");
+        let s = parse(&tls).unwrap();
+        assert_eq!(s.webtransport.mode, WebTransportMode::Stream);
+        let linked = format!("{tls}\n[network]\nrtt = \"20ms\"\n");
+        assert!(parse(&linked)
+            .unwrap_err()
+            .contains("the socket-level link, which emulates above TCP while QUIC runs over UDP"));
+        // `[webtransport]` is left out of run.json at its defaults, and a
+        // sweep over its mode makes it.
+        let swept = format!(
+            "{tls}\n[sweep]\nparameter = \"webtransport.mode\"\nvalues = [\"stream\", \"stream-per-message\"]\n"
+        );
+        let s = parse(&swept).unwrap();
+        assert_eq!(
+            s.at_point(1).unwrap().webtransport.mode,
+            WebTransportMode::StreamPerMessage
+        );
+        let bad = swept.replace("stream-per-message", "datagram");
+        assert!(
+            parse(&bad).unwrap_err().contains("webtransport.mode"),
+            "{}",
+            parse(&bad).unwrap_err()
         );
     }
 
