@@ -33,6 +33,7 @@ pub(crate) fn render(run: &RunFile) -> String {
     crate::network::loss(&mut o, run);
     crate::network::below_tcp(&mut o, run);
     protocols(&mut o, run);
+    webtransport(&mut o, run);
     crate::stacks::stacks(&mut o, run);
     crate::proxies::proxies(&mut o, run);
     break_even(&mut o, run);
@@ -788,6 +789,63 @@ fn protocols(o: &mut String, run: &RunFile) {
         o,
         "Where HPACK helps, and where it does not. HTTP/2 compresses header fields against a table both ends keep per connection: a header sent before (`content-type`, `accept`, a cookie that has not changed, the `:authority`) costs one or two bytes the next time. That is exactly polling's overhead, the same request and response heads over and over, so polls and publishes shrink most. It does not help the first request on a connection, which sends every field in full to fill the table, nor a field whose value changes each time: the `:path` of a poll carries its cursor (`after=N`), and a cookie that changes is sent again as a literal. It does nothing for a stream's messages: an SSE event or a WebSocket frame is data, and over HTTP/2 each message also pays a 9-byte DATA frame header, so push transports gain nothing and WebSocket over HTTP/2 costs more than over HTTP/1.1. TLS adds a 5-byte record header, a 16-byte tag and a content-type byte (22 bytes in all, TLS 1.3 with AES-GCM) to every record, that is to every write of a poll's answer or a pushed message, plus one handshake per connection.\n"
     );
+}
+
+/// WebTransport's runs: how they are made and counted, each point's mode,
+/// and the two modes side by side when the run has both.
+fn webtransport(o: &mut String, run: &RunFile) {
+    use chatbench_results::scenario::WebTransportMode;
+    use chatbench_results::Transport::WebTransport;
+    let s = &run.scenario;
+    let rows: Vec<_> = run
+        .summary
+        .iter()
+        .filter(|x| x.transport == WebTransport)
+        .map(|x| {
+            let mode = s
+                .at_point(x.point)
+                .map_or(s.webtransport.mode, |a| a.webtransport.mode);
+            (x, mode)
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n## WebTransport\n\nEach client opens a WebTransport session over a QUIC connection of its own (HTTP/3's SETTINGS, then an extended CONNECT to `/rooms/{{room}}/wt`), receives the room's messages on the unidirectional streams the server opens, a line each, and publishes a line at a time on one bidirectional stream it opens. In `stream` mode the server sends every message on one stream, as a WebSocket does on its connection; in `stream-per-message` mode each message goes on a stream of its own, which costs a stream's header and frame per message but lets QUIC deliver each message as it arrives, without waiting for an earlier one that was lost (such a message may overtake another: the audit counts it reordered). Bytes are counted at the UDP sockets, as over HTTP/3.\n\n| point | mode | p50 | p99 | p99.9 | bytes/msg | server CPU ms per 1,000 msgs | reordered |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for (x, mode) in &rows {
+        let _ = writeln!(
+            o,
+            "| {} | `{}` | {} | {} | {} | {:.0} | {} | {} |",
+            x.point_label.as_deref().unwrap_or("—"),
+            mode.as_str(),
+            fmt_us(x.p50_us.median as u64),
+            fmt_us(x.p99_us.median as u64),
+            fmt_us(x.p999_us.median as u64),
+            x.bytes_per_msg.median,
+            x.server_cpu_ms_per_1k
+                .as_ref()
+                .map_or("n/a".to_owned(), |c| format!("{:.1}", c.median)),
+            x.reordered
+        );
+    }
+    let of = |m: WebTransportMode| rows.iter().find(|(_, mode)| *mode == m).map(|(x, _)| *x);
+    if let (Some(a), Some(b)) = (
+        of(WebTransportMode::Stream),
+        of(WebTransportMode::StreamPerMessage),
+    ) {
+        let _ = writeln!(
+            o,
+            "\nA stream per message against one stream: p99 {} against {} ({:.2}×), {:.0} bytes per message against {:.0}.",
+            fmt_us(b.p99_us.median as u64),
+            fmt_us(a.p99_us.median as u64),
+            b.p99_us.median / a.p99_us.median.max(1.0),
+            b.bytes_per_msg.median,
+            a.bytes_per_msg.median
+        );
+    }
 }
 
 /// The TCP runs' TLS handshakes in round trips, over an emulated round trip.
