@@ -11,7 +11,7 @@
 use super::context::{ClientSpec, RunCtx, Sending};
 use super::inbox::Inbox;
 use super::send::{next_send, publish_body, schedule_for, sent_ok};
-use crate::dial::webtransport::WtConn;
+use crate::dial::webtransport::{UniStream, WtConn};
 use crate::record::Metric;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -111,41 +111,64 @@ async fn publish(
     let _ = stream.finish();
 }
 
+/// What reading a stream's next piece gave.
+enum Step {
+    /// Bytes (added to the stream's unfinished line).
+    More,
+    /// The stream's end.
+    End,
+    /// Not one of the session's streams: kept open, not read.
+    Other,
+    Failed(std::io::Error),
+}
+
 /// Reads the session's messages into `inbox` until the run's end or the
 /// session's: every stream the server opens, each read as its bytes come.
 async fn receive(ctx: &RunCtx, inbox: &mut Inbox, wt: &mut WtConn) {
     let cancelled = ctx.abort.cancelled();
     tokio::pin!(cancelled);
-    // Each open stream's next piece, with the stream and its unfinished line.
+    let session = wt.session();
+    // Each open stream's next piece (its header first), with the stream
+    // and its unfinished line. Every wait that can be cancelled is in
+    // here or is quinn's accept, so no stream is dropped half read.
     let mut reading = FuturesUnordered::new();
-    let next = |mut s: quinn::RecvStream, mut line: BytesMut| async move {
-        let chunk = s.read_chunk(64 * 1024, true).await;
-        if let Ok(Some(c)) = &chunk {
-            line.extend_from_slice(&c.bytes);
+    let next = |mut s: quinn::RecvStream, mut line: BytesMut, started: bool| async move {
+        if !started {
+            match WtConn::header(&mut s, session).await {
+                Ok(UniStream::Session) => {}
+                Ok(UniStream::Other) => return (s, line, Step::Other),
+                Ok(UniStream::Empty) => return (s, line, Step::End),
+                Err(e) => return (s, line, Step::Failed(e)),
+            }
         }
-        (s, line, chunk.map(|c| c.is_some()))
+        let step = match s.read_chunk(64 * 1024, true).await {
+            Ok(Some(c)) => {
+                line.extend_from_slice(&c.bytes);
+                Step::More
+            }
+            Ok(None) => Step::End,
+            Err(e) => Step::Failed(e.into()),
+        };
+        (s, line, step)
     };
     let mut accepting = true;
     while !inbox.done() {
         tokio::select! {
-            s = wt.accept(), if accepting => match s {
-                Ok(Some(s)) => reading.push(next(s, BytesMut::new())),
-                Ok(None) => accepting = false,
-                Err(e) => {
-                    ctx.count_error("webtransport", e);
-                    accepting = false;
-                }
+            s = wt.accept_uni(), if accepting => match s {
+                Some(s) => reading.push(next(s, BytesMut::new(), false)),
+                None => accepting = false,
             },
-            Some((s, mut line, more)) = reading.next(), if !reading.is_empty() => {
+            Some((s, mut line, step)) = reading.next(), if !reading.is_empty() => {
                 while let Some(end) = line.iter().position(|&b| b == b'\n') {
                     let text = line.split_to(end + 1);
                     inbox.json(&text[..end]);
                 }
-                match more {
-                    Ok(true) => reading.push(next(s, line)),
+                match step {
+                    Step::More => reading.push(next(s, line, true)),
                     // A message stream ends after its message.
-                    Ok(false) => {}
-                    Err(e) => {
+                    Step::End => {}
+                    Step::Other => wt.keep(s),
+                    Step::Failed(e) => {
                         if !inbox.done() {
                             ctx.count_error("webtransport stream", e);
                         }

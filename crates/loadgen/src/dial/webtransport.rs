@@ -281,27 +281,49 @@ async fn read_answer(recv: &mut quinn::RecvStream) -> io::Result<(Option<u16>, B
     }
 }
 
+/// What a unidirectional stream from the server is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UniStream {
+    /// One of the session's: its data follows.
+    Session,
+    /// HTTP/3's own (control, QPACK) or another session's: kept open,
+    /// not read.
+    Other,
+    /// It ended before its header.
+    Empty,
+}
+
 impl WtConn {
-    /// The next unidirectional stream of the session, read past its
-    /// header; the server's control and QPACK streams are kept open on
-    /// the way. None once the connection has ended.
-    pub async fn accept(&mut self) -> io::Result<Option<quinn::RecvStream>> {
-        loop {
-            let mut s = match self.quic.conn.accept_uni().await {
-                Ok(s) => s,
-                Err(_) => return Ok(None),
-            };
-            match read_varint(&mut s).await? {
-                Some(WT_UNI_STREAM) => {
-                    let id = read_varint(&mut s).await?;
-                    if id == Some(self.session) {
-                        return Ok(Some(s));
-                    }
-                }
-                Some(_) => self._recvs.push(s),
-                None => {}
-            }
-        }
+    /// The next unidirectional stream the server opens; None once the
+    /// connection has ended. Its header is read apart
+    /// ([`WtConn::header`]), so that waiting for it can be cancelled
+    /// without losing the stream (quinn's accept is cancel-safe; a header
+    /// whose packet was lost is not).
+    pub async fn accept_uni(&self) -> Option<quinn::RecvStream> {
+        self.quic.conn.accept_uni().await.ok()
+    }
+
+    /// The session id, to read stream headers against.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// Reads a unidirectional stream's header: whether it is `session`'s.
+    pub async fn header(s: &mut quinn::RecvStream, session: u64) -> io::Result<UniStream> {
+        Ok(match read_varint(s).await? {
+            Some(WT_UNI_STREAM) => match read_varint(s).await? {
+                Some(id) if id == session => UniStream::Session,
+                Some(_) => UniStream::Other,
+                None => UniStream::Empty,
+            },
+            Some(_) => UniStream::Other,
+            None => UniStream::Empty,
+        })
+    }
+
+    /// Keeps a stream of HTTP/3's own open while the session lives.
+    pub fn keep(&mut self, s: quinn::RecvStream) {
+        self._recvs.push(s);
     }
 
     /// Opens the stream this client publishes on, past its header. The
