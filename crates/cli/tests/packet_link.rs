@@ -286,12 +286,7 @@ async fn http3_over_a_lossy_packet_link_delivers_every_message() {
         chatbench_loadgen::scenario::Scenario::parse(&toml, std::path::Path::new("h3.toml"))
             .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let target = chatbench_loadgen::server::ServerTarget::Spawn {
-        exe: env!("CARGO_BIN_EXE_chatbench").into(),
-        args: vec!["serve".into()],
-        cpus: None,
-        log: None,
-    };
+    let target = crate::util::spawned();
     let done = chatbench_loadgen::run::run(crate::util::options(scenario, out.path(), target))
         .await
         .unwrap();

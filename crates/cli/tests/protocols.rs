@@ -239,12 +239,7 @@ async fn every_transport_runs_in_an_http3_run_with_exact_byte_counts() {
     let src = tiny_toml("h3", ALL) + "\n[protocol]\nhttp = \"3\"\ntls = true\n";
     let scenario = Scenario::parse(&src, std::path::Path::new("h3.toml")).unwrap();
     let clients = scenario.total_clients();
-    let target = ServerTarget::Spawn {
-        exe: env!("CARGO_BIN_EXE_chatbench").into(),
-        args: vec!["serve".into()],
-        cpus: None,
-        log: None,
-    };
+    let target = crate::util::spawned();
     let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
         .await
         .unwrap();
@@ -285,12 +280,7 @@ async fn webtransport_runs_in_both_modes_with_exact_byte_counts() {
         + "\n[sweep]\nparameter = \"webtransport.mode\"\nvalues = [\"stream\", \"stream-per-message\"]\n";
     let scenario = Scenario::parse(&src, std::path::Path::new("wt.toml")).unwrap();
     let clients = scenario.total_clients();
-    let target = ServerTarget::Spawn {
-        exe: env!("CARGO_BIN_EXE_chatbench").into(),
-        args: vec!["serve".into()],
-        cpus: None,
-        log: None,
-    };
+    let target = crate::util::spawned();
     let done = chatbench_loadgen::run::run(options(scenario, out.path(), target))
         .await
         .unwrap();

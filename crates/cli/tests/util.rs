@@ -60,6 +60,16 @@ pub async fn in_process_server() -> (SocketAddr, tokio::sync::oneshot::Sender<()
     (addr, tx)
 }
 
+/// The server this test binary's `chatbench serve` spawns for each run.
+pub fn spawned() -> ServerTarget {
+    ServerTarget::Spawn {
+        exe: env!("CARGO_BIN_EXE_chatbench").into(),
+        args: vec!["serve".into()],
+        cpus: None,
+        log: None,
+    }
+}
+
 pub fn options(scenario: Scenario, out: &Path, target: ServerTarget) -> RunOptions {
     RunOptions {
         scenario,

@@ -562,6 +562,37 @@ async fn a_preface_or_request_in_pieces_is_told_apart() {
     server.stop().await;
 }
 
+/// A server with TLS and HTTP/3 on one port number, and its CA file.
+async fn h3_server(tag: &str) -> (Server, PathBuf, tempdir::Dir) {
+    let dir = tempdir::Dir::new(tag);
+    let ca = dir.path.join("ca.pem");
+    let tls = chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap();
+    let config = Config {
+        tls: Some(tls),
+        http3: true,
+        ..Config::default()
+    };
+    (Server::start_with(config).await, ca, dir)
+}
+
+/// Runs a Python client `source` against `port`, trusting `ca`, for at
+/// most 30 s; its standard output.
+async fn python(dir: &tempdir::Dir, source: &str, port: u16, ca: &std::path::Path) -> String {
+    let script = dir.path.join("client.py");
+    std::fs::write(&script, source).unwrap();
+    let port = port.to_string();
+    let args = [script.to_str().unwrap(), &port, ca.to_str().unwrap()];
+    let out = tokio::time::timeout(Duration::from_secs(30), run("python3", &args))
+        .await
+        .expect("the Python client did not finish within 30 s");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// An HTTP/3 client on aioquic: publishes twice, short-polls, holds a long
 /// poll that a third publish on another stream answers, reads two events
 /// of an SSE stream, and asks for a WebSocket. Prints one JSON line per
@@ -640,15 +671,7 @@ async fn aioquic_speaks_http3_to_every_http_transport() {
     if !have("python3", &["-c", "import aioquic"]).await {
         return;
     }
-    let dir = tempdir::Dir::new("h3");
-    let ca = dir.path.join("ca.pem");
-    let tls = chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap();
-    let server = Server::start_with(Config {
-        tls: Some(tls),
-        http3: true,
-        ..Config::default()
-    })
-    .await;
+    let (server, ca, dir) = h3_server("h3").await;
     // Over TCP, every answer advertises HTTP/3 on the same port number.
     let (status, headers, _) = server.http().await.get("/healthz").await;
     assert_eq!(status, StatusCode::OK);
@@ -658,27 +681,7 @@ async fn aioquic_speaks_http3_to_every_http_transport() {
         format!("h3=\":{port}\"; ma=86400")
     );
 
-    let script = dir.path.join("h3.py");
-    std::fs::write(&script, H3_CLIENT).unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        run(
-            "python3",
-            &[
-                script.to_str().unwrap(),
-                &port.to_string(),
-                ca.to_str().unwrap(),
-            ],
-        ),
-    )
-    .await
-    .expect("the aioquic client did not finish within 30 s");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = python(&dir, H3_CLIENT, port, &ca).await;
     let answers: Vec<(u16, String)> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -811,15 +814,7 @@ async fn aioquic_opens_webtransport_sessions_in_both_modes() {
     if !have("python3", &["-c", "import aioquic"]).await {
         return;
     }
-    let dir = tempdir::Dir::new("wt");
-    let ca = dir.path.join("ca.pem");
-    let tls = chatbench_server::tls::self_signed(Some(&ca), &[]).unwrap();
-    let server = Server::start_with(Config {
-        tls: Some(tls),
-        http3: true,
-        ..Config::default()
-    })
-    .await;
+    let (server, ca, dir) = h3_server("wt").await;
     // Over TCP the session's path says how a session is opened.
     let (status, _, body) = server.http().await.get("/rooms/wt1/wt").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -828,24 +823,7 @@ async fn aioquic_opens_webtransport_sessions_in_both_modes() {
             .contains("extended CONNECT (:protocol = webtransport) over HTTP/3"),
         "{body:?}"
     );
-    let script = dir.path.join("wt.py");
-    std::fs::write(&script, WT_CLIENT).unwrap();
-    let port = server.addr.port().to_string();
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        run(
-            "python3",
-            &[script.to_str().unwrap(), &port, ca.to_str().unwrap()],
-        ),
-    )
-    .await
-    .expect("the aioquic client did not finish within 30 s");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = python(&dir, WT_CLIENT, server.addr.port(), &ca).await;
     let sessions: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

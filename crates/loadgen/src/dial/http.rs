@@ -45,6 +45,15 @@ enum Http {
     },
 }
 
+/// The header fields a request with `body` adds: its JSON type, if any.
+fn body_type(body: &[u8]) -> &'static [(&'static str, &'static str)] {
+    if body.is_empty() {
+        &[]
+    } else {
+        &[("content-type", "application/json")]
+    }
+}
+
 /// A client's one HTTP/2 or HTTP/3 connection, which its sender and its
 /// receiver both use; made by whichever needs it first. (Connection drops
 /// are not run over HTTP/2 or HTTP/3: see `Scenario::validate`.)
@@ -208,20 +217,14 @@ impl HttpConn {
                 Ok((status, b, (up + down) - (up0 + down0)))
             }
             Http::H2 { conn, .. } => {
-                let m = Method::from_bytes(method.as_bytes())?;
-                let json = [("content-type", "application/json")];
-                let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
-                Ok(conn
-                    .call(m, target, headers, profile, Bytes::copy_from_slice(body))
-                    .await?)
+                let (m, headers) = (Method::from_bytes(method.as_bytes())?, body_type(body));
+                let body = Bytes::copy_from_slice(body);
+                Ok(conn.call(m, target, headers, profile, body).await?)
             }
             Http::H3 { conn, .. } => {
-                let m = Method::from_bytes(method.as_bytes())?;
-                let json = [("content-type", "application/json")];
-                let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &json };
-                Ok(conn
-                    .call(m, target, headers, profile, Bytes::copy_from_slice(body))
-                    .await?)
+                let (m, headers) = (Method::from_bytes(method.as_bytes())?, body_type(body));
+                let body = Bytes::copy_from_slice(body);
+                Ok(conn.call(m, target, headers, profile, body).await?)
             }
         }
     }

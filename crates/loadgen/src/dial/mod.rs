@@ -172,21 +172,8 @@ impl Dialer {
     /// An HTTP/3 connection for client `key`: QUIC from a UDP socket of
     /// its own, then HTTP/3's control streams. Its connect time is recorded.
     pub async fn h3(&self, key: u64) -> io::Result<Arc<H3Conn>> {
-        let quic = self
-            .connector
-            .quic()
-            .ok_or_else(|| io::Error::other("this run does not speak HTTP/3"))?;
         let start = Instant::now();
-        let addr = self.server_of(key);
-        let conn = quic
-            .connect(
-                addr,
-                self.source_of(key, addr),
-                self.netns.as_deref(),
-                self.wire.clone(),
-                start,
-            )
-            .await?;
+        let (conn, addr) = self.quic(key).await?;
         let conn = H3Conn::handshake(conn, format!("https://{addr}")).await?;
         self.rec
             .record(key, Metric::Connect, start.elapsed().as_micros() as u64);
@@ -269,22 +256,26 @@ impl Dialer {
     /// a QUIC connection of its own, then the session's CONNECT. Its
     /// connect time is recorded by the client, from before this call.
     pub async fn webtransport(&self, key: u64, target: &str) -> io::Result<webtransport::WtConn> {
+        let (conn, addr) = self.quic(key).await?;
+        self.wire.requests.fetch_add(1, Relaxed);
+        webtransport::open(conn, &addr.to_string(), target).await
+    }
+
+    /// A QUIC connection for client `key` to its room's server, from a
+    /// UDP socket of its own (from its source address, or inside the
+    /// packet link's namespace); its handshake is counted.
+    async fn quic(&self, key: u64) -> io::Result<(quic::QuicConn, SocketAddr)> {
         let quic = self
             .connector
             .quic()
             .ok_or_else(|| io::Error::other("this run does not speak QUIC"))?;
         let addr = self.server_of(key);
+        let source = self.source_of(key, addr);
+        let (netns, wire) = (self.netns.as_deref(), self.wire.clone());
         let conn = quic
-            .connect(
-                addr,
-                self.source_of(key, addr),
-                self.netns.as_deref(),
-                self.wire.clone(),
-                Instant::now(),
-            )
+            .connect(addr, source, netns, wire, Instant::now())
             .await?;
-        self.wire.requests.fetch_add(1, Relaxed);
-        webtransport::open(conn, &addr.to_string(), target).await
+        Ok((conn, addr))
     }
 
     /// A control connection to a server (`/metrics`, `/healthz`, a
