@@ -386,7 +386,11 @@ mod tests {
     #[test]
     fn statuses_read_from_the_static_table_or_a_literal() {
         assert_eq!(status_of(&[0, 0, 0xd9]), Some(200));
-        assert_eq!(status_of(&[0, 0, 0xc0 | 67]), Some(400));
+        // Static 67, past the 6-bit prefix: 0xff, then 67 - 63.
+        assert_eq!(status_of(&[0, 0, 0xff, 0x04]), Some(400));
+        let mut s = BytesMut::from(&[0u8, 0][..]);
+        put_prefixed(&mut s, 0xc0, 6, 67);
+        assert_eq!(&s[2..], &[0xff, 0x04]);
         // A literal whose name is not `:status` (static 8 is `age`).
         assert_eq!(status_of(&[0, 0, 0x50 | 0x08, 3, b'4', b'0', b'5']), None);
         // `:status` (static 24) with the literal value 405.
