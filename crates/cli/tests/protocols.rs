@@ -246,6 +246,9 @@ async fn every_transport_runs_in_an_http3_run_with_exact_byte_counts() {
     let run = &done.file;
     assert!(run.complete, "{:?}", run.problems);
     assert_eq!(run.runs.len(), 4);
+    let quic = run.quic.as_ref().expect("run.json names the QUIC stack");
+    assert_eq!(quic.congestion_control, "cubic");
+    assert!(quic.implementation.starts_with("quinn 0.11"), "{quic:?}");
     for r in &run.runs {
         assert_clean(r, "h3");
         let w = &r.wire.total;

@@ -343,6 +343,17 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     Ok(Finished { dir, file })
 }
 
+/// The QUIC stack, when some sweep point uses HTTP/3 or WebTransport.
+fn quic_stack(s: &Scenario) -> Option<chatbench_results::run_file::QuicStack> {
+    let quic = (0..s.points()).filter_map(|p| s.at_point(p).ok()).any(|p| {
+        p.protocol.is_http3() || p.run_transports().contains(&crate::Transport::WebTransport)
+    });
+    quic.then(|| chatbench_results::run_file::QuicStack {
+        implementation: crate::dial::quic::IMPLEMENTATION.into(),
+        congestion_control: crate::dial::quic::CONGESTION_CONTROL.into(),
+    })
+}
+
 /// How `run.json` names the way `[network]` was applied: packet-level when
 /// some sweep point asks for it, socket-level when some point sets a link,
 /// None on loopback as it is.
@@ -516,6 +527,7 @@ fn begin_file(opts: &RunOptions, id: String, target: &ServerTarget) -> RunFile {
             ServerTarget::External { pid: None, .. } => "external, measured by its /metrics".into(),
         },
         network_mode: network_mode(&opts.scenario),
+        quic: quic_stack(&opts.scenario),
         cpus: opts.cpus.clone(),
     };
     let mut file = RunFile::begin(id, opts.command.clone(), opts.scenario.clone(), setting);

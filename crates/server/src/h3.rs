@@ -52,7 +52,10 @@ pub(crate) fn endpoint(
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(idle).map_err(|e| format!("idle timeout: {e}"))?,
         ))
-        .max_concurrent_bidi_streams(max_streams.into());
+        .max_concurrent_bidi_streams(max_streams.into())
+        // CUBIC, as Linux's TCP here, named so (the load generator's
+        // run.json says it): quinn's default, set so that it cannot move.
+        .congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
     server.transport_config(Arc::new(transport));
     let socket = std::net::UdpSocket::bind(addr).map_err(|e| format!("UDP {addr}: {e}"))?;
     quinn::Endpoint::new(

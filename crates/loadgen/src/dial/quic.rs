@@ -90,6 +90,15 @@ pub struct QuicConn {
     pub counts: Arc<UdpCounts>,
 }
 
+/// The QUIC stack of both sides, as run.json names it.
+pub const IMPLEMENTATION: &str =
+    "quinn 0.11; h3 0.0.8 (h3-webtransport 0.1.2 on the server, the session's HTTP/3 by hand on the client)";
+
+/// The congestion controller both sides' QUIC connections use, as run.json
+/// names it: CUBIC, as Linux's TCP here, set on both sides
+/// (`chatbench_server`'s `h3.rs` too).
+pub const CONGESTION_CONTROL: &str = "cubic";
+
 /// How clients reach an HTTP/3 server: the QUIC and TLS configuration.
 #[derive(Clone)]
 pub struct QuicConnector {
@@ -112,9 +121,12 @@ impl QuicConnector {
         let mut transport = quinn::TransportConfig::default();
         // The server's idle timeout (which outlasts its longest long poll)
         // decides; the client's is longer, and it sends no keep-alives.
-        transport.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(3600)).map_err(io::Error::other)?,
-        ));
+        transport
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(Duration::from_secs(3600))
+                    .map_err(io::Error::other)?,
+            ))
+            .congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()));
         config.transport_config(Arc::new(transport));
         Ok(QuicConnector { config })
     }

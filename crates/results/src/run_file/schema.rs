@@ -71,6 +71,9 @@ pub struct RunFile {
     /// as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// The QUIC stack, when some run used QUIC (HTTP/3, WebTransport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicStack>,
     /// CPU sets the server and the load generator were pinned to.
     pub cpus: CpuPlacement,
     /// False when a run ended early.
@@ -135,6 +138,8 @@ pub struct Setting {
     pub server_mode: String,
     /// See [`RunFile::network_mode`].
     pub network_mode: Option<String>,
+    /// See [`RunFile::quic`].
+    pub quic: Option<QuicStack>,
     /// See [`RunFile::cpus`].
     pub cpus: CpuPlacement,
 }
@@ -158,6 +163,7 @@ impl RunFile {
             scenario,
             server_mode: setting.server_mode,
             network_mode: setting.network_mode,
+            quic: setting.quic,
             cpus: setting.cpus,
             complete: true,
             problems: Vec::new(),
@@ -174,6 +180,7 @@ impl RunFile {
             environment: self.environment.clone(),
             server_mode: self.server_mode.clone(),
             network_mode: self.network_mode.clone(),
+            quic: self.quic.clone(),
             cpus: self.cpus.clone(),
         }
     }
@@ -183,6 +190,16 @@ impl RunFile {
     pub fn is_shard_part(&self) -> bool {
         self.shards.len() == 1 && self.merged_from.is_empty()
     }
+}
+
+/// The QUIC stack both sides ran (`RunFile::quic`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuicStack {
+    /// The QUIC and HTTP/3 implementations.
+    pub implementation: String,
+    /// The congestion controller both sides' connections use (set
+    /// explicitly, so that a library's default changing cannot move it).
+    pub congestion_control: String,
 }
 
 /// Where processes ran.
