@@ -853,21 +853,11 @@ fn tcp_handshakes(o: &mut String, run: &RunFile, stacks: &[chatbench_results::sc
     let s = &run.scenario;
     // Round trips of a handshake over TCP, over an emulated round trip.
     let rtt_us = s.network.rtt.as_micros() as f64;
-    let (hs, hs_us) = run
-        .runs
-        .iter()
-        .filter(|r| {
-            !stacks[r.point.min(stacks.len() - 1)].is_http3()
-                && r.transport != chatbench_results::Transport::WebTransport
-        })
-        .fold((0u64, 0u64), |(n, us), r| {
-            (
-                n + r.wire.total.tls_handshakes,
-                us + r.wire.total.tls_handshake_us,
-            )
-        });
-    if rtt_us > 0.0 && hs > 0 {
-        let mean = hs_us as f64 / hs as f64;
+    let mean = mean_handshake_us(run.runs.iter().filter(|r| {
+        !stacks[r.point.min(stacks.len() - 1)].is_http3()
+            && r.transport != chatbench_results::Transport::WebTransport
+    }));
+    if let (true, Some(mean)) = (rtt_us > 0.0, mean) {
         let _ = writeln!(
             o,
             "\nOver the emulated {} round trip a TLS handshake took {} on average from the TCP connect: {:.2} round trips, of which the TCP connect is one.",
@@ -876,6 +866,19 @@ fn tcp_handshakes(o: &mut String, run: &RunFile, stacks: &[chatbench_results::sc
             mean / rtt_us
         );
     }
+}
+
+/// The mean TLS (or QUIC) handshake time of `runs`, µs; None without one.
+fn mean_handshake_us<'a>(
+    runs: impl Iterator<Item = &'a chatbench_results::run_file::TransportRun>,
+) -> Option<f64> {
+    let (n, us) = runs.fold((0u64, 0u64), |(n, us), r| {
+        (
+            n + r.wire.total.tls_handshakes,
+            us + r.wire.total.tls_handshake_us,
+        )
+    });
+    (n > 0).then(|| us as f64 / n as f64)
 }
 
 /// What an HTTP/3 point adds to the Protocols section: how QUIC is counted,
@@ -888,22 +891,16 @@ fn http3(o: &mut String, run: &RunFile, stacks: &[chatbench_results::scenario::P
     };
     let _ = writeln!(
             o,
-            "HTTP/3 (`h3`) runs over QUIC, on UDP (quinn 0.11 on both sides, with its default congestion controller, CUBIC, as over TCP here): each client's publishes and its polls or stream share one QUIC connection, whose handshake (TLS 1.3 inside QUIC's Initial and Handshake packets) is the TLS handshake counted. Its bytes are counted at the UDP sockets: QUIC's packet headers, frames and encryption are in them, and the on-wire figure adds IPv4 and UDP headers (28 bytes per datagram, against 52 per TCP segment). WebSocket is not carried over HTTP/3 here (RFC 9220 is not served), so in an `h3` run it goes over HTTP/1.1 with TLS on TCP, as a browser opens it. The h3 crate (0.0.8) on both sides encodes header fields with QPACK's static table and literals only, without a dynamic table, so unlike HPACK it does not shrink a poll's repeated headers (Chromium's QPACK keeps a dynamic table: a browser's polls over HTTP/3 cost less than these).\n"
+            "HTTP/3 (`h3`) runs over QUIC, on UDP (quinn 0.11 on both sides, with CUBIC congestion control as over TCP here, named in run.json's `quic`): each client's publishes and its polls or stream share one QUIC connection, whose handshake (TLS 1.3 inside QUIC's Initial and Handshake packets) is the TLS handshake counted. Its bytes are counted at the UDP sockets: QUIC's packet headers, frames and encryption are in them, and the on-wire figure adds IPv4 and UDP headers (28 bytes per datagram, against 52 per TCP segment). WebSocket is not carried over HTTP/3 here (RFC 9220 is not served), so in an `h3` run it goes over HTTP/1.1 with TLS on TCP, as a browser opens it. The h3 crate (0.0.8) on both sides encodes header fields with QPACK's static table and literals only, without a dynamic table, so unlike HPACK it does not shrink a poll's repeated headers (Chromium's QPACK keeps a dynamic table: a browser's polls over HTTP/3 cost less than these).\n"
         );
     let s = &run.scenario;
-    let quic = run
-        .runs
-        .iter()
-        .filter(|r| r.point == h3 && r.transport != chatbench_results::Transport::WebSocket);
-    let (n, us) = quic.fold((0u64, 0u64), |(n, us), r| {
-        (
-            n + r.wire.total.tls_handshakes,
-            us + r.wire.total.tls_handshake_us,
-        )
-    });
+    let mean = mean_handshake_us(
+        run.runs
+            .iter()
+            .filter(|r| r.point == h3 && r.transport != chatbench_results::Transport::WebSocket),
+    );
     let rtt_us = s.network.rtt.as_micros() as f64;
-    if rtt_us > 0.0 && n > 0 {
-        let mean = us as f64 / n as f64;
+    if let (true, Some(mean)) = (rtt_us > 0.0, mean) {
         let _ = writeln!(
             o,
             "Over the emulated {} round trip a QUIC handshake (transport and TLS at once) took {} on average: {:.2} round trips.\n",

@@ -1227,6 +1227,24 @@ impl Scenario {
         }
     }
 
+    /// Why something that runs over QUIC (HTTP/3, WebTransport) cannot run
+    /// in this scenario, if it cannot: `what` is how the reason starts,
+    /// `encrypted` why it needs TLS, `goes` what reaches the server.
+    fn quic_refusal(&self, what: &str, encrypted: &str, goes: &str) -> Option<String> {
+        let n = &self.network;
+        if !self.protocol.tls {
+            Some(format!("{what} without protocol.tls = true: {encrypted}"))
+        } else if n.drop_every.is_some() {
+            Some(format!("{what} with network.drop_every, which chatbench does not run: connections are dropped over HTTP/1.1"))
+        } else if n.mode == NetworkMode::Socket && !n.is_loopback() {
+            Some(format!("{what} with the socket-level link, which emulates above TCP while QUIC runs over UDP: give network.mode = \"packet\""))
+        } else if !self.path.is_direct() {
+            Some(format!("{what} through a proxy, which chatbench does not run: {goes} to chatbench's server directly"))
+        } else {
+            None
+        }
+    }
+
     /// `[protocol]`, and what it cannot be run with.
     fn validate_protocol(&self) -> Check {
         if self.protocol.cookie_bytes > 4096 {
@@ -1245,37 +1263,21 @@ impl Scenario {
             ));
         }
         if self.run_transports().contains(&Transport::WebTransport) {
-            let n = &self.network;
-            let why = if !self.protocol.tls {
-                Some("include webtransport without protocol.tls = true: WebTransport runs over HTTP/3, which is always encrypted")
-            } else if n.drop_every.is_some() {
-                Some("include webtransport with network.drop_every, which chatbench does not run: connections are dropped over HTTP/1.1")
-            } else if n.mode == NetworkMode::Socket && !n.is_loopback() {
-                Some("include webtransport with the socket-level link, which emulates above TCP while QUIC runs over UDP: give network.mode = \"packet\"")
-            } else if !self.path.is_direct() {
-                Some("include webtransport through a proxy, which chatbench does not run: WebTransport goes to chatbench's server directly")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(("transports", why.into()));
+            if let Some(why) = self.quic_refusal(
+                "include webtransport",
+                "WebTransport runs over HTTP/3, which is always encrypted",
+                "WebTransport goes",
+            ) {
+                return Err(("transports", why));
             }
         }
         if self.protocol.is_http3() {
-            let n = &self.network;
-            let why = if !self.protocol.tls {
-                Some("is \"3\" without protocol.tls = true: QUIC is always encrypted, so HTTP/3 needs protocol.tls = true")
-            } else if n.drop_every.is_some() {
-                Some("is \"3\" with network.drop_every, which chatbench does not run: connections are dropped over HTTP/1.1")
-            } else if n.mode == NetworkMode::Socket && !n.is_loopback() {
-                Some("is \"3\" with the socket-level link, which emulates above TCP while QUIC runs over UDP: give network.mode = \"packet\"")
-            } else if !self.path.is_direct() {
-                Some("is \"3\" through a proxy, which chatbench does not run yet: HTTP/3 goes to chatbench's server directly")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(("protocol.http", why.into()));
+            if let Some(why) = self.quic_refusal(
+                "is \"3\"",
+                "QUIC is always encrypted, so HTTP/3 needs protocol.tls = true",
+                "HTTP/3 goes",
+            ) {
+                return Err(("protocol.http", why));
             }
         }
         if self.network.drop_every.is_some() && self.protocol.is_http2() {

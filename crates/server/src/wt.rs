@@ -24,7 +24,6 @@ use chatbench_proto::{ErrorBody, Notice};
 use h3_webtransport::server::{AcceptedBi, WebTransportSession};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 /// A WebTransport session on a QUIC connection.
 pub(crate) type Session = WebTransportSession<h3_quinn::Connection, Bytes>;
@@ -89,29 +88,18 @@ pub(crate) fn check(app: &App, req: &http::Request<()>) -> Result<Open, ApiError
 
 /// Runs a session until its client goes away or the server shuts down.
 pub(crate) async fn run(app: Arc<App>, session: Session, open: Open) {
-    let session = Arc::new(session);
     let _active = ActiveGuard::new(&app.metrics, Label::WebTransport);
-    let gone = CancellationToken::new();
-    let accepting = accept_streams(
-        app.clone(),
-        session.clone(),
-        open.room.clone(),
-        gone.clone(),
-    );
+    // The session ends with whichever ends first: the connection (which
+    // ends accepting) or delivery (a failed write, shutdown).
     tokio::select! {
-        _ = accepting => {}
-        _ = deliver(&app, &session, &open, &gone) => {}
+        _ = accept_streams(&app, &session, &open.room) => {}
+        _ = deliver(&app, &session, &open) => {}
     }
 }
 
 /// Accepts the client's bidirectional streams (publishes) until the
-/// connection ends; then cancels `gone`.
-async fn accept_streams(
-    app: Arc<App>,
-    session: Arc<Session>,
-    room: Arc<RoomLog>,
-    gone: CancellationToken,
-) {
+/// connection ends.
+async fn accept_streams(app: &Arc<App>, session: &Session, room: &Arc<RoomLog>) {
     loop {
         match session.accept_bi().await {
             Ok(Some(AcceptedBi::BidiStream(_, stream))) => {
@@ -138,9 +126,6 @@ async fn accept_streams(
             }
         }
     }
-    gone.cancel();
-    // Stays pending: the session ends through `deliver`.
-    std::future::pending::<()>().await
 }
 
 type BidiStream = h3_webtransport::stream::BidiStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -189,8 +174,9 @@ async fn read_publishes(app: Arc<App>, room: Arc<RoomLog>, mut stream: BidiStrea
 }
 
 /// Sends the room's messages from the session's cursor, in its mode, until
-/// the client is `gone`, a write fails, or the server shuts down.
-async fn deliver(app: &App, session: &Session, open: &Open, gone: &CancellationToken) {
+/// a write fails or the server shuts down (the session's end, the
+/// connection's, ends it through [`run`]).
+async fn deliver(app: &App, session: &Session, open: &Open) {
     let metrics = app.metrics.of(Label::WebTransport);
     let id = session.session_id();
     let mut rx = open.room.subscribe();
@@ -252,7 +238,6 @@ async fn deliver(app: &App, session: &Session, open: &Open, gone: &CancellationT
         tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => return,
-            _ = gone.cancelled() => return,
             ok = async { rx.wait_for(|&head| head > cursor).await.is_ok() } => {
                 if !ok {
                     return;
