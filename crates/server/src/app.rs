@@ -31,6 +31,22 @@ pub struct App {
     pub(crate) tracker: TaskTracker,
     /// `Alt-Svc` for answers over TCP when HTTP/3 is served (`h3.rs`).
     pub(crate) alt_svc: Option<HeaderValue>,
+    /// `GET /webtransport`'s answer when HTTP/3 is served
+    /// ([`webtransport_info`]).
+    pub(crate) webtransport: Option<String>,
+}
+
+/// `GET /webtransport`'s JSON: the UDP port WebTransport sessions open on,
+/// the session path, and the generated certificate's SHA-256 in hex (null
+/// with `--tls-cert`), for a browser's `serverCertificateHashes`.
+pub(crate) fn webtransport_info(port: u16, leaf_sha256: Option<&[u8; 32]>) -> String {
+    let hash = leaf_sha256.map_or("null".to_owned(), |h| {
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        format!("\"{hex}\"")
+    });
+    format!(
+        "{{\"port\":{port},\"path\":\"/rooms/{{room}}/wt\",\"modes\":[\"stream\",\"stream-per-message\"],\"certificate_sha256\":{hash}}}"
+    )
 }
 
 /// An error answer: a status and a reason, sent as `{"error":"<reason>"}`.

@@ -86,6 +86,13 @@ pub(crate) async fn handle<B: RequestBody>(
                 format!("{{\"now_us\":{}}}", crate::room::now_micros()),
             )
         }),
+        Route::WebTransportInfo => only_get(&req).and_then(|()| match &app.webtransport {
+            Some(info) => Ok(json_response(StatusCode::OK, info.clone())),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "WebTransport is not served: start the server with --tls --http3",
+            )),
+        }),
         Route::Metrics => only_get(&req).map(|()| {
             app.metrics.sync_rooms(&app.rooms);
             text_response(
@@ -191,6 +198,9 @@ enum Route<'a> {
     /// `GET /time`: the server's `CLOCK_REALTIME` in µs, the clock of
     /// `server_at`, for load generators on other hosts to estimate offsets.
     Time,
+    /// `GET /webtransport`: whether WebTransport is served, on which UDP
+    /// port, and the hash a browser pins the generated certificate by.
+    WebTransportInfo,
     Metrics,
     Messages(&'a str),
     Events(&'a str),
@@ -216,6 +226,7 @@ impl<'a> Route<'a> {
             (Some("compare"), None, None, None) => Route::Compare,
             (Some("healthz"), None, None, None) => Route::Healthz,
             (Some("time"), None, None, None) => Route::Time,
+            (Some("webtransport"), None, None, None) => Route::WebTransportInfo,
             (Some("metrics"), None, None, None) => Route::Metrics,
             (Some("rooms"), Some(room), Some("messages"), None) => Route::Messages(room),
             (Some("rooms"), Some(room), Some("events"), None) => Route::Events(room),
@@ -455,6 +466,7 @@ mod tests {
         assert_eq!(Route::of("/compare"), Route::Compare);
         assert_eq!(Route::of("/healthz"), Route::Healthz);
         assert_eq!(Route::of("/time"), Route::Time);
+        assert_eq!(Route::of("/webtransport"), Route::WebTransportInfo);
         assert_eq!(Route::of("/healthz/"), Route::NotFound);
         assert_eq!(Route::of("/rooms/a/messages"), Route::Messages("a"));
         assert_eq!(Route::of("/rooms//messages"), Route::Messages(""));

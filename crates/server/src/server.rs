@@ -39,9 +39,15 @@ pub async fn run_with_metrics(
         let port = e.local_addr().ok()?.port();
         HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
     });
+    let webtransport = quic.as_ref().and_then(|e| {
+        let port = e.local_addr().ok()?.port();
+        let hash = config.tls.as_ref().and_then(|t| t.leaf_sha256.as_ref());
+        Some(crate::app::webtransport_info(port, hash))
+    });
     let app = Arc::new(App {
         rooms: Rooms::new(config.retention, config.max_rooms, config.max_memory),
         alt_svc,
+        webtransport,
         metrics,
         shutdown: CancellationToken::new(),
         tracker: TaskTracker::new(),

@@ -29,6 +29,11 @@ pub struct Tls {
     pub config: Arc<rustls::ServerConfig>,
     /// The generated CA's PEM file; None with `--tls-cert`.
     pub ca_file: Option<PathBuf>,
+    /// The SHA-256 of the generated leaf certificate (DER), which a
+    /// browser's WebTransport takes as `serverCertificateHashes` instead of
+    /// a chain to a trusted root; None with `--tls-cert`, whose validity
+    /// the server does not check against that option's rules.
+    pub leaf_sha256: Option<[u8; 32]>,
 }
 
 /// The process-wide crypto provider: *ring*, which builds with no C
@@ -73,6 +78,7 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Tls, String> {
     Ok(Tls {
         config: server_config(chain, key)?,
         ca_file: None,
+        leaf_sha256: None,
     })
 }
 
@@ -91,8 +97,15 @@ pub struct Generated {
     pub key_pem: String,
 }
 
+/// How long a generated leaf certificate is valid: 13 days from an hour
+/// ago. A browser's WebTransport accepts a certificate by its hash
+/// (`serverCertificateHashes`) only when it is ECDSA and valid for at most
+/// 14 days (W3C WebTransport, "custom certificate requirements").
+pub const LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(13 * 86_400);
+
 /// Makes a CA ("chatbench test CA") and a leaf certificate for
-/// `localhost`, `127.0.0.1`, `::1` and `extra` names, ECDSA P-256.
+/// `localhost`, `127.0.0.1`, `::1` and `extra` names, ECDSA P-256, the
+/// leaf valid for [`LEAF_VALIDITY`].
 pub fn generate(extra: &[String]) -> Result<Generated, String> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -112,6 +125,9 @@ pub fn generate(extra: &[String]) -> Result<Generated, String> {
     let mut leaf = CertificateParams::new(names).map_err(fail)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "chatbench-server");
+    let now = time::OffsetDateTime::now_utc();
+    leaf.not_before = now - time::Duration::hours(1);
+    leaf.not_after = now + LEAF_VALIDITY;
     let leaf_key = KeyPair::generate().map_err(fail)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(fail)?;
     Ok(Generated {
@@ -132,9 +148,13 @@ pub fn self_signed(ca_out: Option<&Path>, extra: &[String]) -> Result<Tls, Strin
     });
     std::fs::write(&path, &g.ca_pem)
         .map_err(|e| format!("cannot write the CA to {}: {e}", path.display()))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &g.leaf);
+    let mut leaf_sha256 = [0u8; 32];
+    leaf_sha256.copy_from_slice(digest.as_ref());
     Ok(Tls {
         config: server_config(vec![g.leaf], g.key)?,
         ca_file: Some(path),
+        leaf_sha256: Some(leaf_sha256),
     })
 }
 
@@ -165,6 +185,42 @@ mod tests {
         let other = rustls::pki_types::ServerName::try_from("example.com").unwrap();
         assert!(verifier
             .verify_server_cert(&g.leaf, &[], &other, &[], now)
+            .is_err());
+    }
+
+    /// WebTransport's `serverCertificateHashes` takes a leaf valid at most
+    /// 14 days: the generated one verifies 12 days on and not 14 days on.
+    #[test]
+    fn a_generated_leaf_is_valid_under_fourteen_days() {
+        use rustls::client::danger::ServerCertVerifier;
+        let g = generate(&[]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(g.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        let at = |t: std::time::SystemTime| {
+            rustls::pki_types::UnixTime::since_unix_epoch(
+                t.duration_since(std::time::UNIX_EPOCH).unwrap(),
+            )
+        };
+        let now = std::time::SystemTime::now();
+        assert!(verifier
+            .verify_server_cert(&g.leaf, &[], &name, &[], at(now + 12 * day))
+            .is_ok());
+        let late = verifier
+            .verify_server_cert(&g.leaf, &[], &name, &[], at(now + 14 * day))
+            .unwrap_err();
+        assert!(format!("{late}").contains("expired"), "{late}");
+        assert!(verifier
+            .verify_server_cert(&g.leaf, &[], &name, &[], at(now - 2 * std::time::Duration::from_secs(3600)))
             .is_err());
     }
 

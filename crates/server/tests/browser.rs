@@ -1,6 +1,7 @@
 //! The chat page at `/`, driven in real headless Chromium through
 //! chromedriver (WebDriver, with fantoccini): two pages on different
-//! transports talk both ways, over all four transports in turn.
+//! transports talk both ways, over all four transports in turn, and over
+//! WebTransport (HTTP/3) with the generated certificate pinned by its hash.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test
 //! says so and passes, unless `CHATBENCH_REQUIRE_BROWSER=1` (set by
@@ -292,6 +293,12 @@ async fn two_chromium_pages_chat_over_every_transport() {
             })]
         );
         assert_eq!(status(&a).await, "not connected");
+        // Without --http3 the WebTransport choice is there, disabled, and
+        // says why.
+        assert_eq!(
+            wt_option(&a, |o| o["text"] != "WebTransport over HTTP/3").await,
+            json!({"text": "WebTransport over HTTP/3 (start the server with --tls --http3)", "disabled": true})
+        );
         // WebSocket and SSE, then (new room, logs cleared) the polls.
         exchange(
             &a,
@@ -323,6 +330,119 @@ async fn two_chromium_pages_chat_over_every_transport() {
         say(&b, "back").await;
         let l = wait_log(&b, "after rejoining", |l| !l.is_empty()).await;
         assert_eq!(bodies(&l), [(4, "bob".to_owned(), "back".to_owned())]);
+    }
+    .await;
+    for page in [a, b] {
+        let _ = page.close().await;
+    }
+    server.stop().await;
+    result
+}
+
+/// The WebTransport option's text and state, once `done` holds of them
+/// (at most 20 s: the page asks `GET /webtransport` when it loads).
+async fn wt_option(page: &Client, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = page
+            .execute(
+                r#"const o = document.getElementById("wt-option");
+                   return { text: o.textContent, disabled: o.disabled };"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        if done(&o) || Instant::now() > deadline {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// WebTransport in a real browser: the page, served over plain HTTP from
+/// 127.0.0.1 (a secure context), opens a session to the server's HTTP/3
+/// port trusting the generated certificate by its SHA-256 alone
+/// (`serverCertificateHashes`; no `--ignore-certificate-errors`, no CA),
+/// and chats with a WebSocket page and then an SSE page in the same room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_page_chats_over_webtransport_with_a_pinned_certificate() {
+    let Some((chromium, driver_exe)) = binaries_or_skip() else {
+        return;
+    };
+    let tls = chatbench_server::tls::self_signed(None, &[]).unwrap();
+    let hash: String = tls
+        .leaf_sha256
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = Server::start_with(chatbench_server::Config {
+        tls: Some(tls),
+        http3: true,
+        ..chatbench_server::Config::default()
+    })
+    .await;
+    let url = format!("http://{}/", server.addr);
+    let driver = start_driver(&driver_exe).await;
+    let a = browser(&driver, &chromium).await;
+    let b = browser(&driver, &chromium).await;
+    let result = async {
+        for page in [&a, &b] {
+            page.goto(&url).await.unwrap();
+        }
+        let o = wt_option(&a, |o| o["disabled"] == false).await;
+        assert_eq!(o, json!({"text": "WebTransport over HTTP/3", "disabled": false}));
+        let info = a
+            .execute(
+                "return await (await fetch('/webtransport')).json();",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            info,
+            json!({"port": server.addr.port(), "path": "/rooms/{room}/wt",
+                   "modes": ["stream", "stream-per-message"], "certificate_sha256": hash})
+        );
+        exchange(
+            &a,
+            "webtransport",
+            &b,
+            "websocket",
+            "quic",
+            ["WebTransport: open", "WebSocket: open"],
+        )
+        .await;
+        exchange(
+            &b,
+            "sse",
+            &a,
+            "webtransport",
+            "quic2",
+            ["SSE: open", "WebTransport: open"],
+        )
+        .await;
+        // A bad publish over the session's stream: an error line, and the
+        // session stays open.
+        a.execute(
+            "wtSend('not json'); return null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let l = wait_log(&a, "the error line", |l| l.len() == 4).await;
+        assert_eq!(l[3]["class"], "err", "{l:#?}");
+        assert!(
+            l[3]["line"].as_str().unwrap().starts_with("error: "),
+            "{l:#?}"
+        );
+        assert_eq!(status(&a).await, "WebTransport: open");
+        // Switching away: the closing session does not take over the
+        // status line.
+        join(&a, "quic2", "alice", "sse").await;
+        wait_status(&a, "SSE: open").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(&a).await, "SSE: open");
     }
     .await;
     for page in [a, b] {
