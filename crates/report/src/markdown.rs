@@ -1099,12 +1099,16 @@ Each client here receives one message per second. This run measured {} clients: 
     );
     let get = |t: chatbench_results::Transport| run.at_point(0).find(|x| x.transport == t);
     use chatbench_results::Transport::*;
+    // WebTransport's column when the run has it: overhead beyond the
+    // message over QUIC (the paper had no such column).
+    let wt = get(WebTransport).is_some();
     let overhead = |t| get(t).map(|x| (x.bytes_per_msg.median - x.payload_bytes.median).max(0.0));
     let _ = writeln!(
         o,
-        "| | paper: polling | short_poll | long_poll | sse | paper: WebSocket | websocket |"
+        "| | paper: polling | short_poll | long_poll | sse | paper: WebSocket | websocket |{}",
+        if wt { " webtransport |" } else { "" }
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|{}", if wt { "---:|" } else { "" });
     let saturated = |t| get(t).is_some_and(|x| x.flags.iter().any(|f| f == "saturated"));
     let cell = |t, n| {
         if saturated(t) {
@@ -1118,41 +1122,41 @@ Each client here receives one message per second. This run measured {} clients: 
             format!("{b:.digits$}{note}")
         })
     };
+    let wt_cell = |text: String| if wt { format!(" {text} |") } else { String::new() };
     let _ = writeln!(
         o,
-        "| overhead bytes per message | {KAAZING_POLL_BYTES:.0} | {} | {} | {} | {KAAZING_WS_BYTES:.0} | {} |",
+        "| overhead bytes per message | {KAAZING_POLL_BYTES:.0} | {} | {} | {} | {KAAZING_WS_BYTES:.0} | {} |{}",
         bytes(ShortPoll, 0),
         bytes(LongPoll, 0),
         bytes(Sse, 0),
         bytes(WebSocket, 1),
+        wt_cell(bytes(WebTransport, 1)),
     );
-    for (i, n) in KAAZING_CLIENTS.iter().enumerate() {
-        let note = if *n == measured_clients {
+    let mut rows: Vec<(u64, Option<usize>)> = KAAZING_CLIENTS.iter().copied().zip((0..3).map(Some)).collect();
+    if !KAAZING_CLIENTS.contains(&measured_clients) {
+        rows.push((measured_clients, None));
+    }
+    for (n, paper) in rows {
+        let note = if n == measured_clients {
             " (measured)"
         } else {
             " (extrapolated)"
         };
+        let (poll, ws) = match paper {
+            Some(i) => (KAAZING_POLL_MBPS[i].to_owned(), KAAZING_WS_MBPS[i].to_owned()),
+            None => (
+                format!("{:.3}", mbps(KAAZING_POLL_BYTES, n)),
+                format!("{:.3}", mbps(KAAZING_WS_BYTES, n)),
+            ),
+        };
         let _ = writeln!(
             o,
-            "| {n} clients, Mbps{note} | {} | {} | {} | {} | {} | {} |",
-            KAAZING_POLL_MBPS[i],
-            cell(ShortPoll, *n),
-            cell(LongPoll, *n),
-            cell(Sse, *n),
-            KAAZING_WS_MBPS[i],
-            cell(WebSocket, *n),
-        );
-    }
-    if !KAAZING_CLIENTS.contains(&measured_clients) {
-        let _ = writeln!(
-            o,
-            "| {measured_clients} clients, Mbps (measured) | {:.3} | {} | {} | {} | {:.3} | {} |",
-            mbps(KAAZING_POLL_BYTES, measured_clients),
-            cell(ShortPoll, measured_clients),
-            cell(LongPoll, measured_clients),
-            cell(Sse, measured_clients),
-            mbps(KAAZING_WS_BYTES, measured_clients),
-            cell(WebSocket, measured_clients),
+            "| {n} clients, Mbps{note} | {poll} | {} | {} | {} | {ws} | {} |{}",
+            cell(ShortPoll, n),
+            cell(LongPoll, n),
+            cell(Sse, n),
+            cell(WebSocket, n),
+            wt_cell(cell(WebTransport, n)),
         );
     }
     kaazing_by_stack(o, run);
@@ -1171,6 +1175,7 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
         return;
     }
     let n = s.total_clients();
+    let wt = run.summary.iter().any(|x| x.transport == WebTransport);
     let _ = writeln!(
         o,
         "\nOver each stack of the sweep: overhead bytes per message beyond the message itself, and in brackets the Mbps of overhead at this run's {n} clients (the paper: {KAAZING_POLL_BYTES:.0} bytes and {:.3} Mbps for polling, {KAAZING_WS_BYTES:.0} and {:.3} for WebSocket). `browser` sends the headers headless Chromium sends, with a cookie of the size given.\n",
@@ -1179,7 +1184,9 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
     );
     let _ = writeln!(
         o,
-        "| stack | short_poll | long_poll | sse | websocket |\n|---|---:|---:|---:|---:|"
+        "| stack | short_poll | long_poll | sse | websocket |{}\n|---|---:|---:|---:|---:|{}",
+        if wt { " webtransport |" } else { "" },
+        if wt { "---:|" } else { "" }
     );
     for p in 0..s.points() {
         let label = s.point_label(p).unwrap_or_default();
@@ -1198,11 +1205,12 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
         };
         let _ = writeln!(
             o,
-            "| {label} | {} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} |{}",
             cell(ShortPoll),
             cell(LongPoll),
             cell(Sse),
-            cell(WebSocket)
+            cell(WebSocket),
+            if wt { format!(" {} |", cell(WebTransport)) } else { String::new() }
         );
     }
 }

@@ -328,6 +328,51 @@ fn saturation_reasons_and_a_saturated_kaazing_column_are_shown() {
     }
 }
 
+#[test]
+fn the_kaazing_table_has_a_webtransport_column_only_when_the_run_has_it() {
+    let (_tmp, dir) = copy_fixture("run-a");
+    let mut run = chatbench_results::run_file::RunFile::read(&dir).unwrap();
+    run.scenario.report.kaazing = true;
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let header = |md: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| | paper: polling"))
+            .unwrap()
+            .to_owned()
+    };
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(!header(&md).contains("webtransport"), "{md}");
+    // A WebTransport summary whose messages cost 20.5 bytes beyond
+    // themselves.
+    let ws = run
+        .summary
+        .iter()
+        .find(|s| s.transport.as_str() == "websocket")
+        .unwrap();
+    let mut wt = ws.clone();
+    wt.transport = chatbench_results::Transport::WebTransport;
+    wt.bytes_per_msg.median = wt.payload_bytes.median + 20.5;
+    run.summary.push(wt);
+    run.write(&dir).unwrap();
+    chatbench_report::report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert_eq!(
+        header(&md),
+        "| | paper: polling | short_poll | long_poll | sse | paper: WebSocket | websocket | webtransport |"
+    );
+    let rows: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| | paper: polling"))
+        .take(6)
+        .collect();
+    let cells = |row: &str| -> Vec<String> { row.split('|').map(|c| c.trim().to_owned()).collect() };
+    assert_eq!(cells(rows[2])[8], "20.5", "{}", rows[2]);
+    // 20.5 bytes a second from each of 1,000 clients, in Mbit/s.
+    assert_eq!(cells(rows[3])[8], format!("{:.3}", 20.5 * 8.0 * 1000.0 / 1048576.0), "{}", rows[3]);
+    assert_eq!(cells(rows[3]).len(), 10, "{}", rows[3]);
+}
+
 /// The series of one chart's sidecar, by (panel, name).
 fn chart_data(
     dir: &std::path::Path,
