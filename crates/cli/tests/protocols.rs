@@ -268,6 +268,15 @@ async fn every_transport_runs_in_an_http3_run_with_exact_byte_counts() {
             "{}: {per_datagram} header bytes per datagram",
             r.transport
         );
+        // Datagrams per message are the measured window's own (counted as
+        // they pass), not the whole run's scaled by bytes.
+        let m = &r.wire.measured;
+        assert_eq!(
+            (p.segments * r.audit.delivered as f64).round() as u64,
+            m.segs_in + m.segs_out,
+            "{}",
+            r.transport
+        );
     }
 }
 

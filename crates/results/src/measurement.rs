@@ -477,17 +477,17 @@ impl Measurement {
             Some(crate::Transport::WebSocket) => false,
             _ => s.protocol.is_http3(),
         };
-        let headers = if over_udp {
-            crate::wire::UDP_HEADERS
+        let carrier = if over_udp {
+            crate::wire::Carrier::Udp
         } else {
-            crate::wire::TCP_HEADERS
+            crate::wire::Carrier::Tcp
         };
         let wire = WireResult::new(
             self.wire_measured,
             self.wire_total,
             a.delivered,
             payload,
-            headers,
+            carrier,
         );
         let crosscheck = server.counters.map(|(bytes, delivered)| CrossCheck {
             server_bytes_written: bytes,

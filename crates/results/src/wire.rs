@@ -22,9 +22,10 @@ pub struct WireSnapshot {
     pub poll_overhead_bytes: u64,
     /// TCP connections opened.
     pub connections: u64,
-    /// Segments received (closed connections only).
+    /// TCP segments received (closed connections only), or UDP datagrams
+    /// (counted as they pass).
     pub segs_in: u64,
-    /// Segments sent (closed connections only).
+    /// TCP segments sent (closed connections only), or UDP datagrams.
     pub segs_out: u64,
     /// TLS handshakes completed (absent in files that predate TLS, as are
     /// the next two).
@@ -71,6 +72,27 @@ pub const TCP_HEADERS: u64 = 20 + 32;
 /// Headers per UDP datagram (QUIC's, for HTTP/3): IPv4 (20) and UDP (8).
 pub const UDP_HEADERS: u64 = 20 + 8;
 
+/// What a transport run's client packets travel in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// TCP segments, which are read from `TCP_INFO` as each connection
+    /// closes: only the whole run's count is known.
+    Tcp,
+    /// UDP datagrams (QUIC), counted at the socket as they pass: the
+    /// measured window's count is exact.
+    Udp,
+}
+
+impl Carrier {
+    /// The IP and transport headers per segment or datagram.
+    pub fn headers(self) -> u64 {
+        match self {
+            Carrier::Tcp => TCP_HEADERS,
+            Carrier::Udp => UDP_HEADERS,
+        }
+    }
+}
+
 /// Estimated on-wire bytes: payload plus `headers` bytes per segment or
 /// datagram ([`TCP_HEADERS`] or [`UDP_HEADERS`]; Ethernet's 14 + 4 FCS + 20
 /// preamble and gap are left out: loopback has none).
@@ -95,5 +117,40 @@ impl std::ops::Add for WireSnapshot {
             tls_handshake_bytes: self.tls_handshake_bytes + o.tls_handshake_bytes,
             tls_handshake_us: self.tls_handshake_us + o.tls_handshake_us,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_file::WireResult;
+
+    /// Over TCP segments come from the whole run, scaled by the measured
+    /// window's share of the bytes; over UDP the window's own datagrams.
+    #[test]
+    fn per_message_segments_and_on_wire_bytes_by_carrier() {
+        let measured = WireSnapshot {
+            bytes_up: 40,
+            bytes_down: 60,
+            segs_in: 3,
+            segs_out: 1,
+            ..WireSnapshot::default()
+        };
+        let total = WireSnapshot {
+            bytes_up: 400,
+            bytes_down: 600,
+            segs_in: 6,
+            segs_out: 4,
+            ..WireSnapshot::default()
+        };
+        let tcp = WireResult::new(measured, total, 2, 30.0, Carrier::Tcp).per_msg;
+        assert_eq!(tcp.bytes, 50.0);
+        assert_eq!(tcp.segments, 10.0 * 0.1 / 2.0);
+        assert_eq!(tcp.on_wire_bytes, (1000.0 + 10.0 * 52.0) * 0.1 / 2.0);
+        let udp = WireResult::new(measured, total, 2, 30.0, Carrier::Udp).per_msg;
+        assert_eq!(udp.bytes, 50.0);
+        assert_eq!(udp.segments, 2.0);
+        assert_eq!(udp.on_wire_bytes, (100.0 + 4.0 * 28.0) / 2.0);
+        assert_eq!(udp.payload_bytes, 30.0);
     }
 }

@@ -302,9 +302,12 @@ pub struct PerMessage {
     pub bytes: f64,
     /// HTTP requests.
     pub requests: f64,
-    /// TCP segments, both directions (whole run, as segments are read at close).
+    /// TCP segments or UDP datagrams, both directions: over TCP from the
+    /// whole run (segments are read at close) scaled by the measured
+    /// window's share of its bytes; over UDP the measured window's own.
     pub segments: f64,
-    /// Estimated on-wire bytes including IPv4 and TCP headers (whole run).
+    /// Estimated on-wire bytes including IPv4 and TCP or UDP headers
+    /// (over TCP from the whole run, as `segments`).
     pub on_wire_bytes: f64,
     /// Mean size of the message itself (its JSON), whole run: everything
     /// else in `bytes` is framing, headers and requests.
@@ -313,24 +316,37 @@ pub struct PerMessage {
 }
 
 impl WireResult {
-    /// Derives per-message figures; `headers` are the IP and transport
-    /// headers per segment (TCP) or datagram (UDP, for QUIC).
+    /// Derives per-message figures for packets in `carrier`.
     pub fn new(
         measured: WireSnapshot,
         total: WireSnapshot,
         delivered: u64,
         payload_bytes: f64,
-        headers: u64,
+        carrier: crate::wire::Carrier,
     ) -> WireResult {
         let d = delivered.max(1) as f64;
-        let segs = total.segs_in + total.segs_out;
-        // Segments are only known per connection at close, so the per-message
-        // figure uses the whole run and the whole run's deliveries scale.
-        let total_share = if total.bytes_up + total.bytes_down == 0 {
-            1.0
-        } else {
-            (measured.bytes_up + measured.bytes_down) as f64
-                / (total.bytes_up + total.bytes_down) as f64
+        let bytes = |w: &WireSnapshot| w.bytes_up + w.bytes_down;
+        let segs = |w: &WireSnapshot| w.segs_in + w.segs_out;
+        let (segments, on_wire) = match carrier {
+            // TCP's segments are only known per connection at close, so the
+            // per-message figure uses the whole run, scaled by the measured
+            // window's share of its bytes.
+            crate::wire::Carrier::Tcp => {
+                let share = if bytes(&total) == 0 {
+                    1.0
+                } else {
+                    bytes(&measured) as f64 / bytes(&total) as f64
+                };
+                let on_wire = on_wire_bytes(bytes(&total), segs(&total), carrier.headers());
+                (segs(&total) as f64 * share, on_wire as f64 * share)
+            }
+            // Datagrams are counted as they pass. The whole run's count
+            // would not do: its QUIC handshakes are many bytes in few
+            // datagrams, so scaling by bytes would undercount.
+            crate::wire::Carrier::Udp => {
+                let on_wire = on_wire_bytes(bytes(&measured), segs(&measured), carrier.headers());
+                (segs(&measured) as f64, on_wire as f64)
+            }
         };
         WireResult {
             measured,
@@ -338,13 +354,10 @@ impl WireResult {
             per_msg: PerMessage {
                 bytes_up: measured.bytes_up as f64 / d,
                 bytes_down: measured.bytes_down as f64 / d,
-                bytes: (measured.bytes_up + measured.bytes_down) as f64 / d,
+                bytes: bytes(&measured) as f64 / d,
                 requests: measured.requests as f64 / d,
-                segments: segs as f64 * total_share / d,
-                on_wire_bytes: on_wire_bytes(total.bytes_up + total.bytes_down, segs, headers)
-                    as f64
-                    * total_share
-                    / d,
+                segments: segments / d,
+                on_wire_bytes: on_wire / d,
                 payload_bytes,
             },
         }
