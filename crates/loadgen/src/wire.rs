@@ -5,6 +5,8 @@
 //! `TCP_INFO` once to add the connection's segments, retransmissions and round trip.
 
 pub use chatbench_results::wire::{on_wire_bytes, WireSnapshot};
+use crate::radio::ClientRadio;
+use std::sync::OnceLock;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -238,6 +240,7 @@ impl WireCounter {
             down_at_cut: AtomicU64::new(0),
             released: AtomicU64::new(0),
             sampled_at: AtomicU64::new(0),
+            radio: OnceLock::new(),
         });
         let (down, up) = match link {
             None => (None, None),
@@ -273,6 +276,12 @@ impl WireCounter {
             down,
             up,
         })
+    }
+
+    /// Tells `radio` of every read and write from now on (a client's
+    /// connections; the control connections have none).
+    pub fn count_radio(&self, radio: Arc<ClientRadio>) {
+        let _ = self.sock.radio.set(radio);
     }
 
     /// When the bytes this socket last returned reached it, in µs since the
@@ -336,6 +345,8 @@ pub struct UdpCounts {
     pub read_at: Arc<AtomicU64>,
     /// Set once the connection was cut ([`crate::wire::CutHandle`]).
     pub cut: std::sync::atomic::AtomicBool,
+    /// The client's radio, told of every datagram.
+    pub radio: OnceLock<Arc<ClientRadio>>,
 }
 
 impl UdpCounts {
@@ -354,6 +365,7 @@ impl UdpCounts {
             down: AtomicU64::new(0),
             read_at: Arc::new(AtomicU64::new(0)),
             cut: std::sync::atomic::AtomicBool::new(false),
+            radio: OnceLock::new(),
         }
     }
 
@@ -362,6 +374,9 @@ impl UdpCounts {
         self.up.fetch_add(bytes, Relaxed);
         self.stats.bytes_up.fetch_add(bytes, Relaxed);
         self.stats.segs_out.fetch_add(datagrams, Relaxed);
+        if let Some(r) = self.radio.get() {
+            r.packet(crate::clock::unix_now_us(), bytes, 0);
+        }
     }
 
     /// Counts `bytes` received in `datagrams`, arriving now.
@@ -369,7 +384,11 @@ impl UdpCounts {
         self.down.fetch_add(bytes, Relaxed);
         self.stats.bytes_down.fetch_add(bytes, Relaxed);
         self.stats.segs_in.fetch_add(datagrams, Relaxed);
-        self.read_at.store(crate::clock::unix_now_us(), Relaxed);
+        let now = crate::clock::unix_now_us();
+        self.read_at.store(now, Relaxed);
+        if let Some(r) = self.radio.get() {
+            r.packet(now, 0, bytes);
+        }
     }
 }
 
@@ -466,6 +485,9 @@ struct Sock {
     released: AtomicU64,
     /// When `TCP_INFO` was last sampled, µs since the UNIX epoch.
     sampled_at: AtomicU64,
+    /// The client's radio, told of every read and write
+    /// ([`WireCounter::count_radio`]).
+    radio: OnceLock<Arc<ClientRadio>>,
 }
 
 /// The writing handle of a [`WireCounter`] ([`WireCounter::writer`]).
@@ -480,6 +502,14 @@ impl Sock {
     fn count_down(&self, n: u64) {
         self.stats.bytes_down.fetch_add(n, Relaxed);
         self.down.fetch_add(n, Relaxed);
+    }
+
+    /// Tells the client's radio of `up` bytes written or `down` read at
+    /// `at` (µs since the UNIX epoch).
+    fn radio(&self, at: u64, up: u64, down: u64) {
+        if let Some(r) = self.radio.get() {
+            r.packet(at, up, down);
+        }
     }
 
     /// One write through `op` (`write` or `writev`), counted.
@@ -500,6 +530,9 @@ impl Sock {
                     }
                     self.stats.bytes_up.fetch_add(n as u64, Relaxed);
                     self.up.fetch_add(n as u64, Relaxed);
+                    if self.radio.get().is_some() {
+                        self.radio(crate::clock::unix_now_us(), n as u64, 0);
+                    }
                     self.sample_tcp();
                     return Poll::Ready(Ok(n));
                 }
@@ -770,6 +803,7 @@ impl WireCounter {
                     let n = buf.remaining().min(data.len() - *off);
                     buf.put_slice(&data[*off..*off + n]);
                     sock.released.fetch_add(n as u64, Relaxed);
+                    sock.radio(release, 0, n as u64);
                     *off += n;
                     down.queued -= n;
                     if *off == data.len() {
@@ -839,6 +873,7 @@ impl AsyncRead for WireCounter {
                         this.read_at.store(at, Relaxed);
                         this.sock.count_down(n as u64);
                         this.sock.released.fetch_add(n as u64, Relaxed);
+                        this.sock.radio(at, 0, n as u64);
                     }
                     return Poll::Ready(Ok(()));
                 }

@@ -233,6 +233,10 @@ pub async fn run_worker(
             )));
         }
         rss.at_start();
+        let from = clock.t0_unix_us + s.warmup.as_micros() as u64;
+        ctx.dial
+            .radios()
+            .start(from, from + s.duration.as_micros() as u64);
         let _ = ctx.clock.set(clock);
         ctx.start.send_replace(true);
         window = traffic(&ctx, clock, &mut clients, &mut cmds, &events, &mut rss).await;
@@ -434,6 +438,7 @@ fn measure(
     let (lg0, w0) = at_start.unwrap_or((None, WireSnapshot::default()));
     let (lg1, w1) = at_end.unwrap_or((None, total_wire));
     let cpu = lg0.zip(lg1).map(|(a, b)| ProcSample::cpu_between(&a, &b));
+    let radio = ctx.dial.radios().finish();
     Measurement {
         transport: Some(task.transport),
         point: task.point,
@@ -462,6 +467,8 @@ fn measure(
             .is_some()
             .then(|| ctx.rec.drops.counts()),
         join: ctx.rec.join.counts(),
+        radio: radio.0,
+        radio_messages: radio.1,
     }
 }
 

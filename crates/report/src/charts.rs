@@ -783,6 +783,51 @@ impl<'a> Bars<'a> {
         }
     }
 
+    /// Radio energy per client-hour, the messages' part and the
+    /// transport's own stacked, and the share of the time the radio was on.
+    fn battery(sum: &[&TransportSummary]) -> Bars<'a> {
+        Bars {
+            title: "A phone's LTE radio (Huang et al. 2012), measured window".into(),
+            panels: vec![
+                Panel {
+                    title: "radio energy per client-hour",
+                    y_desc: "J",
+                    log: false,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            let all = x.radio_j_per_client_hour.map(|v| v.median);
+                            let own = x.radio_overhead_share.map_or(0.0, |v| v.median);
+                            (
+                                x.transport,
+                                all.map(|j| {
+                                    vec![
+                                        (j * (1.0 - own), "messages only"),
+                                        (j * own, "the transport's own"),
+                                    ]
+                                }),
+                            )
+                        })
+                        .collect(),
+                },
+                Panel {
+                    title: "radio on, share of the time",
+                    y_desc: "%",
+                    log: false,
+                    bars: sum
+                        .iter()
+                        .map(|x| {
+                            (
+                                x.transport,
+                                x.radio_on_share.map(|v| vec![(v.median * 100.0, "on")]),
+                            )
+                        })
+                        .collect(),
+                },
+            ],
+        }
+    }
+
     /// Server CPU per 1,000 messages and memory per idle connection.
     fn server_cost(sum: &[&TransportSummary]) -> Bars<'a> {
         Bars {
@@ -894,6 +939,11 @@ pub fn draw_all(
 
     let cost = Bars::server_cost(&sum);
     files.extend(render(&cost, dir, "server-cost", !run.complete)?);
+
+    if sum.iter().any(|x| x.radio_j_per_client_hour.is_some()) {
+        let battery = Bars::battery(&sum);
+        files.extend(render(&battery, dir, "battery", !run.complete)?);
+    }
 
     let first: Vec<&TransportRun> = s
         .transports

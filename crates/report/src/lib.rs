@@ -7,6 +7,7 @@
 //! side by side).
 #![deny(missing_docs)]
 
+mod battery;
 pub mod charts;
 pub mod check;
 pub mod compare;

@@ -37,6 +37,7 @@ pub(crate) fn render(run: &RunFile) -> String {
     crate::stacks::stacks(&mut o, run);
     crate::proxies::proxies(&mut o, run);
     break_even(&mut o, run);
+    crate::battery::battery(&mut o, run);
     if s.report.kaazing {
         kaazing(&mut o, run);
     }
@@ -200,6 +201,7 @@ fn charts(o: &mut String, run: &RunFile) {
         ("timeline", "Messages received per second and p99 latency for each second of traffic; the grey band is warm-up. Lines that coincide are drawn over each other."),
         ("resources", "The server's CPU (% of one CPU) and memory each second, from the clients' first connects to the end (first repetition)."),
         ("model", "Measured p50 and mean latency against the round trip added, with the model's (see \"Against the model\") dashed in the same colour."),
+        ("battery", "Radio energy per client-hour by the LTE model (see \"Battery\"): the clients' messages alone, and what the transport's own traffic adds; and the share of the time the radio was on."),
         ("pareto", "Every transport and setting (each sweep point, labelled): p50 latency against bytes per message. The dashed line joins the combinations that no other beats on both; anything above and right of it pays more for less."),
     ] {
         if file == "model"
@@ -211,6 +213,9 @@ fn charts(o: &mut String, run: &RunFile) {
             continue;
         }
         if file == "pareto" && run.summary.iter().filter(|x| x.bytes_per_msg.median > 0.0).count() < 2 {
+            continue;
+        }
+        if file == "battery" && run.summary.iter().all(|x| x.radio_j_per_client_hour.is_none()) {
             continue;
         }
         if file == "breakdown" && run.runs.iter().all(|r| r.breakdown.is_none()) {

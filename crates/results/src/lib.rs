@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod break_even;
+pub mod energy;
 pub mod fmt;
 pub mod hist;
 pub mod machine;

@@ -246,6 +246,13 @@ pub struct Measurement {
     /// What joining cost, for another stack's profile.
     #[serde(default)]
     pub join: Option<crate::run_file::JoinCounts>,
+    /// The radio model's time in each state over every client's packets
+    /// in the measured window ([`crate::energy`]), summed over clients.
+    #[serde(default)]
+    pub radio: crate::energy::RadioTime,
+    /// The same over the clients' messages alone.
+    #[serde(default)]
+    pub radio_messages: crate::energy::RadioTime,
 }
 
 /// A histogram as base64 of its V2 deflate encoding.
@@ -451,6 +458,8 @@ impl Measurement {
             *self.error_causes.entry(cause.clone()).or_default() += n;
         }
         self.tcp.add(&o.tcp);
+        self.radio = self.radio + o.radio;
+        self.radio_messages = self.radio_messages + o.radio_messages;
         Ok(())
     }
 
@@ -595,6 +604,9 @@ impl Measurement {
             link: None,
             tcp: Some(self.tcp_view(s, server.tcp)),
             join: self.join.map(crate::run_file::Join::of),
+            radio: (self.radio.clients > 0).then(|| {
+                crate::energy::Radio::of(&s.energy, self.radio, self.radio_messages, a.delivered)
+            }),
             no_crosscheck: None,
             proxy: None,
             streams: crate::run_file::Streams::of(

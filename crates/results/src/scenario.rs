@@ -6,6 +6,7 @@
 
 pub use crate::fmt::{parse_bandwidth, parse_duration};
 pub use crate::target::Target;
+use crate::energy::RadioModel;
 use crate::Transport;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -72,6 +73,10 @@ pub struct Scenario {
     /// Extra report sections.
     #[serde(default)]
     pub report: ReportOptions,
+    /// The radio power model REPORT.md's battery figures use (the LTE
+    /// model of Huang et al., MobiSys 2012, unless a field is set).
+    #[serde(default, skip_serializing_if = "RadioModel::is_default")]
+    pub energy: RadioModel,
     /// The chat stack measured: chatbench's own, Socket.IO, or a server
     /// described in the file (`docs/targets.md`).
     #[serde(default, skip_serializing_if = "Target::is_default")]
@@ -813,6 +818,7 @@ impl Scenario {
         self.validate_network()?;
         self.validate_protocol()?;
         self.validate_limits()?;
+        self.energy.check()?;
         self.validate_target()?;
         self.validate_path()
     }
@@ -1585,6 +1591,25 @@ rate = 2.5
 
     fn parse(src: &str) -> Result<Scenario, String> {
         Scenario::parse(src, Path::new("s.toml")).map_err(|e| e.to_string())
+    }
+
+    /// `[energy]` overrides the radio model's parameters one by one, is
+    /// left out of run.json at the paper's, and a bad one names its line.
+    #[test]
+    fn energy_overrides_the_radio_model_and_names_a_bad_field() {
+        let s = parse(GOOD).unwrap();
+        assert!(s.energy.is_default());
+        assert!(!toml::to_string(&s).unwrap().contains("[energy]"));
+        let s = parse(&format!("{GOOD}\n[energy]\ntail = \"5s\"\ntail_mw = 800.0\n")).unwrap();
+        assert_eq!(s.energy.tail, Duration::from_secs(5));
+        assert_eq!(s.energy.tail_mw, 800.0);
+        assert_eq!(s.energy.promotion_mw, 1210.7);
+        let e = parse(&format!("{GOOD}\n[energy]\ntail = \"0s\"\n")).unwrap_err();
+        assert_eq!(e, "s.toml:15: field `energy.tail`: must be above zero");
+        let e = parse(&format!("{GOOD}\n[energy]\ntail_mw = -1.0\n")).unwrap_err();
+        assert_eq!(e, "s.toml:15: field `energy.tail_mw`: must be a number above zero, got -1");
+        let e = parse(&format!("{GOOD}\n[energy]\ntial = \"5s\"\n")).unwrap_err();
+        assert!(e.starts_with("s.toml:15: field `energy.tial`: unknown field `tial`"), "{e}");
     }
 
     #[test]

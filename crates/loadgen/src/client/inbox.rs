@@ -30,6 +30,9 @@ pub(super) struct Inbox {
     /// The client's first stream, while it has delivered nothing: when it
     /// was requested (run clock, µs).
     first_stream: FirstStream,
+    /// The client's radio, told of each message as the one packet an ideal
+    /// transport would spend on it.
+    radio: Arc<crate::radio::ClientRadio>,
 }
 
 /// Where a client's first stream is ([`Inbox::stream_opened`]).
@@ -45,7 +48,9 @@ enum FirstStream {
 
 impl Inbox {
     pub(super) fn new(ctx: Arc<RunCtx>, key: u64) -> Inbox {
+        let radio = ctx.dial.radios().client(key);
         Inbox {
+            radio,
             ctx,
             key,
             seqs: SeqTracker::starting_at(1),
@@ -181,6 +186,7 @@ impl Inbox {
         poll_at: Option<u64>,
         (stamped, unix_now): (Option<u64>, u64),
     ) {
+        self.radio.message(stamped.unwrap_or(unix_now), 0, 0);
         let Some(sent) = sent_at else { return };
         let clock = self.ctx.run_clock();
         let arrived = stamped.unwrap_or(unix_now).saturating_sub(clock.t0_unix_us);

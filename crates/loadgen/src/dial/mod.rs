@@ -33,6 +33,7 @@ pub use http::{HttpConn, HttpResult, SharedH2};
 pub use tls::{Connector, Handles, Stream};
 pub use websocket::WsConn;
 
+use crate::radio::Radios;
 use crate::h2::H2Conn;
 use crate::h3::H3Conn;
 use crate::link::LinkSpec;
@@ -70,6 +71,8 @@ pub struct Dialer {
     /// HTTP/1.1, even in an HTTP/2 run: the proxy in front does not allow
     /// extended CONNECT (what a browser does then).
     websocket_h1: bool,
+    /// Each client's radio, which its connections tell of their packets.
+    radios: Radios,
 }
 
 impl Dialer {
@@ -107,6 +110,7 @@ impl Dialer {
             rec,
             netns,
             websocket_h1: false,
+            radios: Radios::new(s.energy),
         })
     }
 
@@ -143,12 +147,23 @@ impl Dialer {
     /// A counted connection for client `key` to `addr`, from its source
     /// address, through the scenario's emulated link when it has one.
     pub async fn tcp(&self, key: u64, addr: SocketAddr) -> io::Result<WireCounter> {
-        if let Some(ns) = &self.netns {
+        let counter = if let Some(ns) = &self.netns {
             let stream = tcp::open_in(ns, addr).await?;
-            return WireCounter::new(stream, None, self.wire.clone()).await;
-        }
-        let source = self.source_of(key, addr);
-        tcp::counted(addr, source, self.link, self.wire.clone()).await
+            WireCounter::new(stream, None, self.wire.clone()).await?
+        } else {
+            let source = self.source_of(key, addr);
+            tcp::counted(addr, source, self.link, self.wire.clone()).await?
+        };
+        // The connect's SYN and SYN-ACK, which the counter does not see.
+        let radio = self.radios.client(key);
+        radio.packet(crate::clock::unix_now_us(), 0, 0);
+        counter.count_radio(radio);
+        Ok(counter)
+    }
+
+    /// The radios of this run's clients ([`crate::radio`]).
+    pub fn radios(&self) -> &Radios {
+        &self.radios
     }
 
     /// A connection for client `key` to its room's server: TCP, then TLS
@@ -272,8 +287,9 @@ impl Dialer {
         let addr = self.server_of(key);
         let source = self.source_of(key, addr);
         let (netns, wire) = (self.netns.as_deref(), self.wire.clone());
+        let radio = self.radios.client(key);
         let conn = quic
-            .connect(addr, source, netns, wire, Instant::now())
+            .connect(addr, source, netns, wire, radio, Instant::now())
             .await?;
         Ok((conn, addr))
     }

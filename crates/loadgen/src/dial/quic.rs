@@ -140,6 +140,7 @@ impl QuicConnector {
         source: Option<IpAddr>,
         netns: Option<&crate::packet::netns::Netns>,
         stats: Arc<WireStats>,
+        radio: Arc<crate::radio::ClientRadio>,
         start: Instant,
     ) -> io::Result<QuicConn> {
         let socket = match netns {
@@ -158,6 +159,7 @@ impl QuicConnector {
         let runtime = Arc::new(quinn::TokioRuntime);
         let inner = quinn::Runtime::wrap_udp_socket(&*runtime, socket.into())?;
         let counts = Arc::new(UdpCounts::new(stats.clone()));
+        let _ = counts.radio.set(radio);
         let counted = Arc::new(CountedUdp {
             inner,
             counts: counts.clone(),

@@ -704,6 +704,10 @@ pub struct TransportRun {
     /// profile (`target.profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<Join>,
+    /// What the clients' traffic would cost a phone's LTE radio
+    /// ([`crate::energy`]; absent in files that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio: Option<crate::energy::Radio>,
     /// Why there is no `crosscheck`, when the server has none to give
     /// (another stack's server counts no bytes of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -955,6 +959,15 @@ pub struct TransportSummary {
     /// away, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away_p50_us: Option<Stat>,
+    /// Radio energy per client-hour, J ([`crate::energy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio_j_per_client_hour: Option<Stat>,
+    /// The share of the time the radio was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio_on_share: Option<Stat>,
+    /// The share of the radio energy the transport's own traffic caused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio_overhead_share: Option<Stat>,
 }
 
 impl RunFile {

@@ -109,6 +109,9 @@ impl TransportSummary {
                     .filter(|d| d.away_latency_us.count > 0)
                     .map(|d| d.away_latency_us.p50 as f64)
             }),
+            radio_j_per_client_hour: opt(&|r| r.radio.as_ref().map(|x| x.j_per_client_hour)),
+            radio_on_share: opt(&|r| r.radio.as_ref().map(|x| x.on_share)),
+            radio_overhead_share: opt(&|r| r.radio.as_ref().map(|x| x.overhead_share)),
         })
     }
 }

@@ -13,7 +13,7 @@ impl RunFile {
     /// The console table for a terminal `width` columns wide: columns
     /// that do not fit are left out, least telling first (max, p99.9, the
     /// load generator's receive time, requests per message, RSS per
-    /// connection), and the legend says which. Then a legend of the units,
+    /// connection, radio energy), and the legend says which. Then a legend of the units,
     /// in lines that fit 80 columns.
     pub fn table_fitting(&self, width: Option<u16>) -> String {
         use comfy_table::{CellAlignment, ColumnConstraint, Table};
@@ -38,6 +38,7 @@ impl RunFile {
             "req/msg",
             "cpu-ms/1k",
             "rss/conn",
+            "J/h",
             "lost",
             "flags",
         ]);
@@ -70,6 +71,7 @@ impl RunFile {
                 format!("{:.3}", s.requests_per_msg.median),
                 opt(s.server_cpu_ms_per_1k, &|v| format!("{v:.1}")),
                 opt(s.rss_per_connection, &|v| format!("{:.1}KiB", v / 1024.0)),
+                opt(s.radio_j_per_client_hour, &|v| format!("{v:.0}")),
                 s.lost.to_string(),
                 if s.flags.is_empty() {
                     "-".to_owned()
@@ -90,7 +92,7 @@ impl RunFile {
         let mut hidden = Vec::new();
         let widest = |t: &Table| t.lines().map(|l| l.trim_end().chars().count()).max();
         if let Some(width) = width {
-            for name in ["max", "p99.9", "recv50", "req/msg", "rss/conn"] {
+            for name in ["max", "p99.9", "recv50", "req/msg", "rss/conn", "J/h"] {
                 if widest(&table).unwrap_or(0) <= width as usize {
                     break;
                 }
@@ -119,7 +121,8 @@ impl RunFile {
             out,
             "message, both directions; cpu-ms/1k: server CPU ms per 1,000 messages;"
         );
-        let _ = writeln!(out, "rss/conn: server memory per idle connection.");
+        let _ = writeln!(out, "rss/conn: server memory per idle connection; J/h: a phone's LTE radio");
+        let _ = writeln!(out, "energy per client-hour (REPORT.md's Battery section).");
         if !hidden.is_empty() {
             let _ = writeln!(
                 out,
