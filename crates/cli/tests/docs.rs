@@ -314,6 +314,12 @@ fn results_keep_one_reference_per_scenario_within_20_mib() {
     // `chatbench report` and stay out of the tree.
     let svgs: Vec<&String> = files.iter().filter(|f| f.ends_with(".svg")).collect();
     assert!(svgs.is_empty(), "SVG charts in results/: {svgs:?}");
+    // So are the charts' data files, which hold what run.json holds.
+    let sidecars: Vec<&String> = files
+        .iter()
+        .filter(|f| f.contains("/charts/") && f.ends_with(".json"))
+        .collect();
+    assert!(sidecars.is_empty(), "chart data in results/: {sidecars:?}");
     let mut runs: std::collections::BTreeMap<&str, usize> = Default::default();
     for f in &files {
         let parts: Vec<&str> = f.split('/').collect();

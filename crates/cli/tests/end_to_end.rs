@@ -147,6 +147,38 @@ async fn one(transport: Transport) {
         _ => assert!(per_msg > 0.3, "{per_msg}"),
     }
     assert!(w.segs_in > 0 && w.segs_out > 0, "TCP_INFO segments: {w:?}");
+    radio(transport, r);
+}
+
+/// The radio model over the tiny run: 8 clients, each with packets and
+/// messages every few tens of ms from the warm-up on, so every client's
+/// radio is connected for the whole 2 s window and never promotes in it:
+/// 1,060 mW for the hour, plus the bytes' transfer power above it.
+fn radio(transport: Transport, r: &chatbench_loadgen::results::TransportRun) {
+    let x = r.radio.as_ref().expect("radio figures");
+    assert_eq!(x.time.clients, 8, "{transport}");
+    assert_eq!(x.time.window_us, 8 * 2_000_000, "{transport}");
+    assert_eq!(x.time.promotions, 0, "{transport}: {x:?}");
+    assert_eq!(x.time.promotion_us, 0, "{transport}: {x:?}");
+    assert_eq!(x.time.connected_us, x.time.window_us, "{transport}: {x:?}");
+    assert_eq!(x.on_share, 1.0, "{transport}");
+    assert_eq!(x.messages_only.connected_us, x.time.window_us, "{transport}: {x:?}");
+    assert!(
+        (3816.0..3866.0).contains(&x.j_per_client_hour),
+        "{transport}: {x:?}"
+    );
+    assert!((0.0..0.02).contains(&x.overhead_share), "{transport}: {x:?}");
+    // The meters saw what the counters counted in the window (give or take
+    // what straddles its edges).
+    let m = r.wire.measured;
+    for (seen, counted) in [(x.time.up_bytes, m.bytes_up), (x.time.down_bytes, m.bytes_down)] {
+        let ratio = seen as f64 / counted.max(1) as f64;
+        assert!((0.8..1.2).contains(&ratio), "{transport}: {seen} against {counted}");
+    }
+    assert!(
+        (x.mj_per_message * r.audit.delivered as f64 / 1000.0 - x.j_per_client_hour * 8.0 * 2.0 / 3600.0).abs() < 1e-6,
+        "{transport}: {x:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
