@@ -162,7 +162,10 @@ fn radio(transport: Transport, r: &chatbench_loadgen::results::TransportRun) {
     assert_eq!(x.time.promotion_us, 0, "{transport}: {x:?}");
     assert_eq!(x.time.connected_us, x.time.window_us, "{transport}: {x:?}");
     assert_eq!(x.on_share, 1.0, "{transport}");
-    assert_eq!(x.messages_only.connected_us, x.time.window_us, "{transport}: {x:?}");
+    assert_eq!(
+        x.messages_only.connected_us, x.time.window_us,
+        "{transport}: {x:?}"
+    );
     // 1,060 mW the whole window, plus each direction's bytes at the
     // paper's median throughput and transfer power, above the tail's
     // (Table 4: 438.39 mW per Mbit/s up at 6, 51.97 down at 13, 1,288.04
@@ -177,7 +180,10 @@ fn radio(transport: Transport, r: &chatbench_loadgen::results::TransportRun) {
     );
     // The messages alone keep the radio connected too, and carry no
     // bytes: 1,060 mW for the hour; the rest is the transport's.
-    assert!((x.messages_only_j_per_client_hour - 3816.0).abs() < 1e-6, "{transport}: {x:?}");
+    assert!(
+        (x.messages_only_j_per_client_hour - 3816.0).abs() < 1e-6,
+        "{transport}: {x:?}"
+    );
     assert!(
         (x.overhead_share - (1.0 - 3816.0 / x.j_per_client_hour)).abs() < 1e-9,
         "{transport}: {x:?}"
@@ -185,12 +191,21 @@ fn radio(transport: Transport, r: &chatbench_loadgen::results::TransportRun) {
     // The meters saw what the counters counted in the window (give or take
     // what straddles its edges).
     let m = r.wire.measured;
-    for (seen, counted) in [(x.time.up_bytes, m.bytes_up), (x.time.down_bytes, m.bytes_down)] {
+    for (seen, counted) in [
+        (x.time.up_bytes, m.bytes_up),
+        (x.time.down_bytes, m.bytes_down),
+    ] {
         let ratio = seen as f64 / counted.max(1) as f64;
-        assert!((0.8..1.2).contains(&ratio), "{transport}: {seen} against {counted}");
+        assert!(
+            (0.8..1.2).contains(&ratio),
+            "{transport}: {seen} against {counted}"
+        );
     }
     assert!(
-        (x.mj_per_message * r.audit.delivered as f64 / 1000.0 - x.j_per_client_hour * 8.0 * 2.0 / 3600.0).abs() < 1e-6,
+        (x.mj_per_message * r.audit.delivered as f64 / 1000.0
+            - x.j_per_client_hour * 8.0 * 2.0 / 3600.0)
+            .abs()
+            < 1e-6,
         "{transport}: {x:?}"
     );
 }

@@ -4,14 +4,14 @@
 //! bytes it moves to a shared [`WireStats`], and when it is dropped it reads
 //! `TCP_INFO` once to add the connection's segments, retransmissions and round trip.
 
-pub use chatbench_results::wire::{on_wire_bytes, WireSnapshot};
 use crate::radio::ClientRadio;
-use std::sync::OnceLock;
+pub use chatbench_results::wire::{on_wire_bytes, WireSnapshot};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};

@@ -1113,7 +1113,11 @@ Each client here receives one message per second. This run measured {} clients: 
         "| | paper: polling | short_poll | long_poll | sse | paper: WebSocket | websocket |{}",
         if wt { " webtransport |" } else { "" }
     );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|{}", if wt { "---:|" } else { "" });
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|{}",
+        if wt { "---:|" } else { "" }
+    );
     let saturated = |t| get(t).is_some_and(|x| x.flags.iter().any(|f| f == "saturated"));
     let cell = |t, n| {
         if saturated(t) {
@@ -1127,7 +1131,13 @@ Each client here receives one message per second. This run measured {} clients: 
             format!("{b:.digits$}{note}")
         })
     };
-    let wt_cell = |text: String| if wt { format!(" {text} |") } else { String::new() };
+    let wt_cell = |text: String| {
+        if wt {
+            format!(" {text} |")
+        } else {
+            String::new()
+        }
+    };
     let _ = writeln!(
         o,
         "| overhead bytes per message | {KAAZING_POLL_BYTES:.0} | {} | {} | {} | {KAAZING_WS_BYTES:.0} | {} |{}",
@@ -1137,7 +1147,11 @@ Each client here receives one message per second. This run measured {} clients: 
         bytes(WebSocket, 1),
         wt_cell(bytes(WebTransport, 1)),
     );
-    let mut rows: Vec<(u64, Option<usize>)> = KAAZING_CLIENTS.iter().copied().zip((0..3).map(Some)).collect();
+    let mut rows: Vec<(u64, Option<usize>)> = KAAZING_CLIENTS
+        .iter()
+        .copied()
+        .zip((0..3).map(Some))
+        .collect();
     if !KAAZING_CLIENTS.contains(&measured_clients) {
         rows.push((measured_clients, None));
     }
@@ -1148,7 +1162,10 @@ Each client here receives one message per second. This run measured {} clients: 
             " (extrapolated)"
         };
         let (poll, ws) = match paper {
-            Some(i) => (KAAZING_POLL_MBPS[i].to_owned(), KAAZING_WS_MBPS[i].to_owned()),
+            Some(i) => (
+                KAAZING_POLL_MBPS[i].to_owned(),
+                KAAZING_WS_MBPS[i].to_owned(),
+            ),
             None => (
                 format!("{:.3}", mbps(KAAZING_POLL_BYTES, n)),
                 format!("{:.3}", mbps(KAAZING_WS_BYTES, n)),
@@ -1215,7 +1232,11 @@ fn kaazing_by_stack(o: &mut String, run: &RunFile) {
             cell(LongPoll),
             cell(Sse),
             cell(WebSocket),
-            if wt { format!(" {} |", cell(WebTransport)) } else { String::new() }
+            if wt {
+                format!(" {} |", cell(WebTransport))
+            } else {
+                String::new()
+            }
         );
     }
 }

@@ -366,10 +366,16 @@ fn the_kaazing_table_has_a_webtransport_column_only_when_the_run_has_it() {
         .skip_while(|l| !l.starts_with("| | paper: polling"))
         .take(6)
         .collect();
-    let cells = |row: &str| -> Vec<String> { row.split('|').map(|c| c.trim().to_owned()).collect() };
+    let cells =
+        |row: &str| -> Vec<String> { row.split('|').map(|c| c.trim().to_owned()).collect() };
     assert_eq!(cells(rows[2])[8], "20.5", "{}", rows[2]);
     // 20.5 bytes a second from each of 1,000 clients, in Mbit/s.
-    assert_eq!(cells(rows[3])[8], format!("{:.3}", 20.5 * 8.0 * 1000.0 / 1048576.0), "{}", rows[3]);
+    assert_eq!(
+        cells(rows[3])[8],
+        format!("{:.3}", 20.5 * 8.0 * 1000.0 / 1048576.0),
+        "{}",
+        rows[3]
+    );
     assert_eq!(cells(rows[3]).len(), 10, "{}", rows[3]);
 }
 

@@ -133,7 +133,10 @@ impl RadioModel {
         if self.idle_on > self.idle_cycle {
             return Err((
                 "energy.idle_on",
-                format!("must be at most energy.idle_cycle ({:?}), got {:?}", self.idle_cycle, self.idle_on),
+                format!(
+                    "must be at most energy.idle_cycle ({:?}), got {:?}",
+                    self.idle_cycle, self.idle_on
+                ),
             ));
         }
         let numbers = [
@@ -240,9 +243,8 @@ impl Radio {
     /// The figures of `time` (every packet) and `messages` (the messages
     /// alone) under `model`, for `delivered` messages.
     pub fn of(model: &RadioModel, time: RadioTime, messages: RadioTime, delivered: u64) -> Radio {
-        let per_hour = |t: &RadioTime| {
-            model.energy_mj(t) / 1000.0 * 3600e6 / t.window_us.max(1) as f64
-        };
+        let per_hour =
+            |t: &RadioTime| model.energy_mj(t) / 1000.0 * 3600e6 / t.window_us.max(1) as f64;
         let all = per_hour(&time);
         let ideal = per_hour(&messages);
         Radio {
@@ -253,7 +255,11 @@ impl Radio {
                 / time.window_us.max(1) as f64,
             mj_per_message: model.energy_mj(&time) / delivered.max(1) as f64,
             messages_only_j_per_client_hour: ideal,
-            overhead_share: if all > 0.0 { (1.0 - ideal / all).max(0.0) } else { 0.0 },
+            overhead_share: if all > 0.0 {
+                (1.0 - ideal / all).max(0.0)
+            } else {
+                0.0
+            },
             time,
             messages_only: messages,
         }
@@ -364,7 +370,11 @@ mod tests {
 
     fn packets(at_s: &[f64], up: u64, down: u64) -> Vec<Packet> {
         at_s.iter()
-            .map(|t| Packet { at: (t * 1e6) as u64, up, down })
+            .map(|t| Packet {
+                at: (t * 1e6) as u64,
+                up,
+                down,
+            })
             .collect()
     }
 
@@ -392,7 +402,7 @@ mod tests {
             m.energy_mj(&t),
             0.2601 * 1210.7 + 11.576 * 1060.0 + 48.1639 * IDLE_MW,
         );
-        close(m.energy_mj(&t), 13_551.5165);
+        close(m.energy_mj(&t), 13551.5165);
     }
 
     /// A second packet 5 s later, inside the first one's tail: no second
@@ -476,16 +486,24 @@ mod tests {
         let w = (0, 60 * S);
         let quiet = radio_time(&m, &packets(&[10.0], 0, 0), w);
         let kept = radio_time(&m, &packets(&[7.5, 22.5, 37.5, 52.5], 0, 0), w);
-        let msgs = radio_time(&m, &packets(&[10.0], 0, 0), w) + RadioTime { clients: 1, window_us: 60 * S, ..RadioTime::default() };
+        let msgs = radio_time(&m, &packets(&[10.0], 0, 0), w)
+            + RadioTime {
+                clients: 1,
+                window_us: 60 * S,
+                ..RadioTime::default()
+            };
         let r = Radio::of(&m, quiet + kept, msgs, 2);
-        let all_mj = 13_551.5165 + 46_356.8884;
+        let all_mj = 13551.5165 + 46356.8884;
         close(r.j_per_client_hour, all_mj / 1000.0 * 60.0 / 2.0);
         close(r.mj_per_message, all_mj / 2.0);
         close(r.promotions_per_client_hour, 5.0 * 60.0 / 2.0);
         close(r.on_share, (11.8361 + 43.2684) / 120.0);
         // The second client's messages-only minute is all idle.
-        let ideal_mj = 13_551.5165 + 60.0 * IDLE_MW;
-        close(r.messages_only_j_per_client_hour, ideal_mj / 1000.0 * 60.0 / 2.0);
+        let ideal_mj = 13551.5165 + 60.0 * IDLE_MW;
+        close(
+            r.messages_only_j_per_client_hour,
+            ideal_mj / 1000.0 * 60.0 / 2.0,
+        );
         close(r.overhead_share, 1.0 - ideal_mj / all_mj);
     }
 
@@ -498,12 +516,21 @@ mod tests {
         assert_eq!(b.window_us, 120 * S);
         close(m.energy_mj(&b), 2.0 * m.energy_mj(&a));
         assert!(m.check().is_ok());
-        let bad = RadioModel { idle_on: Duration::from_secs(2), ..m };
+        let bad = RadioModel {
+            idle_on: Duration::from_secs(2),
+            ..m
+        };
         assert_eq!(
             bad.check().unwrap_err(),
-            ("energy.idle_on", "must be at most energy.idle_cycle (1.28s), got 2s".into())
+            (
+                "energy.idle_on",
+                "must be at most energy.idle_cycle (1.28s), got 2s".into()
+            )
         );
-        let bad = RadioModel { tail_mw: f64::NAN, ..m };
+        let bad = RadioModel {
+            tail_mw: f64::NAN,
+            ..m
+        };
         assert_eq!(bad.check().unwrap_err().0, "energy.tail_mw");
     }
 }

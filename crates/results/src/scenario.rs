@@ -4,9 +4,9 @@
 //! validates; every error names the file, the line and the field
 //! ([`ScenarioError`]). The format is documented in `docs/scenario-format.md`.
 
+use crate::energy::RadioModel;
 pub use crate::fmt::{parse_bandwidth, parse_duration};
 pub use crate::target::Target;
-use crate::energy::RadioModel;
 use crate::Transport;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -1600,16 +1600,25 @@ rate = 2.5
         let s = parse(GOOD).unwrap();
         assert!(s.energy.is_default());
         assert!(!toml::to_string(&s).unwrap().contains("[energy]"));
-        let s = parse(&format!("{GOOD}\n[energy]\ntail = \"5s\"\ntail_mw = 800.0\n")).unwrap();
+        let s = parse(&format!(
+            "{GOOD}\n[energy]\ntail = \"5s\"\ntail_mw = 800.0\n"
+        ))
+        .unwrap();
         assert_eq!(s.energy.tail, Duration::from_secs(5));
         assert_eq!(s.energy.tail_mw, 800.0);
         assert_eq!(s.energy.promotion_mw, 1210.7);
         let e = parse(&format!("{GOOD}\n[energy]\ntail = \"0s\"\n")).unwrap_err();
         assert_eq!(e, "s.toml:15: field `energy.tail`: must be above zero");
         let e = parse(&format!("{GOOD}\n[energy]\ntail_mw = -1.0\n")).unwrap_err();
-        assert_eq!(e, "s.toml:15: field `energy.tail_mw`: must be a number above zero, got -1");
+        assert_eq!(
+            e,
+            "s.toml:15: field `energy.tail_mw`: must be a number above zero, got -1"
+        );
         let e = parse(&format!("{GOOD}\n[energy]\ntial = \"5s\"\n")).unwrap_err();
-        assert!(e.starts_with("s.toml:15: field `energy.tial`: unknown field `tial`"), "{e}");
+        assert!(
+            e.starts_with("s.toml:15: field `energy.tial`: unknown field `tial`"),
+            "{e}"
+        );
     }
 
     #[test]

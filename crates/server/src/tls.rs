@@ -220,7 +220,13 @@ mod tests {
             .unwrap_err();
         assert!(format!("{late}").contains("expired"), "{late}");
         assert!(verifier
-            .verify_server_cert(&g.leaf, &[], &name, &[], at(now - 2 * std::time::Duration::from_secs(3600)))
+            .verify_server_cert(
+                &g.leaf,
+                &[],
+                &name,
+                &[],
+                at(now - 2 * std::time::Duration::from_secs(3600))
+            )
             .is_err());
     }
 

@@ -112,6 +112,22 @@ fn which(name: &str) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
+/// Two headless Chromium pages on the chat page of the server at `addr`,
+/// over plain HTTP.
+async fn two_pages(
+    driver: &Driver,
+    chromium: &str,
+    addr: std::net::SocketAddr,
+) -> (Client, Client) {
+    let url = format!("http://{addr}/");
+    let a = browser(driver, chromium).await;
+    let b = browser(driver, chromium).await;
+    for page in [&a, &b] {
+        page.goto(&url).await.unwrap();
+    }
+    (a, b)
+}
+
 /// Fills the form and clicks "join", as a person would.
 async fn join(page: &Client, room: &str, from: &str, transport: &str) {
     let field = page.find(Locator::Id("room")).await.unwrap();
@@ -273,14 +289,9 @@ async fn two_chromium_pages_chat_over_every_transport() {
         return;
     };
     let server = Server::start().await;
-    let url = format!("http://{}/", server.addr);
     let driver = start_driver(&driver_exe).await;
-    let a = browser(&driver, &chromium).await;
-    let b = browser(&driver, &chromium).await;
+    let (a, b) = two_pages(&driver, &chromium, server.addr).await;
     let result = async {
-        for page in [&a, &b] {
-            page.goto(&url).await.unwrap();
-        }
         // A name the server would refuse: the error names the character
         // typed (a space), not its URL encoding ('%').
         join(&a, "bad room!", "alice", "sse").await;
@@ -382,16 +393,14 @@ async fn a_chromium_page_chats_over_webtransport_with_a_pinned_certificate() {
         ..chatbench_server::Config::default()
     })
     .await;
-    let url = format!("http://{}/", server.addr);
     let driver = start_driver(&driver_exe).await;
-    let a = browser(&driver, &chromium).await;
-    let b = browser(&driver, &chromium).await;
+    let (a, b) = two_pages(&driver, &chromium, server.addr).await;
     let result = async {
-        for page in [&a, &b] {
-            page.goto(&url).await.unwrap();
-        }
         let o = wt_option(&a, |o| o["disabled"] == false).await;
-        assert_eq!(o, json!({"text": "WebTransport over HTTP/3", "disabled": false}));
+        assert_eq!(
+            o,
+            json!({"text": "WebTransport over HTTP/3", "disabled": false})
+        );
         let info = a
             .execute(
                 "return await (await fetch('/webtransport')).json();",
@@ -424,12 +433,9 @@ async fn a_chromium_page_chats_over_webtransport_with_a_pinned_certificate() {
         .await;
         // A bad publish over the session's stream: an error line, and the
         // session stays open.
-        a.execute(
-            "wtSend('not json'); return null;",
-            vec![],
-        )
-        .await
-        .unwrap();
+        a.execute("wtSend('not json'); return null;", vec![])
+            .await
+            .unwrap();
         let l = wait_log(&a, "the error line", |l| l.len() == 4).await;
         assert_eq!(l[3]["class"], "err", "{l:#?}");
         assert!(

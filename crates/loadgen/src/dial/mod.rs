@@ -33,12 +33,12 @@ pub use http::{HttpConn, HttpResult, SharedH2};
 pub use tls::{Connector, Handles, Stream};
 pub use websocket::WsConn;
 
-use crate::radio::Radios;
 use crate::h2::H2Conn;
 use crate::h3::H3Conn;
 use crate::link::LinkSpec;
 use crate::packet::netns::Netns;
 use crate::profile::Headers;
+use crate::radio::Radios;
 use crate::record::{Metric, Recorder};
 use crate::scenario::Scenario;
 use crate::wire::{WireCounter, WireStats};

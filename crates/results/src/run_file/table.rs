@@ -121,7 +121,10 @@ impl RunFile {
             out,
             "message, both directions; cpu-ms/1k: server CPU ms per 1,000 messages;"
         );
-        let _ = writeln!(out, "rss/conn: server memory per idle connection; J/h: a phone's LTE radio");
+        let _ = writeln!(
+            out,
+            "rss/conn: server memory per idle connection; J/h: a phone's LTE radio"
+        );
         let _ = writeln!(out, "energy per client-hour (REPORT.md's Battery section).");
         if !hidden.is_empty() {
             let _ = writeln!(
