@@ -666,6 +666,49 @@ AUTHORITY = f"localhost:{sys.argv[1]}"
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 "#;
 
+/// `GET /webtransport` says where sessions open and the generated
+/// certificate's hash, with `--http3`; without, a 404 that says how; any
+/// other method a 405.
+#[tokio::test]
+async fn webtransport_info_names_the_port_and_the_certificate_hash() {
+    let (server, _ca, _dir) = h3_server("wt-info").await;
+    let (status, _, body) = server.http().await.get("/webtransport").await;
+    assert_eq!(status, StatusCode::OK);
+    let info: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(info["port"], server.addr.port());
+    assert_eq!(info["path"], "/rooms/{room}/wt");
+    assert_eq!(
+        info["modes"],
+        serde_json::json!(["stream", "stream-per-message"])
+    );
+    let hash = info["certificate_sha256"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{hash}");
+    assert!(
+        hash.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{hash}"
+    );
+    let (status, _, body) = server
+        .http()
+        .await
+        .request(
+            http::Method::POST,
+            "/webtransport",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body:?}");
+
+    let plain = Server::start().await;
+    let (status, _, body) = plain.http().await.get("/webtransport").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        r#"{"error":"WebTransport is not served: start the server with --tls --http3"}"#
+    );
+}
+
 #[tokio::test]
 async fn aioquic_speaks_http3_to_every_http_transport() {
     if !have("python3", &["-c", "import aioquic"]).await {
