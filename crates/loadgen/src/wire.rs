@@ -530,10 +530,9 @@ impl Sock {
                     }
                     self.stats.bytes_up.fetch_add(n as u64, Relaxed);
                     self.up.fetch_add(n as u64, Relaxed);
-                    if self.radio.get().is_some() {
-                        self.radio(crate::clock::unix_now_us(), n as u64, 0);
-                    }
-                    self.sample_tcp();
+                    let now = crate::clock::unix_now_us();
+                    self.radio(now, n as u64, 0);
+                    self.sample_tcp(now);
                     return Poll::Ready(Ok(n));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -542,9 +541,9 @@ impl Sock {
         }
     }
 
-    /// Samples `TCP_INFO` after a write, at most every [`TCP_SAMPLE_US`].
-    fn sample_tcp(&self) {
-        let now = crate::clock::unix_now_us();
+    /// Samples `TCP_INFO` after a write made at `now` (µs since the UNIX
+    /// epoch), at most every [`TCP_SAMPLE_US`].
+    fn sample_tcp(&self, now: u64) {
         let last = self.sampled_at.load(Relaxed);
         if now.saturating_sub(last) >= TCP_SAMPLE_US
             && self

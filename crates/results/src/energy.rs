@@ -116,8 +116,10 @@ impl RadioModel {
             + transfer(t.down_bytes, self.alpha_down_mw, self.down_mbps)
     }
 
-    /// Checks every parameter: durations above zero (the idle on-time
-    /// within its cycle), powers and throughputs finite and above zero.
+    /// Checks every parameter: durations above zero and at most an hour
+    /// (which keeps every instant the meter adds representable; the idle
+    /// on-time within its cycle), powers and throughputs finite and above
+    /// zero.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let durations = [
             ("energy.promotion", self.promotion),
@@ -125,9 +127,13 @@ impl RadioModel {
             ("energy.idle_cycle", self.idle_cycle),
             ("energy.idle_on", self.idle_on),
         ];
+        const HOUR: Duration = Duration::from_secs(3600);
         for (name, d) in durations {
-            if d.is_zero() {
-                return Err((name, "must be above zero".into()));
+            if d.is_zero() || d > HOUR {
+                return Err((
+                    name,
+                    format!("must be above zero and at most 1h, got {d:?}"),
+                ));
             }
         }
         if self.idle_on > self.idle_cycle {

@@ -1608,7 +1608,10 @@ rate = 2.5
         assert_eq!(s.energy.tail_mw, 800.0);
         assert_eq!(s.energy.promotion_mw, 1210.7);
         let e = parse(&format!("{GOOD}\n[energy]\ntail = \"0s\"\n")).unwrap_err();
-        assert_eq!(e, "s.toml:15: field `energy.tail`: must be above zero");
+        assert_eq!(
+            e,
+            "s.toml:15: field `energy.tail`: must be above zero and at most 1h, got 0ns"
+        );
         let e = parse(&format!("{GOOD}\n[energy]\ntail_mw = -1.0\n")).unwrap_err();
         assert_eq!(
             e,

@@ -40,13 +40,14 @@ pub struct App {
 /// the session path, and the generated certificate's SHA-256 in hex (null
 /// with `--tls-cert`), for a browser's `serverCertificateHashes`.
 pub(crate) fn webtransport_info(port: u16, leaf_sha256: Option<&[u8; 32]>) -> String {
-    let hash = leaf_sha256.map_or("null".to_owned(), |h| {
-        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-        format!("\"{hex}\"")
-    });
-    format!(
-        "{{\"port\":{port},\"path\":\"/rooms/{{room}}/wt\",\"modes\":[\"stream\",\"stream-per-message\"],\"certificate_sha256\":{hash}}}"
-    )
+    let hash = leaf_sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    serde_json::json!({
+        "port": port,
+        "path": "/rooms/{room}/wt",
+        "modes": ["stream", "stream-per-message"],
+        "certificate_sha256": hash,
+    })
+    .to_string()
 }
 
 /// An error answer: a status and a reason, sent as `{"error":"<reason>"}`.
