@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod advise;
 mod floor;
 mod progress;
 
@@ -87,6 +88,12 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Which transports fit a workload, and what each would cost: latency,
+    /// bytes, requests, server CPU and memory, radio energy on phones, and
+    /// the break-even points, each figure naming the run or model it came
+    /// from (the committed runs under results/, or --measure on this
+    /// machine).
+    Advise(advise::AdviseArgs),
     /// Measure this machine's write floor: the CPU of one write of a frame
     /// to each of many loopback sockets in turn, the least a fan-out server
     /// spends per delivery (scripts/fan-out-floor.sh sets the server's
@@ -352,6 +359,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             no_report,
         } => cmd_merge(&run_dirs, &out, no_report),
         Command::Floor(args) => cmd_floor(&args),
+        Command::Advise(args) => advise::cmd_advise(&args),
     }
 }
 

@@ -4,6 +4,7 @@
 mod util;
 
 mod accounting;
+mod advise;
 mod commands;
 mod docs;
 mod end_to_end;

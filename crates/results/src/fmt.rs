@@ -59,3 +59,61 @@ pub fn parse_bandwidth(s: &str) -> Result<Option<u64>, String> {
     }
     Ok(Some(bps.round() as u64))
 }
+
+/// A number for people with three significant digits (`0.0167`, `12.3`,
+/// `597`), whole numbers without decimals, thousands separated
+/// (`14,996`).
+pub fn sig3(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let a = x.abs();
+    if a >= 1000.0 || (x.fract() == 0.0 && a < 1e15) {
+        let n = x.round() as i64;
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        return if n < 0 { format!("-{out}") } else { out };
+    }
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        (2 - a.log10().floor() as i32).clamp(0, 9) as usize
+    };
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod sig3_tests {
+    use super::sig3;
+
+    #[test]
+    fn three_significant_digits_and_separators() {
+        assert_eq!(sig3(1234.4), "1,234");
+        assert_eq!(sig3(1_234_567.0), "1,234,567");
+        assert_eq!(sig3(123.4), "123");
+        assert_eq!(sig3(12.34), "12.3");
+        assert_eq!(sig3(1.234), "1.23");
+        assert_eq!(sig3(0.016667), "0.0167");
+        assert_eq!(sig3(0.0), "0");
+        assert_eq!(sig3(10.0), "10");
+        assert_eq!(sig3(50.0), "50");
+        assert_eq!(sig3(0.05), "0.05");
+        assert_eq!(sig3(1.004), "1");
+        assert_eq!(sig3(-2500.0), "-2,500");
+    }
+}

@@ -10,6 +10,7 @@
 //! these; the report, `check`, `compare` and `merge` read them.
 #![deny(missing_docs)]
 
+pub mod advise;
 pub mod break_even;
 pub mod energy;
 pub mod fmt;

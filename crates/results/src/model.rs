@@ -111,6 +111,35 @@ pub fn predict(s: &Scenario, t: Transport) -> Prediction {
     }
 }
 
+/// The model's `q` quantile (0 < q < 1) of `t`'s latency in `s`, µs:
+/// short polling `rtt + q·P`; long polling `rtt` for the `1 − share`
+/// that find the poll armed, and above that the re-arm's uniform wait;
+/// SSE and WebSocket `rtt`. `chatbench advise` sets the p99 beside the
+/// measurement with it.
+pub fn quantile_us(s: &Scenario, t: Transport, q: f64) -> f64 {
+    let rtt = s.network.rtt.as_micros() as f64;
+    match t {
+        Transport::ShortPoll => {
+            let interval = s.short_poll.interval.as_micros() as f64;
+            let period = if interval <= 0.0 {
+                rtt
+            } else {
+                interval * (rtt / interval).ceil().max(1.0)
+            };
+            rtt + q * period
+        }
+        Transport::LongPoll => {
+            let share = rearm_share(s, rtt / 1e6);
+            if q <= 1.0 - share || share <= 0.0 {
+                rtt
+            } else {
+                rtt + rtt * (q - (1.0 - share)) / share
+            }
+        }
+        Transport::Sse | Transport::WebSocket | Transport::WebTransport => rtt,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +152,26 @@ mod tests {
              [messages]\nrate=2.5\n{extra}"
         );
         Scenario::parse(&src, Path::new("m.toml")).unwrap()
+    }
+
+    #[test]
+    fn quantiles_follow_each_transports_wait() {
+        // Polls every 1 s over 100 ms: p99 is 100 + 990 ms.
+        let s = scenario("[short_poll]\ninterval='1s'\n[network]\nrtt='100ms'\n");
+        assert!((quantile_us(&s, Transport::ShortPoll, 0.99) - 1_090_000.0).abs() < 1e-6);
+        assert_eq!(quantile_us(&s, Transport::Sse, 0.99), 100_000.0);
+        // 5 msg/s over 200 ms: half re-arm, p99 = 200 + 200·0.49/0.5.
+        let s = scenario("[network]\nrtt='200ms'\n");
+        let p99 = quantile_us(&s, Transport::LongPoll, 0.99);
+        assert!(
+            (p99 - (200_000.0 + 200_000.0 * 0.49 / 0.5)).abs() < 1e-6,
+            "{p99}"
+        );
+        // The median agrees with `predict`.
+        assert_eq!(
+            quantile_us(&s, Transport::LongPoll, 0.5),
+            predict(&s, Transport::LongPoll).p50_us
+        );
     }
 
     #[test]
