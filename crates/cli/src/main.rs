@@ -8,6 +8,7 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod advise;
+mod capacity;
 mod floor;
 mod progress;
 
@@ -94,6 +95,11 @@ enum Command {
     /// from (the committed runs under results/, or --measure on this
     /// machine).
     Advise(advise::AdviseArgs),
+    /// Raise the offered load of a scenario's [search] step by step, per
+    /// transport, until a limit breaks (p99, loss, server CPU), then narrow
+    /// in on the knee; write results/<scenario>/<run-id>/capacity.json,
+    /// REPORT.md and a chart.
+    Capacity(capacity::CapacityArgs),
     /// Measure this machine's write floor: the CPU of one write of a frame
     /// to each of many loopback sockets in turn, the least a fan-out server
     /// spends per delivery (scripts/fan-out-floor.sh sets the server's
@@ -360,6 +366,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         } => cmd_merge(&run_dirs, &out, no_report),
         Command::Floor(args) => cmd_floor(&args),
         Command::Advise(args) => advise::cmd_advise(&args),
+        Command::Capacity(args) => capacity::cmd_capacity(&args),
     }
 }
 
@@ -616,7 +623,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Pin before the runtime starts, so every worker thread inherits it.
-    let (mut cpus, loadgen_cpus, server_cpus) = pin(&args)?;
+    let (mut cpus, loadgen_cpus, server_cpus) = pin(args.no_pin, args.server.is_none())?;
     let _awake = if args.hold_cpus_awake {
         cpus.awake = true;
         Some(affinity::AwakeCpus::hold().context("--hold-cpus-awake")?)
@@ -636,13 +643,7 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         shard,
         worker_exe: std::env::current_exe().context("cannot find my own executable")?,
         command: std::env::args().collect(),
-        build: BuildInfo {
-            commit: env!("CHATBENCH_COMMIT").into(),
-            dirty: env!("CHATBENCH_DIRTY") == "true",
-            rustc: env!("CHATBENCH_RUSTC").into(),
-            target: env!("CHATBENCH_TARGET").into(),
-            profile: env!("CHATBENCH_PROFILE").into(),
-        },
+        build: build_info(),
         progress: (!args.quiet).then_some(progress_tx),
         stop: CancellationToken::new(),
     };
@@ -679,13 +680,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// first half of the allowed CPUs, the load generator the rest. Returns
 /// the placement, and how many CPUs each side has (the server's when it is
 /// spawned).
-fn pin(args: &RunArgs) -> anyhow::Result<(CpuPlacement, usize, Option<usize>)> {
+fn pin(no_pin: bool, spawn: bool) -> anyhow::Result<(CpuPlacement, usize, Option<usize>)> {
     let allowed = affinity::allowed_cpus();
     let mut cpus = CpuPlacement::default();
     let mut loadgen_cpus = allowed.len();
-    let spawn = args.server.is_none();
     let mut server_cpus = spawn.then_some(allowed.len());
-    if spawn && !args.no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
+    if spawn && !no_pin && allowed.len() >= 2 && cfg!(target_os = "linux") {
         let (server, ours) = allowed.split_at(allowed.len() / 2);
         affinity::pin(ours).context("cannot pin the load generator")?;
         cpus.server = Some(affinity::format_cpu_list(server));
@@ -694,6 +694,17 @@ fn pin(args: &RunArgs) -> anyhow::Result<(CpuPlacement, usize, Option<usize>)> {
         server_cpus = Some(server.len());
     }
     Ok((cpus, loadgen_cpus, server_cpus))
+}
+
+/// The build this binary came from, as run.json records it.
+fn build_info() -> BuildInfo {
+    BuildInfo {
+        commit: env!("CHATBENCH_COMMIT").into(),
+        dirty: env!("CHATBENCH_DIRTY") == "true",
+        rustc: env!("CHATBENCH_RUSTC").into(),
+        target: env!("CHATBENCH_TARGET").into(),
+        profile: env!("CHATBENCH_PROFILE").into(),
+    }
 }
 
 /// The server a run measures: the one `--server` names, or one spawned

@@ -521,6 +521,8 @@ fn man_pages_are_printed_for_chatbench_and_each_subcommand() {
         "report",
         "check",
         "compare",
+        "advise",
+        "capacity",
         "floor",
         "merge",
         "completions",
@@ -540,7 +542,7 @@ fn man_pages_are_printed_for_chatbench_and_each_subcommand() {
     assert!(out.is_empty());
     assert_eq!(
         stderr.trim_end(),
-        "chatbench: error: no subcommand \"worker\"; chatbench has run, serve, report, check, compare, export, floor, merge, completions, man"
+        "chatbench: error: no subcommand \"worker\"; chatbench has run, serve, report, check, compare, export, advise, capacity, floor, merge, completions, man"
     );
 }
 

@@ -5,6 +5,7 @@ mod util;
 
 mod accounting;
 mod advise;
+mod capacity;
 mod commands;
 mod docs;
 mod end_to_end;

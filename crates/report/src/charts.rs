@@ -46,10 +46,10 @@ pub fn color(t: Transport) -> RGBColor {
     }
 }
 
-type DrawResult = Result<(), String>;
+pub(crate) type DrawResult = Result<(), String>;
 
 /// A chart that can draw itself on any backend.
-trait Chart {
+pub(crate) trait Chart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult;
 
     /// The values drawn, series by series, written beside the images as
@@ -85,7 +85,7 @@ pub struct ChartData {
     pub series: Vec<SeriesData>,
 }
 
-fn series(
+pub(crate) fn series(
     panel: &str,
     name: impl Into<String>,
     points: impl IntoIterator<Item = (f64, f64)>,
@@ -97,13 +97,13 @@ fn series(
     }
 }
 
-fn e<E: std::fmt::Display>(err: E) -> String {
+pub(crate) fn e<E: std::fmt::Display>(err: E) -> String {
     err.to_string()
 }
 
 /// Draws `chart` to `<dir>/<name>.svg` and `<dir>/<name>.png`; a run that
 /// did not finish gets a red banner on every chart.
-fn render(
+pub(crate) fn render(
     chart: &impl Chart,
     dir: &Path,
     name: &str,
@@ -295,7 +295,7 @@ fn percentile_label(x: f64) -> String {
     }
 }
 
-fn fmt_ms(ms: f64) -> String {
+pub(crate) fn fmt_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.0}s", ms / 1000.0)
     } else if ms >= 1.0 {
@@ -306,7 +306,7 @@ fn fmt_ms(ms: f64) -> String {
 }
 
 /// A log-scale range around the values, in whole decades.
-fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::MAX, f64::MIN);
     for v in values.filter(|v| *v > 0.0 && v.is_finite()) {
         lo = lo.min(v);
@@ -1544,7 +1544,7 @@ impl Pareto<'_> {
 }
 
 /// What a legend entry shows beside its label.
-enum Key {
+pub(crate) enum Key {
     Line(RGBColor),
     /// A dashed grey line: a model's curve.
     Dash,
@@ -1554,7 +1554,7 @@ enum Key {
 
 /// Fills `root` white, titles it, and draws `entries` as a legend row under
 /// the title; returns the area left for the panels.
-fn titled_with_legend<DB: DrawingBackend>(
+pub(crate) fn titled_with_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     entries: &[(Key, &str)],
@@ -1567,7 +1567,7 @@ fn titled_with_legend<DB: DrawingBackend>(
 }
 
 /// A legend entry per transport, in its colour.
-fn transport_keys(transports: &[Transport]) -> Vec<(Key, &'static str)> {
+pub(crate) fn transport_keys(transports: &[Transport]) -> Vec<(Key, &'static str)> {
     transports
         .iter()
         .map(|&t| (Key::Line(color(t)), t.as_str()))

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod battery;
+pub mod capacity;
 pub mod charts;
 pub mod check;
 pub mod compare;

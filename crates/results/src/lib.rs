@@ -12,6 +12,7 @@
 
 pub mod advise;
 pub mod break_even;
+pub mod capacity;
 pub mod energy;
 pub mod fmt;
 pub mod hist;
@@ -23,6 +24,7 @@ pub mod path;
 pub mod rules;
 pub mod run_file;
 pub mod scenario;
+pub mod search;
 pub mod target;
 pub mod tcp;
 pub mod trace;

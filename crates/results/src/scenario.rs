@@ -70,6 +70,10 @@ pub struct Scenario {
     /// Vary one field over a list of values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// Raise the offered load step by step until a limit breaks
+    /// (`chatbench capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::search::Search>,
     /// Extra report sections.
     #[serde(default)]
     pub report: ReportOptions,
@@ -799,6 +803,12 @@ impl Scenario {
                 }
             }
         }
+        if let Some(search) = &scenario.search {
+            if let Err(message) = scenario.at_search_value(search.start) {
+                let line = line_of_field(src, "search.start");
+                return Err(err(line, Some("search.start".into()), message));
+            }
+        }
         for (i, table) in scenario.expect.iter().enumerate() {
             if let Err((field, message)) = crate::rules::Rule::from_table(table) {
                 let line = line_of_field(src, &format!("expect.{i}.{field}"));
@@ -820,7 +830,28 @@ impl Scenario {
         self.validate_limits()?;
         self.energy.check()?;
         self.validate_target()?;
-        self.validate_path()
+        self.validate_path()?;
+        self.validate_search()
+    }
+
+    fn validate_search(&self) -> Check {
+        let Some(search) = &self.search else {
+            return Ok(());
+        };
+        search.check()?;
+        if self.repeat != 1 {
+            return Err((
+                "repeat",
+                format!("must be 1 with [search], got {}: each step runs once; run the search again to see the spread", self.repeat),
+            ));
+        }
+        if self.sweep.is_some() {
+            return Err((
+                "search",
+                "a scenario with [search] cannot also have [sweep]: the search sets the swept value".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// `[path]`: a proxy goes in front of one server process chatbench
@@ -1387,6 +1418,28 @@ impl Scenario {
         })?;
         at.validate()
             .map_err(|(field, m)| format!("at this value, `{field}` {m}"))?;
+        Ok(at)
+    }
+
+    /// The scenario at a capacity search's step: `[search] parameter` set
+    /// to `value` (whole for a count), validated, as a one-point sweep so
+    /// that the step's run is labelled with its value; no `[search]`.
+    pub fn at_search_value(&self, value: f64) -> Result<Scenario, String> {
+        let search = self.search.as_ref().ok_or("the scenario has no [search]")?;
+        let v = if search.integer() {
+            toml::Value::Integer(value.round() as i64)
+        } else {
+            toml::Value::Float(value)
+        };
+        let sweep = Sweep {
+            parameter: search.parameter.clone(),
+            values: vec![v],
+        };
+        let mut base = self.clone();
+        base.search = None;
+        base.sweep = Some(sweep.clone());
+        let mut at = base.at_point(0)?;
+        at.sweep = Some(sweep);
         Ok(at)
     }
 
