@@ -265,3 +265,21 @@ pub fn cmd_capacity(args: &CapacityArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// `chatbench report` on a search's folder: REPORT.md and the chart again
+/// from its `capacity.json`.
+pub fn report(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("capacity.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file: CapacityFile = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a capacity file", path.display()))?;
+    if file.schema != SCHEMA {
+        anyhow::bail!(
+            "{}: schema {:?}, expected {SCHEMA:?}",
+            path.display(),
+            file.schema
+        );
+    }
+    Ok(chatbench_report::capacity::write_report(dir, &file)?)
+}

@@ -43,7 +43,8 @@ enum Command {
     Run(RunArgs),
     /// Run the chat server (same flags as chatbench-server).
     Serve(chatbench_server::ServerArgs),
-    /// Draw the charts and write REPORT.md for a run folder.
+    /// Draw the charts and write REPORT.md for a run folder (or a
+    /// capacity search's folder).
     Report {
         /// The run folder (results/<scenario>/<run-id>).
         run_dir: PathBuf,
@@ -342,8 +343,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { run_dir } => {
-            let written = chatbench_report::report(&run_dir)?;
-            println!("report: {}", written.report.display());
+            let path = if run_dir.join("capacity.json").is_file() {
+                capacity::report(&run_dir)?
+            } else {
+                chatbench_report::report(&run_dir)?.report
+            };
+            println!("report: {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { run_dir, no_loss } => cmd_check(&run_dir, no_loss),

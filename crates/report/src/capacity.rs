@@ -2,7 +2,7 @@
 //! latency and server CPU against the deliveries each step made).
 
 use crate::charts::{
-    color, e, fmt_ms, render, series, titled_with_legend, transport_keys, y_range, Chart,
+    color, e, fmt_ms, render, series, titled_with_legend, transport_keys, trim_num, y_range, Chart,
     DrawResult, Key, SeriesData,
 };
 use crate::ReportError;
@@ -236,6 +236,7 @@ impl CapacityChart<'_> {
                 .map_err(e)?;
             c.configure_mesh()
                 .x_desc("deliveries per second")
+                .x_label_formatter(&|v| trim_num(*v))
                 .y_label_formatter(&|v| fmt_ms(*v))
                 .draw()
                 .map_err(e)?;
@@ -249,6 +250,7 @@ impl CapacityChart<'_> {
                 .map_err(e)?;
             c.configure_mesh()
                 .x_desc("deliveries per second")
+                .x_label_formatter(&|v| trim_num(*v))
                 .y_label_formatter(&|v| format!("{v:.0}%"))
                 .draw()
                 .map_err(e)?;

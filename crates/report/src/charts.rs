@@ -520,7 +520,7 @@ fn value_label(
     )
 }
 
-fn trim_num(v: f64) -> String {
+pub(crate) fn trim_num(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 1e6 && (v / 1e6).fract() == 0.0 {
