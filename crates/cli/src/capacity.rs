@@ -235,13 +235,7 @@ pub fn cmd_capacity(args: &CapacityArgs) -> anyhow::Result<ExitCode> {
     let _ = rt.block_on(display);
     file.complete = !interrupted && file.problems.is_empty();
     write(&dir, &file)?;
-    let human = |text: String| {
-        if args.json {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    };
+    let human = |text: String| crate::say(args.json, text);
     if !args.quiet {
         human(chatbench_report::capacity::summary(&file));
     }

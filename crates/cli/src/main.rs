@@ -701,6 +701,16 @@ fn pin(no_pin: bool, spawn: bool) -> anyhow::Result<(CpuPlacement, usize, Option
     Ok((cpus, loadgen_cpus, server_cpus))
 }
 
+/// Words for people: on stdout, or on stderr when `--json` keeps stdout
+/// for the JSON document alone.
+fn say(json: bool, text: String) {
+    if json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
 /// The build this binary came from, as run.json records it.
 fn build_info() -> BuildInfo {
     BuildInfo {
@@ -751,15 +761,7 @@ fn finished(
     done: &chatbench_loadgen::run::Finished,
     shard: Option<chatbench_loadgen::run::ShardOptions>,
 ) -> anyhow::Result<ExitCode> {
-    // With --json, stdout carries the JSON document alone and the
-    // words for people go to stderr.
-    let human = |text: String| {
-        if args.json {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    };
+    let human = |text: String| say(args.json, text);
     if !args.quiet {
         // As wide as the terminal it goes to; every column when it
         // goes to a file or a pipe.

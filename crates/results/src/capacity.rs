@@ -308,19 +308,7 @@ pub struct CapacityFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn search() -> Search {
-        Search {
-            parameter: "messages.rate".into(),
-            start: 10.0,
-            factor: 2.0,
-            steps: 8,
-            refine: 2,
-            max_p99: Duration::from_millis(100),
-            max_lost: 0,
-        }
-    }
+    use crate::search::example as search;
 
     fn walk(breaks_above: f64, s: &Search) -> (Vec<f64>, String) {
         let mut w = Walk::new(s);

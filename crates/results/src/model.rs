@@ -72,17 +72,25 @@ pub fn rearm_share(s: &Scenario, rtt: f64) -> f64 {
     }
 }
 
+/// How often polls reach the server, µs: `interval × ceil(rtt /
+/// interval)` (a poll still out at its tick makes the next wait for the
+/// tick after its answer), or the round trip for back-to-back polls.
+fn poll_period_us(s: &Scenario) -> f64 {
+    let rtt = s.network.rtt.as_micros() as f64;
+    let interval = s.short_poll.interval.as_micros() as f64;
+    if interval <= 0.0 {
+        rtt
+    } else {
+        interval * (rtt / interval).ceil().max(1.0)
+    }
+}
+
 /// The model's expectation for `t` in scenario `s` (at one sweep point).
 pub fn predict(s: &Scenario, t: Transport) -> Prediction {
     let rtt = s.network.rtt.as_micros() as f64;
     match t {
         Transport::ShortPoll => {
-            let interval = s.short_poll.interval.as_micros() as f64;
-            let period = if interval <= 0.0 {
-                rtt
-            } else {
-                interval * (rtt / interval).ceil().max(1.0)
-            };
+            let period = poll_period_us(s);
             Prediction {
                 p50_us: rtt + period / 2.0,
                 mean_us: rtt + period / 2.0,
@@ -119,15 +127,7 @@ pub fn predict(s: &Scenario, t: Transport) -> Prediction {
 pub fn quantile_us(s: &Scenario, t: Transport, q: f64) -> f64 {
     let rtt = s.network.rtt.as_micros() as f64;
     match t {
-        Transport::ShortPoll => {
-            let interval = s.short_poll.interval.as_micros() as f64;
-            let period = if interval <= 0.0 {
-                rtt
-            } else {
-                interval * (rtt / interval).ceil().max(1.0)
-            };
-            rtt + q * period
-        }
+        Transport::ShortPoll => rtt + q * poll_period_us(s),
         Transport::LongPoll => {
             let share = rearm_share(s, rtt / 1e6);
             if q <= 1.0 - share || share <= 0.0 {

@@ -104,20 +104,27 @@ impl Search {
     }
 }
 
+/// A search the tests share: the rate from 10 by ×2, 8 steps, 2
+/// refinements, a p99 of at most 100 ms.
+#[cfg(test)]
+pub(crate) fn example() -> Search {
+    Search {
+        parameter: "messages.rate".into(),
+        start: 10.0,
+        factor: 2.0,
+        steps: 8,
+        refine: 2,
+        max_p99: Duration::from_millis(100),
+        max_lost: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn search() -> Search {
-        Search {
-            parameter: "messages.rate".into(),
-            start: 10.0,
-            factor: 2.0,
-            steps: 8,
-            refine: 2,
-            max_p99: Duration::from_millis(100),
-            max_lost: 0,
-        }
+        example()
     }
 
     #[test]
