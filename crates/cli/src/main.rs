@@ -380,6 +380,19 @@ fn cmd_floor(args: &floor::FloorArgs) -> anyhow::Result<ExitCode> {
     let r = floor::measure(args)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
+    } else if let Some(read) = &r.read {
+        println!(
+            "{} frames of {} bytes over {} connections at {}/s: {:.3} µs of the reader's CPU per frame ({} ms of CPU; {} reads, {} epoll waits); {} bytes read",
+            r.writes,
+            args.bytes,
+            args.connections,
+            args.rate,
+            read.cpu_us_per_frame,
+            read.reader_cpu_us / 1000,
+            read.reads,
+            read.waits,
+            r.bytes_read
+        );
     } else {
         println!(
             "{} writes of {} bytes to {} connections: {:.3} µs of CPU per write ({} ms of CPU in {} ms); {} bytes read",

@@ -66,7 +66,11 @@ impl Ticks {
         conn: &mut Option<HttpConn>,
         cancelled: &mut Pin<&mut WaitForCancellationFuture<'_>>,
     ) -> Tick {
-        let wait = Duration::from_micros(self.next_us.saturating_sub(clock.now_us()));
+        // On the epoch clock, not `clock.now_us()`, which stays 0 until
+        // traffic starts: a poller that waits before then (a shard waits
+        // for its start time) would otherwise sleep from the wrong origin.
+        let at = clock.t0_unix_us + self.next_us;
+        let wait = Duration::from_micros(at.saturating_sub(crate::clock::unix_now_us()));
         tokio::select! {
             _ = tokio::time::sleep(wait) => Tick::Due,
             _ = dropper.due(ctx) => {
