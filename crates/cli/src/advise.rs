@@ -151,29 +151,24 @@ pub fn load_references(root: &Path) -> anyhow::Result<Vec<Reference>> {
 /// Runs the workload's calibration scenario in a child `chatbench run`
 /// and returns its folder.
 fn calibrate(args: &AdviseArgs, w: &Workload) -> anyhow::Result<PathBuf> {
-    let toml = w.scenario_toml(
+    let (name, clients, duration) = (
         "advise-calibration",
         args.measure_clients,
         args.measure_duration,
     );
+    let toml = w.scenario_toml(name, clients, duration);
+    // Refused here with its reason rather than by the child run.
+    let scenario = chatbench_results::scenario::Scenario::parse(&toml, Path::new(name))?;
     let mut file = tempfile::Builder::new()
-        .prefix("advise-calibration")
+        .prefix(name)
         .suffix(".toml")
         .tempfile()?;
     std::io::Write::write_all(&mut file, toml.as_bytes())?;
     eprintln!(
-        "calibrating: {} on this machine, {} s a transport",
-        w.scenario(
-            "advise-calibration",
-            args.measure_clients,
-            args.measure_duration
-        )
-        .map(|s| format!(
-            "{} rooms of {}",
-            s.clients.rooms, s.clients.clients_per_room
-        ))
-        .unwrap_or_default(),
-        args.measure_duration.as_secs()
+        "calibrating: {} rooms of {} on this machine, {} s a transport",
+        scenario.clients.rooms,
+        scenario.clients.clients_per_room,
+        duration.as_secs()
     );
     let out = std::process::Command::new(std::env::current_exe()?)
         .arg("run")

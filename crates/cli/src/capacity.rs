@@ -99,7 +99,14 @@ fn search_transport(
 ) -> anyhow::Result<Result<(), Halt>> {
     let search = scenario.search.clone().context("no [search]")?;
     let mut walk = Walk::new(&search);
-    let mut steps: Vec<Step> = Vec::new();
+    // The transport's entry stays the file's last while it runs, updated
+    // and written after every step.
+    file.transports.push(TransportSearch {
+        transport: t,
+        steps: Vec::new(),
+        stopped: "running".into(),
+        knee: None,
+    });
     let mut value = Some(walk.first());
     let mut n = 0;
     while let Some(v) = value {
@@ -110,7 +117,7 @@ fn search_transport(
         step.transports = vec![t];
         step.name = format!("{t}-{n:02}");
         let opts = set.options(step, dir.join("steps"))?;
-        let verdict = match rt.block_on(run(opts)) {
+        let (verdict, taken) = match rt.block_on(run(opts)) {
             Ok(done) => {
                 let (Some(r), Some(sum)) = (done.file.runs.first(), done.file.summary.first())
                 else {
@@ -126,41 +133,30 @@ fn search_transport(
                     .unwrap_or(&done.dir)
                     .display()
                     .to_string();
-                steps.push(Step::of(v, rel, verdict.clone(), r, sum, set.server_cpus));
-                verdict
+                let step = Step::of(v, rel, verdict.clone(), r, sum, set.server_cpus);
+                (verdict, Some(step))
             }
             Err(RunError::Interrupted { .. }) => {
                 file.problems.push(format!("{t} at {v}: interrupted"));
-                file.transports.push(TransportSearch {
-                    transport: t,
-                    knee: Knee::of(&steps),
-                    steps,
-                    stopped: "interrupted".into(),
-                });
+                if let Some(ts) = file.transports.last_mut() {
+                    ts.stopped = "interrupted".into();
+                }
+                write(dir, file)?;
                 return Ok(Err(Halt::Interrupted));
             }
             Err(e) => {
                 file.problems.push(format!("{t} at {v}: {e}"));
-                Verdict::Failed(e.to_string())
+                (Verdict::Failed(e.to_string()), None)
             }
         };
         value = walk.next(v, &verdict);
-        let mut now = file.clone();
-        now.transports.push(TransportSearch {
-            transport: t,
-            knee: Knee::of(&steps),
-            steps: steps.clone(),
-            stopped: walk.stopped().unwrap_or("running").to_owned(),
-        });
-        write(dir, &now)?;
+        if let Some(ts) = file.transports.last_mut() {
+            ts.steps.extend(taken);
+            ts.knee = Knee::of(&ts.steps);
+            ts.stopped = walk.stopped().unwrap_or("running").to_owned();
+        }
+        write(dir, file)?;
     }
-    file.transports.push(TransportSearch {
-        transport: t,
-        knee: Knee::of(&steps),
-        steps,
-        stopped: walk.stopped().unwrap_or_default().to_owned(),
-    });
-    write(dir, file)?;
     Ok(Ok(()))
 }
 

@@ -14,6 +14,7 @@
 //! the steps hold (at most `steps` of them), then `refine` geometric
 //! midpoints between the highest that held and the lowest that broke.
 
+use crate::measurement::{cpu_share, LOADGEN_SIDE, SERVER_SIDE};
 use crate::run_file::{TransportRun, TransportSummary};
 use crate::search::Search;
 use crate::Transport;
@@ -42,13 +43,13 @@ pub fn judge(run: &TransportRun, sum: &TransportSummary, search: &Search) -> Ver
     let ours: Vec<&str> = run
         .saturation
         .iter()
-        .filter(|s| s.starts_with("load generator"))
+        .filter(|s| s.starts_with(LOADGEN_SIDE))
         .map(String::as_str)
         .collect();
     if !ours.is_empty() {
         return Verdict::LoadgenLimited(ours.join("; "));
     }
-    if let Some(s) = run.saturation.iter().find(|s| s.starts_with("server")) {
+    if let Some(s) = run.saturation.iter().find(|s| s.starts_with(SERVER_SIDE)) {
         return Verdict::Breaks(s.clone());
     }
     let p99 = sum.p99_us.median;
@@ -212,7 +213,7 @@ impl Step {
                 .server
                 .as_ref()
                 .zip(server_cpus)
-                .map(|(c, n)| c.cpu_ms_measured / 1000.0 / secs / n.max(1) as f64),
+                .map(|(c, n)| cpu_share(c.cpu_ms_measured, secs, n)),
             server_cpus,
             loadgen_cpu_share: run.loadgen.cpu_share,
             lost: sum.lost,

@@ -341,6 +341,17 @@ pub struct ServerSide {
     pub tcp: Option<crate::tcp::ServerTcp>,
 }
 
+/// How a `saturation` reason that blames the load generator begins
+/// (`chatbench capacity` stops a search on it).
+pub const LOADGEN_SIDE: &str = "load generator: ";
+/// How a `saturation` reason that blames the server begins.
+pub const SERVER_SIDE: &str = "server: ";
+
+/// `cpu_ms` of CPU over `seconds` on `cpus` CPUs, as a share of them.
+pub fn cpu_share(cpu_ms: f64, seconds: f64, cpus: usize) -> f64 {
+    cpu_ms / (seconds * 1000.0 * cpus.max(1) as f64)
+}
+
 /// Which side ran out, if any: the load generator (send lag p99 or CPU
 /// share over `[limits]`) or the server (CPU share over
 /// `limits.server_cpu`), each with its figure.
@@ -355,7 +366,7 @@ fn saturation(
     let limits = &s.limits;
     if send_lag.p99 > limits.send_lag_p99.as_micros() as u64 {
         why.push(format!(
-            "load generator: send lag p99 {} over the limit of {}{}",
+            "{LOADGEN_SIDE}send lag p99 {} over the limit of {}{}",
             crate::fmt::fmt_us(send_lag.p99),
             crate::fmt::fmt_us(limits.send_lag_p99.as_micros() as u64),
             if s.network.rtt.is_zero() {
@@ -368,17 +379,17 @@ fn saturation(
     let cpus = |n: usize| format!("{n} CPU{}", if n == 1 { "" } else { "s" });
     if loadgen.cpu_share > limits.loadgen_cpu {
         why.push(format!(
-            "load generator: CPU {:.0}% of its {} over the limit of {:.0}%",
+            "{LOADGEN_SIDE}CPU {:.0}% of its {} over the limit of {:.0}%",
             loadgen.cpu_share * 100.0,
             cpus(m.loadgen_cpus.max(1)),
             limits.loadgen_cpu * 100.0
         ));
     }
     if let (Some(cost), Some(n)) = (&server.cost, server.cpus) {
-        let share = cost.cpu_ms_measured / (m.measured_seconds * 1000.0 * n.max(1) as f64);
+        let share = cpu_share(cost.cpu_ms_measured, m.measured_seconds, n);
         if m.measured_seconds > 0.0 && share > limits.server_cpu {
             why.push(format!(
-                "server: CPU {:.0}% of its {} over the limit of {:.0}%",
+                "{SERVER_SIDE}CPU {:.0}% of its {} over the limit of {:.0}%",
                 share * 100.0,
                 cpus(n.max(1)),
                 limits.server_cpu * 100.0
@@ -518,7 +529,7 @@ impl Measurement {
             .map(|cpu| LoadgenCost {
                 cpu_ms_measured: cpu,
                 cpu_precision_ms: self.loadgen_cpu_precision_ms,
-                cpu_share: cpu / (self.measured_seconds * 1000.0 * self.loadgen_cpus.max(1) as f64),
+                cpu_share: cpu_share(cpu, self.measured_seconds, self.loadgen_cpus),
                 ..LoadgenCost::default()
             })
             .unwrap_or_default();

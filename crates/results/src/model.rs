@@ -88,31 +88,23 @@ fn poll_period_us(s: &Scenario) -> f64 {
 /// The model's expectation for `t` in scenario `s` (at one sweep point).
 pub fn predict(s: &Scenario, t: Transport) -> Prediction {
     let rtt = s.network.rtt.as_micros() as f64;
+    let p50_us = quantile_us(s, t, 0.5);
     match t {
-        Transport::ShortPoll => {
-            let period = poll_period_us(s);
-            Prediction {
-                p50_us: rtt + period / 2.0,
-                mean_us: rtt + period / 2.0,
-                rearm_share: None,
-            }
-        }
+        Transport::ShortPoll => Prediction {
+            p50_us,
+            mean_us: rtt + poll_period_us(s) / 2.0,
+            rearm_share: None,
+        },
         Transport::LongPoll => {
             let q = rearm_share(s, rtt / 1e6);
-            // P(L ≤ rtt + y) = (1 − q) + q·y/rtt for y in [0, rtt].
-            let p50 = if q <= 0.5 {
-                rtt
-            } else {
-                rtt + rtt * (q - 0.5) / q
-            };
             Prediction {
-                p50_us: p50,
+                p50_us,
                 mean_us: rtt * (1.0 + q / 2.0),
                 rearm_share: Some(q),
             }
         }
         Transport::Sse | Transport::WebSocket | Transport::WebTransport => Prediction {
-            p50_us: rtt,
+            p50_us,
             mean_us: rtt,
             rearm_share: None,
         },
@@ -121,8 +113,9 @@ pub fn predict(s: &Scenario, t: Transport) -> Prediction {
 
 /// The model's `q` quantile (0 < q < 1) of `t`'s latency in `s`, µs:
 /// short polling `rtt + q·P`; long polling `rtt` for the `1 − share`
-/// that find the poll armed, and above that the re-arm's uniform wait;
-/// SSE and WebSocket `rtt`. `chatbench advise` sets the p99 beside the
+/// that find the poll armed (P(L ≤ rtt + y) = (1 − share) + share·y/rtt
+/// for y in [0, rtt]), and above that the re-arm's uniform wait; SSE and
+/// WebSocket `rtt`. [`predict`]'s median is its 0.5. `chatbench advise` sets the p99 beside the
 /// measurement with it.
 pub fn quantile_us(s: &Scenario, t: Transport, q: f64) -> f64 {
     let rtt = s.network.rtt.as_micros() as f64;

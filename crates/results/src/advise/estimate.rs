@@ -28,6 +28,7 @@ use crate::break_even::long_poll_requests_per_s;
 use crate::energy::{radio_time, Packet, Radio, RadioModel};
 use crate::fmt::sig3;
 use crate::model;
+use crate::scenario::Scenario;
 use crate::Transport;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -246,17 +247,8 @@ fn requests_per_s(w: &Workload, t: Transport) -> f64 {
     }
 }
 
-fn latency(w: &Workload, t: Transport, refs: &[Reference], q: f64) -> Option<Figure> {
-    // The model reads the room's rate, senders, round trip and intervals,
-    // not its size: a scenario of a few rooms stands for any workload.
-    let s = w
-        .scenario(
-            "advise",
-            w.clients.min(1000),
-            std::time::Duration::from_secs(1),
-        )
-        .ok()?;
-    let model_us = model::quantile_us(&s, t, q);
+fn latency(w: &Workload, s: &Scenario, t: Transport, refs: &[Reference], q: f64) -> Option<Figure> {
+    let model_us = model::quantile_us(s, t, q);
     let r = nearest(w, t, refs, LATENCY, |_| true)?;
     let (measured, its_model) = if q <= 0.5 {
         (r.p50_us, r.model_p50_us)
@@ -520,11 +512,20 @@ fn radio(w: &Workload, t: Transport, refs: &[Reference]) -> RadioEstimate {
 /// `t`.
 pub fn estimate(w: &Workload, t: Transport, refs: &[Reference]) -> Option<Estimate> {
     let (bytes, requests) = wire(w, t, refs)?;
+    // The model reads the room's rate, senders, round trip and intervals,
+    // not its size: a scenario of a few rooms stands for any workload.
+    let s = w
+        .scenario(
+            "advise",
+            w.clients.min(1000),
+            std::time::Duration::from_secs(1),
+        )
+        .ok()?;
     let memory = memory(w, t, refs);
     Some(Estimate {
         transport: t,
-        p50_ms: latency(w, t, refs, 0.5)?,
-        p99_ms: latency(w, t, refs, 0.99)?,
+        p50_ms: latency(w, &s, t, refs, 0.5)?,
+        p99_ms: latency(w, &s, t, refs, 0.99)?,
         bytes_per_msg: bytes,
         requests_per_msg: requests,
         server_cpu_cores: cpu(w, t, refs),
