@@ -133,7 +133,8 @@ fn search_transport(
                     .unwrap_or(&done.dir)
                     .display()
                     .to_string();
-                let step = Step::of(v, rel, verdict.clone(), r, sum, set.server_cpus);
+                let cpus = chatbench_loadgen::run::server_cpus(set.server_cpus, scenario);
+                let step = Step::of(v, rel, verdict.clone(), r, sum, cpus);
                 (verdict, Some(step))
             }
             Err(RunError::Interrupted { .. }) => {

@@ -630,6 +630,12 @@ fn cmd_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         chatbench_loadgen::clock::set_clock_adjust_us(skew);
     }
     if args.server.is_some() {
+        if scenario.server.cpu_quota.is_some() {
+            anyhow::bail!(
+                "{}: field `server.cpu_quota`: --server names a running server; a CPU quota is only for servers chatbench starts",
+                args.scenario.display()
+            );
+        }
         for p in 0..scenario.points() {
             let k = scenario.at_point(p).map_or(1, |s| s.server.processes);
             if k > 1 {

@@ -108,6 +108,53 @@ fn a_search_stops_where_the_load_generator_is_the_limit() {
     assert!(t["knee"].is_null());
 }
 
+/// A server under `server.cpu_quota` gets that much CPU and no more, and
+/// its CPU share counts against the quota: 20,000 deliveries a second
+/// take more than a tenth of a CPU, so the step breaks on the server's
+/// side. Where the machine has no writable cgroup `cpu` controller, the
+/// search fails saying so.
+#[test]
+fn a_server_under_a_cpu_quota_runs_out_at_its_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tiny_toml("tiny-capacity", "\"websocket\"")
+        .replace("rooms = 2\nclients_per_room = 4\nsenders_per_room = 2", "rooms = 1\nclients_per_room = 100\nsenders_per_room = 1")
+        .replace("rate = 10.0\narrival = \"poisson\"", "rate = 200.0\narrival = \"constant\"")
+        + "\n[server]\ncpu_quota = 0.1\n\n[search]\nparameter = \"messages.rate\"\nstart = 200\nsteps = 1\nrefine = 0\nmax_p99 = \"10s\"\n";
+    assert!(
+        text.contains("clients_per_room = 100") && text.contains("rate = 200.0"),
+        "{text}"
+    );
+    let path = tmp.path().join("tiny-capacity.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, c, err) = capacity(&path, tmp.path());
+    if let Err(why) = chatbench_loadgen::quota::CpuQuota::create(1.0) {
+        assert_eq!(code, Some(1), "{why}: {err}");
+        assert_eq!(c["complete"], false);
+        let problem = c["problems"][0].as_str().unwrap();
+        assert!(
+            problem.starts_with("websocket at 200: ")
+                && problem.contains("server.cpu_quota needs a writable cgroup `cpu` controller"),
+            "{problem}"
+        );
+        return;
+    }
+    assert_eq!(code, Some(0), "{err}");
+    let t = &c["transports"][0];
+    let step = &t["steps"][0];
+    assert_eq!(step["verdict"], "breaks", "{t:#}");
+    assert_eq!(step["server_cpus"], 0.1);
+    let share = step["server_cpu_share"].as_f64().unwrap();
+    // The kernel holds the server to its quota: at most one period's
+    // slack over the measured seconds.
+    assert!((0.9..=1.02).contains(&share), "{share}");
+    let why = t["stopped"].as_str().unwrap();
+    assert!(
+        why.contains("server: CPU ")
+            && why.contains("% of its 0.1 CPU (its quota) over the limit of 90%"),
+        "{why}"
+    );
+}
+
 #[test]
 fn scenarios_without_a_usable_search_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

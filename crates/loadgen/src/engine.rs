@@ -114,9 +114,9 @@ pub struct Loadgen {
     pub cpus: usize,
     /// `chatbench` itself, for `chatbench worker`.
     pub exe: std::path::PathBuf,
-    /// CPUs the server may use, when chatbench started it: the base of
-    /// its CPU share, for the `saturated` flag.
-    pub server_cpus: Option<usize>,
+    /// CPUs the server may use, when chatbench started it (its pinning, or
+    /// its CPU quota): the base of its CPU share, for the `saturated` flag.
+    pub server_cpus: Option<f64>,
 }
 
 /// Runs `transport` once against `server`.

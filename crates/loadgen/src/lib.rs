@@ -20,6 +20,7 @@ pub mod link;
 pub mod packet;
 pub mod profile;
 pub mod proxy;
+pub mod quota;
 pub mod radio;
 pub mod record;
 pub mod resources;

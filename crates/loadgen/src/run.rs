@@ -51,7 +51,8 @@ pub struct RunOptions {
     pub loadgen_cpus: usize,
     /// CPUs the server may use, when chatbench starts it (its pinning, or
     /// every CPU); None for an external server. The base of the server's CPU
-    /// share, for the `saturated` flag.
+    /// share, for the `saturated` flag, unless the scenario gives the
+    /// server a smaller `server.cpu_quota`.
     pub server_cpus: Option<usize>,
     /// The `chatbench` executable, whose `worker` subcommand runs a share
     /// of the clients when a scenario asks for `[clients] processes` > 1.
@@ -281,7 +282,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                     &Loadgen {
                         cpus: opts.loadgen_cpus,
                         exe: opts.worker_exe.clone(),
-                        server_cpus: opts.server_cpus,
+                        server_cpus: server_cpus(opts.server_cpus, sp),
                     },
                     opts.progress.as_ref(),
                 )
@@ -431,6 +432,7 @@ async fn start_path(
         // TLS ends at the proxy when there is one.
         sp.protocol.tls && sp.path.is_direct(),
         listen.into(),
+        sp.server.cpu_quota,
     )
     .await
     .map_err(PathError::Server)?;
@@ -663,4 +665,13 @@ fn append_measurement(dir: &Path, line: &str) -> Result<(), RunError> {
         .open(&p)
         .and_then(|mut f| writeln!(f, "{line}"))
         .map_err(io(&p))
+}
+
+/// The CPUs a spawned server may use at a point: its pinning's, or its
+/// `server.cpu_quota` when that is smaller.
+pub fn server_cpus(pinned: Option<usize>, sp: &Scenario) -> Option<f64> {
+    pinned.map(|n| {
+        let n = n as f64;
+        sp.server.cpu_quota.map_or(n, |q| q.min(n))
+    })
 }

@@ -157,6 +157,9 @@ pub enum ServerError {
     /// An example server of another stack cannot be started.
     #[error("{0}")]
     Peer(String),
+    /// The CPU quota (`server.cpu_quota`) cannot be set up.
+    #[error("{0}")]
+    Quota(String),
     /// A control request failed.
     #[error("control request {path} to {addr} failed: {reason}")]
     Control {
@@ -177,6 +180,9 @@ pub struct RunningServer {
     procs: Vec<ServerProc>,
     /// A reverse proxy in front (`[path] proxy`).
     front: Option<Front>,
+    /// The spawned processes' CPU quota (`server.cpu_quota`), removed
+    /// after they stop.
+    quota: Option<crate::quota::CpuQuota>,
 }
 
 /// A reverse proxy in front of the server (`[path] proxy`).
@@ -213,14 +219,22 @@ impl RunningServer {
     ///
     /// With `tls`, a spawned process also serves TLS with a certificate it
     /// makes (`--tls`), and its CA is read back; an external server's CA
-    /// comes from its file.
+    /// comes from its file. With `cpu_quota`, spawned processes share that
+    /// many CPUs' time ([`crate::quota`]); an external server has none.
     pub async fn start(
         target: &ServerTarget,
         processes: u32,
         max_connections: u64,
         tls: bool,
         listen: std::net::IpAddr,
+        cpu_quota: Option<f64>,
     ) -> Result<RunningServer, ServerError> {
+        let quota = match (target, cpu_quota) {
+            (ServerTarget::Spawn { .. }, Some(cores)) => {
+                Some(crate::quota::CpuQuota::create(cores).map_err(ServerError::Quota)?)
+            }
+            _ => None,
+        };
         let procs = match target {
             ServerTarget::External { addr, pid, ca } => {
                 if processes > 1 {
@@ -264,14 +278,32 @@ impl RunningServer {
                         Err(e) => first_error = first_error.or(Some(e)),
                     }
                 }
+                if let (Some(q), None) = (&quota, &first_error) {
+                    for pid in procs.iter().filter_map(|p| p.pid) {
+                        if let Err(e) = q.add(pid) {
+                            first_error = Some(ServerError::Quota(e));
+                            break;
+                        }
+                    }
+                }
                 if let Some(e) = first_error {
-                    RunningServer { procs, front: None }.stop().await;
+                    RunningServer {
+                        procs,
+                        front: None,
+                        quota,
+                    }
+                    .stop()
+                    .await;
                     return Err(e);
                 }
                 procs
             }
         };
-        let server = RunningServer { procs, front: None };
+        let server = RunningServer {
+            procs,
+            front: None,
+            quota,
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         for p in &server.procs {
             loop {
@@ -401,9 +433,17 @@ impl RunningServer {
         }
     }
 
-    /// Stops spawned processes with SIGTERM, then SIGKILL after 5 s.
+    /// Periods in which the server ran out of its CPU quota, and periods
+    /// it ran in, so far (None without a quota).
+    pub fn throttled(&self) -> Option<(u64, u64)> {
+        self.quota.as_ref()?.throttled()
+    }
+
+    /// Stops spawned processes with SIGTERM, then SIGKILL after 5 s, and
+    /// removes their CPU quota's cgroup.
     pub async fn stop(self) {
         futures_util::future::join_all(self.procs.into_iter().map(ServerProc::stop)).await;
+        drop(self.quota);
     }
 }
 

@@ -356,9 +356,17 @@ fn environment(o: &mut String, run: &RunFile) {
     );
     let _ = writeln!(
         o,
-        "| server | {}, CPUs {} (load generator CPUs {}) |",
+        "| server | {}, CPUs {}{} (load generator CPUs {}) |",
         run.server_mode,
         run.cpus.server.as_deref().unwrap_or("not pinned"),
+        run.scenario
+            .server
+            .cpu_quota
+            .map_or(String::new(), |q| format!(
+                ", a quota of {} CPU{} (`server.cpu_quota`)",
+                chatbench_results::fmt::sig3(q),
+                if q <= 1.0 { "" } else { "s" }
+            )),
         run.cpus.loadgen.as_deref().unwrap_or("not pinned")
     );
     let _ = writeln!(

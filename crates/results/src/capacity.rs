@@ -178,8 +178,8 @@ pub struct Step {
     pub p99_us: f64,
     /// The server's CPU over its CPUs, 0 to 1 (None with no server figure).
     pub server_cpu_share: Option<f64>,
-    /// The server's CPUs.
-    pub server_cpus: Option<usize>,
+    /// The server's CPUs (its pinning's, or its `server.cpu_quota`).
+    pub server_cpus: Option<f64>,
     /// The load generator's CPU over its CPUs.
     pub loadgen_cpu_share: f64,
     /// Messages lost.
@@ -198,7 +198,7 @@ impl Step {
         verdict: Verdict,
         run: &TransportRun,
         sum: &TransportSummary,
-        server_cpus: Option<usize>,
+        server_cpus: Option<f64>,
     ) -> Step {
         let secs = run.measured_seconds.max(1e-9);
         Step {
@@ -253,9 +253,12 @@ impl Knee {
         Some(Knee {
             value: s.value,
             delivered_per_s: s.delivered_per_s,
-            per_server_core: s.server_cpus.map(|n| s.delivered_per_s / n.max(1) as f64),
+            per_server_core: s
+                .server_cpus
+                .filter(|&n| n > 0.0)
+                .map(|n| s.delivered_per_s / n),
             per_cpu_second: s.server_cpu_share.zip(s.server_cpus).and_then(|(c, n)| {
-                let cores = c * n as f64;
+                let cores = c * n;
                 (cores > 0.0).then(|| s.delivered_per_s / cores)
             }),
             p50_us: s.p50_us,

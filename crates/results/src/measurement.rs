@@ -334,9 +334,9 @@ pub struct ServerSide {
     pub counters: Option<(u64, u64)>,
     /// CPU, memory, threads and files, when the server's pid is known.
     pub cost: Option<ServerCost>,
-    /// CPUs the server may use (its pinning, or the machine's), when
-    /// chatbench started it: the base of its CPU share.
-    pub cpus: Option<usize>,
+    /// CPUs the server may use (its pinning, or the machine's, or its CPU
+    /// quota), when chatbench started it: the base of its CPU share.
+    pub cpus: Option<f64>,
     /// The server's TCP sums over the run, from `/metrics`, when read.
     pub tcp: Option<crate::tcp::ServerTcp>,
 }
@@ -348,8 +348,26 @@ pub const LOADGEN_SIDE: &str = "load generator: ";
 pub const SERVER_SIDE: &str = "server: ";
 
 /// `cpu_ms` of CPU over `seconds` on `cpus` CPUs, as a share of them.
-pub fn cpu_share(cpu_ms: f64, seconds: f64, cpus: usize) -> f64 {
-    cpu_ms / (seconds * 1000.0 * cpus.max(1) as f64)
+pub fn cpu_share(cpu_ms: f64, seconds: f64, cpus: f64) -> f64 {
+    cpu_ms / (seconds * 1000.0 * cpus.max(MIN_CPUS))
+}
+
+/// The fewest CPUs a share is taken of: a server's least CPU quota
+/// ([`crate::scenario::MIN_CPU_QUOTA`]).
+const MIN_CPUS: f64 = crate::scenario::MIN_CPU_QUOTA;
+
+/// The CPUs a server had, in words: `1 CPU`, `2 CPUs`, or `0.5 CPU
+/// (its quota)` when `server.cpu_quota` set them.
+pub fn server_cpus(n: f64, quota: Option<f64>) -> String {
+    let words = format!(
+        "{} CPU{}",
+        crate::fmt::sig3(n),
+        if n <= 1.0 { "" } else { "s" }
+    );
+    match quota {
+        Some(q) if q <= n => format!("{words} (its quota)"),
+        _ => words,
+    }
 }
 
 /// Which side ran out, if any: the load generator (send lag p99 or CPU
@@ -391,7 +409,7 @@ fn saturation(
             why.push(format!(
                 "{SERVER_SIDE}CPU {:.0}% of its {} over the limit of {:.0}%",
                 share * 100.0,
-                cpus(n.max(1)),
+                server_cpus(n, s.server.cpu_quota),
                 limits.server_cpu * 100.0
             ));
         }
@@ -529,7 +547,7 @@ impl Measurement {
             .map(|cpu| LoadgenCost {
                 cpu_ms_measured: cpu,
                 cpu_precision_ms: self.loadgen_cpu_precision_ms,
-                cpu_share: cpu_share(cpu, self.measured_seconds, self.loadgen_cpus),
+                cpu_share: cpu_share(cpu, self.measured_seconds, self.loadgen_cpus.max(1) as f64),
                 ..LoadgenCost::default()
             })
             .unwrap_or_default();
@@ -742,7 +760,7 @@ mod tests {
         let s = scenario();
         // 100 ms of load-generator CPU in a 2 s window on 1 CPU: 5%.
         let mut m = shard(1..101, 100);
-        let server = |cpu_ms: f64, cpus: Option<usize>| ServerSide {
+        let server = |cpu_ms: f64, cpus: Option<f64>| ServerSide {
             counters: None,
             cost: Some(ServerCost {
                 cpu_ms_measured: cpu_ms,
@@ -751,10 +769,10 @@ mod tests {
             cpus,
             tcp: None,
         };
-        let r = m.summarize(&s, server(1_700.0, Some(1)));
+        let r = m.summarize(&s, server(1_700.0, Some(1.0)));
         assert!(r.flags.is_empty() && r.saturation.is_empty(), "{r:?}");
         // The server at 95% of its one CPU.
-        let r = m.summarize(&s, server(1_900.0, Some(1)));
+        let r = m.summarize(&s, server(1_900.0, Some(1.0)));
         assert_eq!(r.flags, ["saturated"]);
         assert_eq!(
             r.saturation,
@@ -763,16 +781,23 @@ mod tests {
         // The same CPU over 2 CPUs is 48%; an external server's CPUs are
         // unknown, so its share is not judged.
         assert!(m
-            .summarize(&s, server(1_900.0, Some(2)))
+            .summarize(&s, server(1_900.0, Some(2.0)))
             .saturation
             .is_empty());
         assert!(m.summarize(&s, server(1_900.0, None)).saturation.is_empty());
+        // Under a quota of half a CPU, 950 ms in 2 s is 95% of it.
+        let mut q = scenario();
+        q.server.cpu_quota = Some(0.5);
+        assert_eq!(
+            m.summarize(&q, server(950.0, Some(0.5))).saturation,
+            ["server: CPU 95% of its 0.5 CPU (its quota) over the limit of 90%"]
+        );
         // Both sides: the load generator's CPU and send lag, then the server.
         m.loadgen_cpu_ms = Some(1_950.0);
         for _ in 0..10 {
             m.histograms.send_lag.record(30_000).unwrap();
         }
-        let r = m.summarize(&s, server(1_900.0, Some(1)));
+        let r = m.summarize(&s, server(1_900.0, Some(1.0)));
         assert_eq!(
             r.saturation,
             [

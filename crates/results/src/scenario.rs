@@ -360,6 +360,16 @@ pub struct ServerOptions {
         skip_serializing_if = "Option::is_none"
     )]
     pub ws_ping_interval: Option<Duration>,
+    /// A CPU quota for the spawned server, in CPUs (0.1 to 64): its
+    /// processes together get this much CPU time per 10 ms period (a
+    /// cgroup's CFS quota, as `docker run --cpus` gives), and the server's
+    /// CPU share and the `saturated` flag count against it. So the server
+    /// runs out before the load generator does on a machine too small to
+    /// give the load generator more CPUs (`chatbench capacity`). None (the
+    /// default): no quota. Needs a writable cgroup `cpu` controller (v1 or
+    /// v2); only with a server chatbench starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<f64>,
 }
 
 impl ServerOptions {
@@ -385,6 +395,7 @@ impl Default for ServerOptions {
             processes: 1,
             sse_keepalive: None,
             ws_ping_interval: None,
+            cpu_quota: None,
         }
     }
 }
@@ -665,6 +676,10 @@ pub const MAX_SOURCE_ADDRESSES: u32 = 254;
 
 /// The most load-generator processes a scenario may ask for.
 pub const MAX_PROCESSES: u32 = 64;
+
+/// The least `server.cpu_quota`, in CPUs: 1 ms in each 10 ms period, the
+/// least quota the kernel takes.
+pub const MIN_CPU_QUOTA: f64 = 0.1;
 
 /// Values given on the command line in place of the scenario's own.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1044,6 +1059,14 @@ impl Scenario {
                     self.server.processes
                 ),
             ));
+        }
+        if let Some(q) = self.server.cpu_quota {
+            if !(MIN_CPU_QUOTA..=MAX_PROCESSES as f64).contains(&q) {
+                return Err((
+                    "server.cpu_quota",
+                    format!("must be {MIN_CPU_QUOTA} to {MAX_PROCESSES} CPUs, got {q}"),
+                ));
+            }
         }
         // Each server process holds its rooms' connections, within its
         // open-file limit.
@@ -1758,6 +1781,8 @@ rate = 2.5
              "s.toml:16: field `server.processes`: the scenario needs up to 80000 connections, and the busiest of 4 server processes may get 20980 (rooms are placed by hash: mean plus four standard deviations); one process can hold 19000 (open-file limit 20,000): raise server.processes"),
             (GOOD.to_owned() + "\n[server]\nprocesses = 65\n",
              "s.toml:15: field `server.processes`: must be 1 to 64, got 65"),
+            (GOOD.to_owned() + "\n[server]\ncpu_quota = 0.01\n",
+             "s.toml:15: field `server.cpu_quota`: must be 0.1 to 64 CPUs, got 0.01"),
             (GOOD.replace("rooms = 2", "rooms = 2\nsource_addresses = 255"),
              "s.toml:8: field `clients.source_addresses`: must be 1 to 254 (127.0.0.1 up to 127.0.0.254), got 255"),
             (GOOD.replace("rooms = 2", "rooms = 2\nprocesses = 0"),
