@@ -44,13 +44,21 @@ PY
     ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.3f}")' "$server_us" "$floor_us")
     printf 'round %s %-9s server %.2f µs per delivery, floor %.2f µs per %s-byte write, ratio %s\n' \
       "$round" "$transport" "$server_us" "$floor_us" "$bytes" "$ratio" | tee -a "$out/rounds.txt"
+    # The machine's TCP segments over the read floor (nstat, when there):
+    # beyond its writes, they are the reader's ACKs.
+    command -v nstat >/dev/null && nstat -n >/dev/null
     rfloor=$($bin floor --read --rate "$rate" --connections 1000 --bytes "$bytes" --writes $((rate * 6)) \
       --cpu "$writer_cpu" --reader-cpu "$reader_cpu" --json)
+    acks=unknown
+    if command -v nstat >/dev/null; then
+      segs=$(nstat -a 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
+      acks=$(python3 -c 'import sys; print(f"{(int(sys.argv[1]) - int(sys.argv[2])) / int(sys.argv[2]):.2f}")' "${segs:-0}" $((rate * 6)))
+    fi
     rfloor_us=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["read"]["cpu_us_per_frame"])' "$rfloor")
     rratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.3f}")' "$loadgen_us" "$rfloor_us")
     lratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.3f}")' "$loadgen_us" "$server_us")
-    printf 'round %s %-9s load generator %.2f µs per received message, read floor %.2f µs per frame at %s/s, ratio %s; load generator / server %s\n' \
-      "$round" "$transport" "$loadgen_us" "$rfloor_us" "$rate" "$rratio" "$lratio" | tee -a "$out/receive.txt"
+    printf 'round %s %-9s load generator %.2f µs per received message, read floor %.2f µs per frame at %s/s (%s ACKs sent per frame), ratio %s; load generator / server %s\n' \
+      "$round" "$transport" "$loadgen_us" "$rfloor_us" "$rate" "$acks" "$rratio" "$lratio" | tee -a "$out/receive.txt"
   done <"$out/server-$round.txt"
 done
 for transport in sse websocket; do
@@ -59,10 +67,10 @@ for transport in sse websocket; do
   echo "$transport: median ratio server / floor over $rounds rounds: $median"
 done
 for transport in sse websocket; do
-  for col in 20 NF; do
+  for col in 25 NF; do
     median=$(awk -v t="$transport" -v c="$col" '$3 == t {print (c == "NF") ? $NF : $c}' "$out/receive.txt" | sed 's/;//' | sort -n |
       awk '{v[NR] = $1} END {if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
-    [ "$col" = 20 ] && what="load generator / read floor" || what="load generator / server"
+    [ "$col" = 25 ] && what="load generator / read floor" || what="load generator / server"
     echo "$transport: median $what over $rounds rounds: $median"
   done
 done

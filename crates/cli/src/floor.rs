@@ -9,8 +9,9 @@
 //!
 //! With `--read` it measures the other side, the receive floor: the writer
 //! paces its writes at `--rate` a second (a fan-out's deliveries), and the
-//! reader waits on epoll and reads each socket that is ready until it
-//! would block, as a tokio client's read does, and nothing else. Its CPU
+//! reader waits on epoll and reads each socket that is ready as a tokio
+//! client's read does (edge-triggered; one read, unless it fills the
+//! buffer), and nothing else. Its CPU
 //! per frame is the least a load generator can spend per received message
 //! here.
 
@@ -143,9 +144,13 @@ fn spin_reader(
     Ok(read)
 }
 
-/// Waits on epoll and reads each ready socket until it would block, until
+/// Waits on epoll and reads each ready socket as tokio does, until
 /// `expected` bytes came (or a second passes idle once `done` is set):
-/// the bytes, the reads that returned bytes, and the waits.
+/// the bytes, the reads that returned bytes, and the waits. Edge-triggered,
+/// as mio registers sockets; a read that does not fill the buffer has
+/// emptied the socket, so the next waits for the next edge instead of
+/// failing with EAGAIN (tokio's `PollEvented::poll_read`, and the load
+/// generator's own reads, do the same).
 fn epoll_reader(
     readers: &mut [TcpStream],
     expected: u64,
@@ -154,7 +159,10 @@ fn epoll_reader(
     use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
     let ep = Epoll::new(EpollCreateFlags::empty())?;
     for (i, r) in readers.iter().enumerate() {
-        ep.add(r, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
+        ep.add(
+            r,
+            EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, i as u64),
+        )?;
     }
     let mut events = vec![EpollEvent::empty(); 1024];
     let mut buf = vec![0u8; 64 * 1024];
@@ -184,6 +192,9 @@ fn epoll_reader(
                     Ok(k) => {
                         read += k as u64;
                         reads += 1;
+                        if k < buf.len() {
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e),

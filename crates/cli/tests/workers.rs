@@ -177,26 +177,35 @@ async fn rooms_spread_over_server_processes_are_routed_to_their_owners_and_summe
 }
 
 #[test]
-fn several_server_processes_need_a_server_chatbench_starts() {
+fn several_server_processes_and_a_cpu_quota_need_a_server_chatbench_starts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("k.toml");
-    let src = "name = \"k\"\ntransports = [\"sse\"]\nduration = \"1s\"\n[clients]\nrooms = 2\nclients_per_room = 2\nsenders_per_room = 1\n[messages]\nrate = 1.0\n[server]\nprocesses = 2\n";
-    std::fs::write(&file, src).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--server",
-            "http://127.0.0.1:1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = |server: &str| {
+        let src = format!("name = \"k\"\ntransports = [\"sse\"]\nduration = \"1s\"\n[clients]\nrooms = 2\nclients_per_room = 2\nsenders_per_room = 1\n[messages]\nrate = 1.0\n[server]\n{server}\n");
+        std::fs::write(&file, src).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatbench"))
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--server",
+                "http://127.0.0.1:1",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+    };
     assert_eq!(
-        err.trim_end(),
+        refused("processes = 2"),
         format!(
             "chatbench: error: {}: field `server.processes`: is 2, but --server names one server process; several are only for servers chatbench starts",
+            file.display()
+        )
+    );
+    assert_eq!(
+        refused("cpu_quota = 0.5"),
+        format!(
+            "chatbench: error: {}: field `server.cpu_quota`: --server names a running server; a CPU quota is only for servers chatbench starts",
             file.display()
         )
     );

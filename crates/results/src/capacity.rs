@@ -14,7 +14,7 @@
 //! the steps hold (at most `steps` of them), then `refine` geometric
 //! midpoints between the highest that held and the lowest that broke.
 
-use crate::measurement::{cpu_share, LOADGEN_SIDE, SERVER_SIDE};
+use crate::measurement::{cpu_share, LOADGEN_SIDE, SEND_LAG, SERVER_SIDE};
 use crate::run_file::{TransportRun, TransportSummary};
 use crate::search::Search;
 use crate::Transport;
@@ -40,17 +40,8 @@ pub fn judge(run: &TransportRun, sum: &TransportSummary, search: &Search) -> Ver
     if !run.complete {
         return Verdict::Failed("the run did not finish".into());
     }
-    let ours: Vec<&str> = run
-        .saturation
-        .iter()
-        .filter(|s| s.starts_with(LOADGEN_SIDE))
-        .map(String::as_str)
-        .collect();
-    if !ours.is_empty() {
-        return Verdict::LoadgenLimited(ours.join("; "));
-    }
-    if let Some(s) = run.saturation.iter().find(|s| s.starts_with(SERVER_SIDE)) {
-        return Verdict::Breaks(s.clone());
+    if let Some(v) = blame(&run.saturation) {
+        return v;
     }
     let p99 = sum.p99_us.median;
     let max = search.max_p99.as_micros() as f64;
@@ -71,6 +62,32 @@ pub fn judge(run: &TransportRun, sum: &TransportSummary, search: &Search) -> Ver
         return Verdict::Breaks("not every client got ready".into());
     }
     Verdict::Holds
+}
+
+/// Which side a run's `saturation` reasons blame, if any: the load
+/// generator (the step then says nothing about the server) or the server.
+/// Send lag alone, while the server ran out and the load generator's CPU
+/// did not, is the server's: an HTTP sender waits for the answer to its
+/// last publish, which a saturated server is slow to give.
+fn blame(saturation: &[String]) -> Option<Verdict> {
+    let ours: Vec<&str> = saturation
+        .iter()
+        .filter(|s| s.starts_with(LOADGEN_SIDE))
+        .map(String::as_str)
+        .collect();
+    let server = saturation.iter().find(|s| s.starts_with(SERVER_SIDE));
+    let lag_only = ours
+        .iter()
+        .all(|s| s[LOADGEN_SIDE.len()..].starts_with(SEND_LAG));
+    match server {
+        Some(s) if lag_only && !ours.is_empty() => Some(Verdict::Breaks(format!(
+            "{s}; its publishes waited ({})",
+            ours.join("; ")
+        ))),
+        _ if !ours.is_empty() => Some(Verdict::LoadgenLimited(ours.join("; "))),
+        Some(s) => Some(Verdict::Breaks(s.clone())),
+        None => None,
+    }
 }
 
 /// The search over one transport: which load to run next.
@@ -362,6 +379,29 @@ mod tests {
         assert_eq!(
             w.stopped(),
             Some("the load generator ran out at 20: load generator: CPU 95%")
+        );
+    }
+
+    #[test]
+    fn send_lag_while_the_server_ran_out_is_the_servers() {
+        let v = |r: &[&str]| blame(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let lag = "load generator: send lag p99 778.2ms over the limit of 20.0ms";
+        let cpu = "load generator: CPU 95% of its 1 CPU over the limit of 90%";
+        let server = "server: CPU 100% of its 0.25 CPU (its quota) over the limit of 90%";
+        assert_eq!(v(&[]), None);
+        assert_eq!(v(&[server]), Some(Verdict::Breaks(server.into())));
+        assert_eq!(v(&[lag]), Some(Verdict::LoadgenLimited(lag.into())));
+        assert_eq!(
+            v(&[lag, server]),
+            Some(Verdict::Breaks(format!(
+                "{server}; its publishes waited ({lag})"
+            )))
+        );
+        // The load generator's own CPU ran out too: nothing is said of the
+        // server.
+        assert_eq!(
+            v(&[lag, cpu, server]),
+            Some(Verdict::LoadgenLimited(format!("{lag}; {cpu}")))
         );
     }
 

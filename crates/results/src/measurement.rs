@@ -344,6 +344,8 @@ pub struct ServerSide {
 /// How a `saturation` reason that blames the load generator begins
 /// (`chatbench capacity` stops a search on it).
 pub const LOADGEN_SIDE: &str = "load generator: ";
+/// What a load generator's send-lag reason says after [`LOADGEN_SIDE`].
+pub const SEND_LAG: &str = "send lag ";
 /// How a `saturation` reason that blames the server begins.
 pub const SERVER_SIDE: &str = "server: ";
 
@@ -384,7 +386,7 @@ fn saturation(
     let limits = &s.limits;
     if send_lag.p99 > limits.send_lag_p99.as_micros() as u64 {
         why.push(format!(
-            "{LOADGEN_SIDE}send lag p99 {} over the limit of {}{}",
+            "{LOADGEN_SIDE}{SEND_LAG}p99 {} over the limit of {}{}",
             crate::fmt::fmt_us(send_lag.p99),
             crate::fmt::fmt_us(limits.send_lag_p99.as_micros() as u64),
             if s.network.rtt.is_zero() {
