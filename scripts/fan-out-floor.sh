@@ -51,7 +51,8 @@ PY
       --cpu "$writer_cpu" --reader-cpu "$reader_cpu" --json)
     acks=unknown
     if command -v nstat >/dev/null; then
-      segs=$(nstat -a 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
+      # Without -a, nstat gives what changed since the `nstat -n` above.
+      segs=$(nstat TcpOutSegs 2>/dev/null | awk '$1 == "TcpOutSegs" {print $2}')
       acks=$(python3 -c 'import sys; print(f"{(int(sys.argv[1]) - int(sys.argv[2])) / int(sys.argv[2]):.2f}")' "${segs:-0}" $((rate * 6)))
     fi
     rfloor_us=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["read"]["cpu_us_per_frame"])' "$rfloor")

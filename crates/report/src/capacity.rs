@@ -157,13 +157,18 @@ fn markdown(file: &CapacityFile) -> String {
     if let Some(search) = &sc.search {
         let _ = writeln!(
             s,
-            "The search raised `{}` from {} by ×{} while the steps held (at most {} steps), then ran {} steps between the highest that held and the lowest that broke. A step **breaks** when the server's CPU passes {}% of its CPUs, its p99 passes {}, it loses more than {} messages, or not every client gets ready; it is **load generator limited** when the load generator's CPU or send lag passes its limit, and the search of that transport stops there. Every step is an ordinary run with its own folder under `steps/`.\n",
+            "The search raised `{}` from {} by ×{} while the steps held (at most {} steps), then ran {} steps between the highest that held and the lowest that broke. A step **breaks** when the server's CPU passes {}% of its CPUs{}, its p99 passes {}, it loses more than {} messages, or not every client gets ready; it is **load generator limited** when the load generator's CPU or send lag passes its limit (send lag alone while the server ran out is the server's), and the search of that transport stops there. Every step is an ordinary run with its own folder under `steps/`.\n",
             search.parameter,
             sig3(search.start),
             sig3(search.factor),
             search.steps,
             search.refine,
             sig3(sc.limits.server_cpu * 100.0),
+            sc.server.cpu_quota.map_or(String::new(), |q| format!(
+                " (here its quota, `server.cpu_quota`: {} CPU{}, while the load generator has its own)",
+                sig3(q),
+                if q <= 1.0 { "" } else { "s" }
+            )),
             fmt_us(search.max_p99.as_micros() as u64),
             search.max_lost
         );
@@ -171,7 +176,7 @@ fn markdown(file: &CapacityFile) -> String {
     let _ = writeln!(s, "## Knee per transport\n");
     let _ = writeln!(
         s,
-        "The knee is the highest load that held. *Per server core*: deliveries a second over the CPUs the server had; *per server CPU-second*: over the CPU it spent there, what a fully used core would deliver at that cost. Connections per GiB come from the server's RSS per connection at the knee.\n"
+        "The knee is the highest load that held. *Per server core*: deliveries a second over the CPUs the server had (its quota, when it had one); *per server CPU-second*: over the CPU it spent there, what a fully used core would deliver at that cost. Connections per GiB come from the server's RSS per connection at the knee.\n"
     );
     s.push_str(&knees(file));
     let _ = writeln!(
