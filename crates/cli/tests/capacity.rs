@@ -153,6 +153,40 @@ fn a_server_under_a_cpu_quota_runs_out_at_its_quota() {
             && why.contains("% of its 0.1 CPU (its quota) over the limit of 90%"),
         "{why}"
     );
+    // A server held at its quota used it up in most of its 10 ms periods,
+    // and its run says so: run.json's counts, and its report.
+    let throttled = step["throttled_share"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&throttled), "{throttled}");
+    let root = tmp
+        .path()
+        .join("tiny-capacity")
+        .join(c["run_id"].as_str().unwrap())
+        .join(step["run"].as_str().unwrap());
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("run.json")).unwrap()).unwrap();
+    let periods = &run["runs"][0]["server"]["quota_periods"];
+    let (ran, held) = (
+        periods["ran"].as_u64().unwrap(),
+        periods["throttled"].as_u64().unwrap(),
+    );
+    assert!(held <= ran && ran > 0, "{periods}");
+    assert_eq!(held as f64 / ran as f64, throttled);
+    let o = Command::new(env!("CARGO_BIN_EXE_chatbench"))
+        .arg("report")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = std::fs::read_to_string(root.join("REPORT.md")).unwrap();
+    assert!(
+        report.contains(", a quota of 0.1 CPU (`server.cpu_quota`) (load generator CPUs"),
+        "{report}"
+    );
+    let line = format!(
+        "The server ran under a CPU quota of 0.1 CPU (`server.cpu_quota`). The 10 ms periods of the measured window in which it used up its quota and waited for the next: websocket at messages.rate 200.0: {held} of {ran} ({:.0}%).",
+        throttled * 100.0
+    );
+    assert!(report.contains(&line), "{line}\n{report}");
 }
 
 #[test]

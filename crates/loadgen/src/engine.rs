@@ -10,7 +10,7 @@ use crate::client::STOP_FROM;
 use crate::clock::unix_now_us;
 use crate::record::Histograms;
 use crate::resources::{ProcSample, Sampler};
-use crate::results::{ServerCost, ServerProcess, TransportRun};
+use crate::results::{QuotaPeriods, ServerCost, ServerProcess, TransportRun};
 use crate::scenario::Scenario;
 use crate::server::{control_counted, RunningServer, ServerCounters, ServerProbe};
 use crate::wire::WireStats;
@@ -232,6 +232,10 @@ pub async fn run_transport(
         .server_at_start
         .clone()
         .zip(watched.server_at_end.clone());
+    let quota_periods = watched
+        .quota_at_start
+        .zip(watched.quota_at_end)
+        .map(|(a, b)| QuotaPeriods::between(a, b));
     let cost = server_cost(ServerReadings {
         baseline: rss_baseline,
         before_traffic: rss_before,
@@ -243,7 +247,8 @@ pub async fn run_transport(
         scenario: &s,
         transport,
         deltas: deltas.as_deref(),
-    });
+    })
+    .map(|c| ServerCost { quota_periods, ..c });
     let mut run = measurement.summarize(
         &s,
         ServerSide {
@@ -398,6 +403,10 @@ struct Watched {
     /// The reverse proxy's processes at the same edges, when there is one.
     proxy_at_start: Option<Vec<ProcSample>>,
     proxy_at_end: Option<Vec<ProcSample>>,
+    /// The server's CPU quota's `(throttled, ran)` periods at the same
+    /// edges, when it has a quota.
+    quota_at_start: Option<(u64, u64)>,
+    quota_at_end: Option<(u64, u64)>,
     server_died: bool,
     interrupted: bool,
 }
@@ -528,6 +537,8 @@ impl Workers {
             server_at_end: None,
             proxy_at_start: None,
             proxy_at_end: None,
+            quota_at_start: None,
+            quota_at_end: None,
             server_died: false,
             interrupted: false,
         };
@@ -552,10 +563,12 @@ impl Workers {
             if w.server_at_start.is_none() && now >= measure_start {
                 w.proxy_at_start = read_server(proxy.as_ref()).await;
                 w.server_at_start = probe.read(0).await;
+                w.quota_at_start = server.throttled();
             }
             if w.server_at_end.is_none() && now >= measure_end {
                 w.proxy_at_end = read_server(proxy.as_ref()).await;
                 w.server_at_end = probe.read(0).await;
+                w.quota_at_end = server.throttled();
             }
             if !server.is_alive().await {
                 w.server_died = true;
@@ -809,6 +822,7 @@ fn server_cost(r: ServerReadings<'_>) -> Option<ServerCost> {
         fds_peak: summed.iter().map(|x| x.fds).max().unwrap_or(b_all.fds),
         samples: downsample(&summed, 1000),
         processes,
+        quota_periods: None,
     })
 }
 

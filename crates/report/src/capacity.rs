@@ -85,7 +85,14 @@ fn steps_table(t: &TransportSearch, param: &str) -> String {
             sig3(st.delivered_per_s),
             fmt_us(st.p50_us as u64),
             fmt_us(st.p99_us as u64),
-            opt(st.server_cpu_share, |c| format!("{}%", sig3(c * 100.0))),
+            opt(st.server_cpu_share, |c| match st.throttled_share {
+                Some(t) => format!(
+                    "{}% (throttled in {}% of periods)",
+                    sig3(c * 100.0),
+                    sig3(t * 100.0)
+                ),
+                None => format!("{}%", sig3(c * 100.0)),
+            }),
             sig3(st.loadgen_cpu_share * 100.0),
             st.lost,
             verdict_text(&st.verdict),

@@ -179,6 +179,54 @@ fn summary(o: &mut String, run: &RunFile) {
             "\nLatencies show the median over repetitions, with min–max in brackets."
         );
     }
+    quota_periods(o, run);
+}
+
+/// Under `server.cpu_quota`: how often each transport run's server used
+/// up its quota and waited for the next period.
+fn quota_periods(o: &mut String, run: &RunFile) {
+    let (Some(q), true) = (
+        run.scenario.server.cpu_quota,
+        run.runs
+            .iter()
+            .any(|r| r.server.as_ref().is_some_and(|s| s.quota_periods.is_some())),
+    ) else {
+        return;
+    };
+    let each: Vec<String> = run
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let p = r.server.as_ref()?.quota_periods?;
+            let mut at = String::new();
+            if let Some(sweep) = &run.scenario.sweep {
+                let label = run
+                    .summary
+                    .iter()
+                    .find(|x| x.transport == r.transport && x.point == r.point)
+                    .and_then(|x| x.point_label.clone())
+                    .unwrap_or_else(|| r.point.to_string());
+                at = format!(" at {} {label}", sweep.parameter);
+            }
+            if run.scenario.repeat > 1 {
+                at.push_str(&format!(", repetition {}", r.repetition + 1));
+            }
+            Some(format!(
+                "{}{at}: {} of {} ({:.0}%)",
+                r.transport,
+                p.throttled,
+                p.ran,
+                p.share() * 100.0
+            ))
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "\nThe server ran under a CPU quota of {} CPU{} (`server.cpu_quota`). The 10 ms periods of the measured window in which it used up its quota and waited for the next: {}.",
+        chatbench_results::fmt::sig3(q),
+        if q <= 1.0 { "" } else { "s" },
+        each.join("; ")
+    );
 }
 
 /// The charts this run has, each with what it shows.

@@ -197,6 +197,10 @@ pub struct Step {
     pub server_cpu_share: Option<f64>,
     /// The server's CPUs (its pinning's, or its `server.cpu_quota`).
     pub server_cpus: Option<f64>,
+    /// Under `server.cpu_quota`: the share of the quota's periods in
+    /// which the server used it up and waited, 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_share: Option<f64>,
     /// The load generator's CPU over its CPUs.
     pub loadgen_cpu_share: f64,
     /// Messages lost.
@@ -232,6 +236,11 @@ impl Step {
                 .zip(server_cpus)
                 .map(|(c, n)| cpu_share(c.cpu_ms_measured, secs, n)),
             server_cpus,
+            throttled_share: run
+                .server
+                .as_ref()
+                .and_then(|c| c.quota_periods)
+                .map(|p| p.share()),
             loadgen_cpu_share: run.loadgen.cpu_share,
             lost: sum.lost,
             connections: run.connections,

@@ -541,6 +541,36 @@ pub struct ServerCost {
     /// share; the figures above are their sums. Empty for one process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<ServerProcess>,
+    /// Under `server.cpu_quota`: how often the server used up its quota in
+    /// the measured window (None without a quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_periods: Option<QuotaPeriods>,
+}
+
+/// The CPU quota's 10 ms periods in a measured window (the cgroup's
+/// `cpu.stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuotaPeriods {
+    /// Periods in which the server ran.
+    pub ran: u64,
+    /// Of those, the ones in which it used up its quota and waited for the
+    /// next period.
+    pub throttled: u64,
+}
+
+impl QuotaPeriods {
+    /// The counts between two `(throttled, ran)` readings of `cpu.stat`.
+    pub fn between(start: (u64, u64), end: (u64, u64)) -> QuotaPeriods {
+        QuotaPeriods {
+            ran: end.1.saturating_sub(start.1),
+            throttled: end.0.saturating_sub(start.0),
+        }
+    }
+
+    /// The throttled periods' share of those it ran in, 0 to 1.
+    pub fn share(&self) -> f64 {
+        self.throttled as f64 / self.ran.max(1) as f64
+    }
 }
 
 /// One of several server processes of a transport run.
@@ -998,5 +1028,25 @@ impl RunFile {
             });
         }
         serde_json::from_value(v).map_err(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuotaPeriods;
+
+    #[test]
+    fn quota_periods_are_the_counts_between_two_readings() {
+        let p = QuotaPeriods::between((10, 100), (40, 160));
+        assert_eq!(
+            p,
+            QuotaPeriods {
+                ran: 60,
+                throttled: 30
+            }
+        );
+        assert_eq!(p.share(), 0.5);
+        // A window without a period ran is not a division by zero.
+        assert_eq!(QuotaPeriods::between((3, 7), (3, 7)).share(), 0.0);
     }
 }
