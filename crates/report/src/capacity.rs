@@ -314,7 +314,7 @@ impl Chart for CapacityChart<'_> {
         )?;
         let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
         self.panel(&left, "p99 latency", true, |s| s.p99_us / 1e3)?;
-        self.panel(&right, "server CPU (% of its CPUs)", false, |s| {
+        self.panel(&right, "server CPU (% of its CPUs or quota)", false, |s| {
             s.server_cpu_share.unwrap_or(0.0) * 100.0
         })
     }
