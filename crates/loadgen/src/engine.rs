@@ -232,10 +232,6 @@ pub async fn run_transport(
         .server_at_start
         .clone()
         .zip(watched.server_at_end.clone());
-    let quota_periods = watched
-        .quota_at_start
-        .zip(watched.quota_at_end)
-        .map(|(a, b)| QuotaPeriods::between(a, b));
     let cost = server_cost(ServerReadings {
         baseline: rss_baseline,
         before_traffic: rss_before,
@@ -247,8 +243,11 @@ pub async fn run_transport(
         scenario: &s,
         transport,
         deltas: deltas.as_deref(),
-    })
-    .map(|c| ServerCost { quota_periods, ..c });
+        quota_periods: watched
+            .quota_at_start
+            .zip(watched.quota_at_end)
+            .map(|(a, b)| b.since(&a)),
+    });
     let mut run = measurement.summarize(
         &s,
         ServerSide {
@@ -403,10 +402,10 @@ struct Watched {
     /// The reverse proxy's processes at the same edges, when there is one.
     proxy_at_start: Option<Vec<ProcSample>>,
     proxy_at_end: Option<Vec<ProcSample>>,
-    /// The server's CPU quota's `(throttled, ran)` periods at the same
-    /// edges, when it has a quota.
-    quota_at_start: Option<(u64, u64)>,
-    quota_at_end: Option<(u64, u64)>,
+    /// The server's CPU quota's periods at the same edges, when it has a
+    /// quota.
+    quota_at_start: Option<QuotaPeriods>,
+    quota_at_end: Option<QuotaPeriods>,
     server_died: bool,
     interrupted: bool,
 }
@@ -563,12 +562,12 @@ impl Workers {
             if w.server_at_start.is_none() && now >= measure_start {
                 w.proxy_at_start = read_server(proxy.as_ref()).await;
                 w.server_at_start = probe.read(0).await;
-                w.quota_at_start = server.throttled();
+                w.quota_at_start = server.quota_periods();
             }
             if w.server_at_end.is_none() && now >= measure_end {
                 w.proxy_at_end = read_server(proxy.as_ref()).await;
                 w.server_at_end = probe.read(0).await;
-                w.quota_at_end = server.throttled();
+                w.quota_at_end = server.quota_periods();
             }
             if !server.is_alive().await {
                 w.server_died = true;
@@ -733,6 +732,8 @@ struct ServerReadings<'a> {
     transport: Transport,
     /// Each process's `/metrics` over the run.
     deltas: Option<&'a [ServerCounters]>,
+    /// The CPU quota's periods over the measured window, under one.
+    quota_periods: Option<QuotaPeriods>,
 }
 
 /// The server's TCP sums over a transport run, read once it has closed the
@@ -822,7 +823,7 @@ fn server_cost(r: ServerReadings<'_>) -> Option<ServerCost> {
         fds_peak: summed.iter().map(|x| x.fds).max().unwrap_or(b_all.fds),
         samples: downsample(&summed, 1000),
         processes,
-        quota_periods: None,
+        quota_periods: r.quota_periods,
     })
 }
 

@@ -8,6 +8,7 @@
 //! hierarchy (`cpu.cfs_quota_us`). It is removed when the quota is dropped,
 //! after the server's processes have ended.
 
+use crate::results::QuotaPeriods;
 use std::path::{Path, PathBuf};
 
 /// The CFS period, µs.
@@ -98,15 +99,18 @@ impl CpuQuota {
         })
     }
 
-    /// Periods in which the cgroup ran out of its quota, of those in which
-    /// it ran: `(throttled, periods)`, from `cpu.stat`.
-    pub fn throttled(&self) -> Option<(u64, u64)> {
+    /// The periods the cgroup has run in so far, and those in which it ran
+    /// out of its quota (`cpu.stat`).
+    pub fn periods(&self) -> Option<QuotaPeriods> {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).ok()?;
         let field = |name: &str| {
             stat.lines()
                 .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
         };
-        Some((field("nr_throttled ")?, field("nr_periods ")?))
+        Some(QuotaPeriods {
+            ran: field("nr_periods ")?,
+            throttled: field("nr_throttled ")?,
+        })
     }
 }
 
@@ -168,7 +172,7 @@ mod tests {
                         assert_eq!(read("cpu.cfs_period_us").unwrap(), "10000");
                     }
                 }
-                assert_eq!(q.throttled(), Some((0, 0)));
+                assert_eq!(q.periods(), Some(QuotaPeriods::default()));
                 drop(q);
                 assert!(!dir.exists(), "{}", dir.display());
             }

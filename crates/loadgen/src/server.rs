@@ -433,10 +433,10 @@ impl RunningServer {
         }
     }
 
-    /// Periods in which the server ran out of its CPU quota, and periods
-    /// it ran in, so far (None without a quota).
-    pub fn throttled(&self) -> Option<(u64, u64)> {
-        self.quota.as_ref()?.throttled()
+    /// The periods of its CPU quota the server has run in so far, and
+    /// those in which it ran out (None without a quota).
+    pub fn quota_periods(&self) -> Option<crate::results::QuotaPeriods> {
+        self.quota.as_ref()?.periods()
     }
 
     /// Stops spawned processes with SIGTERM, then SIGKILL after 5 s, and

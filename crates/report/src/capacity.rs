@@ -172,9 +172,8 @@ fn markdown(file: &CapacityFile) -> String {
             search.refine,
             sig3(sc.limits.server_cpu * 100.0),
             sc.server.cpu_quota.map_or(String::new(), |q| format!(
-                " (here its quota, `server.cpu_quota`: {} CPU{}, while the load generator has its own)",
-                sig3(q),
-                if q <= 1.0 { "" } else { "s" }
+                " (here its quota, `server.cpu_quota`: {}, while the load generator has its own)",
+                chatbench_results::fmt::cpus(q)
             )),
             fmt_us(search.max_p99.as_micros() as u64),
             search.max_lost

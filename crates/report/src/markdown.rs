@@ -185,12 +185,7 @@ fn summary(o: &mut String, run: &RunFile) {
 /// Under `server.cpu_quota`: how often each transport run's server used
 /// up its quota and waited for the next period.
 fn quota_periods(o: &mut String, run: &RunFile) {
-    let (Some(q), true) = (
-        run.scenario.server.cpu_quota,
-        run.runs
-            .iter()
-            .any(|r| r.server.as_ref().is_some_and(|s| s.quota_periods.is_some())),
-    ) else {
+    let Some(q) = run.scenario.server.cpu_quota else {
         return;
     };
     let each: Vec<String> = run
@@ -220,11 +215,13 @@ fn quota_periods(o: &mut String, run: &RunFile) {
             ))
         })
         .collect();
+    if each.is_empty() {
+        return;
+    }
     let _ = writeln!(
         o,
-        "\nThe server ran under a CPU quota of {} CPU{} (`server.cpu_quota`). The 10 ms periods of the measured window in which it used up its quota and waited for the next: {}.",
-        chatbench_results::fmt::sig3(q),
-        if q <= 1.0 { "" } else { "s" },
+        "\nThe server ran under a CPU quota of {} (`server.cpu_quota`). The 10 ms periods of the measured window in which it used up its quota and waited for the next: {}.",
+        chatbench_results::fmt::cpus(q),
         each.join("; ")
     );
 }
@@ -411,9 +408,8 @@ fn environment(o: &mut String, run: &RunFile) {
             .server
             .cpu_quota
             .map_or(String::new(), |q| format!(
-                ", a quota of {} CPU{} (`server.cpu_quota`)",
-                chatbench_results::fmt::sig3(q),
-                if q <= 1.0 { "" } else { "s" }
+                ", a quota of {} (`server.cpu_quota`)",
+                chatbench_results::fmt::cpus(q)
             )),
         run.cpus.loadgen.as_deref().unwrap_or("not pinned")
     );

@@ -60,6 +60,12 @@ pub fn parse_bandwidth(s: &str) -> Result<Option<u64>, String> {
     Ok(Some(bps.round() as u64))
 }
 
+/// A count of CPUs in words: `0.5 CPU`, `1 CPU`, `2 CPUs` (a quota may be
+/// a fraction of one).
+pub fn cpus(n: f64) -> String {
+    format!("{} CPU{}", sig3(n), if n <= 1.0 { "" } else { "s" })
+}
+
 /// A number for people with three significant digits (`0.0167`, `12.3`,
 /// `597`), whole numbers without decimals, thousands separated
 /// (`14,996`).

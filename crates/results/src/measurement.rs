@@ -361,11 +361,7 @@ const MIN_CPUS: f64 = crate::scenario::MIN_CPU_QUOTA;
 /// The CPUs a server had, in words: `1 CPU`, `2 CPUs`, or `0.5 CPU
 /// (its quota)` when `server.cpu_quota` set them.
 pub fn server_cpus(n: f64, quota: Option<f64>) -> String {
-    let words = format!(
-        "{} CPU{}",
-        crate::fmt::sig3(n),
-        if n <= 1.0 { "" } else { "s" }
-    );
+    let words = crate::fmt::cpus(n);
     match quota {
         Some(q) if q <= n => format!("{words} (its quota)"),
         _ => words,
@@ -396,12 +392,11 @@ fn saturation(
             }
         ));
     }
-    let cpus = |n: usize| format!("{n} CPU{}", if n == 1 { "" } else { "s" });
     if loadgen.cpu_share > limits.loadgen_cpu {
         why.push(format!(
             "{LOADGEN_SIDE}CPU {:.0}% of its {} over the limit of {:.0}%",
             loadgen.cpu_share * 100.0,
-            cpus(m.loadgen_cpus.max(1)),
+            crate::fmt::cpus(m.loadgen_cpus.max(1) as f64),
             limits.loadgen_cpu * 100.0
         ));
     }

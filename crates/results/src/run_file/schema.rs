@@ -559,11 +559,11 @@ pub struct QuotaPeriods {
 }
 
 impl QuotaPeriods {
-    /// The counts between two `(throttled, ran)` readings of `cpu.stat`.
-    pub fn between(start: (u64, u64), end: (u64, u64)) -> QuotaPeriods {
+    /// The counts since `start`, an earlier reading of the same cgroup.
+    pub fn since(&self, start: &QuotaPeriods) -> QuotaPeriods {
         QuotaPeriods {
-            ran: end.1.saturating_sub(start.1),
-            throttled: end.0.saturating_sub(start.0),
+            ran: self.ran.saturating_sub(start.ran),
+            throttled: self.throttled.saturating_sub(start.throttled),
         }
     }
 
@@ -1036,17 +1036,12 @@ mod tests {
     use super::QuotaPeriods;
 
     #[test]
-    fn quota_periods_are_the_counts_between_two_readings() {
-        let p = QuotaPeriods::between((10, 100), (40, 160));
-        assert_eq!(
-            p,
-            QuotaPeriods {
-                ran: 60,
-                throttled: 30
-            }
-        );
+    fn quota_periods_are_the_counts_since_an_earlier_reading() {
+        let at = |ran, throttled| QuotaPeriods { ran, throttled };
+        let p = at(160, 40).since(&at(100, 10));
+        assert_eq!(p, at(60, 30));
         assert_eq!(p.share(), 0.5);
         // A window without a period ran is not a division by zero.
-        assert_eq!(QuotaPeriods::between((3, 7), (3, 7)).share(), 0.0);
+        assert_eq!(at(7, 3).since(&at(7, 3)).share(), 0.0);
     }
 }
